@@ -1,0 +1,39 @@
+# tcpspan: see README.md. Targets document themselves: `make help`.
+
+GO ?= go
+# The BPF object is built with a pinned Debian clang, so that `make generate`
+# is reproducible and CI can check the committed output is current.
+CLANG ?= clang-16
+BPF_CFLAGS := -O2 -g -Wall -Werror -Wpadded -mcpu=v3 -D__TARGET_ARCH_x86
+
+.PHONY: help
+help: ## list targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: deps
+deps: ## install the Debian packages builds and tests need (root)
+	./scripts/deps.sh
+
+.PHONY: generate
+generate: ## rebuild the committed bpf2go .go and .o files with $(CLANG)
+	cd bpf && BPF_CLANG=$(CLANG) BPF_CFLAGS="$(BPF_CFLAGS)" $(GO) generate ./...
+
+.PHONY: vmlinux
+vmlinux: ## regenerate bpf/include/vmlinux.h from this machine's kernel BTF
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/include/vmlinux.h
+
+.PHONY: build
+build: ## build the tcpspan binary into ./bin
+	$(GO) build -o bin/tcpspan ./cmd/tcpspan
+
+.PHONY: test
+test: ## all tests: unit, privileged BPF (root) and end-to-end
+	./scripts/test.sh
+
+.PHONY: run
+run: build ## run the agent on this host with its terminal view (root)
+	./bin/tcpspan
+
+.PHONY: format
+format: ## clang-format the BPF C sources
+	clang-format-16 -i bpf/*.c bpf/*.h

@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * conn.h: per-connection aggregation. A connection lives in the conns map
+ * from its first event to tcp_destroy_sock, collecting events, and costs one
+ * ring-buffer record when it ends. Events without a tracked socket become
+ * orphan records at once.
+ */
+#ifndef TCPSPAN_CONN_H
+#define TCPSPAN_CONN_H
+
+#include "sock.h"
+
+enum side {
+	SIDE_UNKNOWN = 0,
+	SIDE_CLIENT = 1,
+	SIDE_SERVER = 2,
+};
+
+/* conn_create inserts a new connection for sk, unless the filter rejects it.
+ * Returns the map entry, or NULL. */
+static __always_inline struct conn *conn_create(const struct sock *sk, __u8 side, __u8 flags)
+{
+	__u64 key = (__u64)sk;
+	struct tuple t = {};
+	struct conn *c;
+
+	tuple_from_sk(&t, sk);
+	if (t.sport == 0)
+		t.sport = sk_local_port(sk);
+	if (!tuple_wanted(&t))
+		return NULL;
+	/* NOEXIST: if another CPU inserted it first, keep theirs. */
+	if (bpf_map_update_elem(&conns, &key, &zero_conn, BPF_NOEXIST) == 0) {
+		c = bpf_map_lookup_elem(&conns, &key);
+		if (!c)
+			return NULL;
+		c->kind = RECORD_CONN;
+		c->side = side;
+		c->flags = flags;
+		c->sk = key;
+		c->start_ns = bpf_ktime_get_boot_ns();
+		c->tuple = t;
+		return c;
+	}
+	c = bpf_map_lookup_elem(&conns, &key);
+	if (!c)
+		count(COUNTER_CONN_MAP_FULL);
+	return c;
+}
+
+/* conn_get returns the tracked connection of a full socket. When there is
+ * none, the socket predates the agent (or its entry was evicted): it is
+ * tracked from now on and flagged CONN_MIDLIFE. Listening and unconnected
+ * sockets are not connections and yield NULL. */
+static __always_inline struct conn *conn_get(const struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct conn *c = bpf_map_lookup_elem(&conns, &key);
+	__u8 state;
+
+	if (c || !sk)
+		return c;
+	if (filter_netns && sk_netns(sk) != filter_netns)
+		return NULL;
+	state = sk_state(sk);
+	if (state == TCP_LISTEN || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV)
+		return NULL;
+	if (BPF_CORE_READ(sk, __sk_common.skc_dport) == 0)
+		return NULL;
+	if (sk_protocol(sk) != IPPROTO_TCP)
+		return NULL;
+	c = conn_create(sk, SIDE_UNKNOWN, CONN_MIDLIFE);
+	if (c)
+		count(COUNTER_CONN_MIDLIFE);
+	return c;
+}
+
+/* conn_event appends an event. Slots are claimed atomically, because a
+ * socket's events can arrive on two CPUs at once (a close() racing an
+ * incoming packet). */
+static __always_inline void conn_event(struct conn *c, __u64 ts, __u8 type, __u8 state, __u8 ctx,
+				       __u32 pid, __u32 arg, __u32 arg2)
+{
+	__u32 n = __sync_fetch_and_add(&c->events_seen, 1);
+	struct conn_event *e;
+
+	if (n >= MAX_CONN_EVENTS) {
+		count(COUNTER_CONN_EVENTS_LOST);
+		return;
+	}
+	e = &c->events[n & (MAX_CONN_EVENTS - 1)];
+	e->ts_ns = ts ? ts : bpf_ktime_get_boot_ns();
+	e->pid = pid;
+	e->arg = arg;
+	e->arg2 = arg2;
+	e->type = type;
+	e->state = state;
+	e->ctx = ctx;
+}
+
+/* conn_finish fills the final statistics from tcp_sock, emits the record and
+ * forgets the socket. */
+static __always_inline void conn_finish(struct conn *c, const struct sock *sk)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u64 key = (__u64)sk;
+
+	c->end_ns = bpf_ktime_get_boot_ns();
+	c->final_state = sk_state(sk);
+	c->bytes_sent = BPF_CORE_READ(tp, bytes_sent) - BPF_CORE_READ(tp, bytes_retrans);
+	c->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	c->segs_out = BPF_CORE_READ(tp, segs_out);
+	c->segs_in = BPF_CORE_READ(tp, segs_in);
+	c->total_retrans = BPF_CORE_READ(tp, total_retrans);
+	c->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	if (c->tuple.sport == 0)
+		c->tuple.sport = sk_local_port(sk);
+	if (bpf_ringbuf_output(&events, c, sizeof(*c), rb_flags()))
+		count(COUNTER_RINGBUF_LOST_CONN);
+	else
+		count(COUNTER_CONNS_EMITTED);
+	bpf_map_delete_elem(&conns, &key);
+}
+
+/* orphan_begin reserves a zeroed orphan record in the ring buffer, to be
+ * completed by orphan_emit() or given back by orphan_discard(). A failed
+ * reservation is counted. */
+static __always_inline struct orphan *orphan_begin(void)
+{
+	struct orphan *o = bpf_ringbuf_reserve(&events, sizeof(*o), 0);
+
+	if (!o) {
+		count(COUNTER_RINGBUF_LOST_ORPHAN);
+		return NULL;
+	}
+	__builtin_memset(o, 0, sizeof(*o));
+	o->kind = RECORD_ORPHAN;
+	return o;
+}
+
+static __always_inline void orphan_discard(struct orphan *o)
+{
+	bpf_ringbuf_discard(o, BPF_RB_NO_WAKEUP);
+}
+
+/* orphan_emit completes an orphan whose tuple is filled: the event, the
+ * actor's comm in process context, and the owner of the listener on the
+ * local port; then submits it. */
+static __always_inline void orphan_emit(struct orphan *o, __u8 type, __u8 state, __u8 ctx, __u32 arg,
+					__u32 arg2)
+{
+	o->ev.ts_ns = bpf_ktime_get_boot_ns();
+	o->ev.type = type;
+	o->ev.state = state;
+	o->ev.ctx = ctx;
+	o->ev.arg = arg;
+	o->ev.arg2 = arg2;
+	if (ctx == CTX_PROCESS) {
+		o->ev.pid = current_tgid();
+		bpf_get_current_comm(o->comm, sizeof(o->comm));
+	}
+	owner_lookup(o->tuple.netns, o->tuple.sport, &o->owner_pid, o->owner_comm);
+	bpf_ringbuf_submit(o, rb_flags());
+	count(COUNTER_ORPHANS_EMITTED);
+}
+
+#endif /* TCPSPAN_CONN_H */

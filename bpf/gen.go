@@ -1,0 +1,6 @@
+package bpf
+
+// The object is built for amd64 only: vmlinux.h comes from an x86_64 kernel,
+// and the syscall number is read from x86's pt_regs. CFLAGS and the clang
+// binary come from the Makefile (make generate), which pins them.
+//go:generate go tool bpf2go -cc $BPF_CLANG -cflags $BPF_CFLAGS -target amd64 -type orphan tcpspan tcpspan.bpf.c -- -I./include

@@ -1,0 +1,365 @@
+package bpf
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+// Defaults of the load options.
+const (
+	// DefaultRingBufferBytes is the size of the ring buffer. A connection
+	// record is 568 bytes, so 16 MiB holds about 29k of them.
+	DefaultRingBufferBytes = 16 << 20
+	// DefaultMaxConnections is how many open connections the kernel tracks
+	// at once. Each costs about 600 bytes of kernel memory (about 40 MiB at
+	// the default). Beyond it the oldest entries are evicted and those
+	// connections are reported mid-life when they next show activity.
+	DefaultMaxConnections = 65536
+	// DefaultWakeupBytes is how much must be pending before the kernel
+	// wakes the reader; below it, the reader polls every [PollInterval].
+	DefaultWakeupBytes = 64 << 10
+)
+
+// Features says which capabilities loaded on the running kernel.
+type Features struct {
+	ResetReasons   bool // tcp_send_reset carries sk_rst_reason (6.10+)
+	DropReasons    bool // kfree_skb carries skb_drop_reason (5.17+)
+	ListenOverflow bool // a drop reason names accept-queue overflow of a handshake ACK
+	SYNOverflow    bool // cgroup_skb sees SYNs hitting a full accept queue (cgroup v2)
+	CgroupPath     string
+}
+
+// Option configures [Load].
+type Option interface {
+	apply(config) config
+}
+
+type optionFunc func(config) config
+
+func (f optionFunc) apply(c config) config { return f(c) }
+
+type config struct {
+	netns          uint32
+	ports          []uint16
+	ringBytes      int
+	maxConns       int
+	wakeupBytes    uint32
+	cgroupPath     string
+	tracefs        string
+	verifierLogs   bool
+	warn           func(string)
+	kernelBTF      *btf.Spec
+	skipPrivileges bool
+}
+
+func newConfig(opts ...Option) config {
+	c := config{
+		ringBytes:   DefaultRingBufferBytes,
+		maxConns:    DefaultMaxConnections,
+		wakeupBytes: DefaultWakeupBytes,
+		warn:        func(string) {},
+	}
+	for _, o := range opts {
+		c = o.apply(c)
+	}
+	return c
+}
+
+// WithNetns restricts capture to the network namespace with this inode
+// (see [NetnsInode]). Zero, the default, captures every namespace.
+func WithNetns(inode uint32) Option {
+	return optionFunc(func(c config) config { c.netns = inode; return c })
+}
+
+// WithPorts restricts capture to connections whose local or remote port is
+// one of ports (at most 8). None, the default, captures all ports.
+func WithPorts(ports ...uint16) Option {
+	return optionFunc(func(c config) config { c.ports = ports; return c })
+}
+
+// WithRingBufferBytes sets the ring buffer size, a power of two multiple of
+// the page size. Default [DefaultRingBufferBytes].
+func WithRingBufferBytes(n int) Option {
+	return optionFunc(func(c config) config { c.ringBytes = n; return c })
+}
+
+// WithMaxConnections sets how many open connections the kernel tracks.
+// Default [DefaultMaxConnections].
+func WithMaxConnections(n int) Option {
+	return optionFunc(func(c config) config { c.maxConns = n; return c })
+}
+
+// WithCgroupPath sets the cgroup v2 directory the SYN-overflow program
+// attaches to. By default it is found in /proc/self/mountinfo.
+func WithCgroupPath(path string) Option {
+	return optionFunc(func(c config) config { c.cgroupPath = path; return c })
+}
+
+// WithWarnings receives warnings about degraded capabilities.
+func WithWarnings(f func(string)) Option {
+	return optionFunc(func(c config) config { c.warn = f; return c })
+}
+
+// WithVerifierLogs prints the full verifier log when a program fails to load.
+func WithVerifierLogs(on bool) Option {
+	return optionFunc(func(c config) config { c.verifierLogs = on; return c })
+}
+
+// Tracer is the loaded and attached kernel side.
+type Tracer struct {
+	objs      tcpspanObjects
+	links     []link.Link
+	reader    *ringbuf.Reader
+	names     *KernelNames
+	features  Features
+	malformed atomic.Uint64 // records Read could not decode
+}
+
+// Load checks privileges and kernel support, loads the BPF object and
+// attaches every hook. Close the Tracer to detach them.
+func Load(opts ...Option) (_ *Tracer, err error) {
+	cfg := newConfig(opts...)
+	if len(cfg.ports) > 8 {
+		return nil, fmt.Errorf("port filter: at most 8 ports, got %d", len(cfg.ports))
+	}
+	if err := CheckPrivileges(); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return nil, errors.New("kernel BTF not found at /sys/kernel/btf/vmlinux: tcpspan needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")
+	}
+	kernelBTF, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("load kernel BTF: %w", err)
+	}
+	tracefs, err := EnsureTracefs()
+	if err != nil {
+		return nil, err
+	}
+	names, err := NewKernelNames(kernelBTF, tracefs)
+	if err != nil {
+		return nil, err
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("remove memlock limit (needs CAP_SYS_RESOURCE on kernels before 5.11): %w", err)
+	}
+
+	spec, err := loadTcpspan()
+	if err != nil {
+		return nil, err
+	}
+	spec.Maps[tcpspanMapEvents].MaxEntries = uint32(cfg.ringBytes)
+	spec.Maps[tcpspanMapConns].MaxEntries = uint32(cfg.maxConns)
+
+	t := &Tracer{names: names}
+	t.features.ResetReasons = names.ResetSource != ""
+	t.features.DropReasons = names.DropSource != ""
+
+	var ports [8]uint16
+	copy(ports[:], cfg.ports)
+	var dropBitmap [4]uint64
+	for v, name := range names.dropReasons {
+		if v < 256 && strings.HasPrefix(name, "TCP_") {
+			dropBitmap[v/64] |= 1 << (v % 64)
+		}
+	}
+	overflow, ok := names.dropReasonValue("TCP_LISTEN_OVERFLOW")
+	t.features.ListenOverflow = ok
+	for name, value := range map[string]any{
+		tcpspanVarFilterNetns:          cfg.netns,
+		tcpspanVarFilterPorts:          ports,
+		tcpspanVarWakeupBytes:          cfg.wakeupBytes,
+		tcpspanVarDropReasons:          dropBitmap,
+		tcpspanVarListenOverflowReason: overflow,
+	} {
+		if err := spec.Variables[name].Set(value); err != nil {
+			return nil, fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+
+	collOpts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernelBTF}}
+	if err := spec.LoadAndAssign(&t.objs, collOpts); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) && cfg.verifierLogs {
+			return nil, fmt.Errorf("load BPF object: %+v", ve)
+		}
+		return nil, fmt.Errorf("load BPF object (set TCPSPAN_VERIFIER_LOG=1 for the verifier log): %w", err)
+	}
+	defer func() {
+		if err != nil {
+			t.Close()
+		}
+	}()
+
+	raw := []struct {
+		name string
+		prog *ebpf.Program
+	}{
+		// The order matters little, but destroy goes last so that no
+		// connection is emitted while its other hooks are not yet on.
+		{"inet_sock_set_state", t.objs.InetSockSetState},
+		{"tcp_send_reset", t.objs.TcpSendReset},
+		{"tcp_receive_reset", t.objs.TcpReceiveReset},
+		{"inet_sk_error_report", t.objs.InetSkErrorReport},
+		{"tcp_retransmit_skb", t.objs.TcpRetransmitSkb},
+		{"tcp_retransmit_synack", t.objs.TcpRetransmitSynack},
+		{"kfree_skb", t.objs.KfreeSkb},
+		{"tcp_destroy_sock", t.objs.TcpDestroySock},
+	}
+	for _, r := range raw {
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: r.name, Program: r.prog})
+		if err != nil {
+			return nil, fmt.Errorf("attach raw tracepoint %s: %w", r.name, err)
+		}
+		t.links = append(t.links, l)
+	}
+	for _, tp := range []struct {
+		name string
+		prog *ebpf.Program
+	}{
+		{"sys_enter_close", t.objs.SysEnterClose},
+		{"sys_exit_close", t.objs.SysExitClose},
+		{"sys_exit_accept4", t.objs.SysExitAccept4},
+		{"sys_exit_accept", t.objs.SysExitAccept},
+	} {
+		l, err := link.Tracepoint("syscalls", tp.name, tp.prog, nil)
+		if err != nil {
+			return nil, fmt.Errorf("attach tracepoint syscalls/%s: %w", tp.name, err)
+		}
+		t.links = append(t.links, l)
+	}
+
+	cgroup := cfg.cgroupPath
+	if cgroup == "" {
+		cgroup, err = FindCgroup2()
+		if err != nil {
+			cfg.warn(fmt.Sprintf("SYN accept-queue overflow detection off: %v", err))
+		}
+	}
+	if cgroup != "" {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: ebpf.AttachCGroupInetIngress, Program: t.objs.SynIngress})
+		if err != nil {
+			cfg.warn(fmt.Sprintf("SYN accept-queue overflow detection off: attach cgroup_skb/ingress to %s: %v", cgroup, err))
+		} else {
+			t.links = append(t.links, l)
+			t.features.SYNOverflow = true
+			t.features.CgroupPath = cgroup
+		}
+	}
+
+	t.reader, err = ringbuf.NewReader(t.objs.Events)
+	if err != nil {
+		return nil, fmt.Errorf("open ring buffer reader: %w", err)
+	}
+	return t, nil
+}
+
+// Features reports what loaded on this kernel.
+func (t *Tracer) Features() Features { return t.features }
+
+// Names returns the kernel's reason names.
+func (t *Tracer) Names() *KernelNames { return t.names }
+
+// Close detaches every hook and frees the maps. It unblocks [Tracer.Read].
+func (t *Tracer) Close() error {
+	var errs []error
+	if t.reader != nil {
+		errs = append(errs, t.reader.Close())
+	}
+	for _, l := range t.links {
+		errs = append(errs, l.Close())
+	}
+	t.links = nil
+	errs = append(errs, t.objs.Close())
+	return errors.Join(errs...)
+}
+
+// CheckPrivileges returns an error naming what is missing when the process
+// cannot load and attach tcpspan's programs.
+func CheckPrivileges() error {
+	var hdr = unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
+	}
+	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+	if has(unix.CAP_SYS_ADMIN) {
+		return nil
+	}
+	var missing []string
+	for _, c := range []struct {
+		cap  uint
+		name string
+	}{
+		{unix.CAP_BPF, "CAP_BPF"},
+		{unix.CAP_PERFMON, "CAP_PERFMON"},
+		{unix.CAP_NET_ADMIN, "CAP_NET_ADMIN"},
+	} {
+		if !has(c.cap) {
+			missing = append(missing, c.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing capabilities %s: run tcpspan as root (sudo), or grant them (CAP_SYS_ADMIN too where kernel.perf_event_paranoid > 2)", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// EnsureTracefs returns the tracefs mount point, mounting tracefs at
+// /sys/kernel/tracing when it is not mounted. Syscall tracepoints need it.
+func EnsureTracefs() (string, error) {
+	for _, dir := range []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"} {
+		if _, err := os.Stat(dir + "/events"); err == nil {
+			return dir, nil
+		}
+	}
+	if err := unix.Mount("nodev", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
+		return "", fmt.Errorf("tracefs is not mounted and mounting it failed (try: mount -t tracefs nodev /sys/kernel/tracing): %w", err)
+	}
+	return "/sys/kernel/tracing", nil
+}
+
+// FindCgroup2 returns the cgroup v2 mount point from /proc/self/mountinfo.
+// On hybrid layouts it is not /sys/fs/cgroup but e.g. /sys/fs/cgroup/unified.
+func FindCgroup2() (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", fmt.Errorf("read mountinfo: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// 36 35 0:30 / /sys/fs/cgroup/unified rw,... - cgroup2 cgroup2 rw
+		fields := strings.Fields(sc.Text())
+		for i, fld := range fields {
+			if fld == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 {
+				return fields[4], nil
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", fmt.Errorf("read mountinfo: %w", err)
+	}
+	return "", errors.New("no cgroup v2 mount found in /proc/self/mountinfo")
+}
+
+// NetnsInode returns the inode of a network namespace file, such as
+// /var/run/netns/NAME or /proc/PID/ns/net, for [WithNetns].
+func NetnsInode(path string) (uint32, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, fmt.Errorf("network namespace %s: %w", path, err)
+	}
+	return uint32(st.Ino), nil
+}

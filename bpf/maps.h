@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* maps.h: every map and load-time setting of the tcpspan object. */
+#ifndef TCPSPAN_MAPS_H
+#define TCPSPAN_MAPS_H
+
+#include "records.h"
+
+/* Settings, written by the loader into the CollectionSpec before load. */
+const volatile __u32 filter_netns = 0;   /* capture only this netns inode; 0 = all */
+const volatile __u16 filter_ports[8] = {}; /* local or remote port; all zero = any */
+const volatile __u32 wakeup_bytes = 65536; /* wake the reader once this much is pending */
+/* skb_drop_reason values worth keeping (TCP ones), as a bitmap; resolved by
+ * name from the running kernel's BTF, since the numbers change per kernel. */
+const volatile __u64 drop_reasons[4] = {};
+const volatile __u32 listen_overflow_reason = 0; /* SKB_DROP_REASON_TCP_LISTEN_OVERFLOW, 0 = unknown */
+
+/* events carries struct conn and struct orphan records to user space.
+ * Written by every hook, read by the Go reader. Size set by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} events SEC(".maps");
+
+/* conns: kernel socket address -> struct conn.
+ * Inserted at connect (SYN_SENT), at child creation (LISTEN->SYN_RECV), or on
+ * the first event of a connection that predates the agent (mid-life).
+ * Updated by every per-socket hook. Deleted at tcp_destroy_sock, after the
+ * record is emitted. LRU, so entries of sockets we never saw die age out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct conn);
+} conns SEC(".maps");
+
+/* listener_key names a listening socket by what a packet carries. */
+struct listener_key {
+	__u32 netns;
+	__u16 port;
+	__u8 _pad[2];
+};
+
+/* owner is a process that owns a socket. */
+struct owner {
+	__u32 pid;
+	char comm[16];
+};
+
+/* listeners: (netns, port) -> owner of the listening socket.
+ * Inserted at CLOSE->LISTEN, which runs in the listen() caller's context.
+ * Deleted at LISTEN->CLOSE. Read when a child is created and for orphans at
+ * that port. Listeners that predate the agent are filled by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct listener_key);
+	__type(value, struct owner);
+} listeners SEC(".maps");
+
+/* handshake is what is known of a connection before its child socket exists. */
+struct handshake {
+	__u64 syn_ns;         /* first SYN seen at the listener, boot ns */
+	__u32 synack_retrans; /* tcp_retransmit_synack hits */
+	__u32 overflowed;     /* a handshake ACK was dropped: queue full */
+};
+
+/* handshakes: tuple -> struct handshake.
+ * Inserted by cgroup_skb/ingress on a SYN to a listener. Updated by
+ * tcp_retransmit_synack and kfree_skb (listen overflow). Deleted when the
+ * child socket is created. LRU: a handshake that never completes ages out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct tuple);
+	__type(value, struct handshake);
+} handshakes SEC(".maps");
+
+/* actor is a thread inside a syscall on a socket. */
+struct actor {
+	__u64 sk;       /* the socket the syscall acts on */
+	__u32 syscall;  /* syscall number */
+	__u32 netns;    /* for a listener: its children are acted on too */
+	__u16 port;
+	__u8 listener;
+	__u8 _pad[5];
+};
+
+/* actors: thread id -> struct actor.
+ * Inserted at sys_enter_close when the fd is a tracked connection or a TCP
+ * listener; deleted at sys_exit_close. Read by exec_ctx() on every event to
+ * tell a process's own action from softirq work done on its time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct actor);
+} actors SEC(".maps");
+
+/* zero_conn initialises new conns entries in place: struct conn is too
+ * large for the 512-byte BPF stack. */
+const struct conn zero_conn = {};
+
+/* counters: enum counter -> count, per CPU. Written by every hook that
+ * fails to keep something; read by user space as self-telemetry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &which);
+	if (v)
+		*v += 1;
+}
+
+#endif /* TCPSPAN_MAPS_H */

@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * records.h: the layout of every ring-buffer record tcpspan emits. Go decodes
+ * them through the types bpf2go generates from this file (-type flags in
+ * gen.go), so there is no hand-kept mirror on the Go side.
+ *
+ * Fields are ordered by size and padded explicitly: the object is compiled
+ * with -Wpadded, and bpf2go needs a layout without implicit holes.
+ */
+#ifndef TCPSPAN_RECORDS_H
+#define TCPSPAN_RECORDS_H
+
+/* MAX_CONN_EVENTS is how many events one connection keeps in the kernel.
+ * Later events are only counted (conn.events_seen). A clean client or server
+ * connection needs about 8 (states, accept, close). */
+#define MAX_CONN_EVENTS 16
+
+/* MAX_RETRANS_EVENTS is how many retransmits per connection become events;
+ * the rest are only counted (conn.total_retrans, conn.retrans_seen). */
+#define MAX_RETRANS_EVENTS 3
+
+/* The first field of every record says which struct it is. */
+enum record_kind {
+	RECORD_CONN = 1,   /* struct conn: one finished connection */
+	RECORD_ORPHAN = 2, /* struct orphan: an event with no tracked socket */
+};
+
+/* What happened, in struct conn_event.type. */
+enum event_type {
+	EVENT_STATE = 1,           /* state change: state = new, arg = old */
+	EVENT_SYN = 2,             /* SYN seen at the listener (cgroup_skb) */
+	EVENT_ACCEPT = 3,          /* accept() returned it: pid, arg = fd */
+	EVENT_CLOSE = 4,           /* close() syscall: pid, arg = fd, arg2 = tid */
+	EVENT_RST_SENT = 5,        /* tcp_send_reset: arg = reason, arg2 = syscall nr in CTX_PROCESS */
+	EVENT_RST_RECV = 6,        /* tcp_receive_reset */
+	EVENT_ERROR = 7,           /* inet_sk_error_report: arg = errno */
+	EVENT_RETRANS = 8,         /* tcp_retransmit_skb */
+	EVENT_SYNACK_RETRANS = 9,  /* tcp_retransmit_synack: arg = count so far */
+	EVENT_DROP = 10,           /* kfree_skb with a TCP reason: arg = reason */
+	EVENT_SYN_OVERFLOW = 11,   /* SYN dropped, accept queue full: arg = backlog, arg2 = max */
+	EVENT_ACK_OVERFLOW = 12,   /* handshake ACK dropped, accept queue full: likewise */
+};
+
+/* Where an event ran, in struct conn_event.ctx. */
+enum exec_ctx {
+	CTX_UNKNOWN = 0,
+	CTX_PROCESS = 1, /* a task inside a syscall on this socket: pid is the actor */
+	CTX_KERNEL = 2,  /* softirq, timer or packet processing: no process acted */
+};
+
+/* Flags in struct conn.flags. */
+enum conn_flags {
+	CONN_MIDLIFE = 1,             /* first seen after it opened */
+	CONN_OWNER_FROM_LISTENER = 2, /* owner is the listener's, not the acceptor's */
+};
+
+/* Special values of conn_event.arg for resets. */
+#define RESET_REASON_UNKNOWN 0xffffffff /* the kernel does not say (before 6.10) */
+#define SYSCALL_NONE 0xffffffff         /* not acting through a syscall */
+
+/* tuple is a connection seen from this host: s* is the local end, d* the
+ * remote end. IPv4 addresses are stored IPv4-mapped (::ffff:a.b.c.d). Ports
+ * are in host byte order. netns is the network namespace inode. */
+struct tuple {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 netns;
+	__u16 sport;
+	__u16 dport;
+	__u16 family; /* AF_INET or AF_INET6 */
+	__u8 _pad[6];
+};
+
+/* conn_event is one kernel event, with its true time. */
+struct conn_event {
+	__u64 ts_ns; /* bpf_ktime_get_boot_ns() */
+	__u32 pid;   /* acting tgid, only in CTX_PROCESS, else 0 */
+	__u32 arg;   /* meaning depends on type (see enum event_type) */
+	__u32 arg2;
+	__u8 type;   /* enum event_type */
+	__u8 state;  /* socket state (TCP_*) when it happened */
+	__u8 ctx;    /* enum exec_ctx */
+	__u8 _pad;
+};
+
+/* conn is the per-socket state the kernel aggregates, and the record emitted
+ * once when the socket is destroyed. */
+struct conn {
+	__u32 kind;         /* RECORD_CONN */
+	__u8 side;          /* 0 unknown, 1 client (connect), 2 server (accepted) */
+	__u8 flags;         /* enum conn_flags */
+	__u8 final_state;   /* socket state at destroy */
+	__u8 _pad0;
+	__u64 sk;           /* kernel socket address: identity while alive */
+	__u64 start_ns;     /* first thing seen (SYN, connect, child), boot ns */
+	__u64 end_ns;       /* tcp_destroy_sock, boot ns */
+	__u64 bytes_sent;     /* payload bytes sent, retransmits not counted again */
+	__u64 bytes_received; /* tcp_sock.bytes_received: payload, plus 1 for a FIN */
+	__u32 segs_out;
+	__u32 segs_in;
+	__u32 total_retrans; /* tcp_sock.total_retrans */
+	__u32 srtt_us;       /* smoothed RTT, microseconds */
+	__u32 owner_pid;     /* tgid that connected or accepted (or the listener's) */
+	__u32 closer_pid;    /* tgid that called close(), 0 if none seen */
+	__u32 closer_tid;
+	__u32 closer_fd;
+	__u32 unread_bytes;  /* bytes received but unread at close() */
+	__u32 events_seen;      /* events seen; the first MAX_CONN_EVENTS are in events[] */
+	__u32 retrans_seen;  /* tcp_retransmit_skb hits */
+	__u32 _pad;
+	struct tuple tuple;
+	char owner_comm[16];
+	char closer_comm[16];
+	struct conn_event events[MAX_CONN_EVENTS];
+};
+
+/* orphan is an event with no tracked full socket: a reset sent from a
+ * listener, a time-wait socket or for no socket, an accept-queue overflow,
+ * a drop before the socket exists, or a SYN-ACK retransmit of a handshake
+ * whose ACK was dropped. Go joins orphans by tuple. */
+struct orphan {
+	__u32 kind;      /* RECORD_ORPHAN */
+	__u32 owner_pid; /* the listener's owner (by netns and local port), or 0 */
+	struct conn_event ev;
+	struct tuple tuple;
+	char comm[16];       /* actor's comm, in CTX_PROCESS */
+	char owner_comm[16]; /* listener owner's comm */
+};
+
+/* Counters in the per-CPU "counters" map. Every record or event the kernel
+ * side fails to keep lands in one of these. */
+enum counter {
+	COUNTER_RINGBUF_LOST_CONN = 0,   /* ring buffer full: conn record lost */
+	COUNTER_RINGBUF_LOST_ORPHAN = 1, /* ring buffer full: orphan record lost */
+	COUNTER_CONN_MAP_FULL = 2,       /* conns map update failed */
+	COUNTER_CONN_EVENTS_LOST = 3,    /* events beyond MAX_CONN_EVENTS */
+	COUNTER_CONN_MIDLIFE = 4,        /* connections first seen mid-life */
+	COUNTER_CONNS_EMITTED = 5,
+	COUNTER_ORPHANS_EMITTED = 6,
+	COUNTER_MAX = 7,
+};
+
+#endif /* TCPSPAN_RECORDS_H */

@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * sock.h: reading sockets, packets and the execution context, shared by all
+ * hooks. Everything here is CO-RE, so one object serves every kernel whose
+ * BTF has the fields; fields that not all kernels have are guarded.
+ */
+#ifndef TCPSPAN_SOCK_H
+#define TCPSPAN_SOCK_H
+
+#include "maps.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP 6
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+static __always_inline __u32 current_tgid(void)
+{
+	return bpf_get_current_pid_tgid() >> 32;
+}
+
+static __always_inline void map_ipv4(__u8 *dst, __be32 addr)
+{
+	dst[10] = 0xff;
+	dst[11] = 0xff;
+	__builtin_memcpy(dst + 12, &addr, 4);
+}
+
+static __always_inline __u16 sk_protocol(const struct sock *sk)
+{
+	/* A bitfield before 5.6, a plain u16 since: the probed read handles both. */
+	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
+}
+
+static __always_inline __u8 sk_state(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_state);
+}
+
+static __always_inline __u32 sk_netns(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/* tuple_from_sk fills t (zeroed by the caller) from a socket's common part,
+ * which full, request and time-wait sockets all share. The local port comes
+ * from skc_num, which is cleared when a full socket gives its port back
+ * (before the tracepoint of its move to CLOSE), so callers that may run after
+ * that use sk_local_port(). */
+static __always_inline void tuple_from_sk(struct tuple *t, const struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	t->family = family;
+	t->netns = sk_netns(sk);
+	t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		map_ipv4(t->saddr, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr));
+		map_ipv4(t->daddr, BPF_CORE_READ(sk, __sk_common.skc_daddr));
+	} else {
+		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+}
+
+/* sk_local_port reads the local port of a full socket from inet_sport, which
+ * stays set until the socket is freed. */
+static __always_inline __u16 sk_local_port(const struct sock *sk)
+{
+	const struct inet_sock *inet = (const struct inet_sock *)sk;
+
+	return bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
+}
+
+/* tuple_from_skb fills t (zeroed by the caller) from a received TCP packet,
+ * seen from this host: the packet's destination is the local end. Returns 0
+ * on success, -1 if it is not TCP over IPv4 or IPv6. */
+static __always_inline int tuple_from_skb(struct tuple *t, const struct sk_buff *skb)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 th = BPF_CORE_READ(skb, transport_header);
+	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	struct tcphdr tcp;
+
+	if (proto == ETH_P_IP) {
+		struct iphdr ip;
+
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
+			return -1;
+		if (ip.protocol != IPPROTO_TCP)
+			return -1;
+		/* transport_header is ~0 when unset; derive it from the IP header. */
+		if (th == (__u16)~0U || th <= nh)
+			th = nh + ip.ihl * 4;
+		t->family = AF_INET;
+		map_ipv4(t->saddr, ip.daddr);
+		map_ipv4(t->daddr, ip.saddr);
+	} else if (proto == ETH_P_IPV6) {
+		struct ipv6hdr ip6;
+
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+			return -1;
+		if (ip6.nexthdr != IPPROTO_TCP)
+			return -1;
+		if (th == (__u16)~0U || th <= nh)
+			th = nh + sizeof(ip6);
+		t->family = AF_INET6;
+		__builtin_memcpy(t->saddr, &ip6.daddr, 16);
+		__builtin_memcpy(t->daddr, &ip6.saddr, 16);
+	} else {
+		return -1;
+	}
+	if (bpf_probe_read_kernel(&tcp, sizeof(tcp), head + th))
+		return -1;
+	t->sport = bpf_ntohs(tcp.dest);
+	t->dport = bpf_ntohs(tcp.source);
+	t->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	return 0;
+}
+
+/* port_wanted applies the port filter. */
+static __always_inline bool port_wanted(__u16 sport, __u16 dport)
+{
+	if (filter_ports[0] == 0)
+		return true;
+#pragma unroll
+	for (int i = 0; i < 8; i++) {
+		__u16 p = filter_ports[i];
+
+		if (p == 0)
+			break;
+		if (p == sport || p == dport)
+			return true;
+	}
+	return false;
+}
+
+static __always_inline bool tuple_wanted(const struct tuple *t)
+{
+	if (filter_netns && t->netns != filter_netns)
+		return false;
+	return port_wanted(t->sport, t->dport);
+}
+
+/* sk_from_fd resolves a file descriptor of the current task to its socket,
+ * or NULL when it is not a socket. */
+static __always_inline struct sock *sk_from_fd(__u64 fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *f = NULL;
+	struct socket *sock;
+
+	if (fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return NULL;
+	if ((BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return NULL;
+	sock = BPF_CORE_READ(f, private_data);
+	return BPF_CORE_READ(sock, sk);
+}
+
+/* rb_flags batches reader wake-ups: the reader is woken only once
+ * wakeup_bytes are pending, and otherwise polls on a short timer. One wake-up
+ * per record would cost more than the record itself. */
+static __always_inline __u64 rb_flags(void)
+{
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline void owner_lookup(__u32 netns, __u16 port, __u32 *pid, char *comm)
+{
+	struct listener_key k = { .netns = netns, .port = port };
+	struct owner *o = bpf_map_lookup_elem(&listeners, &k);
+
+	if (!o)
+		return;
+	*pid = o->pid;
+	__builtin_memcpy(comm, o->comm, 16);
+}
+
+/* exec_ctx says who acts when an event fires on sk. Tracepoints that run in
+ * softirq, in a timer, or while a packet is processed carry whatever task was
+ * interrupted as `current`, and on loopback that is often a plausible
+ * process. So the current task counts as the actor only while it is inside a
+ * syscall on this socket (close() of it, or of the listener it was queued
+ * on), which the syscall hooks record in the actors map. */
+static __always_inline __u8 exec_ctx(const struct sock *sk, __u32 *syscall)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct actor *a = bpf_map_lookup_elem(&actors, &tid);
+
+	if (!a || !sk)
+		return CTX_KERNEL;
+	if (a->sk != (__u64)sk) {
+		/* Children of a listener being closed are reset by that close(). */
+		if (!a->listener || a->netns != sk_netns(sk) ||
+		    a->port != BPF_CORE_READ(sk, __sk_common.skc_num))
+			return CTX_KERNEL;
+	}
+	if (syscall)
+		*syscall = a->syscall;
+	return CTX_PROCESS;
+}
+
+#endif /* TCPSPAN_SOCK_H */

@@ -1,0 +1,494 @@
+//go:build ignore
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * tcpspan.bpf.c: the hooks. Each SEC() program is short and calls into
+ * conn.h and sock.h; all of them share one object, one ring buffer and one
+ * connection map.
+ *
+ * Hooks are raw tracepoints (no tracefs needed, and no copy of the event
+ * into a trace buffer), syscall tracepoints for close() and accept(), and a
+ * cgroup_skb program for SYNs that hit a full accept queue, which the kernel
+ * consumes without any tracepoint.
+ */
+/* -Wpadded is for our own record layouts, not the kernel's. */
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wpadded"
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
+#pragma clang diagnostic pop
+
+#include "records.h"
+#include "maps.h"
+#include "sock.h"
+#include "conn.h"
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+/* Keep the record types in the object's BTF, for bpf2go -type. */
+const struct orphan *unused_orphan __attribute__((unused));
+const enum record_kind unused_record_kind __attribute__((unused));
+const enum event_type unused_event_type __attribute__((unused));
+const enum exec_ctx unused_exec_ctx __attribute__((unused));
+const enum conn_flags unused_conn_flags __attribute__((unused));
+const enum counter unused_counter __attribute__((unused));
+
+/* The syscall tracepoint layout, from
+ * /sys/kernel/tracing/events/syscalls/sys_enter_close/format and
+ * .../sys_exit_accept4/format. It is the same for every syscall and has not
+ * changed in a decade; there is no BTF type for it. */
+struct syscall_enter_ctx {
+	__u64 common;
+	__s32 nr;
+	__u32 _pad;
+	__u64 args[6];
+};
+
+struct syscall_exit_ctx {
+	__u64 common;
+	__s32 nr;
+	__u32 _pad;
+	__s64 ret;
+};
+
+static __always_inline void owner_from_current(struct conn *c)
+{
+	c->owner_pid = current_tgid();
+	bpf_get_current_comm(c->owner_comm, sizeof(c->owner_comm));
+}
+
+static __always_inline __u32 actor_pid(__u8 ctx)
+{
+	return ctx == CTX_PROCESS ? current_tgid() : 0;
+}
+
+/* A passive open: the child socket is created when the handshake ACK
+ * arrives. Its span starts at the SYN when cgroup_skb saw one. */
+static __always_inline void child_created(const struct sock *sk)
+{
+	struct conn *c = conn_create(sk, SIDE_SERVER, CONN_OWNER_FROM_LISTENER);
+	struct handshake *hs;
+
+	if (!c)
+		return;
+	hs = bpf_map_lookup_elem(&handshakes, &c->tuple);
+	if (hs) {
+		c->start_ns = hs->syn_ns;
+		conn_event(c, hs->syn_ns, EVENT_SYN, TCP_LISTEN, CTX_KERNEL, 0, 0, 0);
+		if (hs->synack_retrans)
+			conn_event(c, 0, EVENT_SYNACK_RETRANS, TCP_SYN_RECV, CTX_KERNEL, 0, hs->synack_retrans, 0);
+		bpf_map_delete_elem(&handshakes, &c->tuple);
+	}
+	owner_lookup(c->tuple.netns, c->tuple.sport, &c->owner_pid, c->owner_comm);
+	conn_event(c, 0, EVENT_STATE, TCP_SYN_RECV, CTX_KERNEL, 0, TCP_LISTEN, 0);
+}
+
+/* listener_of keys a listening socket. The port comes from inet_sport:
+ * when the listener closes, skc_num is already cleared by the time the
+ * state-change tracepoint fires. */
+static __always_inline struct listener_key listener_of(const struct sock *sk)
+{
+	struct listener_key k = {
+		.netns = sk_netns(sk),
+		.port = sk_local_port(sk),
+	};
+	return k;
+}
+
+SEC("raw_tracepoint/inet_sock_set_state")
+int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sock *sk = (const struct sock *)ctx->args[0];
+	int oldstate = (int)ctx->args[1];
+	int newstate = (int)ctx->args[2];
+	struct conn *c;
+	__u8 cx;
+
+	if (sk_protocol(sk) != IPPROTO_TCP)
+		return 0;
+
+	if (newstate == TCP_LISTEN) {
+		/* listen() runs in the owner's context. */
+		struct listener_key k = listener_of(sk);
+		struct owner o = { .pid = current_tgid() };
+
+		if (filter_netns && k.netns != filter_netns)
+			return 0;
+		bpf_get_current_comm(o.comm, sizeof(o.comm));
+		bpf_map_update_elem(&listeners, &k, &o, BPF_ANY);
+		return 0;
+	}
+	if (oldstate == TCP_LISTEN) {
+		/* A child is cloned from its listener, so it starts in LISTEN. */
+		if (newstate == TCP_SYN_RECV) {
+			child_created(sk);
+		} else {
+			struct listener_key k = listener_of(sk);
+
+			bpf_map_delete_elem(&listeners, &k);
+		}
+		return 0;
+	}
+	if (newstate == TCP_SYN_SENT) {
+		/* connect() runs in the owner's context. */
+		c = conn_create(sk, SIDE_CLIENT, 0);
+		if (!c)
+			return 0;
+		owner_from_current(c);
+		conn_event(c, c->start_ns, EVENT_STATE, TCP_SYN_SENT, CTX_PROCESS, c->owner_pid, oldstate,
+			   SYSCALL_NONE);
+		return 0;
+	}
+
+	c = conn_get(sk);
+	if (!c)
+		return 0;
+	if (newstate == TCP_ESTABLISHED && c->tuple.sport == 0)
+		c->tuple.sport = sk_local_port(sk);
+	cx = exec_ctx(sk, NULL);
+	conn_event(c, 0, EVENT_STATE, newstate, cx, actor_pid(cx), oldstate, 0);
+	return 0;
+}
+
+SEC("raw_tracepoint/tcp_destroy_sock")
+int tcp_destroy_sock(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sock *sk = (const struct sock *)ctx->args[0];
+	struct conn *c = conn_get(sk);
+
+	if (c)
+		conn_finish(c, sk);
+	return 0;
+}
+
+SEC("raw_tracepoint/tcp_send_reset")
+int tcp_send_reset(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sock *sk = (const struct sock *)ctx->args[0];
+	const struct sk_buff *skb = (const struct sk_buff *)ctx->args[1];
+	__u32 reason = RESET_REASON_UNKNOWN;
+	__u32 syscall = SYSCALL_NONE;
+	__u8 state = 0;
+	struct orphan *o;
+	__u8 cx;
+
+	/* The reason argument exists since 6.10, together with the enum. */
+	if (bpf_core_enum_value_exists(enum sk_rst_reason, SK_RST_REASON_NOT_SPECIFIED))
+		reason = (__u32)ctx->args[2];
+	cx = exec_ctx(sk, &syscall);
+	if (sk) {
+		state = sk_state(sk);
+		if (state != TCP_LISTEN && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV) {
+			struct conn *c = conn_get(sk);
+
+			if (c) {
+				conn_event(c, 0, EVENT_RST_SENT, state, cx, actor_pid(cx), reason, syscall);
+				return 0;
+			}
+		}
+	}
+
+	/* No tracked full socket: a listener, a time-wait or request socket, or
+	 * no socket at all. Key it by the tuple of the packet answered. */
+	if (!skb && !sk)
+		return 0;
+	o = orphan_begin();
+	if (!o)
+		return 0;
+	if (skb) {
+		if (tuple_from_skb(&o->tuple, skb)) {
+			orphan_discard(o);
+			return 0;
+		}
+		if (sk)
+			o->tuple.netns = sk_netns(sk);
+	} else {
+		tuple_from_sk(&o->tuple, sk);
+	}
+	if (!tuple_wanted(&o->tuple)) {
+		orphan_discard(o);
+		return 0;
+	}
+	orphan_emit(o, EVENT_RST_SENT, state, cx, reason, syscall);
+	return 0;
+}
+
+SEC("raw_tracepoint/tcp_receive_reset")
+int tcp_receive_reset(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sock *sk = (const struct sock *)ctx->args[0];
+	struct conn *c = conn_get(sk);
+
+	if (c)
+		conn_event(c, 0, EVENT_RST_RECV, sk_state(sk), CTX_KERNEL, 0, 0, 0);
+	return 0;
+}
+
+SEC("raw_tracepoint/inet_sk_error_report")
+int inet_sk_error_report(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sock *sk = (const struct sock *)ctx->args[0];
+	struct conn *c;
+
+	if (sk_protocol(sk) != IPPROTO_TCP)
+		return 0;
+	c = conn_get(sk);
+	if (c)
+		conn_event(c, 0, EVENT_ERROR, sk_state(sk), CTX_KERNEL, 0, BPF_CORE_READ(sk, sk_err), 0);
+	return 0;
+}
+
+SEC("raw_tracepoint/tcp_retransmit_skb")
+int tcp_retransmit_skb(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sock *sk = (const struct sock *)ctx->args[0];
+	struct conn *c = conn_get(sk);
+
+	if (!c)
+		return 0;
+	if (__sync_fetch_and_add(&c->retrans_seen, 1) < MAX_RETRANS_EVENTS)
+		conn_event(c, 0, EVENT_RETRANS, sk_state(sk), CTX_KERNEL, 0, 0, 0);
+	return 0;
+}
+
+SEC("raw_tracepoint/tcp_retransmit_synack")
+int tcp_retransmit_synack(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sock *listener = (const struct sock *)ctx->args[0];
+	const struct sock *req = (const struct sock *)ctx->args[1];
+	struct tuple t = {};
+	struct handshake *hs;
+	struct orphan *o;
+	__u32 n;
+
+	tuple_from_sk(&t, req);
+	t.netns = sk_netns(listener);
+	hs = bpf_map_lookup_elem(&handshakes, &t);
+	if (!hs)
+		return 0;
+	n = __sync_fetch_and_add(&hs->synack_retrans, 1) + 1;
+	if (!hs->overflowed)
+		return 0;
+	/* The handshake's ACK was dropped: it may never become a socket, so
+	 * report the retransmit now, to be joined by tuple. */
+	o = orphan_begin();
+	if (!o)
+		return 0;
+	o->tuple = t;
+	orphan_emit(o, EVENT_SYNACK_RETRANS, TCP_SYN_RECV, CTX_KERNEL, n, 0);
+	return 0;
+}
+
+SEC("raw_tracepoint/kfree_skb")
+int kfree_skb(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sk_buff *skb = (const struct sk_buff *)ctx->args[0];
+	const struct sock *rx_sk = NULL;
+	struct tuple t = {};
+	struct orphan *o;
+	__u32 reason;
+
+	/* Drop reasons exist since 5.17. */
+	if (!bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED))
+		return 0;
+	reason = (__u32)ctx->args[2];
+	if (reason >= 256 || !(drop_reasons[(reason >> 6) & 3] & (1ULL << (reason & 63))))
+		return 0;
+	/* rx_sk, the socket the packet was for, since 6.12. */
+	if (bpf_core_field_exists(struct trace_event_raw_kfree_skb, rx_sk))
+		rx_sk = (const struct sock *)ctx->args[3];
+
+	if (tuple_from_skb(&t, skb))
+		return 0;
+	if (rx_sk)
+		t.netns = sk_netns(rx_sk);
+	if (!tuple_wanted(&t))
+		return 0;
+
+	if (reason == listen_overflow_reason) {
+		/* The handshake ACK found the accept queue full: no child. */
+		struct handshake *hs = bpf_map_lookup_elem(&handshakes, &t);
+		__u32 backlog = 0, max = 0;
+
+		if (hs)
+			hs->overflowed = 1;
+		if (rx_sk) {
+			backlog = BPF_CORE_READ(rx_sk, sk_ack_backlog);
+			max = BPF_CORE_READ(rx_sk, sk_max_ack_backlog);
+		}
+		o = orphan_begin();
+		if (!o)
+			return 0;
+		o->tuple = t;
+		orphan_emit(o, EVENT_ACK_OVERFLOW, TCP_LISTEN, CTX_KERNEL, backlog, max);
+		return 0;
+	}
+	if (rx_sk) {
+		__u64 key = (__u64)rx_sk;
+		struct conn *c = bpf_map_lookup_elem(&conns, &key);
+
+		if (c) {
+			conn_event(c, 0, EVENT_DROP, sk_state(rx_sk), CTX_KERNEL, 0, reason, 0);
+			return 0;
+		}
+	}
+	o = orphan_begin();
+	if (!o)
+		return 0;
+	o->tuple = t;
+	orphan_emit(o, EVENT_DROP, rx_sk ? sk_state(rx_sk) : 0, CTX_KERNEL, reason, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int sys_enter_close(struct syscall_enter_ctx *ctx)
+{
+	__u32 fd = (__u32)ctx->args[0];
+	struct sock *sk = sk_from_fd(fd);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid;
+	struct actor a = { .sk = (__u64)sk, .syscall = ctx->nr };
+	struct conn *c;
+
+	if (!sk)
+		return 0;
+	c = conn_get(sk);
+	if (!c) {
+		/* A listener: its close() resets the children still queued. */
+		if (sk_protocol(sk) != IPPROTO_TCP || sk_state(sk) != TCP_LISTEN)
+			return 0;
+		a.listener = 1;
+		a.netns = sk_netns(sk);
+		a.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+		if (filter_netns && a.netns != filter_netns)
+			return 0;
+		bpf_map_update_elem(&actors, &tid, &a, BPF_ANY);
+		return 0;
+	}
+	bpf_map_update_elem(&actors, &tid, &a, BPF_ANY);
+	if (c->closer_pid == 0) {
+		const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+
+		c->closer_pid = pid_tgid >> 32;
+		c->closer_tid = tid;
+		c->closer_fd = fd;
+		c->unread_bytes = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
+		bpf_get_current_comm(c->closer_comm, sizeof(c->closer_comm));
+	}
+	conn_event(c, 0, EVENT_CLOSE, sk_state(sk), CTX_PROCESS, pid_tgid >> 32, fd, tid);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_close")
+int sys_exit_close(struct syscall_exit_ctx *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	bpf_map_delete_elem(&actors, &tid);
+	return 0;
+}
+
+static __always_inline void accepted(struct syscall_exit_ctx *ctx)
+{
+	struct sock *sk;
+	struct conn *c;
+	__u64 key;
+
+	if (ctx->ret < 0)
+		return;
+	sk = sk_from_fd(ctx->ret);
+	if (!sk)
+		return;
+	key = (__u64)sk;
+	c = bpf_map_lookup_elem(&conns, &key);
+	if (!c)
+		return;
+	owner_from_current(c);
+	c->flags &= ~CONN_OWNER_FROM_LISTENER;
+	conn_event(c, 0, EVENT_ACCEPT, sk_state(sk), CTX_PROCESS, c->owner_pid, (__u32)ctx->ret, ctx->nr);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int sys_exit_accept4(struct syscall_exit_ctx *ctx)
+{
+	accepted(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int sys_exit_accept(struct syscall_exit_ctx *ctx)
+{
+	accepted(ctx);
+	return 0;
+}
+
+/* cgroup_skb/ingress on the cgroup v2 root sees each packet as it is
+ * delivered to a socket, with skb->sk set to that socket. A SYN that reaches
+ * a listener whose accept queue is full is dropped by tcp_conn_request()
+ * without a drop reason or tracepoint; this is the only place to see it. The
+ * test mirrors sk_acceptq_is_full(). Always returns 1: it never filters. */
+SEC("cgroup_skb/ingress")
+int syn_ingress(struct __sk_buff *skb)
+{
+	struct bpf_sock *bsk = skb->sk;
+	struct tcp_sock *tp;
+	struct tuple t = {};
+	struct tcphdr tcp;
+	__u32 backlog, max;
+	struct orphan *o;
+
+	if (!bsk || bsk->state != BPF_TCP_LISTEN)
+		return 1;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) || ip.protocol != IPPROTO_TCP)
+			return 1;
+		if (bpf_skb_load_bytes(skb, ip.ihl * 4, &tcp, sizeof(tcp)))
+			return 1;
+		t.family = AF_INET;
+		map_ipv4(t.saddr, ip.daddr);
+		map_ipv4(t.daddr, ip.saddr);
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)) || ip6.nexthdr != IPPROTO_TCP)
+			return 1;
+		if (bpf_skb_load_bytes(skb, sizeof(ip6), &tcp, sizeof(tcp)))
+			return 1;
+		t.family = AF_INET6;
+		__builtin_memcpy(t.saddr, &ip6.daddr, 16);
+		__builtin_memcpy(t.daddr, &ip6.saddr, 16);
+	} else {
+		return 1;
+	}
+	if (!tcp.syn || tcp.ack || tcp.rst)
+		return 1;
+	tp = bpf_skc_to_tcp_sock(bsk);
+	if (!tp)
+		return 1;
+	t.sport = bpf_ntohs(tcp.dest);
+	t.dport = bpf_ntohs(tcp.source);
+	t.netns = tp->inet_conn.icsk_inet.sk.__sk_common.skc_net.net->ns.inum;
+	if (!tuple_wanted(&t))
+		return 1;
+
+	backlog = tp->inet_conn.icsk_inet.sk.sk_ack_backlog;
+	max = tp->inet_conn.icsk_inet.sk.sk_max_ack_backlog;
+	if (backlog > max) {
+		o = orphan_begin();
+		if (!o)
+			return 1;
+		o->tuple = t;
+		orphan_emit(o, EVENT_SYN_OVERFLOW, TCP_LISTEN, CTX_KERNEL, backlog, max);
+		return 1;
+	}
+
+	struct handshake hs = { .syn_ns = bpf_ktime_get_boot_ns() };
+
+	/* NOEXIST: a retransmitted SYN keeps the first one's time. */
+	bpf_map_update_elem(&handshakes, &t, &hs, BPF_NOEXIST);
+	return 1;
+}

@@ -1,0 +1,17 @@
+// Package conn is tcpspan's connection tracker. It turns the kernel's
+// records (see package bpf) into finished [Connection] values: endpoints,
+// side, owner, timestamps, the ordered events, and the outcome.
+//
+// It is pure Go and free of OpenTelemetry types, so that it can be tested
+// anywhere and the span mapping can be tested on its output alone. It sits
+// between the ring-buffer reader and the exporter: records come in through
+// [Tracker.HandleConn] and [Tracker.HandleOrphan], finished connections go
+// out through the function given to [New].
+//
+// The kernel aggregates a connection with a socket into one record. Events
+// without a full socket (a dropped handshake, an RST from a listener or for
+// no socket) arrive one by one as orphans; the tracker joins them by network
+// namespace and 4-tuple, and emits the joined connection once no event has
+// come for [DefaultOrphanIdle], or earlier into a full connection of the
+// same 4-tuple.
+package conn

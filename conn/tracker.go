@@ -1,0 +1,454 @@
+package conn
+
+import (
+	"net/netip"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tcpspan/tcpspan/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// Defaults of the tracker options.
+const (
+	// DefaultOrphanIdle is how long a 4-tuple's orphan events wait for more
+	// before they are emitted as one connection. It covers the kernel's
+	// handshake timers: SYN-ACK and data retransmits back off to seconds.
+	DefaultOrphanIdle = 5 * time.Second
+	// DefaultMaxOrphans bounds the pending orphan 4-tuples; beyond it the
+	// oldest are emitted early (and counted in Stats.OrphansForced).
+	DefaultMaxOrphans = 65536
+)
+
+// Names resolves the kernel's reason numbers (see [bpf.KernelNames]).
+type Names interface {
+	ResetReason(uint32) string
+	DropReason(uint32) string
+}
+
+// Option configures a [Tracker].
+type Option interface {
+	apply(config) config
+}
+
+type optionFunc func(config) config
+
+func (f optionFunc) apply(c config) config { return f(c) }
+
+type config struct {
+	orphanIdle time.Duration
+	maxOrphans int
+	bootTime   func(ns uint64) time.Time
+}
+
+// WithOrphanIdle sets how long orphan events of a 4-tuple wait for more.
+// Default [DefaultOrphanIdle].
+func WithOrphanIdle(d time.Duration) Option {
+	return optionFunc(func(c config) config { c.orphanIdle = d; return c })
+}
+
+// WithMaxOrphans bounds pending orphan 4-tuples. Default [DefaultMaxOrphans].
+func WithMaxOrphans(n int) Option {
+	return optionFunc(func(c config) config { c.maxOrphans = n; return c })
+}
+
+// WithBootClock sets the conversion of kernel timestamps
+// (bpf_ktime_get_boot_ns) to wall time. Default [BootClock].
+func WithBootClock(f func(ns uint64) time.Time) Option {
+	return optionFunc(func(c config) config { c.bootTime = f; return c })
+}
+
+// Stats are the tracker's own counts.
+type Stats struct {
+	Connections   uint64 // connections emitted with a full socket
+	Orphans       uint64 // orphan connections emitted
+	OrphanEvents  uint64 // orphan events received
+	OrphansJoined uint64 // orphan 4-tuples merged into a full connection
+	OrphansForced uint64 // orphan 4-tuples emitted early: too many pending
+}
+
+type tupleKey struct {
+	netns         uint32
+	local, remote netip.AddrPort
+}
+
+type pending struct {
+	conn *Connection
+	last time.Time // wall time of the last event received
+}
+
+// Tracker joins kernel records into connections. Its methods are safe for
+// concurrent use.
+type Tracker struct {
+	cfg   config
+	names Names
+	out   func(*Connection)
+
+	mu      sync.Mutex
+	orphans map[tupleKey]*pending
+	owners  map[tupleKey]Process // from a sock_diag snapshot, for mid-life connections
+	stats   Stats
+}
+
+// New returns a tracker that calls out with each finished connection. out
+// is called with the tracker's lock held: it must not call back into it.
+func New(names Names, out func(*Connection), opts ...Option) *Tracker {
+	cfg := config{orphanIdle: DefaultOrphanIdle, maxOrphans: DefaultMaxOrphans, bootTime: BootClock()}
+	for _, o := range opts {
+		cfg = o.apply(cfg)
+	}
+	return &Tracker{cfg: cfg, names: names, out: out, orphans: make(map[tupleKey]*pending),
+		owners: make(map[tupleKey]Process)}
+}
+
+// SeedOwner records the owner of a connection that was open before the
+// agent started, so that its record, flagged mid-life, names its process.
+func (t *Tracker) SeedOwner(netns uint32, local, remote netip.AddrPort, p Process) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.owners[tupleKey{netns, local, remote}] = p
+}
+
+// Stats returns the tracker's counts.
+func (t *Tracker) Stats() Stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.stats
+}
+
+// HandleConn takes a finished connection record. It implements [bpf.Handler].
+func (t *Tracker) HandleConn(r *bpf.ConnRecord) {
+	c := t.fromConnRecord(r)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	key := tupleKey{c.Netns, c.Local, c.Remote}
+	if c.Midlife && c.Owner.PID == 0 {
+		if p, ok := t.owners[key]; ok {
+			c.Owner = p
+		}
+	}
+	delete(t.owners, key)
+	// Orphan events of the same 4-tuple before this socket existed (a SYN
+	// dropped by a full accept queue, then retried) belong to it.
+	if p, ok := t.orphans[key]; ok && c.Side != SideClient {
+		delete(t.orphans, key)
+		c.Events = append(p.conn.Events, c.Events...)
+		sortEvents(c.Events)
+		if p.conn.Start.Before(c.Start) {
+			c.Start = p.conn.Start
+		}
+		t.stats.OrphansJoined++
+	}
+	t.stats.Connections++
+	t.out(c)
+}
+
+// HandleOrphan takes an event without a tracked socket. It implements
+// [bpf.Handler].
+func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
+	ev := t.event(r.Ev.TsNs, uint8(r.Ev.Type), r.Ev.State, uint8(r.Ev.Ctx), r.Ev.Pid, r.Ev.Arg, r.Ev.Arg2)
+	if ev.Context == ContextProcess {
+		ev.Process.Comm = comm(r.Comm[:])
+	}
+	local, remote, network := endpoints(&r.Tuple)
+	key := tupleKey{r.Tuple.Netns, local, remote}
+	now := time.Now()
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stats.OrphanEvents++
+	p, ok := t.orphans[key]
+	if !ok {
+		if len(t.orphans) >= t.cfg.maxOrphans {
+			t.evictOldest()
+		}
+		p = &pending{conn: &Connection{
+			Side:              SideServer,
+			Network:           network,
+			Local:             local,
+			Remote:            remote,
+			Netns:             r.Tuple.Netns,
+			Orphan:            true,
+			Start:             ev.Time,
+			Owner:             Process{PID: r.OwnerPid, Comm: comm(r.OwnerComm[:])},
+			OwnerFromListener: r.OwnerPid != 0,
+		}}
+		t.orphans[key] = p
+	}
+	p.last = now
+	c := p.conn
+	c.Events = append(c.Events, ev)
+	if ev.Time.Before(c.Start) {
+		c.Start = ev.Time
+	}
+	if ev.Time.After(c.End) {
+		c.End = ev.Time
+	}
+	if c.Owner.PID == 0 && r.OwnerPid != 0 {
+		c.Owner = Process{PID: r.OwnerPid, Comm: comm(r.OwnerComm[:])}
+		c.OwnerFromListener = true
+	}
+}
+
+// Flush emits the orphan connections that have had no event for the idle
+// time, as of now. Call it periodically.
+func (t *Tracker) Flush(now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, p := range t.orphans {
+		if now.Sub(p.last) >= t.cfg.orphanIdle {
+			delete(t.orphans, k)
+			t.emitOrphan(p.conn)
+		}
+	}
+}
+
+// Close emits every pending orphan connection.
+func (t *Tracker) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, p := range t.orphans {
+		delete(t.orphans, k)
+		t.emitOrphan(p.conn)
+	}
+}
+
+// PendingOrphans returns how many orphan 4-tuples wait for more events.
+func (t *Tracker) PendingOrphans() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.orphans)
+}
+
+func (t *Tracker) evictOldest() {
+	var oldest tupleKey
+	var at time.Time
+	for k, p := range t.orphans {
+		if at.IsZero() || p.last.Before(at) {
+			oldest, at = k, p.last
+		}
+	}
+	p := t.orphans[oldest]
+	delete(t.orphans, oldest)
+	t.stats.OrphansForced++
+	t.emitOrphan(p.conn)
+}
+
+func (t *Tracker) emitOrphan(c *Connection) {
+	sortEvents(c.Events)
+	if len(c.Events) > 0 {
+		last := c.Events[len(c.Events)-1]
+		c.FinalState = last.State
+		if last.Kind == EventRSTSent {
+			c.CloseInitiator = InitiatorLocal
+		}
+	}
+	t.stats.Orphans++
+	t.out(c)
+}
+
+func (t *Tracker) fromConnRecord(r *bpf.ConnRecord) *Connection {
+	local, remote, network := endpoints(&r.Tuple)
+	c := &Connection{
+		Side:              Side(r.Side),
+		Network:           network,
+		Local:             local,
+		Remote:            remote,
+		Netns:             r.Tuple.Netns,
+		Start:             t.cfg.bootTime(r.StartNs),
+		End:               t.cfg.bootTime(r.EndNs),
+		Midlife:           r.Flags&bpf.FlagMidlife != 0,
+		Owner:             Process{PID: r.OwnerPid, Comm: comm(r.OwnerComm[:])},
+		OwnerFromListener: r.Flags&bpf.FlagOwnerFromListener != 0,
+		FinalState:        State(r.FinalState),
+		BytesSent:         r.BytesSent,
+		BytesReceived:     r.BytesReceived,
+		SegsOut:           r.SegsOut,
+		SegsIn:            r.SegsIn,
+		Retransmits:       r.TotalRetrans,
+		SRTT:              time.Duration(r.SrttUs) * time.Microsecond,
+	}
+	if r.CloserPid != 0 {
+		c.Closer = &Close{
+			Process:     Process{PID: r.CloserPid, Comm: comm(r.CloserComm[:])},
+			TID:         r.CloserTid,
+			FD:          int32(r.CloserFd),
+			UnreadBytes: r.UnreadBytes,
+		}
+	}
+	n := int(r.EventsSeen)
+	if n > bpf.MaxConnEvents {
+		c.EventsDropped = uint32(n - bpf.MaxConnEvents)
+		n = bpf.MaxConnEvents
+	}
+	c.Events = make([]Event, 0, n)
+	for i := 0; i < n; i++ {
+		e := &r.Events[i]
+		ev := t.event(e.TsNs, e.Type, e.State, e.Ctx, e.Pid, e.Arg, e.Arg2)
+		if ev.Context == ContextProcess {
+			ev.Process.Comm = c.actorComm(ev.Process.PID)
+		}
+		if ev.Kind == EventClose && c.Closer != nil && c.Closer.Time.IsZero() && ev.Process.PID == c.Closer.Process.PID {
+			c.Closer.Time = ev.Time
+		}
+		c.Events = append(c.Events, ev)
+	}
+	sortEvents(c.Events)
+	c.CloseInitiator = closeInitiator(c.Events)
+	if finReceived(c.Events) && c.BytesReceived > 0 {
+		// tcp_sock.bytes_received counts the FIN's sequence number.
+		c.BytesReceived--
+	}
+	return c
+}
+
+// finReceived tells from the state path whether the peer's FIN arrived:
+// ESTABLISHED->CLOSE_WAIT, FIN_WAIT1->CLOSING, or the kernel moving
+// FIN_WAIT1/FIN_WAIT2 to CLOSE (entering time-wait) without a reset. The
+// last can also be the FIN_WAIT2 timeout of a silent peer, which then
+// undercounts by one byte.
+func finReceived(events []Event) bool {
+	for _, e := range events {
+		switch {
+		case e.Kind == EventRSTReceived:
+			return false
+		case e.Kind == EventState && (e.State == StateCloseWait || e.State == StateClosing):
+			return true
+		case e.Kind == EventState && e.State == StateClose &&
+			(e.OldState == StateFinWait1 || e.OldState == StateFinWait2):
+			return true
+		}
+	}
+	return false
+}
+
+// actorComm names a pid from what the record knows: the owner or closer.
+func (c *Connection) actorComm(pid uint32) string {
+	switch {
+	case c.Closer != nil && c.Closer.Process.PID == pid:
+		return c.Closer.Process.Comm
+	case c.Owner.PID == pid:
+		return c.Owner.Comm
+	}
+	return ""
+}
+
+// event decodes one kernel event (struct conn_event).
+func (t *Tracker) event(ts uint64, typ, state, ctx uint8, pid, arg, arg2 uint32) Event {
+	ev := Event{
+		Time:    t.cfg.bootTime(ts),
+		Kind:    eventKinds[bpf.EventType(typ)],
+		State:   State(state),
+		Context: Context(ctx),
+		FD:      -1,
+	}
+	if ev.Context == ContextProcess {
+		ev.Process.PID = pid
+	}
+	switch bpf.EventType(typ) {
+	case bpf.EventState:
+		ev.OldState = State(arg)
+	case bpf.EventAccept:
+		ev.FD = int32(arg)
+		ev.Syscall = syscallName(arg2)
+	case bpf.EventClose:
+		ev.FD = int32(arg)
+		ev.TID = arg2
+		ev.Syscall = "close"
+	case bpf.EventRSTSent:
+		if arg == bpf.ResetReasonUnknown {
+			ev.Reason = ReasonUnknown
+		} else {
+			ev.Reason = t.names.ResetReason(arg)
+		}
+		if ev.Context == ContextProcess {
+			ev.Syscall = syscallName(arg2)
+		}
+	case bpf.EventError:
+		ev.Errno = syscall.Errno(arg)
+	case bpf.EventSYNACKRetrans:
+		ev.Count = arg
+	case bpf.EventDrop:
+		ev.Reason = t.names.DropReason(arg)
+	case bpf.EventSYNOverflow, bpf.EventACKOverflow:
+		ev.Backlog, ev.MaxBacklog = arg, arg2
+	}
+	return ev
+}
+
+// eventKinds maps the kernel's event types to the tracker's.
+var eventKinds = map[bpf.EventType]EventKind{
+	bpf.EventState:         EventState,
+	bpf.EventSYN:           EventSYN,
+	bpf.EventAccept:        EventAccept,
+	bpf.EventClose:         EventClose,
+	bpf.EventRSTSent:       EventRSTSent,
+	bpf.EventRSTReceived:   EventRSTReceived,
+	bpf.EventError:         EventError,
+	bpf.EventRetransmit:    EventRetransmit,
+	bpf.EventSYNACKRetrans: EventSYNACKRetransmit,
+	bpf.EventDrop:          EventDrop,
+	bpf.EventSYNOverflow:   EventSYNOverflow,
+	bpf.EventACKOverflow:   EventACKOverflow,
+}
+
+// closeInitiator finds which end closed first from the state path: a local
+// FIN moves ESTABLISHED to FIN_WAIT1, a remote FIN to CLOSE_WAIT; a reset
+// closes it outright.
+func closeInitiator(events []Event) Initiator {
+	for _, e := range events {
+		switch {
+		case e.Kind == EventState && e.State == StateFinWait1:
+			return InitiatorLocal
+		case e.Kind == EventState && e.State == StateCloseWait:
+			return InitiatorRemote
+		case e.Kind == EventRSTSent:
+			return InitiatorLocal
+		case e.Kind == EventRSTReceived:
+			return InitiatorRemote
+		}
+	}
+	return InitiatorUnknown
+}
+
+func sortEvents(evs []Event) {
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Time.Before(evs[j].Time) })
+}
+
+func endpoints(t *bpf.Tuple) (local, remote netip.AddrPort, network string) {
+	la := netip.AddrFrom16(t.Saddr)
+	ra := netip.AddrFrom16(t.Daddr)
+	network = "ipv6"
+	if t.Family == unix.AF_INET {
+		la, ra, network = la.Unmap(), ra.Unmap(), "ipv4"
+	}
+	return netip.AddrPortFrom(la, t.Sport), netip.AddrPortFrom(ra, t.Dport), network
+}
+
+func comm(b []int8) string {
+	buf := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		buf = append(buf, byte(c))
+	}
+	return string(buf)
+}
+
+// syscallName names the x86_64 syscalls the kernel side reports.
+func syscallName(nr uint32) string {
+	switch nr {
+	case unix.SYS_CLOSE:
+		return "close"
+	case unix.SYS_ACCEPT:
+		return "accept"
+	case unix.SYS_ACCEPT4:
+		return "accept4"
+	case bpf.SyscallNone:
+		return ""
+	}
+	return ""
+}

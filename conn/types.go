@@ -1,0 +1,263 @@
+package conn
+
+import (
+	"fmt"
+	"net/netip"
+	"syscall"
+	"time"
+)
+
+// Side says how a connection was opened on this host.
+type Side uint8
+
+// Sides.
+const (
+	SideUnknown Side = iota // seen only mid-life, or a socket-less orphan of unknown role
+	SideClient              // actively opened: connect()
+	SideServer              // passively opened: accepted from a listener
+)
+
+func (s Side) String() string {
+	switch s {
+	case SideClient:
+		return "client"
+	case SideServer:
+		return "server"
+	}
+	return "unknown"
+}
+
+// State is a kernel TCP state (include/net/tcp_states.h). These numbers are
+// part of the kernel ABI (sock_diag, tracepoints) and do not change.
+type State uint8
+
+// TCP states.
+const (
+	StateEstablished State = 1 + iota
+	StateSynSent
+	StateSynRecv
+	StateFinWait1
+	StateFinWait2
+	StateTimeWait
+	StateClose
+	StateCloseWait
+	StateLastAck
+	StateListen
+	StateClosing
+	StateNewSynRecv
+)
+
+var stateNames = [...]string{"", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",
+	"TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) && s != 0 {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("STATE(%d)", uint8(s))
+}
+
+// Context says who acted when an event happened.
+type Context uint8
+
+// Contexts.
+const (
+	// ContextUnknown: the kernel did not say.
+	ContextUnknown Context = iota
+	// ContextProcess: a process, inside a syscall on this socket (or on
+	// the listener it was queued on), did it. Event.Process is the actor.
+	ContextProcess
+	// ContextKernel: the kernel did it on its own, in softirq, a timer or
+	// while processing a packet. The task that happened to be running is
+	// not the actor and is not reported.
+	ContextKernel
+)
+
+func (c Context) String() string {
+	switch c {
+	case ContextProcess:
+		return "process"
+	case ContextKernel:
+		return "kernel"
+	}
+	return "unknown"
+}
+
+// EventKind says what happened.
+type EventKind uint8
+
+// Event kinds.
+const (
+	EventSYN              EventKind = iota + 1 // SYN reached the listener
+	EventState                                 // state change: OldState -> State
+	EventAccept                                // accept() returned the socket: Process, FD
+	EventClose                                 // close() of the socket: Process, TID, FD
+	EventRSTSent                               // RST sent: Reason, Context, Process, Syscall
+	EventRSTReceived                           // RST received
+	EventError                                 // error reported to the application: Errno
+	EventRetransmit                            // a segment was retransmitted
+	EventSYNACKRetransmit                      // the SYN-ACK was retransmitted: Count so far
+	EventDrop                                  // a packet of the connection was dropped: Reason
+	EventSYNOverflow                           // SYN dropped: accept queue full (Backlog/MaxBacklog)
+	EventACKOverflow                           // handshake ACK dropped: accept queue full
+)
+
+var eventNames = [...]string{"", "syn", "state", "accept", "close", "rst_sent", "rst_received", "error",
+	"retransmit", "synack_retransmit", "drop", "syn_overflow", "ack_overflow"}
+
+// String returns a stable, lowercase name, used in span event names.
+func (k EventKind) String() string {
+	if int(k) < len(eventNames) && k != 0 {
+		return eventNames[k]
+	}
+	return fmt.Sprintf("event(%d)", uint8(k))
+}
+
+// Process is a process that acted on or owns a socket.
+type Process struct {
+	PID  uint32
+	Comm string
+}
+
+func (p Process) String() string {
+	if p.PID == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s[%d]", p.Comm, p.PID)
+}
+
+// Event is one kernel event on a connection, at its true time.
+type Event struct {
+	Time     time.Time
+	Kind     EventKind
+	State    State   // socket state at the event (the new state for EventState)
+	OldState State   // EventState only
+	Context  Context // who acted
+	Process  Process // the actor, when Context is ContextProcess
+	TID      uint32  // EventClose
+	FD       int32   // EventAccept, EventClose; -1 otherwise
+	Syscall  string  // the actor's syscall ("close", "accept4"), if known
+	// Reason is the kernel's reason for EventRSTSent and EventDrop, without
+	// prefix (e.g. "TCP_ABORT_ON_CLOSE"). ReasonUnknown when the kernel
+	// does not report one.
+	Reason     string
+	Errno      syscall.Errno // EventError
+	Count      uint32        // EventSYNACKRetransmit: retransmits so far
+	Backlog    uint32        // overflows: accept queue length
+	MaxBacklog uint32        // overflows: accept queue limit
+}
+
+// ReasonUnknown is Event.Reason when the running kernel does not report
+// reset reasons (before 6.10).
+const ReasonUnknown = "UNKNOWN"
+
+// Initiator says which end closed first.
+type Initiator uint8
+
+// Initiators.
+const (
+	InitiatorUnknown Initiator = iota
+	InitiatorLocal             // this host sent the first FIN (or RST)
+	InitiatorRemote            // the peer sent the first FIN (or RST)
+)
+
+func (i Initiator) String() string {
+	switch i {
+	case InitiatorLocal:
+		return "local"
+	case InitiatorRemote:
+		return "remote"
+	}
+	return "unknown"
+}
+
+// Close is the close() call that closed the socket.
+type Close struct {
+	Time        time.Time
+	Process     Process
+	TID         uint32
+	FD          int32
+	UnreadBytes uint32 // received but never read by the application
+}
+
+// Connection is one TCP connection seen from one host side, finished: the
+// socket was destroyed, or (for an Orphan) no event came for a while.
+type Connection struct {
+	Side    Side
+	Network string // "ipv4" or "ipv6"
+	Local   netip.AddrPort
+	Remote  netip.AddrPort
+	Netns   uint32 // network namespace inode
+
+	Start time.Time // first thing seen: SYN, connect(), child creation
+	End   time.Time // socket destroyed, or last orphan event
+
+	// Midlife: the connection was open before it was first seen.
+	Midlife bool
+	// Orphan: there was never a full socket on this side (a dropped
+	// handshake, an RST from a listener or for no socket). The record is
+	// joined from packet-level events by 4-tuple.
+	Orphan bool
+
+	Owner Process
+	// OwnerFromListener: no accept() was seen; Owner owns the listener.
+	OwnerFromListener bool
+	// Closer is the close() call, if one was seen.
+	Closer *Close
+
+	Events []Event // in time order
+	// EventsDropped counts events the kernel saw but could not keep.
+	EventsDropped uint32
+
+	FinalState    State
+	BytesSent     uint64 // acknowledged by the peer
+	BytesReceived uint64
+	SegsOut       uint32
+	SegsIn        uint32
+	Retransmits   uint32
+	SRTT          time.Duration
+
+	CloseInitiator Initiator
+}
+
+// Has reports whether any event is of kind k.
+func (c *Connection) Has(k EventKind) bool {
+	return c.First(k) != nil
+}
+
+// First returns the first event of kind k, or nil.
+func (c *Connection) First(k EventKind) *Event {
+	for i := range c.Events {
+		if c.Events[i].Kind == k {
+			return &c.Events[i]
+		}
+	}
+	return nil
+}
+
+// Count returns the number of events of kind k.
+func (c *Connection) Count(k EventKind) int {
+	n := 0
+	for i := range c.Events {
+		if c.Events[i].Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+// Problem reports whether the connection had anything worth a look: a
+// reset, an error, an overflow, a drop or a retransmit.
+func (c *Connection) Problem() bool {
+	if c.Orphan || c.Retransmits > 0 {
+		return true
+	}
+	for i := range c.Events {
+		switch c.Events[i].Kind {
+		case EventRSTSent, EventRSTReceived, EventError, EventRetransmit, EventSYNACKRetransmit,
+			EventDrop, EventSYNOverflow, EventACKOverflow:
+			return true
+		}
+	}
+	return false
+}

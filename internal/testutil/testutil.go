@@ -1,0 +1,150 @@
+// Package testutil holds the helpers of tcpspan's privileged tests: one gate
+// for tests that need root to load BPF, and network namespaces that keep
+// each scenario's traffic away from the host's.
+package testutil
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// RequireBPF skips the test, with the reason, unless it runs as root: it
+// loads BPF programs and creates network namespaces.
+func RequireBPF(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("needs root: loads BPF programs and creates network namespaces (run: sudo make test)")
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		tb.Skip("needs kernel BTF at /sys/kernel/btf/vmlinux")
+	}
+}
+
+// NetNS is a named network namespace with loopback up, deleted at cleanup.
+type NetNS struct {
+	Name  string
+	Path  string
+	Inode uint32
+}
+
+var nsCounter atomic.Uint32
+
+// NewNetNS creates a network namespace for one test.
+func NewNetNS(tb testing.TB) *NetNS {
+	tb.Helper()
+	name := fmt.Sprintf("tcpspan-test-%d-%d", os.Getpid(), nsCounter.Add(1))
+	MustRun(tb, "ip", "netns", "add", name)
+	tb.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	MustRun(tb, "ip", "-n", name, "link", "set", "lo", "up")
+	ns := &NetNS{Name: name, Path: "/var/run/netns/" + name}
+	var st unix.Stat_t
+	if err := unix.Stat(ns.Path, &st); err != nil {
+		tb.Fatalf("stat %s: %v", ns.Path, err)
+	}
+	ns.Inode = uint32(st.Ino)
+	return ns
+}
+
+// Do runs fn on an OS thread inside the namespace. Sockets created in fn
+// belong to the namespace for their whole life, whichever goroutine uses
+// them later; goroutines started in fn do not run inside it.
+func (ns *NetNS) Do(tb testing.TB, fn func()) {
+	tb.Helper()
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			done <- err
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open(ns.Path)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("setns %s: %w", ns.Path, err)
+			return
+		}
+		fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			// Leave the thread locked: it dies with this goroutine.
+			done <- fmt.Errorf("restore netns: %w", err)
+			return
+		}
+		runtime.UnlockOSThread()
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Exec runs a command inside the namespace (ip netns exec).
+func (ns *NetNS) Exec(tb testing.TB, args ...string) string {
+	tb.Helper()
+	return MustRun(tb, append([]string{"ip", "netns", "exec", ns.Name}, args...)...)
+}
+
+// Sysctl sets a sysctl inside the namespace.
+func (ns *NetNS) Sysctl(tb testing.TB, key, value string) {
+	tb.Helper()
+	ns.Exec(tb, "sysctl", "-q", "-w", key+"="+value)
+}
+
+// Counters reads the namespace's SNMP and netstat counters, keyed like
+// nstat: "TcpOutRsts", "TcpExtListenOverflows".
+func (ns *NetNS) Counters(tb testing.TB) map[string]uint64 {
+	tb.Helper()
+	out := map[string]uint64{}
+	for _, f := range []string{"/proc/net/snmp", "/proc/net/netstat"} {
+		parseSNMP(ns.Exec(tb, "cat", f), out)
+	}
+	return out
+}
+
+// parseSNMP reads the header/value line pairs of /proc/net/snmp and netstat.
+func parseSNMP(text string, out map[string]uint64) {
+	sc := bufio.NewScanner(strings.NewReader(text))
+	var header []string
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		prefix := strings.TrimSuffix(fields[0], ":")
+		if header == nil || header[0] != fields[0] {
+			header = fields
+			continue
+		}
+		for i := 1; i < len(fields) && i < len(header); i++ {
+			v, err := strconv.ParseUint(fields[i], 10, 64)
+			if err == nil {
+				out[prefix+header[i]] = v
+			}
+		}
+		header = nil
+	}
+}
+
+// MustRun runs a command and returns its output, failing the test on error.
+func MustRun(tb testing.TB, args ...string) string {
+	tb.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
