@@ -63,7 +63,10 @@ static __always_inline struct conn *conn_get(const struct sock *sk)
 	if (filter_netns && sk_netns(sk) != filter_netns)
 		return NULL;
 	state = sk_state(sk);
-	if (state == TCP_LISTEN || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV)
+	/* A socket in CLOSE without an entry is unconnected, or already
+	 * destroyed: tcp_reset() destroys an orphaned socket before the RST
+	 * that answers the packet goes out. Those events become orphans. */
+	if (state == TCP_LISTEN || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV || state == TCP_CLOSE)
 		return NULL;
 	if (BPF_CORE_READ(sk, __sk_common.skc_dport) == 0)
 		return NULL;

@@ -176,12 +176,17 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 	}
 	overflow, ok := names.dropReasonValue("TCP_LISTEN_OVERFLOW")
 	t.features.ListenOverflow = ok
+	noSocket, _ := names.dropReasonValue("NO_SOCKET")
+	if !ok {
+		noSocket = 0 // the cookie case is only recognised beside the other
+	}
 	for name, value := range map[string]any{
 		tcpspanVarFilterNetns:          cfg.netns,
 		tcpspanVarFilterPorts:          ports,
 		tcpspanVarWakeupBytes:          cfg.wakeupBytes,
 		tcpspanVarDropReasons:          dropBitmap,
 		tcpspanVarListenOverflowReason: overflow,
+		tcpspanVarNoSocketReason:       noSocket,
 	} {
 		if err := spec.Variables[name].Set(value); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
@@ -362,4 +367,19 @@ func NetnsInode(path string) (uint32, error) {
 		return 0, fmt.Errorf("network namespace %s: %w", path, err)
 	}
 	return uint32(st.Ino), nil
+}
+
+// AddListener records the owner of a listening socket that predates the
+// agent, so that children and orphans on its port name their process.
+func (t *Tracer) AddListener(netns uint32, port uint16, pid uint32, comm string) error {
+	key := tcpspanListenerKey{Netns: netns, Port: port}
+	val := tcpspanOwner{Pid: pid}
+	for i := 0; i < len(comm) && i < len(val.Comm)-1; i++ {
+		val.Comm[i] = int8(comm[i])
+	}
+	// NoExist: an entry from a listen() seen live is fresher.
+	if err := t.objs.Listeners.Update(&key, &val, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+		return fmt.Errorf("add listener :%d: %w", port, err)
+	}
+	return nil
 }

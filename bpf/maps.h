@@ -13,6 +13,7 @@ const volatile __u32 wakeup_bytes = 65536; /* wake the reader once this much is 
  * name from the running kernel's BTF, since the numbers change per kernel. */
 const volatile __u64 drop_reasons[4] = {};
 const volatile __u32 listen_overflow_reason = 0; /* SKB_DROP_REASON_TCP_LISTEN_OVERFLOW, 0 = unknown */
+const volatile __u32 no_socket_reason = 0;       /* SKB_DROP_REASON_NO_SOCKET, 0 = unknown */
 
 /* events carries struct conn and struct orphan records to user space.
  * Written by every hook, read by the Go reader. Size set by the loader. */

@@ -294,11 +294,20 @@ int kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 	if (!bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED))
 		return 0;
 	reason = (__u32)ctx->args[2];
-	if (reason >= 256 || !(drop_reasons[(reason >> 6) & 3] & (1ULL << (reason & 63))))
-		return 0;
 	/* rx_sk, the socket the packet was for, since 6.12. */
 	if (bpf_core_field_exists(struct trace_event_raw_kfree_skb, rx_sk))
 		rx_sk = (const struct sock *)ctx->args[3];
+	if (reason == no_socket_reason && reason != 0) {
+		/* A handshake ACK carrying a valid SYN cookie finds the accept
+		 * queue full: cookie_v4_check() cannot create the child and drops
+		 * the packet as NO_SOCKET while rx_sk is the listener. Other
+		 * NO_SOCKET drops (closed ports) have no rx_sk. */
+		if (!rx_sk || sk_state(rx_sk) != TCP_LISTEN)
+			return 0;
+		reason = listen_overflow_reason;
+	} else if (reason >= 256 || !(drop_reasons[(reason >> 6) & 3] & (1ULL << (reason & 63)))) {
+		return 0;
+	}
 
 	if (tuple_from_skb(&t, skb))
 		return 0;

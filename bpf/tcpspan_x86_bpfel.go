@@ -193,6 +193,7 @@ const (
 	tcpspanVarFilterNetns          = "filter_netns"
 	tcpspanVarFilterPorts          = "filter_ports"
 	tcpspanVarListenOverflowReason = "listen_overflow_reason"
+	tcpspanVarNoSocketReason       = "no_socket_reason"
 	tcpspanVarUnusedConnFlags      = "unused_conn_flags"
 	tcpspanVarUnusedCounter        = "unused_counter"
 	tcpspanVarUnusedEventType      = "unused_event_type"
@@ -280,6 +281,7 @@ type tcpspanVariableSpecs struct {
 	FilterNetns          *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPorts          *ebpf.VariableSpec `ebpf:"filter_ports"`
 	ListenOverflowReason *ebpf.VariableSpec `ebpf:"listen_overflow_reason"`
+	NoSocketReason       *ebpf.VariableSpec `ebpf:"no_socket_reason"`
 	UnusedConnFlags      *ebpf.VariableSpec `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
@@ -337,6 +339,7 @@ type tcpspanVariables struct {
 	FilterNetns          *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPorts          *ebpf.Variable `ebpf:"filter_ports"`
 	ListenOverflowReason *ebpf.Variable `ebpf:"listen_overflow_reason"`
+	NoSocketReason       *ebpf.Variable `ebpf:"no_socket_reason"`
 	UnusedConnFlags      *ebpf.Variable `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`

@@ -20,6 +20,12 @@ const (
 	// DefaultMaxOrphans bounds the pending orphan 4-tuples; beyond it the
 	// oldest are emitted early (and counted in Stats.OrphansForced).
 	DefaultMaxOrphans = 65536
+	// DefaultLinger is how long a finished connection is held before it is
+	// emitted, so that the kernel's last word on it can join it: when a
+	// packet arrives for a closed, orphaned socket, tcp_reset() destroys
+	// the socket and only then is the answering RST sent, as an orphan
+	// event right behind the connection's record.
+	DefaultLinger = 100 * time.Millisecond
 )
 
 // Names resolves the kernel's reason numbers (see [bpf.KernelNames]).
@@ -38,6 +44,7 @@ type optionFunc func(config) config
 func (f optionFunc) apply(c config) config { return f(c) }
 
 type config struct {
+	linger     time.Duration
 	orphanIdle time.Duration
 	maxOrphans int
 	bootTime   func(ns uint64) time.Time
@@ -47,6 +54,12 @@ type config struct {
 // Default [DefaultOrphanIdle].
 func WithOrphanIdle(d time.Duration) Option {
 	return optionFunc(func(c config) config { c.orphanIdle = d; return c })
+}
+
+// WithLinger sets how long finished connections are held for late events;
+// zero emits them at once. Default [DefaultLinger].
+func WithLinger(d time.Duration) Option {
+	return optionFunc(func(c config) config { c.linger = d; return c })
 }
 
 // WithMaxOrphans bounds pending orphan 4-tuples. Default [DefaultMaxOrphans].
@@ -65,7 +78,7 @@ type Stats struct {
 	Connections   uint64 // connections emitted with a full socket
 	Orphans       uint64 // orphan connections emitted
 	OrphanEvents  uint64 // orphan events received
-	OrphansJoined uint64 // orphan 4-tuples merged into a full connection
+	OrphansJoined uint64 // orphan 4-tuples or events merged into a full connection
 	OrphansForced uint64 // orphan 4-tuples emitted early: too many pending
 }
 
@@ -88,6 +101,7 @@ type Tracker struct {
 
 	mu      sync.Mutex
 	orphans map[tupleKey]*pending
+	held    map[tupleKey]*pending // finished connections lingering for late events
 	owners  map[tupleKey]Process // from a sock_diag snapshot, for mid-life connections
 	stats   Stats
 }
@@ -95,12 +109,12 @@ type Tracker struct {
 // New returns a tracker that calls out with each finished connection. out
 // is called with the tracker's lock held: it must not call back into it.
 func New(names Names, out func(*Connection), opts ...Option) *Tracker {
-	cfg := config{orphanIdle: DefaultOrphanIdle, maxOrphans: DefaultMaxOrphans, bootTime: BootClock()}
+	cfg := config{linger: DefaultLinger, orphanIdle: DefaultOrphanIdle, maxOrphans: DefaultMaxOrphans, bootTime: BootClock()}
 	for _, o := range opts {
 		cfg = o.apply(cfg)
 	}
 	return &Tracker{cfg: cfg, names: names, out: out, orphans: make(map[tupleKey]*pending),
-		owners: make(map[tupleKey]Process)}
+		held: make(map[tupleKey]*pending), owners: make(map[tupleKey]Process)}
 }
 
 // SeedOwner records the owner of a connection that was open before the
@@ -141,6 +155,18 @@ func (t *Tracker) HandleConn(r *bpf.ConnRecord) {
 		}
 		t.stats.OrphansJoined++
 	}
+	if t.cfg.linger <= 0 {
+		t.emitConn(c)
+		return
+	}
+	if prev, ok := t.held[key]; ok {
+		// The 4-tuple was reused within the linger time.
+		t.emitConn(prev.conn)
+	}
+	t.held[key] = &pending{conn: c, last: time.Now()}
+}
+
+func (t *Tracker) emitConn(c *Connection) {
 	t.stats.Connections++
 	t.out(c)
 }
@@ -159,6 +185,13 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.stats.OrphanEvents++
+	if h, ok := t.held[key]; ok {
+		// The kernel's last word on a connection that just ended.
+		h.conn.Events = append(h.conn.Events, ev)
+		sortEvents(h.conn.Events)
+		t.stats.OrphansJoined++
+		return
+	}
 	p, ok := t.orphans[key]
 	if !ok {
 		if len(t.orphans) >= t.cfg.maxOrphans {
@@ -192,11 +225,18 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 	}
 }
 
-// Flush emits the orphan connections that have had no event for the idle
-// time, as of now. Call it periodically.
+// Flush emits the connections whose linger time has passed and the orphan
+// connections that have had no event for the idle time, as of now. Call it
+// periodically.
 func (t *Tracker) Flush(now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for k, p := range t.held {
+		if now.Sub(p.last) >= t.cfg.linger {
+			delete(t.held, k)
+			t.emitConn(p.conn)
+		}
+	}
 	for k, p := range t.orphans {
 		if now.Sub(p.last) >= t.cfg.orphanIdle {
 			delete(t.orphans, k)
@@ -205,10 +245,14 @@ func (t *Tracker) Flush(now time.Time) {
 	}
 }
 
-// Close emits every pending orphan connection.
+// Close emits every held and pending connection.
 func (t *Tracker) Close() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for k, p := range t.held {
+		delete(t.held, k)
+		t.emitConn(p.conn)
+	}
 	for k, p := range t.orphans {
 		delete(t.orphans, k)
 		t.emitOrphan(p.conn)
@@ -417,12 +461,15 @@ func sortEvents(evs []Event) {
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Time.Before(evs[j].Time) })
 }
 
+// endpoints converts a kernel tuple. IPv4 addresses, whether from an
+// AF_INET socket or IPv4-mapped on a dual-stack AF_INET6 one, come out as
+// plain IPv4: that is what went over the wire.
 func endpoints(t *bpf.Tuple) (local, remote netip.AddrPort, network string) {
-	la := netip.AddrFrom16(t.Saddr)
-	ra := netip.AddrFrom16(t.Daddr)
+	la := netip.AddrFrom16(t.Saddr).Unmap()
+	ra := netip.AddrFrom16(t.Daddr).Unmap()
 	network = "ipv6"
-	if t.Family == unix.AF_INET {
-		la, ra, network = la.Unmap(), ra.Unmap(), "ipv4"
+	if la.Is4() {
+		network = "ipv4"
 	}
 	return netip.AddrPortFrom(la, t.Sport), netip.AddrPortFrom(ra, t.Dport), network
 }
