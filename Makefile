@@ -30,6 +30,10 @@ build: ## build the tcpspan binary into ./bin
 test: ## all tests: unit, privileged BPF (root) and end-to-end
 	./scripts/test.sh
 
+.PHONY: demo
+demo: ## the seed incident (rinetd, backlog 5, wrk -c1000) explained by tcpspan (root)
+	./scripts/demo.sh
+
 .PHONY: run
 run: build ## run the agent on this host with its terminal view (root)
 	./bin/tcpspan

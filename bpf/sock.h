@@ -14,6 +14,7 @@
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define IPPROTO_TCP 6
+#define IPPROTO_MPTCP 262
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 
@@ -204,8 +205,7 @@ static __always_inline __u8 exec_ctx(const struct sock *sk, __u32 *syscall)
 		return CTX_KERNEL;
 	if (a->sk != (__u64)sk) {
 		/* Children of a listener being closed are reset by that close(). */
-		if (!a->listener || a->netns != sk_netns(sk) ||
-		    a->port != BPF_CORE_READ(sk, __sk_common.skc_num))
+		if (!a->listener || a->netns != sk_netns(sk) || a->port != sk_local_port(sk))
 			return CTX_KERNEL;
 	}
 	if (syscall)

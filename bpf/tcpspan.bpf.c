@@ -365,12 +365,16 @@ int sys_enter_close(struct syscall_enter_ctx *ctx)
 		return 0;
 	c = conn_get(sk);
 	if (!c) {
-		/* A listener: its close() resets the children still queued. */
-		if (sk_protocol(sk) != IPPROTO_TCP || sk_state(sk) != TCP_LISTEN)
+		/* A listener: its close() resets the children still queued.
+		 * An MPTCP listener (Go's default) closes its TCP subflow
+		 * listener, whose children are plain TCP sockets on the port. */
+		__u16 proto = sk_protocol(sk);
+
+		if ((proto != IPPROTO_TCP && proto != IPPROTO_MPTCP) || sk_state(sk) != TCP_LISTEN)
 			return 0;
 		a.listener = 1;
 		a.netns = sk_netns(sk);
-		a.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+		a.port = sk_local_port(sk);
 		if (filter_netns && a.netns != filter_netns)
 			return 0;
 		bpf_map_update_elem(&actors, &tid, &a, BPF_ANY);

@@ -102,7 +102,7 @@ type Tracker struct {
 	mu      sync.Mutex
 	orphans map[tupleKey]*pending
 	held    map[tupleKey]*pending // finished connections lingering for late events
-	owners  map[tupleKey]Process // from a sock_diag snapshot, for mid-life connections
+	owners  map[tupleKey]Process  // from a sock_diag snapshot, for mid-life connections
 	stats   Stats
 }
 

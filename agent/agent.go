@@ -1,0 +1,188 @@
+// Package agent wires tcpspan's pipeline together, in the one direction data
+// flows: kernel (package bpf) → reader → tracker (package conn) → a sink
+// that receives finished connections. It also picks up what predates the
+// agent (package sockdiag) and keeps the agent's own counts. The command
+// and the end-to-end tests both run the pipeline through [Run].
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"github.com/tcpspan/tcpspan/bpf"
+	"github.com/tcpspan/tcpspan/conn"
+	"github.com/tcpspan/tcpspan/sockdiag"
+)
+
+// Defaults of [Config].
+const (
+	// DefaultFlushInterval is how often pending orphan events are checked
+	// for idleness.
+	DefaultFlushInterval = 250 * time.Millisecond
+	// DefaultHealthInterval is how often the health line is logged.
+	DefaultHealthInterval = 30 * time.Second
+)
+
+// Config is what [Run] needs.
+type Config struct {
+	// NetnsPath restricts capture to one network namespace (a path such
+	// as /var/run/netns/NAME or /proc/PID/ns/net); empty captures all.
+	NetnsPath string
+	// Ports restricts capture to connections with one of these local or
+	// remote ports (at most 8); empty captures all.
+	Ports []uint16
+	// RingBufferBytes and MaxConnections size the kernel side; zero
+	// means bpf's defaults.
+	RingBufferBytes int
+	MaxConnections  int
+	// OrphanIdle is how long socket-less events of a 4-tuple wait to be
+	// joined; zero means conn.DefaultOrphanIdle.
+	OrphanIdle time.Duration
+	// HealthInterval is how often the health line is logged; zero means
+	// DefaultHealthInterval, negative never.
+	HealthInterval time.Duration
+	// Logger receives warnings and health lines.
+	Logger *slog.Logger
+	// Ready, if set, is called once the programs are attached and what
+	// predates the agent has been picked up.
+	Ready func(*bpf.Tracer)
+}
+
+// Health is the agent's own account of what it saw and lost.
+type Health struct {
+	Kernel  bpf.Counters
+	Tracker conn.Stats
+}
+
+// Lost is the number of records lost anywhere before the tracker.
+func (h Health) Lost() uint64 {
+	return h.Kernel.RingbufLostConn + h.Kernel.RingbufLostOrphan + h.Kernel.ConnMapFull + h.Kernel.Malformed
+}
+
+// Run loads the kernel side and delivers every finished connection to sink
+// until ctx is done. Then it emits what is pending, detaches everything and
+// returns the final health. sink runs on the reader's goroutine: it must
+// not block for long, or the ring buffer fills and records are lost (and
+// counted).
+func Run(ctx context.Context, cfg Config, sink func(*conn.Connection)) (Health, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts := []bpf.Option{
+		bpf.WithWarnings(func(s string) { log.Warn(s) }),
+		bpf.WithVerifierLogs(true),
+	}
+	var netns uint32
+	if cfg.NetnsPath != "" {
+		var err error
+		if netns, err = bpf.NetnsInode(cfg.NetnsPath); err != nil {
+			return Health{}, err
+		}
+		opts = append(opts, bpf.WithNetns(netns))
+	}
+	if len(cfg.Ports) > 0 {
+		opts = append(opts, bpf.WithPorts(cfg.Ports...))
+	}
+	if cfg.RingBufferBytes > 0 {
+		opts = append(opts, bpf.WithRingBufferBytes(cfg.RingBufferBytes))
+	}
+	if cfg.MaxConnections > 0 {
+		opts = append(opts, bpf.WithMaxConnections(cfg.MaxConnections))
+	}
+	tr, err := bpf.Load(opts...)
+	if err != nil {
+		return Health{}, err
+	}
+	defer tr.Close()
+
+	var trackerOpts []conn.Option
+	if cfg.OrphanIdle > 0 {
+		trackerOpts = append(trackerOpts, conn.WithOrphanIdle(cfg.OrphanIdle))
+	}
+	tk := conn.New(tr.Names(), sink, trackerOpts...)
+	if err := seed(tr, tk, cfg.NetnsPath); err != nil {
+		log.Warn("connections open before the agent will lack owners", "err", err)
+	}
+	if cfg.Ready != nil {
+		cfg.Ready(tr)
+	}
+
+	readCtx, stopRead := context.WithCancel(ctx)
+	defer stopRead()
+	readErr := make(chan error, 1)
+	go func() { readErr <- tr.Read(readCtx, tk) }()
+
+	flush := time.NewTicker(DefaultFlushInterval)
+	defer flush.Stop()
+	healthEvery := cfg.HealthInterval
+	if healthEvery == 0 {
+		healthEvery = DefaultHealthInterval
+	}
+	var healthC <-chan time.Time
+	if healthEvery > 0 {
+		h := time.NewTicker(healthEvery)
+		defer h.Stop()
+		healthC = h.C
+	}
+	health := func() Health {
+		k, err := tr.Counters()
+		if err != nil {
+			log.Warn("read kernel counters", "err", err)
+		}
+		return Health{Kernel: k, Tracker: tk.Stats()}
+	}
+	for {
+		select {
+		case now := <-flush.C:
+			tk.Flush(now)
+		case <-healthC:
+			logHealth(log, health())
+		case err := <-readErr:
+			// The reader stops on cancel (after draining) or on error.
+			tk.Close()
+			h := health()
+			if err != nil {
+				return h, err
+			}
+			return h, nil
+		case <-ctx.Done():
+			stopRead()
+		}
+	}
+}
+
+func logHealth(log *slog.Logger, h Health) {
+	log.Info("health",
+		"connections", h.Tracker.Connections, "orphans", h.Tracker.Orphans,
+		"lost", h.Lost(), "lost_ringbuf", h.Kernel.RingbufLostConn+h.Kernel.RingbufLostOrphan,
+		"lost_map_full", h.Kernel.ConnMapFull, "events_truncated", h.Kernel.ConnEventsLost,
+		"midlife", h.Kernel.ConnMidlife, "orphans_forced", h.Tracker.OrphansForced)
+}
+
+// seed picks up sockets that predate the agent: the owners of open
+// connections (whose records will be flagged mid-life) and of listeners.
+func seed(tr *bpf.Tracer, tk *conn.Tracker, netnsPath string) error {
+	socks, err := sockdiag.Snapshot(netnsPath)
+	if err != nil && !(socks != nil && errors.Is(err, fs.ErrPermission)) {
+		return fmt.Errorf("list open sockets: %w", err)
+	}
+	for _, s := range socks {
+		if len(s.Owners) == 0 {
+			continue
+		}
+		owner := conn.Process{PID: s.Owners[0].PID, Comm: s.Owners[0].Comm}
+		if conn.State(s.State) == conn.StateListen {
+			if err := tr.AddListener(s.NetnsInode, s.Local.Port(), owner.PID, owner.Comm); err != nil {
+				return err
+			}
+			continue
+		}
+		tk.SeedOwner(s.NetnsInode, s.Local, s.Remote, owner)
+	}
+	return err
+}

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestBadInvocationsExit2WithOneLine(t *testing.T) {
+	for _, args := range [][]string{
+		{"-port", "abc"},
+		{"-port", "0"},
+		{"-port", "1,2,3,4,5,6,7,8,9"},
+		{"-ring-buffer-bytes", "1000"},
+		{"-max-connections", "0"},
+		{"-no-such-flag"},
+		{"stray"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(args, &out, &errOut); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+		msg := errOut.String()
+		if strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "tcpspan: ") {
+			t.Errorf("%v: want one line starting 'tcpspan: ', got %q", args, msg)
+		}
+	}
+}
+
+func TestHelpDocumentsEveryFlag(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"-h"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, flag := range []string{"-netns", "-port", "-v", "-features", "-ring-buffer-bytes", "-max-connections", "-orphan-idle", "-health-interval"} {
+		if !strings.Contains(out.String(), flag) {
+			t.Errorf("help lacks %s", flag)
+		}
+	}
+}

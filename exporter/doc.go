@@ -1,0 +1,19 @@
+// Package exporter turns finished connections ([conn.Connection]) into
+// OpenTelemetry spans.
+//
+// This part is the pure mapping, free of the SDK and of I/O, so that it can
+// be table-tested anywhere: [Map] gives the span of one connection as a
+// [SpanData] (name, kind, times, attributes, one event per kernel event,
+// status and service name), and [Diagnose] gives its status: whether it
+// failed, a low-cardinality error.type and a description that reads like a
+// diagnosis, such as
+//
+//	RST sent (TCP_ABORT_ON_CLOSE): rinetd[812] closed fd 7 with 18 bytes unread
+//
+// Attribute keys come from the pinned upstream semantic conventions where
+// they exist and from [github.com/tcpspan/tcpspan/semconv] otherwise.
+//
+// A process is named as the actor of an event only when the kernel acted on
+// its behalf, inside a syscall (conn.ContextProcess). Resets and drops in
+// softirq run in whatever task was interrupted; that task is never reported.
+package exporter

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# make demo: the seed incident, reproduced in a network namespace and
+# explained by tcpspan.
+#
+# rinetd forwards port 92 to a backend that is down, behind a listen
+# backlog of 5, and wrk hits it with 1000 connections, as in the seed. Two
+# root causes of "connection reset by peer" appear side by side:
+#   1. the accept queue of rinetd's listener overflows: handshakes are
+#      dropped, and later the listener answers with RST;
+#   2. rinetd's upstream connect is refused, and rinetd close()s the client
+#      socket with the request unread: RST with TCP_ABORT_ON_CLOSE.
+# tcpspan's terminal view is saved, then summarised beside rinetd's log and
+# the kernel's own counters.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin
+
+DURATION=${DURATION:-5s}
+CONNECTIONS=${CONNECTIONS:-1000}
+NS=tcpspan-demo
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "demo: needs root (it loads BPF programs and creates a network namespace): sudo make demo" >&2
+	exit 1
+fi
+./scripts/deps.sh
+./scripts/deps.sh rinetd wrk
+echo "demo: building tcpspan"
+go build -o bin/tcpspan ./cmd/tcpspan
+
+work=$(mktemp -d /tmp/tcpspan-demo.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	ip netns del "$NS" 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ip netns del "$NS" 2>/dev/null || true
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+# rinetd 0.73 listens with the kernel's maximum backlog; the seed's rinetd
+# used 5. Capping somaxconn in the namespace reproduces it.
+ip netns exec "$NS" sysctl -q -w net.core.somaxconn=5
+
+cat >"$work/rinetd.conf" <<CONF
+logfile $work/rinetd.log
+# bind-address bind-port connect-address connect-port: the backend on 9000 is down.
+127.0.0.1 92 127.0.0.1 9000
+CONF
+ip netns exec "$NS" rinetd -f -c "$work/rinetd.conf" >/dev/null 2>&1 &
+pids+=($!)
+
+./bin/tcpspan -netns "$NS" -health-interval 0 >"$work/tcpspan.out" 2>"$work/tcpspan.log" &
+agent=$!
+pids+=($agent)
+for _ in $(seq 50); do
+	grep -q 'msg=tracing' "$work/tcpspan.log" 2>/dev/null && break
+	if ! kill -0 "$agent" 2>/dev/null; then cat "$work/tcpspan.log" >&2; exit 1; fi
+	sleep 0.1
+done
+
+ip netns exec "$NS" nstat -n
+echo "demo: wrk -c$CONNECTIONS -d$DURATION against rinetd on 127.0.0.1:92 (backend down, backlog 5)"
+ip netns exec "$NS" wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --timeout 2s http://127.0.0.1:92/ >"$work/wrk.out" 2>&1 || true
+# Handshakes dropped by the full queue end with the listener's RST seconds
+# later; wait for them, and for tcpspan to join their events.
+echo "demo: waiting for late resets and retransmits to settle"
+sleep 8
+kernel=$(ip netns exec "$NS" nstat -a TcpOutRsts TcpExtListenOverflows TcpExtTCPAbortOnClose TcpExtTCPAbortOnData 2>/dev/null | awk 'NR>1 {print}')
+kill -INT "$agent"
+wait "$agent" || true
+
+echo
+echo "== tcpspan: one example line per diagnosis (terminal view, diagnosis first)"
+for pattern in 'RST sent (TCP_ABORT_ON_CLOSE)' 'handshake dropped' 'connection refused' 'RST sent (NO_SOCKET)' 'RST sent (TCP_ABORT_ON_DATA)'; do
+	grep -m1 -F "$pattern" "$work/tcpspan.out" || true
+done
+echo
+echo "== tcpspan: summary"
+sed -n '/^[0-9]* connections/,$p' "$work/tcpspan.out"
+echo
+echo "== rinetd's log"
+awk '{print $NF}' "$work/rinetd.log" | sort | uniq -c
+echo
+echo "== the kernel's counters in the namespace (nstat)"
+echo "$kernel"
+echo
+echo "Compare: 'rst_sent' lines add up to TcpOutRsts; syn_overflow + ack_overflow to"
+echo "TcpExtListenOverflows; rst_sent TCP_ABORT_ON_CLOSE to TcpExtTCPAbortOnClose."
+echo "Full terminal output: $work/tcpspan.out"

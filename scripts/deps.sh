@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that tcpspan's build, tests and tools need.
+# Idempotent: packages already present are skipped. Needs root.
+set -euo pipefail
+
+# With arguments, installs those packages instead (the demo's rinetd, wrk).
+packages=(
+	clang-16 llvm-16 libbpf-dev bpftool   # make generate (pinned clang), make vmlinux
+	iproute2 nftables procps              # test network namespaces, packet loss, sysctl
+)
+if [ $# -gt 0 ]; then
+	packages=("$@")
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "deps: all packages present"
+	exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing ${missing[*]}; run as root: sudo make deps" >&2
+	exit 1
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The test command: what `make test` and CI run.
+#
+#  1. installs missing Debian packages (scripts/deps.sh);
+#  2. checks that gofmt, go vet and the committed bpf2go output are clean;
+#  3. runs every Go test. As root, the privileged tests load the BPF
+#     programs on this kernel, each scenario in its own network namespace.
+#     Without root they skip, saying so.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin
+
+if [ "$(id -u)" -eq 0 ]; then
+	./scripts/deps.sh
+else
+	echo "test: not root: privileged BPF tests will skip (run: sudo make test)" >&2
+fi
+
+echo "== gofmt, go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go' | grep -v '_bpfel\.go$') 2>/dev/null || true)
+if [ -n "$unformatted" ]; then
+	echo "gofmt needed: $unformatted" >&2
+	exit 1
+fi
+go vet ./...
+
+echo "== generated BPF objects are current"
+if command -v clang-16 >/dev/null; then
+	make -s generate >/dev/null
+	if ! git diff --quiet -- bpf/; then
+		git diff --stat -- bpf/ >&2
+		echo "generated files are stale: run 'make generate' and commit the result" >&2
+		exit 1
+	fi
+else
+	echo "skipped: clang-16 not installed (sudo make deps)"
+fi
+
+echo "== go test"
+go test -count=1 -p 1 -timeout 20m ./...

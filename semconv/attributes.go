@@ -1,0 +1,430 @@
+package semconv
+
+import "go.opentelemetry.io/otel/attribute"
+
+// Namespace: tcp (span attributes: the outcome of one connection)
+const (
+	// TCPCloseFDKey is the attribute Key for "tcp.close.fd". It represents the
+	// file descriptor that the closing process passed to close().
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 7
+	TCPCloseFDKey = attribute.Key("tcp.close.fd")
+
+	// TCPCloseInitiatorKey is the attribute Key for "tcp.close.initiator". It
+	// represents which end closed the connection first: the end that sent the
+	// first FIN or RST.
+	//
+	// Type: Enum
+	// Stability: Development
+	//
+	// Examples: "local", "remote", "unknown"
+	TCPCloseInitiatorKey = attribute.Key("tcp.close.initiator")
+
+	// TCPCloseUnreadBytesKey is the attribute Key for "tcp.close.unread_bytes".
+	// It represents the bytes that were received but never read by the
+	// application when it called close(). A non-zero value makes the kernel
+	// reset the connection (reason TCP_ABORT_ON_CLOSE).
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 0, 18
+	TCPCloseUnreadBytesKey = attribute.Key("tcp.close.unread_bytes")
+
+	// TCPStateFinalKey is the attribute Key for "tcp.state.final". It
+	// represents the kernel TCP state (include/net/tcp_states.h) of the socket
+	// when it was last seen.
+	//
+	// Type: string
+	// Stability: Development
+	//
+	// Examples: "CLOSE", "TIME_WAIT", "SYN_RECV"
+	TCPStateFinalKey = attribute.Key("tcp.state.final")
+
+	// TCPResetDirectionKey is the attribute Key for "tcp.reset.direction". It
+	// represents whether the first reset of the connection was sent by this
+	// host or received from the peer.
+	//
+	// Type: Enum
+	// Stability: Development
+	//
+	// Examples: "sent", "received"
+	TCPResetDirectionKey = attribute.Key("tcp.reset.direction")
+
+	// TCPResetReasonKey is the attribute Key for "tcp.reset.reason". It
+	// represents the kernel's reason for a reset this host sent (enum
+	// sk_rst_reason, without the SK_RST_REASON_ prefix), resolved from the
+	// running kernel. "UNKNOWN" when the kernel does not report reasons
+	// (before 6.10).
+	//
+	// Type: string
+	// Stability: Development
+	//
+	// Examples: "TCP_ABORT_ON_CLOSE", "NO_SOCKET", "TCP_FLAGS", "UNKNOWN"
+	TCPResetReasonKey = attribute.Key("tcp.reset.reason")
+
+	// TCPResetContextKey is the attribute Key for "tcp.reset.context". It
+	// represents who sent the first reset: a process inside a syscall, or the
+	// kernel on its own (softirq, a timer, processing a packet).
+	//
+	// Type: Enum
+	// Stability: Development
+	//
+	// Examples: "process", "kernel", "unknown"
+	TCPResetContextKey = attribute.Key("tcp.reset.context")
+
+	// TCPListenerBacklogKey is the attribute Key for "tcp.listener.backlog". It
+	// represents the length of the listener's accept queue when a handshake
+	// packet was dropped because the queue was full.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 6
+	TCPListenerBacklogKey = attribute.Key("tcp.listener.backlog")
+
+	// TCPListenerBacklogMaxKey is the attribute Key for
+	// "tcp.listener.backlog_max". It represents the limit of the listener's
+	// accept queue (the backlog given to listen(), capped by somaxconn).
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 5, 4096
+	TCPListenerBacklogMaxKey = attribute.Key("tcp.listener.backlog_max")
+
+	// TCPBytesSentKey is the attribute Key for "tcp.bytes.sent". It represents
+	// the payload bytes sent and acknowledged by the peer.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 0, 1448
+	TCPBytesSentKey = attribute.Key("tcp.bytes.sent")
+
+	// TCPBytesReceivedKey is the attribute Key for "tcp.bytes.received". It
+	// represents the payload bytes received.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 0, 512
+	TCPBytesReceivedKey = attribute.Key("tcp.bytes.received")
+
+	// TCPSegmentsSentKey is the attribute Key for "tcp.segments.sent". It
+	// represents the segments sent, retransmits included.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 6
+	TCPSegmentsSentKey = attribute.Key("tcp.segments.sent")
+
+	// TCPSegmentsReceivedKey is the attribute Key for "tcp.segments.received".
+	// It represents the segments received.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 5
+	TCPSegmentsReceivedKey = attribute.Key("tcp.segments.received")
+
+	// TCPRetransmitsKey is the attribute Key for "tcp.retransmits". It
+	// represents the segments the kernel retransmitted on the connection.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 0, 3
+	TCPRetransmitsKey = attribute.Key("tcp.retransmits")
+
+	// TCPSYNACKRetransmitsKey is the attribute Key for
+	// "tcp.synack.retransmits". It represents how many times the SYN-ACK was
+	// retransmitted: on the span the total, on a tcp.synack_retransmit event
+	// the count so far.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 1, 5
+	TCPSYNACKRetransmitsKey = attribute.Key("tcp.synack.retransmits")
+
+	// TCPRTTKey is the attribute Key for "tcp.rtt". It represents the smoothed
+	// round-trip time (srtt) in microseconds.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 35, 20000
+	TCPRTTKey = attribute.Key("tcp.rtt")
+
+	// TCPObservedMidlifeKey is the attribute Key for "tcp.observed_midlife".
+	// It represents that the connection was already open when tcpspan first
+	// saw it, so the span starts late and its early events are missing. Only
+	// set when true.
+	//
+	// Type: boolean
+	// Stability: Development
+	//
+	// Examples: true
+	TCPObservedMidlifeKey = attribute.Key("tcp.observed_midlife")
+
+	// TCPOrphanKey is the attribute Key for "tcp.orphan". It represents that
+	// there was never a full socket on this side (a dropped handshake, a reset
+	// from a listener or for no socket): the span was joined from packet-level
+	// events by 4-tuple. Only set when true.
+	//
+	// Type: boolean
+	// Stability: Development
+	//
+	// Examples: true
+	TCPOrphanKey = attribute.Key("tcp.orphan")
+
+	// TCPNetnsKey is the attribute Key for "tcp.netns". It represents the inode
+	// number of the network namespace of the socket.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 4026531840
+	TCPNetnsKey = attribute.Key("tcp.netns")
+
+	// TCPOwnerFromListenerKey is the attribute Key for
+	// "tcp.owner.from_listener". It represents that no accept() was seen, so
+	// process.pid and process.executable.name name the owner of the listener
+	// the connection arrived on. Only set when true.
+	//
+	// Type: boolean
+	// Stability: Development
+	//
+	// Examples: true
+	TCPOwnerFromListenerKey = attribute.Key("tcp.owner.from_listener")
+
+	// TCPEventsDroppedKey is the attribute Key for "tcp.events.dropped". It
+	// represents the events the kernel saw on the connection but could not
+	// keep, so the span's event list is incomplete. Only set when non-zero.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 12
+	TCPEventsDroppedKey = attribute.Key("tcp.events.dropped")
+)
+
+// Namespace: tcp (span event attributes: one kernel event)
+const (
+	// TCPStateKey is the attribute Key for "tcp.state". It represents the
+	// kernel TCP state of the socket at an event: the new state for a
+	// tcp.state event.
+	//
+	// Type: string
+	// Stability: Development
+	//
+	// Examples: "ESTABLISHED", "FIN_WAIT1", "LISTEN"
+	TCPStateKey = attribute.Key("tcp.state")
+
+	// TCPStateOldKey is the attribute Key for "tcp.state.old". It represents
+	// the state a tcp.state event left.
+	//
+	// Type: string
+	// Stability: Development
+	//
+	// Examples: "SYN_SENT", "ESTABLISHED"
+	TCPStateOldKey = attribute.Key("tcp.state.old")
+
+	// TCPContextKey is the attribute Key for "tcp.context". It represents who
+	// acted at an event: a process inside a syscall on the socket ("process";
+	// then process.pid and process.executable.name name it), or the kernel on
+	// its own, in softirq, a timer or while processing a packet ("kernel";
+	// the task that happened to run is not the actor and is not reported).
+	//
+	// Type: Enum
+	// Stability: Development
+	//
+	// Examples: "process", "kernel", "unknown"
+	TCPContextKey = attribute.Key("tcp.context")
+
+	// TCPFDKey is the attribute Key for "tcp.fd". It represents the file
+	// descriptor of the socket in the acting process at a tcp.accept or
+	// tcp.close event.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 7
+	TCPFDKey = attribute.Key("tcp.fd")
+
+	// TCPSyscallKey is the attribute Key for "tcp.syscall". It represents the
+	// syscall the acting process was in at an event.
+	//
+	// Type: string
+	// Stability: Development
+	//
+	// Examples: "close", "accept4"
+	TCPSyscallKey = attribute.Key("tcp.syscall")
+
+	// TCPErrnoKey is the attribute Key for "tcp.errno". It represents the
+	// error reported to the application, by its errno name. On the span it is
+	// the first such error.
+	//
+	// Type: string
+	// Stability: Development
+	//
+	// Examples: "ECONNRESET", "ECONNREFUSED", "ETIMEDOUT"
+	TCPErrnoKey = attribute.Key("tcp.errno")
+
+	// TCPDropReasonKey is the attribute Key for "tcp.drop.reason". It
+	// represents the kernel's reason for dropping a packet of the connection
+	// (enum skb_drop_reason, without the SKB_DROP_REASON_ prefix), resolved
+	// from the running kernel.
+	//
+	// Type: string
+	// Stability: Development
+	//
+	// Examples: "TCP_LISTEN_OVERFLOW", "TCP_INVALID_SEQUENCE"
+	TCPDropReasonKey = attribute.Key("tcp.drop.reason")
+)
+
+// TCPCloseFD returns an attribute KeyValue for "tcp.close.fd": the file
+// descriptor passed to close().
+func TCPCloseFD(val int) attribute.KeyValue { return TCPCloseFDKey.Int(val) }
+
+// TCPCloseUnreadBytes returns an attribute KeyValue for
+// "tcp.close.unread_bytes": bytes received but never read at close().
+func TCPCloseUnreadBytes(val int) attribute.KeyValue { return TCPCloseUnreadBytesKey.Int(val) }
+
+// TCPStateFinal returns an attribute KeyValue for "tcp.state.final": the
+// socket's last kernel TCP state.
+func TCPStateFinal(val string) attribute.KeyValue { return TCPStateFinalKey.String(val) }
+
+// TCPResetReason returns an attribute KeyValue for "tcp.reset.reason": the
+// kernel's reason for a reset sent.
+func TCPResetReason(val string) attribute.KeyValue { return TCPResetReasonKey.String(val) }
+
+// TCPListenerBacklog returns an attribute KeyValue for
+// "tcp.listener.backlog": the accept queue length at an overflow.
+func TCPListenerBacklog(val int) attribute.KeyValue { return TCPListenerBacklogKey.Int(val) }
+
+// TCPListenerBacklogMax returns an attribute KeyValue for
+// "tcp.listener.backlog_max": the accept queue limit.
+func TCPListenerBacklogMax(val int) attribute.KeyValue { return TCPListenerBacklogMaxKey.Int(val) }
+
+// TCPBytesSent returns an attribute KeyValue for "tcp.bytes.sent": payload
+// bytes acknowledged by the peer.
+func TCPBytesSent(val int64) attribute.KeyValue { return TCPBytesSentKey.Int64(val) }
+
+// TCPBytesReceived returns an attribute KeyValue for "tcp.bytes.received":
+// payload bytes received.
+func TCPBytesReceived(val int64) attribute.KeyValue { return TCPBytesReceivedKey.Int64(val) }
+
+// TCPSegmentsSent returns an attribute KeyValue for "tcp.segments.sent":
+// segments sent.
+func TCPSegmentsSent(val int) attribute.KeyValue { return TCPSegmentsSentKey.Int(val) }
+
+// TCPSegmentsReceived returns an attribute KeyValue for
+// "tcp.segments.received": segments received.
+func TCPSegmentsReceived(val int) attribute.KeyValue { return TCPSegmentsReceivedKey.Int(val) }
+
+// TCPRetransmits returns an attribute KeyValue for "tcp.retransmits":
+// segments retransmitted.
+func TCPRetransmits(val int) attribute.KeyValue { return TCPRetransmitsKey.Int(val) }
+
+// TCPSYNACKRetransmits returns an attribute KeyValue for
+// "tcp.synack.retransmits": SYN-ACK retransmits.
+func TCPSYNACKRetransmits(val int) attribute.KeyValue { return TCPSYNACKRetransmitsKey.Int(val) }
+
+// TCPRTT returns an attribute KeyValue for "tcp.rtt": the smoothed
+// round-trip time in microseconds.
+func TCPRTT(val int) attribute.KeyValue { return TCPRTTKey.Int(val) }
+
+// TCPObservedMidlife returns an attribute KeyValue for
+// "tcp.observed_midlife": the connection was open before it was first seen.
+func TCPObservedMidlife(val bool) attribute.KeyValue { return TCPObservedMidlifeKey.Bool(val) }
+
+// TCPOrphan returns an attribute KeyValue for "tcp.orphan": there was never a
+// full socket on this side.
+func TCPOrphan(val bool) attribute.KeyValue { return TCPOrphanKey.Bool(val) }
+
+// TCPNetns returns an attribute KeyValue for "tcp.netns": the network
+// namespace inode.
+func TCPNetns(val int) attribute.KeyValue { return TCPNetnsKey.Int(val) }
+
+// TCPOwnerFromListener returns an attribute KeyValue for
+// "tcp.owner.from_listener": the owner is the listener's owner.
+func TCPOwnerFromListener(val bool) attribute.KeyValue { return TCPOwnerFromListenerKey.Bool(val) }
+
+// TCPEventsDropped returns an attribute KeyValue for "tcp.events.dropped":
+// events the kernel could not keep.
+func TCPEventsDropped(val int) attribute.KeyValue { return TCPEventsDroppedKey.Int(val) }
+
+// TCPState returns an attribute KeyValue for "tcp.state": the socket's state
+// at an event.
+func TCPState(val string) attribute.KeyValue { return TCPStateKey.String(val) }
+
+// TCPStateOld returns an attribute KeyValue for "tcp.state.old": the state a
+// state change left.
+func TCPStateOld(val string) attribute.KeyValue { return TCPStateOldKey.String(val) }
+
+// TCPFD returns an attribute KeyValue for "tcp.fd": the socket's file
+// descriptor in the acting process.
+func TCPFD(val int) attribute.KeyValue { return TCPFDKey.Int(val) }
+
+// TCPSyscall returns an attribute KeyValue for "tcp.syscall": the syscall
+// the acting process was in.
+func TCPSyscall(val string) attribute.KeyValue { return TCPSyscallKey.String(val) }
+
+// TCPErrno returns an attribute KeyValue for "tcp.errno": the errno name of
+// an error reported to the application.
+func TCPErrno(val string) attribute.KeyValue { return TCPErrnoKey.String(val) }
+
+// TCPDropReason returns an attribute KeyValue for "tcp.drop.reason": the
+// kernel's reason for dropping a packet.
+func TCPDropReason(val string) attribute.KeyValue { return TCPDropReasonKey.String(val) }
+
+// Enum values for tcp.close.initiator.
+var (
+	// TCPCloseInitiatorLocal says this host sent the first FIN or RST.
+	TCPCloseInitiatorLocal = TCPCloseInitiatorKey.String("local")
+	// TCPCloseInitiatorRemote says the peer sent the first FIN or RST.
+	TCPCloseInitiatorRemote = TCPCloseInitiatorKey.String("remote")
+	// TCPCloseInitiatorUnknown says no FIN or RST was seen.
+	TCPCloseInitiatorUnknown = TCPCloseInitiatorKey.String("unknown")
+)
+
+// Enum values for tcp.reset.direction.
+var (
+	// TCPResetDirectionSent says this host sent the reset.
+	TCPResetDirectionSent = TCPResetDirectionKey.String("sent")
+	// TCPResetDirectionReceived says the peer sent the reset.
+	TCPResetDirectionReceived = TCPResetDirectionKey.String("received")
+)
+
+// Predefined values for tcp.reset.reason.
+var (
+	// TCPResetReasonUnknown says the running kernel does not report reset
+	// reasons (before 6.10).
+	TCPResetReasonUnknown = TCPResetReasonKey.String("UNKNOWN")
+)
+
+// Enum values for tcp.reset.context.
+var (
+	// TCPResetContextProcess says a process sent the reset, inside a syscall.
+	TCPResetContextProcess = TCPResetContextKey.String("process")
+	// TCPResetContextKernel says the kernel sent the reset on its own.
+	TCPResetContextKernel = TCPResetContextKey.String("kernel")
+	// TCPResetContextUnknown says the kernel did not tell who sent it.
+	TCPResetContextUnknown = TCPResetContextKey.String("unknown")
+)
+
+// Enum values for tcp.context.
+var (
+	// TCPContextProcess says a process acted, inside a syscall.
+	TCPContextProcess = TCPContextKey.String("process")
+	// TCPContextKernel says the kernel acted on its own.
+	TCPContextKernel = TCPContextKey.String("kernel")
+	// TCPContextUnknown says the kernel did not tell who acted.
+	TCPContextUnknown = TCPContextKey.String("unknown")
+)
