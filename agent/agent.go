@@ -161,7 +161,8 @@ func logHealth(log *slog.Logger, h Health) {
 		"connections", h.Tracker.Connections, "orphans", h.Tracker.Orphans,
 		"lost", h.Lost(), "lost_ringbuf", h.Kernel.RingbufLostConn+h.Kernel.RingbufLostOrphan,
 		"lost_map_full", h.Kernel.ConnMapFull, "events_truncated", h.Kernel.ConnEventsLost,
-		"midlife", h.Kernel.ConnMidlife, "orphans_forced", h.Tracker.OrphansForced)
+		"midlife", h.Kernel.ConnMidlife, "untracked", h.Kernel.DestroyedUntracked,
+		"orphans_forced", h.Tracker.OrphansForced)
 }
 
 // seed picks up sockets that predate the agent: the owners of open

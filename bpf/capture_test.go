@@ -34,11 +34,11 @@ type capture struct {
 	conns []*conn.Connection
 }
 
-func startCapture(t *testing.T, ns *testutil.NetNS, orphanIdle time.Duration) *capture {
+func startCapture(t *testing.T, ns *testutil.NetNS, orphanIdle time.Duration, opts ...bpf.Option) *capture {
 	t.Helper()
 	testutil.RequireBPF(t)
-	tr, err := bpf.Load(bpf.WithNetns(ns.Inode), bpf.WithVerifierLogs(true),
-		bpf.WithWarnings(func(s string) { t.Log("warning:", s) }))
+	tr, err := bpf.Load(append([]bpf.Option{bpf.WithNetns(ns.Inode), bpf.WithVerifierLogs(true),
+		bpf.WithWarnings(func(s string) { t.Log("warning:", s) })}, opts...)...)
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
@@ -740,4 +740,61 @@ func TestRetransmitsAndResetOnEstablished(t *testing.T) {
 		t.Error("connection with retransmits and a reset is not flagged as a problem")
 	}
 	requireCounterMatch(t, ns, before, c.all())
+}
+
+// With more open connections than the kernel map holds, the oldest entries
+// are evicted. Every socket is still accounted for: emitted as a record
+// (re-tracked as mid-life when it shows activity again, as here at close)
+// or counted as destroyed untracked.
+func TestEvictionIsCounted(t *testing.T) {
+	ns := testutil.NewNetNS(t)
+	c := startCapture(t, ns, 200*time.Millisecond, bpf.WithMaxConnections(32))
+	const pairs = 100
+	var ln net.Listener
+	var clients []net.Conn
+	ns.Do(t, func() {
+		var err error
+		if ln, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < pairs; i++ {
+			cl, err := net.Dial("tcp4", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			clients = append(clients, cl)
+		}
+	})
+	var servers []net.Conn
+	for i := 0; i < pairs; i++ {
+		srv, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		servers = append(servers, srv)
+	}
+	ln.Close()
+	for i := range clients {
+		clients[i].Close()
+		servers[i].Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	var counters bpf.Counters
+	for time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		var err error
+		if counters, err = c.tracer.Counters(); err != nil {
+			t.Fatal(err)
+		}
+		if counters.ConnsEmitted+counters.DestroyedUntracked >= 2*pairs {
+			break
+		}
+	}
+	if counters.ConnsEmitted+counters.DestroyedUntracked != 2*pairs {
+		t.Errorf("emitted %d + untracked %d, want %d sockets accounted for", counters.ConnsEmitted, counters.DestroyedUntracked, 2*pairs)
+	}
+	if counters.ConnMidlife+counters.DestroyedUntracked < 2*pairs-64 {
+		t.Errorf("mid-life %d + untracked %d: evictions from a map of 32 unaccounted for", counters.ConnMidlife, counters.DestroyedUntracked)
+	}
+	t.Logf("emitted %d (mid-life %d), untracked %d", counters.ConnsEmitted, counters.ConnMidlife, counters.DestroyedUntracked)
 }

@@ -28,9 +28,13 @@ type Counters struct {
 	RingbufLostOrphan uint64 // orphan records lost: ring buffer full
 	ConnMapFull       uint64 // connections not tracked: map update failed
 	ConnEventsLost    uint64 // events beyond a connection's MaxConnEvents
-	ConnMidlife       uint64 // connections first seen mid-life
+	ConnMidlife       uint64 // connections first seen mid-life, or re-tracked after eviction
 	ConnsEmitted      uint64
 	OrphansEmitted    uint64
+	// DestroyedUntracked counts connections that ended with no kernel
+	// entry: evicted from a full map (see WithMaxConnections), or open
+	// and idle since before the agent started.
+	DestroyedUntracked uint64
 	// Malformed counts records the reader could not decode.
 	Malformed uint64
 }
@@ -86,13 +90,14 @@ func (t *Tracer) Counters() (Counters, error) {
 		}
 	}
 	return Counters{
-		RingbufLostConn:   sums[tcpspanCounterCOUNTER_RINGBUF_LOST_CONN],
-		RingbufLostOrphan: sums[tcpspanCounterCOUNTER_RINGBUF_LOST_ORPHAN],
-		ConnMapFull:       sums[tcpspanCounterCOUNTER_CONN_MAP_FULL],
-		ConnEventsLost:    sums[tcpspanCounterCOUNTER_CONN_EVENTS_LOST],
-		ConnMidlife:       sums[tcpspanCounterCOUNTER_CONN_MIDLIFE],
-		ConnsEmitted:      sums[tcpspanCounterCOUNTER_CONNS_EMITTED],
-		OrphansEmitted:    sums[tcpspanCounterCOUNTER_ORPHANS_EMITTED],
-		Malformed:         t.malformed.Load(),
+		RingbufLostConn:    sums[tcpspanCounterCOUNTER_RINGBUF_LOST_CONN],
+		RingbufLostOrphan:  sums[tcpspanCounterCOUNTER_RINGBUF_LOST_ORPHAN],
+		ConnMapFull:        sums[tcpspanCounterCOUNTER_CONN_MAP_FULL],
+		ConnEventsLost:     sums[tcpspanCounterCOUNTER_CONN_EVENTS_LOST],
+		ConnMidlife:        sums[tcpspanCounterCOUNTER_CONN_MIDLIFE],
+		ConnsEmitted:       sums[tcpspanCounterCOUNTER_CONNS_EMITTED],
+		OrphansEmitted:     sums[tcpspanCounterCOUNTER_ORPHANS_EMITTED],
+		DestroyedUntracked: sums[tcpspanCounterCOUNTER_DESTROYED_UNTRACKED],
+		Malformed:          t.malformed.Load(),
 	}, nil
 }

@@ -137,7 +137,10 @@ enum counter {
 	COUNTER_CONN_MIDLIFE = 4,        /* connections first seen mid-life */
 	COUNTER_CONNS_EMITTED = 5,
 	COUNTER_ORPHANS_EMITTED = 6,
-	COUNTER_MAX = 7,
+	/* connections destroyed without an entry: evicted from the full conns
+	 * map, or idle since before the agent started */
+	COUNTER_DESTROYED_UNTRACKED = 7,
+	COUNTER_MAX = 8,
 };
 
 #endif /* TCPSPAN_RECORDS_H */

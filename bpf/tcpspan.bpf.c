@@ -157,9 +157,18 @@ int tcp_destroy_sock(struct bpf_raw_tracepoint_args *ctx)
 {
 	const struct sock *sk = (const struct sock *)ctx->args[0];
 	struct conn *c = conn_get(sk);
+	struct tuple t = {};
 
-	if (c)
+	if (c) {
 		conn_finish(c, sk);
+		return 0;
+	}
+	if (BPF_CORE_READ(sk, __sk_common.skc_dport) == 0 || sk_state(sk) == TCP_LISTEN)
+		return 0;
+	tuple_from_sk(&t, sk);
+	t.sport = sk_local_port(sk);
+	if (tuple_wanted(&t))
+		count(COUNTER_DESTROYED_UNTRACKED);
 	return 0;
 }
 

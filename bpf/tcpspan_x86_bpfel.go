@@ -80,7 +80,8 @@ const (
 	tcpspanCounterCOUNTER_CONN_MIDLIFE        tcpspanCounter = 4
 	tcpspanCounterCOUNTER_CONNS_EMITTED       tcpspanCounter = 5
 	tcpspanCounterCOUNTER_ORPHANS_EMITTED     tcpspanCounter = 6
-	tcpspanCounterCOUNTER_MAX                 tcpspanCounter = 7
+	tcpspanCounterCOUNTER_DESTROYED_UNTRACKED tcpspanCounter = 7
+	tcpspanCounterCOUNTER_MAX                 tcpspanCounter = 8
 )
 
 type tcpspanEventType uint32

@@ -12,6 +12,8 @@ export PATH=$PATH:/usr/local/go/bin
 
 if [ "$(id -u)" -eq 0 ]; then
 	./scripts/deps.sh
+	# As root, privileged tests must run: a skip is a failure.
+	export TCPSPAN_BPF_TESTS_REQUIRED=1
 else
 	echo "test: not root: privileged BPF tests will skip (run: sudo make test)" >&2
 fi

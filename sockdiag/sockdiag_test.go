@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpspan/tcpspan/internal/testutil"
 	"github.com/tcpspan/tcpspan/sockdiag"
 )
 
@@ -25,11 +26,11 @@ const (
 	stateListen      = 10
 )
 
+// requireRoot gates the tests that create a network namespace, through the
+// project's one gate for privileged tests.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("sockdiag tests need root: they create a network namespace")
-	}
+	testutil.RequireBPF(t)
 }
 
 // newNetns creates a named network namespace with lo up, removed when the

@@ -17,15 +17,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// RequireBPF skips the test, with the reason, unless it runs as root: it
-// loads BPF programs and creates network namespaces.
+// RequiredEnv, set to "1", turns the skips of [RequireBPF] into failures.
+// The test command sets it when it runs as root, so that a privileged test
+// can never pass CI by skipping.
+const RequiredEnv = "TCPSPAN_BPF_TESTS_REQUIRED"
+
+// RequireBPF skips the test, with the reason, unless it runs as root on a
+// kernel with BTF: it loads BPF programs and creates network namespaces.
 func RequireBPF(tb testing.TB) {
 	tb.Helper()
+	skip := tb.Skip
+	if os.Getenv(RequiredEnv) == "1" {
+		skip = tb.Fatal
+	}
 	if os.Geteuid() != 0 {
-		tb.Skip("needs root: loads BPF programs and creates network namespaces (run: sudo make test)")
+		skip("needs root: loads BPF programs and creates network namespaces (run: sudo make test)")
 	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		tb.Skip("needs kernel BTF at /sys/kernel/btf/vmlinux")
+		skip("needs kernel BTF at /sys/kernel/btf/vmlinux")
 	}
 }
 
