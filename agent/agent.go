@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/tcpspan/tcpspan/bpf"
@@ -186,4 +188,20 @@ func seed(tr *bpf.Tracer, tk *conn.Tracker, netnsPath string) error {
 		tk.SeedOwner(s.NetnsInode, s.Local, s.Remote, owner)
 	}
 	return err
+}
+
+// NetnsPath finds a file for the network namespace with this inode: a
+// name under /var/run/netns, or a process living in it.
+func NetnsPath(inode uint32) (string, error) {
+	named, _ := filepath.Glob("/var/run/netns/*")
+	procs, _ := filepath.Glob("/proc/[0-9]*/ns/net")
+	for _, p := range append(named, procs...) {
+		if ino, err := bpf.NetnsInode(p); err == nil && ino == inode {
+			return p, nil
+		}
+	}
+	if _, err := os.Stat("/proc/self/ns/net"); err != nil {
+		return "", fmt.Errorf("cannot look up network namespaces: %w", err)
+	}
+	return "", fmt.Errorf("no network namespace with inode %d (not named in /var/run/netns, and no process in it)", inode)
 }

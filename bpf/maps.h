@@ -26,7 +26,7 @@ struct {
  * Inserted at connect (SYN_SENT), at child creation (LISTEN->SYN_RECV), or on
  * the first event of a connection that predates the agent (mid-life).
  * Updated by every per-socket hook. Deleted at tcp_destroy_sock, after the
- * record is emitted. LRU, so entries of sockets we never saw die age out. */
+ * record is emitted. LRU, so entries whose destroy was missed age out. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);

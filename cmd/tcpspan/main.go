@@ -76,7 +76,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tcpspan", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported in one line below
 	fs.Usage = func() {}
-	fs.StringVar(&o.netns, "netns", "", "trace only this network namespace: a path (/var/run/netns/NAME, /proc/PID/ns/net) or a name from 'ip netns'")
+	fs.StringVar(&o.netns, "netns", "", "trace only this network namespace: a path (/var/run/netns/NAME, /proc/PID/ns/net), a name from 'ip netns', or an inode number")
 	fs.Var(&o.ports, "port", "trace only connections with this local or remote port (repeatable, or comma-separated; at most 8)")
 	fs.BoolVar(&o.verbose, "v", false, "also print clean connections")
 	fs.BoolVar(&o.features, "features", false, "print which capabilities load on this kernel, then exit")
@@ -107,7 +107,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if o.netns != "" && !strings.Contains(o.netns, "/") {
-		o.netns = "/var/run/netns/" + o.netns
+		if inode, err := strconv.ParseUint(o.netns, 10, 32); err == nil {
+			path, err := agent.NetnsPath(uint32(inode))
+			if err != nil {
+				fmt.Fprintf(stderr, "tcpspan: -netns %s: %v\n", o.netns, err)
+				return 2
+			}
+			o.netns = path
+		} else {
+			o.netns = "/var/run/netns/" + o.netns
+		}
 	}
 	if o.health == 0 {
 		o.health = -1
