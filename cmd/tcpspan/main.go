@@ -17,18 +17,38 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel"
+
 	"github.com/tcpspan/tcpspan/agent"
 	"github.com/tcpspan/tcpspan/bpf"
 	"github.com/tcpspan/tcpspan/conn"
+	"github.com/tcpspan/tcpspan/exporter"
 )
 
 const usage = `Usage: sudo tcpspan [flags]
 
-tcpspan turns every TCP connection into a record of what the kernel saw:
-handshake, close() and the process that called it, resets with the kernel's
-reason, retransmits, drops and accept-queue overflows. It prints one line per
-finished connection that had a problem, the diagnosis first; -v adds clean
-connections.
+tcpspan turns every TCP connection into an OpenTelemetry span of what the
+kernel saw: handshake, close() and the process that called it, resets with
+the kernel's reason, retransmits, drops and accept-queue overflows.
+
+With no OTLP endpoint configured it prints one line per finished connection
+that had a problem, the diagnosis first (-v adds clean connections). With an
+endpoint it exports spans over OTLP; -terminal prints as well.
+
+Environment (OpenTelemetry conventions):
+  OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+        where to export, e.g. http://127.0.0.1:4317; unset: terminal only
+  OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL
+        grpc (default) or http/protobuf
+  OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_EXPORTER_OTLP_INSECURE, ...
+        as the OpenTelemetry SDK reads them
+  OTEL_RESOURCE_ATTRIBUTES
+        added to every span's resource (service.name in it is ignored)
+  OTEL_SERVICE_NAME
+        the agent's own service: for connections with no known owner, and
+        for all of them with -single-service (default "tcpspan")
+By default each span's service.name is the owning process's own
+OTEL_SERVICE_NAME (read from its environment), else its executable name.
 
 It needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (and CAP_SYS_ADMIN
 where kernel.perf_event_paranoid > 2), and a kernel with BTF
@@ -38,6 +58,12 @@ Flags:
 `
 
 type options struct {
+	otlpEndpoint    string
+	terminal        bool
+	cleanRatio      float64
+	singleService   bool
+	shutdownTimeout time.Duration
+
 	netns      string
 	ports      portList
 	verbose    bool
@@ -79,6 +105,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.netns, "netns", "", "trace only this network namespace: a path (/var/run/netns/NAME, /proc/PID/ns/net), a name from 'ip netns', or an inode number")
 	fs.Var(&o.ports, "port", "trace only connections with this local or remote port (repeatable, or comma-separated; at most 8)")
 	fs.BoolVar(&o.verbose, "v", false, "also print clean connections")
+	fs.StringVar(&o.otlpEndpoint, "otlp-endpoint", "", "export spans over OTLP to this URL (sets OTEL_EXPORTER_OTLP_ENDPOINT)")
+	fs.BoolVar(&o.terminal, "terminal", false, "print to the terminal also when exporting over OTLP")
+	fs.Float64Var(&o.cleanRatio, "clean-ratio", exporter.DefaultCleanRatio, "share of clean connections exported (0-1); connections with a problem are always exported")
+	fs.BoolVar(&o.singleService, "single-service", false, "put every span under the agent's service (OTEL_SERVICE_NAME, default tcpspan) instead of the owning process's")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 5*time.Second, "on SIGINT/SIGTERM, how long to flush spans still queued")
 	fs.BoolVar(&o.features, "features", false, "print which capabilities load on this kernel, then exit")
 	fs.IntVar(&o.ringBytes, "ring-buffer-bytes", bpf.DefaultRingBufferBytes, "kernel-to-agent ring buffer size (power of two, multiple of the page size)")
 	fs.IntVar(&o.maxConns, "max-connections", bpf.DefaultMaxConnections, "open connections tracked in the kernel at once (about 600 bytes each); beyond it the oldest are evicted")
@@ -100,6 +131,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.ringBytes <= 0 || o.ringBytes&(o.ringBytes-1) != 0 || o.ringBytes%os.Getpagesize() != 0 {
 		fmt.Fprintf(stderr, "tcpspan: -ring-buffer-bytes %d: must be a power of two and a multiple of %d\n", o.ringBytes, os.Getpagesize())
+		return 2
+	}
+	if o.cleanRatio < 0 || o.cleanRatio > 1 {
+		fmt.Fprintf(stderr, "tcpspan: -clean-ratio %v: must be between 0 and 1\n", o.cleanRatio)
+		return 2
+	}
+	if o.otlpEndpoint != "" {
+		os.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", o.otlpEndpoint)
+	}
+	endpoint, err := exporter.OTLPEndpointFromEnv()
+	if err == nil {
+		_, err = exporter.OTLPProtocolFromEnv()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "tcpspan: %v\n", err)
 		return 2
 	}
 	if o.maxConns <= 0 {
@@ -130,7 +176,33 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return printFeatures(stdout, stderr)
 	}
 
-	view := newTerminal(stdout, o.verbose)
+	var sinks []func(*conn.Connection)
+	var view *terminal
+	if endpoint == "" || o.terminal {
+		view = newTerminal(stdout, o.verbose)
+		sinks = append(sinks, view.print)
+	}
+	var spans *exporter.Exporter
+	if endpoint != "" {
+		otel.SetErrorHandler(newRateLimitedErrors(log, 10*time.Second))
+		base, err := exporter.BaseResource(ctx)
+		if err != nil {
+			fmt.Fprintf(stderr, "tcpspan: %v\n", err)
+			return 1
+		}
+		otlp, err := exporter.NewOTLPFromEnv(ctx)
+		if err != nil {
+			fmt.Fprintf(stderr, "tcpspan: OTLP exporter: %v\n", err)
+			return 2
+		}
+		spans, err = exporter.New(base, exporter.WithSpanExporter(otlp),
+			exporter.WithCleanRatio(o.cleanRatio), exporter.WithSingleService(o.singleService))
+		if err != nil {
+			fmt.Fprintf(stderr, "tcpspan: %v\n", err)
+			return 2
+		}
+		sinks = append(sinks, spans.Export)
+	}
 	cfg := agent.Config{
 		NetnsPath:       o.netns,
 		Ports:           o.ports,
@@ -140,18 +212,36 @@ func run(args []string, stdout, stderr io.Writer) int {
 		HealthInterval:  o.health,
 		Logger:          log,
 		Ready: func(tr *bpf.Tracer) {
-			log.Info("tracing", "netns", orAll(o.netns), "ports", o.ports, "features", fmt.Sprintf("%+v", tr.Features()))
+			log.Info("tracing", "netns", orAll(o.netns), "ports", o.ports, "otlp", orNone(endpoint),
+				"features", fmt.Sprintf("%+v", tr.Features()))
 		},
 	}
-	health, err := agent.Run(ctx, cfg, view.print)
-	if err != nil {
-		fmt.Fprintf(stderr, "tcpspan: %v\n", err)
-		return 1
+	health, runErr := agent.Run(ctx, cfg, func(c *conn.Connection) {
+		for _, sink := range sinks {
+			sink(c)
+		}
+	})
+	code := 0
+	if runErr != nil {
+		fmt.Fprintf(stderr, "tcpspan: %v\n", runErr)
+		code = 1
 	}
-	view.summary()
-	log.Info("stopped", "connections", health.Tracker.Connections, "orphans", health.Tracker.Orphans,
-		"lost", health.Lost(), "printed", view.printed)
-	return 0
+	if view != nil {
+		view.summary()
+	}
+	attrs := []any{"connections", health.Tracker.Connections, "orphans", health.Tracker.Orphans, "lost", health.Lost()}
+	if spans != nil {
+		flushCtx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+		if err := spans.Shutdown(flushCtx); err != nil {
+			log.Warn("flushing spans", "err", err)
+		}
+		cancel()
+		st := spans.Stats()
+		attrs = append(attrs, "spans_recorded", st.Recorded, "spans_exported", st.Exported,
+			"spans_failed", st.ExportFailed, "spans_dropped", st.Dropped(), "sampled_out", st.SampledOut)
+	}
+	log.Info("stopped", attrs...)
+	return code
 }
 
 func orAll(s string) string {

@@ -15,6 +15,8 @@ func TestBadInvocationsExit2WithOneLine(t *testing.T) {
 		{"-max-connections", "0"},
 		{"-no-such-flag"},
 		{"stray"},
+		{"-clean-ratio", "1.5"},
+		{"-otlp-endpoint", "127.0.0.1:4317"},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(args, &out, &errOut); code != 2 {
@@ -32,7 +34,8 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	if code := run([]string{"-h"}, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, flag := range []string{"-netns", "-port", "-v", "-features", "-ring-buffer-bytes", "-max-connections", "-orphan-idle", "-health-interval"} {
+	for _, flag := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_RESOURCE_ATTRIBUTES",
+		"OTEL_SERVICE_NAME", "-otlp-endpoint", "-terminal", "-clean-ratio", "-single-service", "-shutdown-timeout", "-netns", "-port", "-v", "-features", "-ring-buffer-bytes", "-max-connections", "-orphan-idle", "-health-interval"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("help lacks %s", flag)
 		}
