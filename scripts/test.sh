@@ -3,9 +3,11 @@
 #
 #  1. installs missing Debian packages (scripts/deps.sh);
 #  2. checks that gofmt, go vet and the committed bpf2go output are clean;
-#  3. runs every Go test. As root, the privileged tests load the BPF
-#     programs on this kernel, each scenario in its own network namespace.
-#     Without root they skip, saying so.
+#  3. builds Jaeger and the collector (tools/), validates otel-collector.yaml;
+#  4. runs every Go test. As root, the privileged tests load the BPF
+#     programs on this kernel, each scenario in its own network namespace,
+#     and the end-to-end tests run the agent against a real Jaeger, directly
+#     and through the collector. Without root they skip, saying so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -37,6 +39,12 @@ if command -v clang-16 >/dev/null; then
 else
 	echo "skipped: clang-16 not installed (sudo make deps)"
 fi
+
+echo "== real backends: Jaeger and the OpenTelemetry Collector (the first build takes minutes)"
+./scripts/tools.sh jaeger >/dev/null
+otelcol=$(./scripts/tools.sh otelcol)
+echo "== otel-collector.yaml is valid"
+"$otelcol" validate --config otel-collector.yaml
 
 echo "== go test"
 go test -count=1 -p 1 -timeout 20m ./...

@@ -1,0 +1,674 @@
+package testutil
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// JaegerBinEnv names a Jaeger v2 binary to use instead of building one with
+// scripts/tools.sh.
+const JaegerBinEnv = "TCPSPAN_JAEGER"
+
+// Jaeger is a Jaeger v2 process with in-memory storage, started by
+// [StartJaeger] for one test. Every listener is on 127.0.0.1, on ports picked
+// free at start.
+type Jaeger struct {
+	OTLPGRPC string // OTLP/gRPC receiver, host:port
+	OTLPHTTP string // OTLP/HTTP receiver, http://host:port (POST /v1/traces)
+	QueryURL string // query service, http://host:port (/api/v3/...)
+
+	LogPath string // Jaeger's stdout and stderr
+}
+
+// jaegerConfig replaces Jaeger's built-in all-in-one configuration, whose
+// other listeners (remote sampling 5778/5779, health check 13133, expvar,
+// zpages, metrics 8888, the jaeger and zipkin receivers) sit on fixed ports:
+// two Jaegers, or a collector with health_check on 13133, would collide.
+// Jaeger's self-tracing is off: it exports to OTEL_EXPORTER_OTLP_ENDPOINT,
+// localhost:4317 by default, which may be someone else's collector. No batch
+// processor: a span is queryable as soon as the receiver has taken it.
+// jaegerConfigFile is the configuration `make jaeger` runs; tests move its
+// four loopback endpoints to free ports.
+const jaegerConfigFile = "tools/jaeger/jaeger.yaml"
+
+// jaegerConfig returns the configuration with its endpoints replaced, in
+// the order: query HTTP, query gRPC, OTLP gRPC, OTLP HTTP.
+func jaegerConfig(queryHTTP, queryGRPC, otlpGRPC, otlpHTTP string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(filepath.Join(root, jaegerConfigFile))
+	if err != nil {
+		return "", err
+	}
+	return strings.NewReplacer(
+		"127.0.0.1:16686", queryHTTP,
+		"127.0.0.1:16685", queryGRPC,
+		"127.0.0.1:14317", otlpGRPC,
+		"127.0.0.1:14318", otlpHTTP,
+	).Replace(string(b)), nil
+}
+
+// StartJaeger builds Jaeger v2 if needed (scripts/tools.sh jaeger; the first
+// build takes minutes), starts it with in-memory storage on loopback, waits
+// until its receivers and query API answer, and stops it at cleanup. Its log
+// is printed if the test fails.
+func StartJaeger(tb testing.TB) *Jaeger {
+	tb.Helper()
+	bin := jaegerBinary(tb)
+	var lastErr error
+	// Free ports are picked, released, then bound by Jaeger: another process
+	// can take one in between, so a start that loses that race is retried.
+	for attempt := 0; attempt < 3; attempt++ {
+		j, err := startJaeger(tb, bin)
+		if err == nil {
+			return j
+		}
+		lastErr = err
+		if !errors.Is(err, errPortTaken) {
+			break
+		}
+	}
+	tb.Fatalf("jaeger: %v", lastErr)
+	return nil
+}
+
+var errPortTaken = errors.New("a port was taken before Jaeger bound it")
+
+func startJaeger(tb testing.TB, bin string) (*Jaeger, error) {
+	tb.Helper()
+	ports := freePorts(tb, 4)
+	addr := func(i int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[i])) }
+	j := &Jaeger{
+		OTLPGRPC: addr(0),
+		OTLPHTTP: "http://" + addr(1),
+		QueryURL: "http://" + addr(2),
+	}
+	dir := tb.TempDir()
+	cfgPath := filepath.Join(dir, "jaeger.yaml")
+	cfg, err := jaegerConfig(addr(2), addr(3), addr(0), addr(1))
+	if err != nil {
+		tb.Fatalf("jaeger config: %v", err)
+	}
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	j.LogPath = filepath.Join(dir, "jaeger.log")
+	logf, err := os.Create(j.LogPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config="+cfgPath)
+	// Nothing in the configuration is left on the default "localhost", but
+	// keep any listener that falls back to the variable on loopback too.
+	cmd.Env = append(os.Environ(), "JAEGER_LISTEN_HOST=127.0.0.1")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Dies with the test binary even if cleanup never runs (the signal is
+	// sent when the starting OS thread exits).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		tb.Fatalf("jaeger: start %s: %v", bin, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(exited)
+	}()
+	stop := func() {
+		select {
+		case <-exited:
+			return
+		default:
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	}
+
+	if err := j.waitReady(exited, 30*time.Second); err != nil {
+		stop()
+		log := readTail(j.LogPath, 8<<10)
+		if strings.Contains(log, "address already in use") {
+			return nil, fmt.Errorf("%w\n%s", errPortTaken, log)
+		}
+		return nil, fmt.Errorf("%v\n--- %s (last 8 KiB) ---\n%s", err, j.LogPath, log)
+	}
+	tb.Logf("jaeger: ready in %v: OTLP gRPC %s, OTLP HTTP %s, query %s", time.Since(start).Round(time.Millisecond), j.OTLPGRPC, j.OTLPHTTP, j.QueryURL)
+	tb.Cleanup(func() {
+		stop()
+		if tb.Failed() {
+			tb.Logf("--- jaeger log %s (last 16 KiB) ---\n%s", j.LogPath, readTail(j.LogPath, 16<<10))
+		}
+	})
+	return j, nil
+}
+
+// waitReady waits until both OTLP receivers accept connections and the query
+// API answers. Extensions (the query service) start before the receivers, so
+// the query API alone is not enough.
+func (j *Jaeger) waitReady(exited <-chan struct{}, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	client := &http.Client{Timeout: time.Second}
+	httpHost := strings.TrimPrefix(j.OTLPHTTP, "http://")
+	var last error
+	for {
+		select {
+		case <-exited:
+			return errors.New("jaeger exited before it was ready")
+		default:
+		}
+		last = nil
+		for _, a := range []string{j.OTLPGRPC, httpHost} {
+			c, err := net.DialTimeout("tcp", a, time.Second)
+			if err != nil {
+				last = err
+				break
+			}
+			c.Close()
+		}
+		if last == nil {
+			resp, err := client.Get(j.QueryURL + "/api/v3/services")
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return nil
+				}
+				err = fmt.Errorf("GET /api/v3/services: %s", resp.Status)
+			}
+			last = err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %v: %v", timeout, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var jaegerBin struct {
+	sync.Mutex
+	path string
+}
+
+// jaegerBinary returns $TCPSPAN_JAEGER, or builds Jaeger with
+// scripts/tools.sh once per test binary.
+func jaegerBinary(tb testing.TB) string {
+	tb.Helper()
+	if p := os.Getenv(JaegerBinEnv); p != "" {
+		return p
+	}
+	jaegerBin.Lock()
+	defer jaegerBin.Unlock()
+	if jaegerBin.path != "" {
+		return jaegerBin.path
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		tb.Fatalf("jaeger: %v", err)
+	}
+	start := time.Now()
+	cmd := exec.Command(filepath.Join(root, "scripts", "tools.sh"), "jaeger")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		tb.Fatalf("jaeger: scripts/tools.sh jaeger: %v\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	path := lines[len(lines)-1]
+	if d := time.Since(start); d > 5*time.Second {
+		tb.Logf("jaeger: built in %v:\n%s", d.Round(time.Second), stderr.String())
+	}
+	jaegerBin.path = path
+	return path
+}
+
+// moduleRoot walks up from the working directory (a test runs in its
+// package's directory) to the go.mod of module github.com/tcpspan/tcpspan.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.HasPrefix(strings.TrimSpace(string(data)), "module github.com/tcpspan/tcpspan\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod of github.com/tcpspan/tcpspan above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// freePorts returns n distinct TCP ports free on 127.0.0.1 right now.
+func freePorts(tb testing.TB, n int) []int {
+	tb.Helper()
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+func readTail(path string, max int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > max {
+		f.Seek(st.Size()-max, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	return string(b)
+}
+
+// Trace is the spans of one trace as the query API returns them.
+type Trace struct {
+	TraceID string
+	Spans   []Span
+}
+
+// Span is one span, decoded from OTLP/JSON, with the service.name of its
+// resource.
+type Span struct {
+	TraceID      string
+	SpanID       string
+	ParentSpanID string
+	Name         string
+	Kind         SpanKind
+	Start, End   time.Time
+	// Attributes hold string, bool, int64, float64, []byte, []any and
+	// map[string]any values.
+	Attributes map[string]any
+	Events     []Event
+	Status     Status
+
+	Service  string         // the resource's service.name
+	Resource map[string]any // all resource attributes
+	Scope    string         // instrumentation scope name
+}
+
+// Event is a span event.
+type Event struct {
+	Name       string
+	Time       time.Time
+	Attributes map[string]any
+}
+
+// Status is a span's status.
+type Status struct {
+	Code    StatusCode
+	Message string
+}
+
+// SpanKind is OTLP's span kind.
+type SpanKind int
+
+const (
+	SpanKindUnspecified SpanKind = iota
+	SpanKindInternal
+	SpanKindServer
+	SpanKindClient
+	SpanKindProducer
+	SpanKindConsumer
+)
+
+var spanKindNames = []string{"UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"}
+
+func (k SpanKind) String() string {
+	if int(k) >= 0 && int(k) < len(spanKindNames) {
+		return spanKindNames[k]
+	}
+	return "SpanKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// UnmarshalJSON takes OTLP/JSON's number (2) or enum name ("SPAN_KIND_SERVER").
+func (k *SpanKind) UnmarshalJSON(b []byte) error {
+	v, err := enumJSON(b, "SPAN_KIND_", spanKindNames)
+	*k = SpanKind(v)
+	return err
+}
+
+// StatusCode is OTLP's span status code.
+type StatusCode int
+
+const (
+	StatusUnset StatusCode = iota
+	StatusOK
+	StatusError
+)
+
+var statusCodeNames = []string{"UNSET", "OK", "ERROR"}
+
+func (c StatusCode) String() string {
+	if int(c) >= 0 && int(c) < len(statusCodeNames) {
+		return statusCodeNames[c]
+	}
+	return "StatusCode(" + strconv.Itoa(int(c)) + ")"
+}
+
+// UnmarshalJSON takes OTLP/JSON's number (2) or enum name ("STATUS_CODE_ERROR").
+func (c *StatusCode) UnmarshalJSON(b []byte) error {
+	v, err := enumJSON(b, "STATUS_CODE_", statusCodeNames)
+	*c = StatusCode(v)
+	return err
+}
+
+func enumJSON(b []byte, prefix string, names []string) (int, error) {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		for i, n := range names {
+			if s == prefix+n {
+				return i, nil
+			}
+		}
+		return 0, fmt.Errorf("unknown enum value %q", s)
+	}
+	var n int
+	err := json.Unmarshal(b, &n)
+	return n, err
+}
+
+// Services lists the services Jaeger has spans of (GET /api/v3/services).
+func (j *Jaeger) Services(tb testing.TB) []string {
+	tb.Helper()
+	var resp struct {
+		Services []string `json:"services"`
+	}
+	if _, err := j.getJSON("/api/v3/services", &resp); err != nil {
+		tb.Fatalf("jaeger: %v", err)
+	}
+	sort.Strings(resp.Services)
+	return resp.Services
+}
+
+// Traces returns the traces that have a span of service starting at or after
+// since (up to 1000 traces), through
+//
+//	GET /api/v3/traces?query.service_name=S&query.start_time_min=T&query.start_time_max=T&query.num_traces=N
+//
+// whose answer is {"result": OTLP/JSON TracesData}; a trace may span several
+// resourceSpans. No trace is an empty result (the API answers 404). Spans are
+// in start order within a trace, traces in order of their first span.
+func (j *Jaeger) Traces(tb testing.TB, service string, since time.Time) []Trace {
+	tb.Helper()
+	traces, err := j.traces(service, since)
+	if err != nil {
+		tb.Fatalf("jaeger: %v", err)
+	}
+	return traces
+}
+
+// WaitSpans polls [Jaeger.Traces] until service has at least n spans since
+// the given time, and returns them all, in start order. It fails the test
+// after timeout.
+func (j *Jaeger) WaitSpans(tb testing.TB, service string, since time.Time, n int, timeout time.Duration) []Span {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		traces, err := j.traces(service, since)
+		if err != nil {
+			tb.Fatalf("jaeger: %v", err)
+		}
+		var spans []Span
+		for _, t := range traces {
+			spans = append(spans, t.Spans...)
+		}
+		if len(spans) >= n {
+			sort.SliceStable(spans, func(a, b int) bool { return spans[a].Start.Before(spans[b].Start) })
+			return spans
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("jaeger: service %q has %d spans since %v, want %d, after %v (services: %q)",
+				service, len(spans), since.Format(time.RFC3339Nano), n, timeout, j.Services(tb))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (j *Jaeger) traces(service string, since time.Time) ([]Trace, error) {
+	q := url.Values{}
+	q.Set("query.service_name", service)
+	q.Set("query.start_time_min", since.UTC().Format(time.RFC3339Nano))
+	// Allow for spans stamped a little ahead of this clock.
+	q.Set("query.start_time_max", time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano))
+	q.Set("query.num_traces", "1000")
+	var resp struct {
+		Result otlpTracesData `json:"result"`
+	}
+	status, err := j.getJSON("/api/v3/traces?"+q.Encode(), &resp)
+	if status == http.StatusNotFound {
+		return nil, nil // "No traces found"
+	}
+	if err != nil {
+		return nil, err
+	}
+	return resp.Result.traces()
+}
+
+func (j *Jaeger) getJSON(path string, v any) (int, error) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(j.QueryURL + path)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return resp.StatusCode, fmt.Errorf("GET %s: %s: %s", path, resp.Status, bytes.TrimSpace(body))
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return resp.StatusCode, fmt.Errorf("GET %s: %v\n%s", path, err, body)
+	}
+	return resp.StatusCode, nil
+}
+
+// OTLP/JSON, as much of it as the structs above need.
+type otlpTracesData struct {
+	ResourceSpans []struct {
+		Resource struct {
+			Attributes []otlpKeyValue `json:"attributes"`
+		} `json:"resource"`
+		ScopeSpans []struct {
+			Scope struct {
+				Name string `json:"name"`
+			} `json:"scope"`
+			Spans []otlpSpan `json:"spans"`
+		} `json:"scopeSpans"`
+	} `json:"resourceSpans"`
+}
+
+type otlpSpan struct {
+	TraceID           string         `json:"traceId"`
+	SpanID            string         `json:"spanId"`
+	ParentSpanID      string         `json:"parentSpanId"`
+	Name              string         `json:"name"`
+	Kind              SpanKind       `json:"kind"`
+	StartTimeUnixNano otlpUint64     `json:"startTimeUnixNano"`
+	EndTimeUnixNano   otlpUint64     `json:"endTimeUnixNano"`
+	Attributes        []otlpKeyValue `json:"attributes"`
+	Events            []struct {
+		TimeUnixNano otlpUint64     `json:"timeUnixNano"`
+		Name         string         `json:"name"`
+		Attributes   []otlpKeyValue `json:"attributes"`
+	} `json:"events"`
+	Status struct {
+		Code    StatusCode `json:"code"`
+		Message string     `json:"message"`
+	} `json:"status"`
+}
+
+type otlpKeyValue struct {
+	Key   string       `json:"key"`
+	Value otlpAnyValue `json:"value"`
+}
+
+type otlpAnyValue struct {
+	StringValue *string         `json:"stringValue"`
+	BoolValue   *bool           `json:"boolValue"`
+	IntValue    *otlpInt64      `json:"intValue"`
+	DoubleValue *float64        `json:"doubleValue"`
+	BytesValue  *string         `json:"bytesValue"`
+	ArrayValue  *otlpArrayValue `json:"arrayValue"`
+	KvlistValue *otlpKvlist     `json:"kvlistValue"`
+}
+
+type otlpArrayValue struct {
+	Values []otlpAnyValue `json:"values"`
+}
+
+type otlpKvlist struct {
+	Values []otlpKeyValue `json:"values"`
+}
+
+// otlpUint64 and otlpInt64 take OTLP/JSON's 64-bit integers, which are
+// strings ("1700000000000000000") but may be numbers.
+type otlpUint64 uint64
+
+func (u *otlpUint64) UnmarshalJSON(b []byte) error {
+	v, err := strconv.ParseUint(strings.Trim(string(b), `"`), 10, 64)
+	*u = otlpUint64(v)
+	return err
+}
+
+type otlpInt64 int64
+
+func (i *otlpInt64) UnmarshalJSON(b []byte) error {
+	v, err := strconv.ParseInt(strings.Trim(string(b), `"`), 10, 64)
+	*i = otlpInt64(v)
+	return err
+}
+
+func (v otlpAnyValue) value() any {
+	switch {
+	case v.StringValue != nil:
+		return *v.StringValue
+	case v.BoolValue != nil:
+		return *v.BoolValue
+	case v.IntValue != nil:
+		return int64(*v.IntValue)
+	case v.DoubleValue != nil:
+		return *v.DoubleValue
+	case v.BytesValue != nil:
+		b, err := base64.StdEncoding.DecodeString(*v.BytesValue)
+		if err != nil {
+			return *v.BytesValue
+		}
+		return b
+	case v.ArrayValue != nil:
+		out := make([]any, len(v.ArrayValue.Values))
+		for i, e := range v.ArrayValue.Values {
+			out[i] = e.value()
+		}
+		return out
+	case v.KvlistValue != nil:
+		return attrMap(v.KvlistValue.Values)
+	}
+	return nil
+}
+
+func attrMap(kvs []otlpKeyValue) map[string]any {
+	m := make(map[string]any, len(kvs))
+	for _, kv := range kvs {
+		m[kv.Key] = kv.Value.value()
+	}
+	return m
+}
+
+func unixNano(u otlpUint64) time.Time {
+	if u == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(u))
+}
+
+func (d otlpTracesData) traces() ([]Trace, error) {
+	var order []string
+	byID := map[string]*Trace{}
+	for _, rs := range d.ResourceSpans {
+		res := attrMap(rs.Resource.Attributes)
+		service, _ := res["service.name"].(string)
+		for _, ss := range rs.ScopeSpans {
+			for _, s := range ss.Spans {
+				span := Span{
+					TraceID:      s.TraceID,
+					SpanID:       s.SpanID,
+					ParentSpanID: s.ParentSpanID,
+					Name:         s.Name,
+					Kind:         s.Kind,
+					Start:        unixNano(s.StartTimeUnixNano),
+					End:          unixNano(s.EndTimeUnixNano),
+					Attributes:   attrMap(s.Attributes),
+					Status:       Status{Code: s.Status.Code, Message: s.Status.Message},
+					Service:      service,
+					Resource:     res,
+					Scope:        ss.Scope.Name,
+				}
+				for _, e := range s.Events {
+					span.Events = append(span.Events, Event{
+						Name:       e.Name,
+						Time:       unixNano(e.TimeUnixNano),
+						Attributes: attrMap(e.Attributes),
+					})
+				}
+				t := byID[s.TraceID]
+				if t == nil {
+					t = &Trace{TraceID: s.TraceID}
+					byID[s.TraceID] = t
+					order = append(order, s.TraceID)
+				}
+				t.Spans = append(t.Spans, span)
+			}
+		}
+	}
+	out := make([]Trace, 0, len(order))
+	for _, id := range order {
+		t := byID[id]
+		sort.SliceStable(t.Spans, func(a, b int) bool { return t.Spans[a].Start.Before(t.Spans[b].Start) })
+		out = append(out, *t)
+	}
+	sort.SliceStable(out, func(a, b int) bool { return out[a].Spans[0].Start.Before(out[b].Spans[0].Start) })
+	return out, nil
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Builds one of the real programs that tcpspan's tests and demos talk to, from
+# its own Go module under tools/, and prints the path of the binary.
+#
+#   scripts/tools.sh jaeger    Jaeger v2 (trace store with a query API), tools/jaeger
+#   scripts/tools.sh otelcol   OpenTelemetry Collector (builder output), tools/otelcol
+#
+# The binary goes to ${TCPSPAN_TOOLS_DIR:-$HOME/.cache/tcpspan/bin}. The build
+# is skipped while the binary is newer than the tool's go.mod, go.sum and Go
+# sources. Builds use Go's usual module and build caches, so only the first
+# one is slow (Jaeger: several minutes; later ones: seconds).
+#
+# Progress goes to stderr; the binary's path is the last (and only) line on
+# stdout, so callers can do: bin=$(scripts/tools.sh jaeger).
+set -euo pipefail
+
+usage() {
+	echo "usage: $0 jaeger|otelcol" >&2
+	exit 2
+}
+[ $# -eq 1 ] || usage
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+GO=${GO:-go}
+if ! command -v "$GO" >/dev/null 2>&1; then
+	if [ -x /usr/local/go/bin/go ]; then
+		GO=/usr/local/go/bin/go
+	else
+		echo "tools: go not found (set GO or add it to PATH)" >&2
+		exit 1
+	fi
+fi
+
+case $1 in
+jaeger)
+	dir=$root/tools/jaeger
+	pkg=github.com/jaegertracing/jaeger/cmd/jaeger
+	name=jaeger
+	version=$(cd "$dir" && GOWORK=off "$GO" list -m -f '{{.Version}}' github.com/jaegertracing/jaeger)
+	label="Jaeger $version"
+	first="first time: several minutes"
+	# Without this the binary reports an empty version.
+	ldflags="-X github.com/jaegertracing/jaeger/internal/version.latestVersion=$version"
+	;;
+otelcol)
+	dir=$root/tools/otelcol
+	pkg=.
+	name=otelcol-tcpspan
+	version=$(cd "$dir" && GOWORK=off "$GO" list -m -f '{{.Version}}' go.opentelemetry.io/collector/otelcol)
+	label="OpenTelemetry Collector $version (tcpspan build)"
+	first="first time: a few minutes"
+	ldflags=""
+	;;
+*)
+	usage
+	;;
+esac
+
+bin_dir=${TCPSPAN_TOOLS_DIR:-$HOME/.cache/tcpspan/bin}
+mkdir -p "$bin_dir"
+out=$bin_dir/$name
+
+# Up to date when no input is newer than the binary.
+fresh() {
+	[ -x "$out" ] || return 1
+	local f
+	for f in "$dir"/go.mod "$dir"/go.sum "$dir"/*.go; do
+		[ -e "$f" ] || continue
+		[ "$f" -nt "$out" ] && return 1
+	done
+	return 0
+}
+
+# Several test packages may ask at once (go test runs packages in parallel):
+# one builds, the others wait for it and then find the binary fresh.
+exec 9>"$out.lock"
+if command -v flock >/dev/null 2>&1; then
+	if ! flock -n 9; then
+		echo "tools: waiting for another build of $name..." >&2
+		flock 9
+	fi
+fi
+
+if fresh; then
+	echo "tools: $label is up to date" >&2
+else
+	if [ -e "$out" ]; then
+		echo "tools: rebuilding $label (its module changed)..." >&2
+	else
+		echo "tools: building $label ($first)..." >&2
+	fi
+	start=$(date +%s)
+	tmp=$(mktemp "$out.XXXXXX")
+	trap 'rm -f "$tmp"' EXIT
+	# GOWORK=off: the tool's module stands alone, whatever go.work is around.
+	(cd "$dir" && GOWORK=off "$GO" build -ldflags "$ldflags" -o "$tmp" "$pkg")
+	chmod +x "$tmp"
+	mv -f "$tmp" "$out"
+	trap - EXIT
+	echo "tools: built $label in $(($(date +%s) - start))s" >&2
+fi
+echo "$out"
