@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -154,6 +155,16 @@ func TestServiceNameFromProcessEnvironment(t *testing.T) {
 		t.Skipf("cannot start sleep: %v", err)
 	}
 	defer cmd.Process.Kill()
+	// Until the child's exec is complete, /proc shows the parent's
+	// environment, or none: the comm changes before the new environment is
+	// in place.
+	for i := 0; i < 200; i++ {
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cmd.Process.Pid)); strings.TrimSpace(string(comm)) == "sleep" {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
 	names := newServiceNames()
 	if got := names.resolve(conn.Process{PID: uint32(cmd.Process.Pid), Comm: "sleep"}); got != "checkout" {
 		t.Errorf("service %q, want checkout from the process's environment", got)

@@ -2,14 +2,11 @@ package testutil
 
 import (
 	"bytes"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcpspan/tcpspan/internal/jaegerapi"
 )
 
 // JaegerBinEnv names a Jaeger v2 binary to use instead of building one with
@@ -301,124 +300,36 @@ func readTail(path string, max int64) string {
 	return string(b)
 }
 
-// Trace is the spans of one trace as the query API returns them.
-type Trace struct {
-	TraceID string
-	Spans   []Span
-}
-
-// Span is one span, decoded from OTLP/JSON, with the service.name of its
-// resource.
-type Span struct {
-	TraceID      string
-	SpanID       string
-	ParentSpanID string
-	Name         string
-	Kind         SpanKind
-	Start, End   time.Time
-	// Attributes hold string, bool, int64, float64, []byte, []any and
-	// map[string]any values.
-	Attributes map[string]any
-	Events     []Event
-	Status     Status
-
-	Service  string         // the resource's service.name
-	Resource map[string]any // all resource attributes
-	Scope    string         // instrumentation scope name
-}
-
-// Event is a span event.
-type Event struct {
-	Name       string
-	Time       time.Time
-	Attributes map[string]any
-}
-
-// Status is a span's status.
-type Status struct {
-	Code    StatusCode
-	Message string
-}
-
-// SpanKind is OTLP's span kind.
-type SpanKind int
-
-const (
-	SpanKindUnspecified SpanKind = iota
-	SpanKindInternal
-	SpanKindServer
-	SpanKindClient
-	SpanKindProducer
-	SpanKindConsumer
+// Types of the spans read back, from package jaegerapi.
+type (
+	Trace      = jaegerapi.Trace
+	Span       = jaegerapi.Span
+	Event      = jaegerapi.Event
+	Status     = jaegerapi.Status
+	SpanKind   = jaegerapi.SpanKind
+	StatusCode = jaegerapi.StatusCode
 )
 
-var spanKindNames = []string{"UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"}
-
-func (k SpanKind) String() string {
-	if int(k) >= 0 && int(k) < len(spanKindNames) {
-		return spanKindNames[k]
-	}
-	return "SpanKind(" + strconv.Itoa(int(k)) + ")"
-}
-
-// UnmarshalJSON takes OTLP/JSON's number (2) or enum name ("SPAN_KIND_SERVER").
-func (k *SpanKind) UnmarshalJSON(b []byte) error {
-	v, err := enumJSON(b, "SPAN_KIND_", spanKindNames)
-	*k = SpanKind(v)
-	return err
-}
-
-// StatusCode is OTLP's span status code.
-type StatusCode int
-
+// Span kinds and status codes.
 const (
-	StatusUnset StatusCode = iota
-	StatusOK
-	StatusError
+	SpanKindInternal = jaegerapi.SpanKindInternal
+	SpanKindServer   = jaegerapi.SpanKindServer
+	SpanKindClient   = jaegerapi.SpanKindClient
+	StatusUnset      = jaegerapi.StatusUnset
+	StatusOK         = jaegerapi.StatusOK
+	StatusError      = jaegerapi.StatusError
 )
 
-var statusCodeNames = []string{"UNSET", "OK", "ERROR"}
-
-func (c StatusCode) String() string {
-	if int(c) >= 0 && int(c) < len(statusCodeNames) {
-		return statusCodeNames[c]
-	}
-	return "StatusCode(" + strconv.Itoa(int(c)) + ")"
-}
-
-// UnmarshalJSON takes OTLP/JSON's number (2) or enum name ("STATUS_CODE_ERROR").
-func (c *StatusCode) UnmarshalJSON(b []byte) error {
-	v, err := enumJSON(b, "STATUS_CODE_", statusCodeNames)
-	*c = StatusCode(v)
-	return err
-}
-
-func enumJSON(b []byte, prefix string, names []string) (int, error) {
-	var s string
-	if json.Unmarshal(b, &s) == nil {
-		for i, n := range names {
-			if s == prefix+n {
-				return i, nil
-			}
-		}
-		return 0, fmt.Errorf("unknown enum value %q", s)
-	}
-	var n int
-	err := json.Unmarshal(b, &n)
-	return n, err
-}
+func (j *Jaeger) client() jaegerapi.Client { return jaegerapi.Client{BaseURL: j.QueryURL} }
 
 // Services lists the services Jaeger has spans of (GET /api/v3/services).
 func (j *Jaeger) Services(tb testing.TB) []string {
 	tb.Helper()
-	var resp struct {
-		Services []string `json:"services"`
-	}
-	if _, err := j.getJSON("/api/v3/services", &resp); err != nil {
+	services, err := j.client().Services()
+	if err != nil {
 		tb.Fatalf("jaeger: %v", err)
 	}
-	sort.Strings(resp.Services)
-	return resp.Services
+	return services
 }
 
 // Traces returns the traces that have a span of service starting at or after
@@ -431,7 +342,7 @@ func (j *Jaeger) Services(tb testing.TB) []string {
 // in start order within a trace, traces in order of their first span.
 func (j *Jaeger) Traces(tb testing.TB, service string, since time.Time) []Trace {
 	tb.Helper()
-	traces, err := j.traces(service, since)
+	traces, err := j.client().Traces(service, since, time.Now().Add(time.Hour))
 	if err != nil {
 		tb.Fatalf("jaeger: %v", err)
 	}
@@ -445,7 +356,7 @@ func (j *Jaeger) WaitSpans(tb testing.TB, service string, since time.Time, n int
 	tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		traces, err := j.traces(service, since)
+		traces, err := j.client().Traces(service, since, time.Now().Add(time.Hour))
 		if err != nil {
 			tb.Fatalf("jaeger: %v", err)
 		}
@@ -463,212 +374,4 @@ func (j *Jaeger) WaitSpans(tb testing.TB, service string, since time.Time, n int
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func (j *Jaeger) traces(service string, since time.Time) ([]Trace, error) {
-	q := url.Values{}
-	q.Set("query.service_name", service)
-	q.Set("query.start_time_min", since.UTC().Format(time.RFC3339Nano))
-	// Allow for spans stamped a little ahead of this clock.
-	q.Set("query.start_time_max", time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano))
-	q.Set("query.num_traces", "1000")
-	var resp struct {
-		Result otlpTracesData `json:"result"`
-	}
-	status, err := j.getJSON("/api/v3/traces?"+q.Encode(), &resp)
-	if status == http.StatusNotFound {
-		return nil, nil // "No traces found"
-	}
-	if err != nil {
-		return nil, err
-	}
-	return resp.Result.traces()
-}
-
-func (j *Jaeger) getJSON(path string, v any) (int, error) {
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get(j.QueryURL + path)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return resp.StatusCode, fmt.Errorf("GET %s: %s: %s", path, resp.Status, bytes.TrimSpace(body))
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return resp.StatusCode, fmt.Errorf("GET %s: %v\n%s", path, err, body)
-	}
-	return resp.StatusCode, nil
-}
-
-// OTLP/JSON, as much of it as the structs above need.
-type otlpTracesData struct {
-	ResourceSpans []struct {
-		Resource struct {
-			Attributes []otlpKeyValue `json:"attributes"`
-		} `json:"resource"`
-		ScopeSpans []struct {
-			Scope struct {
-				Name string `json:"name"`
-			} `json:"scope"`
-			Spans []otlpSpan `json:"spans"`
-		} `json:"scopeSpans"`
-	} `json:"resourceSpans"`
-}
-
-type otlpSpan struct {
-	TraceID           string         `json:"traceId"`
-	SpanID            string         `json:"spanId"`
-	ParentSpanID      string         `json:"parentSpanId"`
-	Name              string         `json:"name"`
-	Kind              SpanKind       `json:"kind"`
-	StartTimeUnixNano otlpUint64     `json:"startTimeUnixNano"`
-	EndTimeUnixNano   otlpUint64     `json:"endTimeUnixNano"`
-	Attributes        []otlpKeyValue `json:"attributes"`
-	Events            []struct {
-		TimeUnixNano otlpUint64     `json:"timeUnixNano"`
-		Name         string         `json:"name"`
-		Attributes   []otlpKeyValue `json:"attributes"`
-	} `json:"events"`
-	Status struct {
-		Code    StatusCode `json:"code"`
-		Message string     `json:"message"`
-	} `json:"status"`
-}
-
-type otlpKeyValue struct {
-	Key   string       `json:"key"`
-	Value otlpAnyValue `json:"value"`
-}
-
-type otlpAnyValue struct {
-	StringValue *string         `json:"stringValue"`
-	BoolValue   *bool           `json:"boolValue"`
-	IntValue    *otlpInt64      `json:"intValue"`
-	DoubleValue *float64        `json:"doubleValue"`
-	BytesValue  *string         `json:"bytesValue"`
-	ArrayValue  *otlpArrayValue `json:"arrayValue"`
-	KvlistValue *otlpKvlist     `json:"kvlistValue"`
-}
-
-type otlpArrayValue struct {
-	Values []otlpAnyValue `json:"values"`
-}
-
-type otlpKvlist struct {
-	Values []otlpKeyValue `json:"values"`
-}
-
-// otlpUint64 and otlpInt64 take OTLP/JSON's 64-bit integers, which are
-// strings ("1700000000000000000") but may be numbers.
-type otlpUint64 uint64
-
-func (u *otlpUint64) UnmarshalJSON(b []byte) error {
-	v, err := strconv.ParseUint(strings.Trim(string(b), `"`), 10, 64)
-	*u = otlpUint64(v)
-	return err
-}
-
-type otlpInt64 int64
-
-func (i *otlpInt64) UnmarshalJSON(b []byte) error {
-	v, err := strconv.ParseInt(strings.Trim(string(b), `"`), 10, 64)
-	*i = otlpInt64(v)
-	return err
-}
-
-func (v otlpAnyValue) value() any {
-	switch {
-	case v.StringValue != nil:
-		return *v.StringValue
-	case v.BoolValue != nil:
-		return *v.BoolValue
-	case v.IntValue != nil:
-		return int64(*v.IntValue)
-	case v.DoubleValue != nil:
-		return *v.DoubleValue
-	case v.BytesValue != nil:
-		b, err := base64.StdEncoding.DecodeString(*v.BytesValue)
-		if err != nil {
-			return *v.BytesValue
-		}
-		return b
-	case v.ArrayValue != nil:
-		out := make([]any, len(v.ArrayValue.Values))
-		for i, e := range v.ArrayValue.Values {
-			out[i] = e.value()
-		}
-		return out
-	case v.KvlistValue != nil:
-		return attrMap(v.KvlistValue.Values)
-	}
-	return nil
-}
-
-func attrMap(kvs []otlpKeyValue) map[string]any {
-	m := make(map[string]any, len(kvs))
-	for _, kv := range kvs {
-		m[kv.Key] = kv.Value.value()
-	}
-	return m
-}
-
-func unixNano(u otlpUint64) time.Time {
-	if u == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, int64(u))
-}
-
-func (d otlpTracesData) traces() ([]Trace, error) {
-	var order []string
-	byID := map[string]*Trace{}
-	for _, rs := range d.ResourceSpans {
-		res := attrMap(rs.Resource.Attributes)
-		service, _ := res["service.name"].(string)
-		for _, ss := range rs.ScopeSpans {
-			for _, s := range ss.Spans {
-				span := Span{
-					TraceID:      s.TraceID,
-					SpanID:       s.SpanID,
-					ParentSpanID: s.ParentSpanID,
-					Name:         s.Name,
-					Kind:         s.Kind,
-					Start:        unixNano(s.StartTimeUnixNano),
-					End:          unixNano(s.EndTimeUnixNano),
-					Attributes:   attrMap(s.Attributes),
-					Status:       Status{Code: s.Status.Code, Message: s.Status.Message},
-					Service:      service,
-					Resource:     res,
-					Scope:        ss.Scope.Name,
-				}
-				for _, e := range s.Events {
-					span.Events = append(span.Events, Event{
-						Name:       e.Name,
-						Time:       unixNano(e.TimeUnixNano),
-						Attributes: attrMap(e.Attributes),
-					})
-				}
-				t := byID[s.TraceID]
-				if t == nil {
-					t = &Trace{TraceID: s.TraceID}
-					byID[s.TraceID] = t
-					order = append(order, s.TraceID)
-				}
-				t.Spans = append(t.Spans, span)
-			}
-		}
-	}
-	out := make([]Trace, 0, len(order))
-	for _, id := range order {
-		t := byID[id]
-		sort.SliceStable(t.Spans, func(a, b int) bool { return t.Spans[a].Start.Before(t.Spans[b].Start) })
-		out = append(out, *t)
-	}
-	sort.SliceStable(out, func(a, b int) bool { return out[a].Spans[0].Start.Before(out[b].Spans[0].Start) })
-	return out, nil
 }
