@@ -9,13 +9,13 @@
 #      dropped, and later the listener answers with RST;
 #   2. rinetd's upstream connect is refused, and rinetd close()s the client
 #      socket with the request unread: RST with TCP_ABORT_ON_CLOSE.
-# tcpspan's terminal view is saved, then summarised beside rinetd's log and
-# the kernel's own counters.
+# tcpspan exports its spans to Jaeger (on loopback); the report is built
+# from what Jaeger returns, beside rinetd's log and the kernel's counters.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
 
-DURATION=${DURATION:-5s}
+DURATION=${DURATION:-2s}
 CONNECTIONS=${CONNECTIONS:-1000}
 NS=tcpspan-demo
 
@@ -27,6 +27,8 @@ fi
 ./scripts/deps.sh rinetd wrk
 echo "demo: building tcpspan"
 go build -o bin/tcpspan ./cmd/tcpspan
+go build -o bin/tcpspan-report ./cmd/tcpspan-report
+jaeger=$(./scripts/tools.sh jaeger)
 
 work=$(mktemp -d /tmp/tcpspan-demo.XXXXXX)
 pids=()
@@ -37,6 +39,22 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+for port in 14317 14318 16685 16686; do
+	if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+		echo "demo: 127.0.0.1:$port is taken (is 'make jaeger' running? stop it first)" >&2
+		exit 1
+	fi
+done
+# Jaeger as 'make jaeger' runs it, keeping up to a million traces: the load
+# makes about four spans per request.
+sed 's/max_traces: 100000/max_traces: 1000000/' tools/jaeger/jaeger.yaml >"$work/jaeger.yaml"
+JAEGER_LISTEN_HOST=127.0.0.1 "$jaeger" --config="$work/jaeger.yaml" >"$work/jaeger.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+	(exec 3<>/dev/tcp/127.0.0.1/14317) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/16686) 2>/dev/null && break
+	sleep 0.1
+done
 
 ip netns del "$NS" 2>/dev/null || true
 ip netns add "$NS"
@@ -53,7 +71,9 @@ CONF
 ip netns exec "$NS" rinetd -f -c "$work/rinetd.conf" >/dev/null 2>&1 &
 pids+=($!)
 
-./bin/tcpspan -netns "$NS" -health-interval 0 >"$work/tcpspan.out" 2>"$work/tcpspan.log" &
+started=$(date +%s)
+OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:14317 OTEL_SERVICE_NAME=tcpspan-demo \
+	./bin/tcpspan -netns "$NS" -terminal -health-interval 0 >"$work/tcpspan.out" 2>"$work/tcpspan.log" &
 agent=$!
 pids+=($agent)
 for _ in $(seq 50); do
@@ -72,15 +92,15 @@ sleep 8
 kernel=$(ip netns exec "$NS" nstat -a TcpOutRsts TcpExtListenOverflows TcpExtTCPAbortOnClose TcpExtTCPAbortOnData 2>/dev/null | awk 'NR>1 {print}')
 kill -INT "$agent"
 wait "$agent" || true
+grep 'msg=stopped' "$work/tcpspan.log" | sed 's/^.*msg=stopped /tcpspan stopped: /'
 
 echo
-echo "== tcpspan: one example line per diagnosis (terminal view, diagnosis first)"
+echo "== tcpspan's terminal view: one example line per diagnosis"
 for pattern in 'RST sent (TCP_ABORT_ON_CLOSE)' 'handshake dropped' 'connection refused' 'RST sent (NO_SOCKET)' 'RST sent (TCP_ABORT_ON_DATA)'; do
 	grep -m1 -F "$pattern" "$work/tcpspan.out" || true
 done
 echo
-echo "== tcpspan: summary"
-sed -n '/^[0-9]* connections/,$p' "$work/tcpspan.out"
+./bin/tcpspan-report -jaeger http://127.0.0.1:16686 -since "$(($(date +%s) - started + 5))s"
 echo
 echo "== rinetd's log"
 awk '{print $NF}' "$work/rinetd.log" | sort | uniq -c
@@ -88,6 +108,7 @@ echo
 echo "== the kernel's counters in the namespace (nstat)"
 echo "$kernel"
 echo
-echo "Compare: 'rst_sent' lines add up to TcpOutRsts; syn_overflow + ack_overflow to"
-echo "TcpExtListenOverflows; rst_sent TCP_ABORT_ON_CLOSE to TcpExtTCPAbortOnClose."
-echo "Full terminal output: $work/tcpspan.out"
+echo "Compare: the tcp.rst_sent events add up to TcpOutRsts; tcp.syn_overflow and"
+echo "tcp.ack_overflow to TcpExtListenOverflows; tcp.rst_sent TCP_ABORT_ON_CLOSE to"
+echo "TcpExtTCPAbortOnClose; rinetd's done-local-closed to rinetd's TCP_ABORT_ON_CLOSE"
+echo "and refused-connect spans. Full terminal output: $work/tcpspan.out"

@@ -1,0 +1,216 @@
+// Command tcpspan-report reads tcpspan's spans back from Jaeger and prints
+// what went wrong: error spans grouped by diagnosis with counts, one full
+// example per root cause, and the queries that find them. It reports what
+// the trace store holds, which is what a user investigating would see.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tcpspan/tcpspan/internal/jaegerapi"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("tcpspan-report", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	query := fs.String("jaeger", "http://127.0.0.1:16686", "Jaeger query service URL")
+	since := fs.Duration("since", 15*time.Minute, "report spans that started this long ago or later")
+	slice := fs.Duration("slice", time.Second, "query Jaeger in windows of this length (bounds each answer)")
+	examples := fs.String("examples", "tcp.accept_queue_overflow,tcp.rst_sent:TCP_ABORT_ON_CLOSE",
+		"error types (optionally :reset reason) to print one full example span of, comma-separated")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stdout, "Usage: tcpspan-report [-jaeger URL] [-since 15m] [-examples list]")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return 0
+		}
+		fmt.Fprintf(stderr, "tcpspan-report: %v (see -h)\n", err)
+		return 2
+	}
+	if *slice <= 0 || *since <= 0 {
+		fmt.Fprintln(stderr, "tcpspan-report: -since and -slice must be positive")
+		return 2
+	}
+	client := jaegerapi.Client{BaseURL: strings.TrimSuffix(*query, "/"), MaxTraces: 100000}
+	end := time.Now()
+	start := end.Add(-*since)
+	spans, err := fetch(client, start, end, *slice)
+	if err != nil {
+		fmt.Fprintf(stderr, "tcpspan-report: %v\n", err)
+		return 1
+	}
+	report(stdout, client, spans, start, end, strings.Split(*examples, ","))
+	return 0
+}
+
+// fetch reads every span of every service but Jaeger's own, in time slices
+// so that no single answer is huge.
+func fetch(c jaegerapi.Client, start, end time.Time, slice time.Duration) ([]jaegerapi.Span, error) {
+	services, err := c.Services()
+	if err != nil {
+		return nil, err
+	}
+	var spans []jaegerapi.Span
+	for _, svc := range services {
+		if svc == "jaeger" {
+			continue
+		}
+		for from := start; from.Before(end); from = from.Add(slice) {
+			traces, err := c.Traces(svc, from, from.Add(slice))
+			if err != nil {
+				return nil, fmt.Errorf("service %s: %w", svc, err)
+			}
+			for _, tr := range traces {
+				for _, sp := range tr.Spans {
+					// A span starting exactly on a boundary is in both windows.
+					if !sp.Start.Before(from.Add(slice)) {
+						continue
+					}
+					spans = append(spans, sp)
+				}
+			}
+		}
+	}
+	return spans, nil
+}
+
+var numbers = regexp.MustCompile(`\d+`)
+
+// shape is a diagnosis with its numbers (pids, fds, ports, counts) masked,
+// so that alike errors group together.
+func shape(description string) string {
+	return numbers.ReplaceAllString(description, "N")
+}
+
+func attr(sp *jaegerapi.Span, key string) string {
+	if v, ok := sp.Attributes[key]; ok {
+		return fmt.Sprint(v)
+	}
+	return ""
+}
+
+func report(w io.Writer, c jaegerapi.Client, spans []jaegerapi.Span, start, end time.Time, examples []string) {
+	type group struct {
+		service, kind, shape string
+		count                int
+	}
+	groups := map[string]*group{}
+	events := map[string]int{}
+	var errorSpans int
+	for i := range spans {
+		sp := &spans[i]
+		for _, e := range sp.Events {
+			key := e.Name
+			if r, ok := e.Attributes["tcp.reset.reason"]; ok {
+				key += " " + fmt.Sprint(r)
+			}
+			events[key]++
+		}
+		if sp.Status.Code != jaegerapi.StatusError {
+			continue
+		}
+		errorSpans++
+		g := &group{service: sp.Service, kind: strings.ToLower(sp.Kind.String()), shape: shape(sp.Status.Message)}
+		key := g.service + "\x00" + g.kind + "\x00" + g.shape
+		if groups[key] == nil {
+			groups[key] = g
+		}
+		groups[key].count++
+	}
+
+	fmt.Fprintf(w, "== from Jaeger: %d spans, %d with status Error, %s to %s\n\n", len(spans), errorSpans,
+		start.Format("15:04:05"), end.Format("15:04:05"))
+	fmt.Fprintln(w, "error spans by diagnosis (numbers masked as N):")
+	sorted := slices.Collect(maps.Values(groups))
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].count > sorted[j].count })
+	for _, g := range sorted {
+		fmt.Fprintf(w, "  %7d  %-8s %-7s %s\n", g.count, g.service, g.kind, g.shape)
+	}
+	fmt.Fprintln(w, "\nkernel events on those spans:")
+	for _, k := range slices.Sorted(maps.Keys(events)) {
+		fmt.Fprintf(w, "  %7d  %s\n", events[k], k)
+	}
+
+	for _, ex := range examples {
+		errType, reason, _ := strings.Cut(strings.TrimSpace(ex), ":")
+		sp := pick(spans, errType, reason)
+		fmt.Fprintf(w, "\n== example: error.type=%s", errType)
+		if reason != "" {
+			fmt.Fprintf(w, " tcp.reset.reason=%s", reason)
+		}
+		fmt.Fprintln(w)
+		if sp == nil {
+			fmt.Fprintln(w, "  (none in this window)")
+			continue
+		}
+		printSpan(w, sp)
+		fmt.Fprintf(w, "  find them: curl -s '%s%s'\n", c.BaseURL, c.TracesQuery(sp.Service, start, end))
+		fmt.Fprintf(w, "  then filter on attributes error.type=%s", errType)
+		if reason != "" {
+			fmt.Fprintf(w, " and tcp.reset.reason=%s", reason)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// pick returns the most telling span of an error type: one whose chain of
+// events ends in a reset if there is one, else the one with most events.
+func pick(spans []jaegerapi.Span, errType, reason string) *jaegerapi.Span {
+	var best *jaegerapi.Span
+	score := func(sp *jaegerapi.Span) int {
+		n := len(sp.Events)
+		for _, e := range sp.Events {
+			if e.Name == "tcp.rst_sent" {
+				n += 1000
+			}
+		}
+		return n
+	}
+	for i := range spans {
+		sp := &spans[i]
+		if attr(sp, "error.type") != errType || (reason != "" && attr(sp, "tcp.reset.reason") != reason) {
+			continue
+		}
+		if best == nil || score(sp) > score(best) {
+			best = sp
+		}
+	}
+	return best
+}
+
+func printSpan(w io.Writer, sp *jaegerapi.Span) {
+	fmt.Fprintf(w, "  span %q  kind %s  service %s  trace %s\n", sp.Name, sp.Kind, sp.Service, sp.TraceID)
+	fmt.Fprintf(w, "  %s -> %s (%s)\n", sp.Start.Format("15:04:05.000000"), sp.End.Format("15:04:05.000000"),
+		sp.End.Sub(sp.Start).Round(time.Microsecond))
+	fmt.Fprintf(w, "  status %s: %s\n", sp.Status.Code, sp.Status.Message)
+	fmt.Fprintln(w, "  attributes:")
+	for _, k := range slices.Sorted(maps.Keys(sp.Attributes)) {
+		fmt.Fprintf(w, "    %-28s %v\n", k, sp.Attributes[k])
+	}
+	fmt.Fprintln(w, "  events, in time order:")
+	evs := slices.Clone(sp.Events)
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Time.Before(evs[j].Time) })
+	for _, e := range evs {
+		var parts []string
+		for _, k := range slices.Sorted(maps.Keys(e.Attributes)) {
+			parts = append(parts, fmt.Sprintf("%s=%v", k, e.Attributes[k]))
+		}
+		fmt.Fprintf(w, "    %s  +%-10s %-22s %s\n", e.Time.Format("15:04:05.000000"),
+			e.Time.Sub(sp.Start).Round(time.Microsecond), e.Name, strings.Join(parts, " "))
+	}
+}
