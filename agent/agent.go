@@ -163,7 +163,7 @@ func logHealth(log *slog.Logger, h Health) {
 		"connections", h.Tracker.Connections, "orphans", h.Tracker.Orphans,
 		"lost", h.Lost(), "lost_ringbuf", h.Kernel.RingbufLostConn+h.Kernel.RingbufLostOrphan,
 		"lost_map_full", h.Kernel.ConnMapFull, "events_truncated", h.Kernel.ConnEventsLost,
-		"midlife", h.Kernel.ConnMidlife, "untracked", h.Kernel.DestroyedUntracked,
+		"midlife", h.Kernel.ConnMidlife, "untracked", h.Kernel.DestroyedUntracked, "stale", h.Kernel.ConnStale,
 		"orphans_forced", h.Tracker.OrphansForced)
 }
 

@@ -17,7 +17,10 @@ enum side {
 };
 
 /* conn_create inserts a new connection for sk, unless the filter rejects it.
- * Returns the map entry, or NULL. */
+ * Returns the map entry, or NULL. A connect() or a new child starts afresh:
+ * an entry left at the same address by a socket whose destroy was never
+ * seen is replaced, and counted. A mid-life entry keeps one inserted first
+ * by another CPU. */
 static __always_inline struct conn *conn_create(const struct sock *sk, __u8 side, __u8 flags)
 {
 	__u64 key = (__u64)sk;
@@ -29,8 +32,9 @@ static __always_inline struct conn *conn_create(const struct sock *sk, __u8 side
 		t.sport = sk_local_port(sk);
 	if (!tuple_wanted(&t))
 		return NULL;
-	/* NOEXIST: if another CPU inserted it first, keep theirs. */
-	if (bpf_map_update_elem(&conns, &key, &zero_conn, BPF_NOEXIST) == 0) {
+	if (!(flags & CONN_MIDLIFE) && bpf_map_lookup_elem(&conns, &key))
+		count(COUNTER_CONN_STALE);
+	if (bpf_map_update_elem(&conns, &key, &zero_conn, (flags & CONN_MIDLIFE) ? BPF_NOEXIST : BPF_ANY) == 0) {
 		c = bpf_map_lookup_elem(&conns, &key);
 		if (!c)
 			return NULL;

@@ -35,6 +35,9 @@ type Counters struct {
 	// entry: evicted from a full map (see WithMaxConnections), or open
 	// and idle since before the agent started.
 	DestroyedUntracked uint64
+	// ConnStale counts entries replaced by a new connection at the same
+	// socket address: connections whose end was never seen.
+	ConnStale uint64
 	// Malformed counts records the reader could not decode.
 	Malformed uint64
 }
@@ -98,6 +101,7 @@ func (t *Tracer) Counters() (Counters, error) {
 		ConnsEmitted:       sums[tcpspanCounterCOUNTER_CONNS_EMITTED],
 		OrphansEmitted:     sums[tcpspanCounterCOUNTER_ORPHANS_EMITTED],
 		DestroyedUntracked: sums[tcpspanCounterCOUNTER_DESTROYED_UNTRACKED],
+		ConnStale:          sums[tcpspanCounterCOUNTER_CONN_STALE],
 		Malformed:          t.malformed.Load(),
 	}, nil
 }

@@ -140,7 +140,10 @@ enum counter {
 	/* connections destroyed without an entry: evicted from the full conns
 	 * map, or idle since before the agent started */
 	COUNTER_DESTROYED_UNTRACKED = 7,
-	COUNTER_MAX = 8,
+	/* entries replaced by a new connection at the same socket address:
+	 * their destroy was never seen */
+	COUNTER_CONN_STALE = 8,
+	COUNTER_MAX = 9,
 };
 
 #endif /* TCPSPAN_RECORDS_H */

@@ -81,7 +81,8 @@ const (
 	tcpspanCounterCOUNTER_CONNS_EMITTED       tcpspanCounter = 5
 	tcpspanCounterCOUNTER_ORPHANS_EMITTED     tcpspanCounter = 6
 	tcpspanCounterCOUNTER_DESTROYED_UNTRACKED tcpspanCounter = 7
-	tcpspanCounterCOUNTER_MAX                 tcpspanCounter = 8
+	tcpspanCounterCOUNTER_CONN_STALE          tcpspanCounter = 8
+	tcpspanCounterCOUNTER_MAX                 tcpspanCounter = 9
 )
 
 type tcpspanEventType uint32

@@ -229,7 +229,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if view != nil {
 		view.summary()
 	}
-	attrs := []any{"connections", health.Tracker.Connections, "orphans", health.Tracker.Orphans, "lost", health.Lost()}
+	attrs := []any{"connections", health.Tracker.Connections, "orphans", health.Tracker.Orphans, "lost", health.Lost(),
+		"midlife", health.Kernel.ConnMidlife, "untracked", health.Kernel.DestroyedUntracked, "stale", health.Kernel.ConnStale}
 	if spans != nil {
 		flushCtx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 		if err := spans.Shutdown(flushCtx); err != nil {
