@@ -65,6 +65,16 @@ func (h Health) Lost() uint64 {
 	return h.Kernel.RingbufLostConn + h.Kernel.RingbufLostOrphan + h.Kernel.ConnMapFull + h.Kernel.Malformed
 }
 
+// Missed is the number of kernel events whose program the kernel skipped
+// (recursion on one CPU), summed over hooks.
+func (h Health) Missed() uint64 {
+	var n uint64
+	for _, v := range h.Kernel.Missed {
+		n += v
+	}
+	return n
+}
+
 // Run loads the kernel side and delivers every finished connection to sink
 // until ctx is done. Then it emits what is pending, detaches everything and
 // returns the final health. sink runs on the reader's goroutine: it must
@@ -163,7 +173,7 @@ func logHealth(log *slog.Logger, h Health) {
 		"connections", h.Tracker.Connections, "orphans", h.Tracker.Orphans,
 		"lost", h.Lost(), "lost_ringbuf", h.Kernel.RingbufLostConn+h.Kernel.RingbufLostOrphan,
 		"lost_map_full", h.Kernel.ConnMapFull, "events_truncated", h.Kernel.ConnEventsLost,
-		"midlife", h.Kernel.ConnMidlife, "untracked", h.Kernel.DestroyedUntracked, "stale", h.Kernel.ConnStale,
+		"midlife", h.Kernel.ConnMidlife, "untracked", h.Kernel.DestroyedUntracked, "stale", h.Kernel.ConnStale, "missed", h.Missed(),
 		"orphans_forced", h.Tracker.OrphansForced)
 }
 

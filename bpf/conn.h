@@ -19,7 +19,7 @@ enum side {
 /* conn_create inserts a new connection for sk, unless the filter rejects it.
  * Returns the map entry, or NULL. A connect() or a new child starts afresh:
  * an entry left at the same address by a socket whose destroy was never
- * seen is replaced, and counted. A mid-life entry keeps one inserted first
+ * seen is emitted as it stands (flagged CONN_END_UNSEEN) and replaced. A mid-life entry keeps one inserted first
  * by another CPU. */
 static __always_inline struct conn *conn_create(const struct sock *sk, __u8 side, __u8 flags)
 {
@@ -32,8 +32,19 @@ static __always_inline struct conn *conn_create(const struct sock *sk, __u8 side
 		t.sport = sk_local_port(sk);
 	if (!tuple_wanted(&t))
 		return NULL;
-	if (!(flags & CONN_MIDLIFE) && bpf_map_lookup_elem(&conns, &key))
-		count(COUNTER_CONN_STALE);
+	if (!(flags & CONN_MIDLIFE)) {
+		struct conn *stale = bpf_map_lookup_elem(&conns, &key);
+
+		/* Emit what it had, flagged: nothing is dropped silently. */
+		if (stale) {
+			count(COUNTER_CONN_STALE);
+			stale->flags |= CONN_END_UNSEEN;
+			if (bpf_ringbuf_output(&events, stale, sizeof(*stale), rb_flags()))
+				count(COUNTER_RINGBUF_LOST_CONN);
+			else
+				count(COUNTER_CONNS_EMITTED);
+		}
+	}
 	if (bpf_map_update_elem(&conns, &key, &zero_conn, (flags & CONN_MIDLIFE) ? BPF_NOEXIST : BPF_ANY) == 0) {
 		c = bpf_map_lookup_elem(&conns, &key);
 		if (!c)

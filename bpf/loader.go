@@ -123,7 +123,8 @@ type Tracer struct {
 	reader    *ringbuf.Reader
 	names     *KernelNames
 	features  Features
-	malformed atomic.Uint64 // records Read could not decode
+	progs     map[string]*ebpf.Program // attached, by hook name
+	malformed atomic.Uint64            // records Read could not decode
 }
 
 // Load checks privileges and kernel support, loads the BPF object and
@@ -162,7 +163,7 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 	spec.Maps[tcpspanMapEvents].MaxEntries = uint32(cfg.ringBytes)
 	spec.Maps[tcpspanMapConns].MaxEntries = uint32(cfg.maxConns)
 
-	t := &Tracer{names: names}
+	t := &Tracer{names: names, progs: map[string]*ebpf.Program{}}
 	t.features.ResetReasons = names.ResetSource != ""
 	t.features.DropReasons = names.DropSource != ""
 
@@ -228,6 +229,7 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 			return nil, fmt.Errorf("attach raw tracepoint %s: %w", r.name, err)
 		}
 		t.links = append(t.links, l)
+		t.progs[r.name] = r.prog
 	}
 	for _, tp := range []struct {
 		name string
@@ -243,6 +245,7 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 			return nil, fmt.Errorf("attach tracepoint syscalls/%s: %w", tp.name, err)
 		}
 		t.links = append(t.links, l)
+		t.progs[tp.name] = tp.prog
 	}
 
 	cgroup := cfg.cgroupPath
@@ -258,6 +261,7 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 			cfg.warn(fmt.Sprintf("SYN accept-queue overflow detection off: attach cgroup_skb/ingress to %s: %v", cgroup, err))
 		} else {
 			t.links = append(t.links, l)
+			t.progs["cgroup_skb/ingress"] = t.objs.SynIngress
 			t.features.SYNOverflow = true
 			t.features.CgroupPath = cgroup
 		}

@@ -35,9 +35,14 @@ type Counters struct {
 	// entry: evicted from a full map (see WithMaxConnections), or open
 	// and idle since before the agent started.
 	DestroyedUntracked uint64
-	// ConnStale counts entries replaced by a new connection at the same
-	// socket address: connections whose end was never seen.
+	// ConnStale counts connections emitted when a new connection reused
+	// their socket address: their destroy was never seen (see Missed).
 	ConnStale uint64
+	// Missed counts, per hook, the times the kernel skipped a program
+	// because another run of it was under way on the same CPU (a softirq
+	// interrupting it): those events were never seen. From the kernel's
+	// own recursion_misses.
+	Missed map[string]uint64
 	// Malformed counts records the reader could not decode.
 	Malformed uint64
 }
@@ -86,13 +91,35 @@ func (t *Tracer) Counters() (Counters, error) {
 	for i := range sums {
 		var perCPU []uint64
 		if err := t.objs.Counters.Lookup(uint32(i), &perCPU); err != nil {
-			return Counters{}, fmt.Errorf("read counter %d: %w", i, err)
+			missed := map[string]uint64{}
+			for name, p := range t.progs {
+				st, err := p.Stats()
+				if err != nil {
+					return Counters{}, fmt.Errorf("read stats of %s: %w", name, err)
+				}
+				if st.RecursionMisses > 0 {
+					missed[name] = st.RecursionMisses
+				}
+			}
+			return Counters{
+				Missed: missed}, fmt.Errorf("read counter %d: %w", i, err)
 		}
 		for _, v := range perCPU {
 			sums[i] += v
 		}
 	}
+	missed := map[string]uint64{}
+	for name, p := range t.progs {
+		st, err := p.Stats()
+		if err != nil {
+			return Counters{}, fmt.Errorf("read stats of %s: %w", name, err)
+		}
+		if st.RecursionMisses > 0 {
+			missed[name] = st.RecursionMisses
+		}
+	}
 	return Counters{
+		Missed:             missed,
 		RingbufLostConn:    sums[tcpspanCounterCOUNTER_RINGBUF_LOST_CONN],
 		RingbufLostOrphan:  sums[tcpspanCounterCOUNTER_RINGBUF_LOST_ORPHAN],
 		ConnMapFull:        sums[tcpspanCounterCOUNTER_CONN_MAP_FULL],

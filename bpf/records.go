@@ -47,6 +47,7 @@ const (
 const (
 	FlagMidlife           = uint8(tcpspanConnFlagsCONN_MIDLIFE)
 	FlagOwnerFromListener = uint8(tcpspanConnFlagsCONN_OWNER_FROM_LISTENER)
+	FlagEndUnseen         = uint8(tcpspanConnFlagsCONN_END_UNSEEN)
 )
 
 // Sides (ConnRecord.Side).

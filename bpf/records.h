@@ -52,6 +52,7 @@ enum exec_ctx {
 enum conn_flags {
 	CONN_MIDLIFE = 1,             /* first seen after it opened */
 	CONN_OWNER_FROM_LISTENER = 2, /* owner is the listener's, not the acceptor's */
+	CONN_END_UNSEEN = 4,          /* its socket address was reused before its destroy was seen */
 };
 
 /* Special values of conn_event.arg for resets. */

@@ -68,6 +68,7 @@ type tcpspanConnFlags uint32
 const (
 	tcpspanConnFlagsCONN_MIDLIFE             tcpspanConnFlags = 1
 	tcpspanConnFlagsCONN_OWNER_FROM_LISTENER tcpspanConnFlags = 2
+	tcpspanConnFlagsCONN_END_UNSEEN          tcpspanConnFlags = 4
 )
 
 type tcpspanCounter uint32

@@ -304,6 +304,7 @@ func (t *Tracker) fromConnRecord(r *bpf.ConnRecord) *Connection {
 		Start:             t.cfg.bootTime(r.StartNs),
 		End:               t.cfg.bootTime(r.EndNs),
 		Midlife:           r.Flags&bpf.FlagMidlife != 0,
+		EndUnseen:         r.Flags&bpf.FlagEndUnseen != 0,
 		Owner:             Process{PID: r.OwnerPid, Comm: comm(r.OwnerComm[:])},
 		OwnerFromListener: r.Flags&bpf.FlagOwnerFromListener != 0,
 		FinalState:        State(r.FinalState),
@@ -340,6 +341,9 @@ func (t *Tracker) fromConnRecord(r *bpf.ConnRecord) *Connection {
 		c.Events = append(c.Events, ev)
 	}
 	sortEvents(c.Events)
+	if c.EndUnseen && len(c.Events) > 0 {
+		c.End = c.Events[len(c.Events)-1].Time
+	}
 	c.CloseInitiator = closeInitiator(c.Events)
 	if finReceived(c.Events) && c.BytesReceived > 0 {
 		// tcp_sock.bytes_received counts the FIN's sequence number.

@@ -194,6 +194,10 @@ type Connection struct {
 
 	// Midlife: the connection was open before it was first seen.
 	Midlife bool
+	// EndUnseen: the kernel side never saw the socket destroyed; the
+	// connection was emitted when its socket address was reused, with what
+	// it had by then (End is its last event).
+	EndUnseen bool
 	// Orphan: there was never a full socket on this side (a dropped
 	// handshake, an RST from a listener or for no socket). The record is
 	// joined from packet-level events by 4-tuple.

@@ -55,8 +55,20 @@ func abortServer(addr string) {
 
 // agent is a running tcpspan process.
 type agent struct {
-	cmd    *exec.Cmd
-	stderr *os.File
+	cmd     *exec.Cmd
+	stderr  *os.File
+	logPath string
+}
+
+// stopped returns the agent's final log line, with its counts.
+func (a *agent) stopped() string {
+	b, _ := os.ReadFile(a.logPath)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "msg=stopped") {
+			return line
+		}
+	}
+	return ""
 }
 
 func buildAgent(t *testing.T) string {
@@ -82,7 +94,7 @@ func startAgent(t *testing.T, bin string, ns *testutil.NetNS, env ...string) *ag
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	a := &agent{cmd: cmd, stderr: logFile}
+	a := &agent{cmd: cmd, stderr: logFile, logPath: logPath}
 	t.Cleanup(func() {
 		a.stop(t)
 		if t.Failed() {

@@ -131,6 +131,9 @@ func spanAttributes(c *conn.Connection, errType string, isErr bool) []attribute.
 	if c.Orphan {
 		a = append(a, tcpsemconv.TCPOrphan(true))
 	}
+	if c.EndUnseen {
+		a = append(a, tcpsemconv.TCPEndUnseen(true))
+	}
 	if c.FinalState != 0 {
 		a = append(a, tcpsemconv.TCPStateFinal(c.FinalState.String()))
 	}

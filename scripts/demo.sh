@@ -24,7 +24,6 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 ./scripts/deps.sh
-./scripts/deps.sh rinetd wrk
 echo "demo: building tcpspan"
 go build -o bin/tcpspan ./cmd/tcpspan
 go build -o bin/tcpspan-report ./cmd/tcpspan-report

@@ -3,10 +3,11 @@
 # Idempotent: packages already present are skipped. Needs root.
 set -euo pipefail
 
-# With arguments, installs those packages instead (the demo's rinetd, wrk).
+# With arguments, installs those packages instead.
 packages=(
 	clang-16 llvm-16 libbpf-dev bpftool   # make generate (pinned clang), make vmlinux
 	iproute2 nftables procps              # test network namespaces, packet loss, sysctl
+	rinetd wrk                            # the seed's forwarder and load, in make demo and e2e
 )
 if [ $# -gt 0 ]; then
 	packages=("$@")

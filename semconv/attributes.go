@@ -183,6 +183,17 @@ const (
 	// Examples: true
 	TCPOrphanKey = attribute.Key("tcp.orphan")
 
+	// TCPEndUnseenKey is the attribute Key for "tcp.end_unseen". It
+	// represents that the kernel side never saw the socket destroyed: the
+	// span was emitted when the socket's address was reused, with the events
+	// it had. Only set when true.
+	//
+	// Type: boolean
+	// Stability: Development
+	//
+	// Examples: true
+	TCPEndUnseenKey = attribute.Key("tcp.end_unseen")
+
 	// TCPNetnsKey is the attribute Key for "tcp.netns". It represents the inode
 	// number of the network namespace of the socket.
 	//
@@ -347,6 +358,10 @@ func TCPObservedMidlife(val bool) attribute.KeyValue { return TCPObservedMidlife
 // TCPOrphan returns an attribute KeyValue for "tcp.orphan": there was never a
 // full socket on this side.
 func TCPOrphan(val bool) attribute.KeyValue { return TCPOrphanKey.Bool(val) }
+
+// TCPEndUnseen returns an attribute KeyValue for "tcp.end_unseen": the
+// socket's end was never seen.
+func TCPEndUnseen(val bool) attribute.KeyValue { return TCPEndUnseenKey.Bool(val) }
 
 // TCPNetns returns an attribute KeyValue for "tcp.netns": the network
 // namespace inode.

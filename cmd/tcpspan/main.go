@@ -230,7 +230,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		view.summary()
 	}
 	attrs := []any{"connections", health.Tracker.Connections, "orphans", health.Tracker.Orphans, "lost", health.Lost(),
-		"midlife", health.Kernel.ConnMidlife, "untracked", health.Kernel.DestroyedUntracked, "stale", health.Kernel.ConnStale}
+		"midlife", health.Kernel.ConnMidlife, "untracked", health.Kernel.DestroyedUntracked, "stale", health.Kernel.ConnStale,
+		"missed", health.Missed()}
+	if len(health.Kernel.Missed) > 0 {
+		attrs = append(attrs, "missed_by_hook", fmt.Sprint(health.Kernel.Missed))
+	}
 	if spans != nil {
 		flushCtx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 		if err := spans.Shutdown(flushCtx); err != nil {
