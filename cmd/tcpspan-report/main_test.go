@@ -1,0 +1,52 @@
+package main
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpspan/tcpspan/internal/jaegerapi"
+)
+
+func TestReportGroupsByDiagnosis(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 7, 0, 0, 0, time.UTC)
+	abort := func(pid, fd int) jaegerapi.Span {
+		return jaegerapi.Span{Name: "TCP accept :92", Kind: jaegerapi.SpanKindServer, Service: "rinetd", Start: t0, End: t0.Add(time.Millisecond),
+			Status:     jaegerapi.Status{Code: jaegerapi.StatusError, Message: "RST sent (TCP_ABORT_ON_CLOSE): rinetd[" + itoa(pid) + "] closed fd " + itoa(fd) + " with 18 bytes unread"},
+			Attributes: map[string]any{"error.type": "tcp.rst_sent", "tcp.reset.reason": "TCP_ABORT_ON_CLOSE"},
+			Events: []jaegerapi.Event{{Name: "tcp.close", Time: t0}, {Name: "tcp.rst_sent", Time: t0.Add(time.Microsecond),
+				Attributes: map[string]any{"tcp.reset.reason": "TCP_ABORT_ON_CLOSE"}}}}
+	}
+	spans := []jaegerapi.Span{abort(812, 7), abort(812, 9), abort(901, 5),
+		{Name: "TCP connect 127.0.0.1:80", Kind: jaegerapi.SpanKindClient, Service: "curl", Start: t0, End: t0}}
+	var out bytes.Buffer
+	report(&out, jaegerapi.Client{BaseURL: "http://127.0.0.1:16686"}, spans, t0, t0.Add(time.Minute),
+		[]string{"tcp.rst_sent:TCP_ABORT_ON_CLOSE", "tcp.accept_queue_overflow"})
+	text := out.String()
+	for _, want := range []string{
+		"4 spans, 3 with status Error",
+		"      3  rinetd   server  RST sent (TCP_ABORT_ON_CLOSE): rinetd[N] closed fd N with N bytes unread",
+		"      3  tcp.rst_sent TCP_ABORT_ON_CLOSE",
+		"status ERROR: RST sent (TCP_ABORT_ON_CLOSE): rinetd[812] closed fd 7 with 18 bytes unread",
+		"query.service_name=rinetd",
+		"== example: error.type=tcp.accept_queue_overflow\n  (none in this window)",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestBadFlags(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"-since", "0s"}, &out, &errOut); code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	if code := run([]string{"-nope"}, &out, &errOut); code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+}
