@@ -92,6 +92,11 @@ type pending struct {
 	last time.Time // wall time of the last event received
 }
 
+type heldEntry struct {
+	key tupleKey
+	p   *pending
+}
+
 // Tracker joins kernel records into connections. Its methods are safe for
 // concurrent use.
 type Tracker struct {
@@ -99,11 +104,12 @@ type Tracker struct {
 	names Names
 	out   func(*Connection)
 
-	mu      sync.Mutex
-	orphans map[tupleKey]*pending
-	held    map[tupleKey]*pending // finished connections lingering for late events
-	owners  map[tupleKey]Process  // from a sock_diag snapshot, for mid-life connections
-	stats   Stats
+	mu       sync.Mutex
+	orphans  map[tupleKey]*pending
+	held     map[tupleKey]*pending // finished connections lingering for late events
+	heldFIFO []heldEntry           // the same, in arrival order, for emission in order
+	owners   map[tupleKey]Process  // from a sock_diag snapshot, for mid-life connections
+	stats    Stats
 }
 
 // New returns a tracker that calls out with each finished connection. out
@@ -162,8 +168,11 @@ func (t *Tracker) HandleConn(r *bpf.ConnRecord) {
 	if prev, ok := t.held[key]; ok {
 		// The 4-tuple was reused within the linger time.
 		t.emitConn(prev.conn)
+		prev.conn = nil
 	}
-	t.held[key] = &pending{conn: c, last: time.Now()}
+	p := &pending{conn: c, last: time.Now()}
+	t.held[key] = p
+	t.heldFIFO = append(t.heldFIFO, heldEntry{key, p})
 }
 
 func (t *Tracker) emitConn(c *Connection) {
@@ -231,12 +240,17 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 func (t *Tracker) Flush(now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for k, p := range t.held {
-		if now.Sub(p.last) >= t.cfg.linger {
-			delete(t.held, k)
-			t.emitConn(p.conn)
+	// In arrival order, so that a connection that failed is emitted before
+	// the one its process closed because of it.
+	n := 0
+	for _, h := range t.heldFIFO {
+		if now.Sub(h.p.last) < t.cfg.linger {
+			break
 		}
+		t.releaseHeld(h)
+		n++
 	}
+	t.heldFIFO = append(t.heldFIFO[:0], t.heldFIFO[n:]...)
 	for k, p := range t.orphans {
 		if now.Sub(p.last) >= t.cfg.orphanIdle {
 			delete(t.orphans, k)
@@ -249,13 +263,25 @@ func (t *Tracker) Flush(now time.Time) {
 func (t *Tracker) Close() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for k, p := range t.held {
-		delete(t.held, k)
-		t.emitConn(p.conn)
+	for _, h := range t.heldFIFO {
+		t.releaseHeld(h)
 	}
+	t.heldFIFO = t.heldFIFO[:0]
 	for k, p := range t.orphans {
 		delete(t.orphans, k)
 		t.emitOrphan(p.conn)
+	}
+}
+
+// releaseHeld emits a held connection, unless it was emitted already
+// because its 4-tuple was reused.
+func (t *Tracker) releaseHeld(h heldEntry) {
+	if t.held[h.key] == h.p {
+		delete(t.held, h.key)
+	}
+	if h.p.conn != nil {
+		t.emitConn(h.p.conn)
+		h.p.conn = nil
 	}
 }
 

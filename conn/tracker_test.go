@@ -3,6 +3,7 @@ package conn
 import (
 	"net/netip"
 	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -317,5 +318,21 @@ func BenchmarkHandleConn(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		tk.HandleConn(r)
+	}
+}
+
+func TestHeldConnectionsLeaveInArrivalOrder(t *testing.T) {
+	tk, out := newTestTracker(t, WithLinger(time.Millisecond))
+	for i := 0; i < 20; i++ {
+		tk.HandleConn(connRecord(bpf.SideClient, tuple4("10.0.0.2:"+strconv.Itoa(1000+i), "10.0.0.1:92")))
+	}
+	tk.Flush(time.Now().Add(time.Second))
+	if len(*out) != 20 {
+		t.Fatalf("%d out", len(*out))
+	}
+	for i, c := range *out {
+		if c.Local.Port() != uint16(1000+i) {
+			t.Fatalf("connection %d is port %d: not in arrival order", i, c.Local.Port())
+		}
 	}
 }

@@ -107,13 +107,16 @@ func TestRinetdIncident(t *testing.T) {
 	pid := strconv.Itoa(rinetdPID)
 	var overflows, aborts, rinetdClosed, rstEvents, overflowEvents int
 	var listenerResets int
+	var abortSpans []*jaegerapi.Span
 	upstreamRefused := 0
+	refusedIDs := map[string]bool{}
 
 	for i := range spans {
 		sp := &spans[i]
 		if sp.Service == "rinetd" && sp.Kind == jaegerapi.SpanKindClient && sp.Name == "TCP connect 127.0.0.1:9000" &&
 			attr(sp, "error.type") == "tcp.refused" {
 			upstreamRefused++
+			refusedIDs[sp.SpanID] = true
 		}
 		for _, e := range sp.Events {
 			switch e.Name {
@@ -153,6 +156,7 @@ func TestRinetdIncident(t *testing.T) {
 				if sp.Status.Message != want || attr(sp, "tcp.reset.context") != "process" || !hasEvent(sp, "tcp.rst_sent") {
 					t.Errorf("abort span: %q (context %s), want %q", sp.Status.Message, attr(sp, "tcp.reset.context"), want)
 				}
+				abortSpans = append(abortSpans, sp)
 			}
 		}
 	}
@@ -163,6 +167,20 @@ func TestRinetdIncident(t *testing.T) {
 	}
 	if aborts == 0 {
 		t.Error("no TCP_ABORT_ON_CLOSE span attributed to rinetd")
+	}
+	// Each reset links to the refused upstream connect that caused it.
+	linked := 0
+	for _, sp := range abortSpans {
+		for _, l := range sp.Links {
+			if refusedIDs[l.SpanID] && l.Attributes["tcp.link.reason"] == "closed_after_failure" {
+				linked++
+				break
+			}
+		}
+	}
+	t.Logf("%d of %d TCP_ABORT_ON_CLOSE spans link to rinetd's refused upstream connect", linked, len(abortSpans))
+	if linked == 0 || linked*10 < len(abortSpans)*9 {
+		t.Errorf("%d of %d TCP_ABORT_ON_CLOSE spans link to a refused upstream connect, want (nearly) all", linked, len(abortSpans))
 	}
 	// rinetd logs "opened" as it starts the upstream connect, and
 	// "done-local-closed" when it gives up: each opened line is one refused

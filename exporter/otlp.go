@@ -41,7 +41,13 @@ const (
 	// DefaultMaxQueueSize bounds each provider's queue of ended spans
 	// waiting for export; when it is full, spans are dropped and counted.
 	DefaultMaxQueueSize = 16384
+	// DefaultLinkWindow is how soon after one of its connections failed a
+	// process must close another for the two spans to be linked.
+	DefaultLinkWindow = 10 * time.Millisecond
 )
+
+// maxRecentFailures bounds the per-process memory of failed connections.
+const maxRecentFailures = 4096
 
 const instrumentationName = "github.com/tcpspan/tcpspan"
 
@@ -152,6 +158,16 @@ type Exporter struct {
 	recorded   atomic.Uint64
 	sampledOut atomic.Uint64
 	evictions  sync.WaitGroup
+
+	// failures remembers, per process, the last connection it opened that
+	// failed, to link the connection it then closes.
+	failMu   sync.Mutex
+	failures map[uint32]failure
+}
+
+type failure struct {
+	span trace.SpanContext
+	end  time.Time
 }
 
 var _ sdktrace.SpanExporter = (*countingExporter)(nil)
@@ -200,6 +216,7 @@ func New(base *resource.Resource, opts ...Option) (*Exporter, error) {
 		cfg:       cfg,
 		exporter:  &countingExporter{next: cfg.spanExporter},
 		providers: make(map[providerKey]*providerEntry),
+		failures:  make(map[uint32]failure),
 	}
 	if cfg.serviceOf == nil {
 		e.names = newServiceNames()
@@ -221,11 +238,19 @@ func (e *Exporter) Export(c *conn.Connection) {
 	if tracer == nil {
 		return
 	}
-	_, span := tracer.Start(context.Background(), sd.Name,
+	opts := []trace.SpanStartOption{
 		trace.WithNewRoot(),
 		trace.WithTimestamp(sd.Start),
 		trace.WithSpanKind(sd.Kind),
-		trace.WithAttributes(sd.Attributes...))
+		trace.WithAttributes(sd.Attributes...),
+	}
+	if link, ok := e.causeOf(c, sd.StatusCode == codes.Error); ok {
+		opts = append(opts, trace.WithLinks(link))
+	}
+	_, span := tracer.Start(context.Background(), sd.Name, opts...)
+	if sd.StatusCode == codes.Error && c.Side == conn.SideClient && c.Owner.PID != 0 {
+		e.rememberFailure(c.Owner.PID, span.SpanContext(), c.End)
+	}
 	for _, ev := range sd.Events {
 		span.AddEvent(ev.Name, trace.WithTimestamp(ev.Time), trace.WithAttributes(ev.Attributes...))
 	}
@@ -234,6 +259,33 @@ func (e *Exporter) Export(c *conn.Connection) {
 	}
 	span.End(trace.WithTimestamp(sd.End))
 	e.recorded.Add(1)
+}
+
+// causeOf links a connection that its process closed with an error (say,
+// a forwarder resetting its client) to the connection of the same process
+// that failed just before (its refused upstream connect): the cause of the
+// cause. Records arrive in the order the kernel finished them, so the
+// failed connection is already known.
+func (e *Exporter) causeOf(c *conn.Connection, isErr bool) (trace.Link, bool) {
+	if !isErr || c.Side == conn.SideClient || c.Closer == nil || c.Closer.Time.IsZero() {
+		return trace.Link{}, false
+	}
+	e.failMu.Lock()
+	f, ok := e.failures[c.Closer.Process.PID]
+	e.failMu.Unlock()
+	if !ok || c.Closer.Time.Before(f.end) || c.Closer.Time.Sub(f.end) > DefaultLinkWindow {
+		return trace.Link{}, false
+	}
+	return trace.Link{SpanContext: f.span, Attributes: []attribute.KeyValue{tcpsemconv.TCPLinkReasonClosedAfterFailure}}, true
+}
+
+func (e *Exporter) rememberFailure(pid uint32, sc trace.SpanContext, end time.Time) {
+	e.failMu.Lock()
+	defer e.failMu.Unlock()
+	if len(e.failures) >= maxRecentFailures {
+		clear(e.failures)
+	}
+	e.failures[pid] = failure{span: sc, end: end}
 }
 
 func (e *Exporter) keepClean() bool {

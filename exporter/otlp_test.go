@@ -253,3 +253,49 @@ func TestUnreachableCollectorIsCounted(t *testing.T) {
 }
 
 var _ sdktrace.SpanExporter = keepSpans{}
+
+// rinetd's upstream connect is refused, then rinetd resets its client: the
+// reset's span links to the refused connect, the cause of the cause.
+func TestResetLinksToTheFailureBeforeIt(t *testing.T) {
+	e, mem := newTestExporter(t)
+	upstream := refused()
+	upstream.Owner = rinetd
+	upstream.Start, upstream.End = at(3), at(4)
+	e.Export(upstream)
+	e.Export(rinetdAbort("TCP_ABORT_ON_CLOSE")) // closed at 5 ms: within the window
+	late := rinetdAbort("TCP_ABORT_ON_CLOSE")
+	late.Closer.Time = at(50) // too long after
+	e.Export(late)
+	other := rinetdAbort("TCP_ABORT_ON_CLOSE")
+	other.Closer.Process = nginx // another process
+	e.Export(other)
+	e.Shutdown(context.Background())
+
+	spans := mem.GetSpans()
+	if len(spans) != 4 {
+		t.Fatalf("%d spans", len(spans))
+	}
+	var up tracetest.SpanStub
+	for _, s := range spans {
+		if s.SpanKind == trace.SpanKindClient {
+			up = s
+		}
+	}
+	linked := 0
+	for _, s := range spans {
+		if len(s.Links) == 0 {
+			continue
+		}
+		linked++
+		l := s.Links[0]
+		if l.SpanContext.SpanID() != up.SpanContext.SpanID() || l.SpanContext.TraceID() != up.SpanContext.TraceID() {
+			t.Errorf("link to %v, want the refused upstream %v", l.SpanContext.SpanID(), up.SpanContext.SpanID())
+		}
+		if len(l.Attributes) != 1 || l.Attributes[0].Value.AsString() != "closed_after_failure" {
+			t.Errorf("link attributes %v", l.Attributes)
+		}
+	}
+	if linked != 1 {
+		t.Errorf("%d spans linked, want only the reset closed 1 ms after the failure, by the same process", linked)
+	}
+}

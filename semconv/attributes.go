@@ -194,6 +194,16 @@ const (
 	// Examples: true
 	TCPEndUnseenKey = attribute.Key("tcp.end_unseen")
 
+	// TCPLinkReasonKey is the attribute Key for "tcp.link.reason", on a span
+	// link. It says why a connection's span links to another: the process
+	// that closed this connection had just seen the linked one fail.
+	//
+	// Type: string
+	// Stability: Development
+	//
+	// Examples: "closed_after_failure"
+	TCPLinkReasonKey = attribute.Key("tcp.link.reason")
+
 	// TCPNetnsKey is the attribute Key for "tcp.netns". It represents the inode
 	// number of the network namespace of the socket.
 	//
@@ -358,6 +368,11 @@ func TCPObservedMidlife(val bool) attribute.KeyValue { return TCPObservedMidlife
 // TCPOrphan returns an attribute KeyValue for "tcp.orphan": there was never a
 // full socket on this side.
 func TCPOrphan(val bool) attribute.KeyValue { return TCPOrphanKey.Bool(val) }
+
+// TCPLinkReasonClosedAfterFailure marks a link from a connection that a
+// process closed to the connection of the same process that failed just
+// before, such as a forwarder's refused upstream connect.
+var TCPLinkReasonClosedAfterFailure = TCPLinkReasonKey.String("closed_after_failure")
 
 // TCPEndUnseen returns an attribute KeyValue for "tcp.end_unseen": the
 // socket's end was never seen.

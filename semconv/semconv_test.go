@@ -90,6 +90,7 @@ func TestConstructors(t *testing.T) {
 		{TCPObservedMidlife(true), attribute.Bool("tcp.observed_midlife", true)},
 		{TCPOrphan(true), attribute.Bool("tcp.orphan", true)},
 		{TCPEndUnseen(true), attribute.Bool("tcp.end_unseen", true)},
+		{TCPLinkReasonClosedAfterFailure, attribute.String("tcp.link.reason", "closed_after_failure")},
 		{TCPNetns(4026531840), attribute.Int("tcp.netns", 4026531840)},
 		{TCPOwnerFromListener(true), attribute.Bool("tcp.owner.from_listener", true)},
 		{TCPEventsDropped(12), attribute.Int("tcp.events.dropped", 12)},

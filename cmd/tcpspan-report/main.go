@@ -110,6 +110,10 @@ func report(w io.Writer, c jaegerapi.Client, spans []jaegerapi.Span, start, end 
 		count                int
 	}
 	groups := map[string]*group{}
+	spanByID := make(map[string]*jaegerapi.Span, len(spans))
+	for i := range spans {
+		spanByID[spans[i].SpanID] = &spans[i]
+	}
 	events := map[string]int{}
 	var errorSpans int
 	for i := range spans {
@@ -158,7 +162,7 @@ func report(w io.Writer, c jaegerapi.Client, spans []jaegerapi.Span, start, end 
 			fmt.Fprintln(w, "  (none in this window)")
 			continue
 		}
-		printSpan(w, sp)
+		printSpan(w, sp, spanByID)
 		fmt.Fprintf(w, "  find them: curl -s '%s%s'\n", c.BaseURL, c.TracesQuery(sp.Service, start, end))
 		fmt.Fprintf(w, "  then filter on attributes error.type=%s", errType)
 		if reason != "" {
@@ -193,7 +197,7 @@ func pick(spans []jaegerapi.Span, errType, reason string) *jaegerapi.Span {
 	return best
 }
 
-func printSpan(w io.Writer, sp *jaegerapi.Span) {
+func printSpan(w io.Writer, sp *jaegerapi.Span, spanByID map[string]*jaegerapi.Span) {
 	fmt.Fprintf(w, "  span %q  kind %s  service %s  trace %s\n", sp.Name, sp.Kind, sp.Service, sp.TraceID)
 	fmt.Fprintf(w, "  %s -> %s (%s)\n", sp.Start.Format("15:04:05.000000"), sp.End.Format("15:04:05.000000"),
 		sp.End.Sub(sp.Start).Round(time.Microsecond))
@@ -201,6 +205,12 @@ func printSpan(w io.Writer, sp *jaegerapi.Span) {
 	fmt.Fprintln(w, "  attributes:")
 	for _, k := range slices.Sorted(maps.Keys(sp.Attributes)) {
 		fmt.Fprintf(w, "    %-28s %v\n", k, sp.Attributes[k])
+	}
+	for _, l := range sp.Links {
+		fmt.Fprintf(w, "  link: trace %s span %s %v\n", l.TraceID, l.SpanID, l.Attributes)
+		if linked := spanByID[l.SpanID]; linked != nil {
+			fmt.Fprintf(w, "        -> %q  %s  status %s: %s\n", linked.Name, linked.Service, linked.Status.Code, linked.Status.Message)
+		}
 	}
 	fmt.Fprintln(w, "  events, in time order:")
 	evs := slices.Clone(sp.Events)

@@ -45,11 +45,19 @@ type Span struct {
 	// map[string]any values.
 	Attributes map[string]any
 	Events     []Event
+	Links      []Link
 	Status     Status
 
 	Service  string         // the resource's service.name
 	Resource map[string]any // all resource attributes
 	Scope    string         // instrumentation scope name
+}
+
+// Link is a span link: a reference to another span, with attributes.
+type Link struct {
+	TraceID    string
+	SpanID     string
+	Attributes map[string]any
 }
 
 // Event is a span event.
@@ -231,6 +239,11 @@ type otlpSpan struct {
 		Name         string         `json:"name"`
 		Attributes   []otlpKeyValue `json:"attributes"`
 	} `json:"events"`
+	Links []struct {
+		TraceID    string         `json:"traceId"`
+		SpanID     string         `json:"spanId"`
+		Attributes []otlpKeyValue `json:"attributes"`
+	} `json:"links"`
 	Status struct {
 		Code    StatusCode `json:"code"`
 		Message string     `json:"message"`
@@ -342,6 +355,9 @@ func (d otlpTracesData) traces() ([]Trace, error) {
 					Service:      service,
 					Resource:     res,
 					Scope:        ss.Scope.Name,
+				}
+				for _, l := range s.Links {
+					span.Links = append(span.Links, Link{TraceID: l.TraceID, SpanID: l.SpanID, Attributes: attrMap(l.Attributes)})
 				}
 				for _, e := range s.Events {
 					span.Events = append(span.Events, Event{
