@@ -2,7 +2,7 @@ package conn
 
 import (
 	"net/netip"
-	"sort"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -487,8 +487,12 @@ func closeInitiator(events []Event) Initiator {
 	return InitiatorUnknown
 }
 
+// sortEvents orders events by time. They mostly arrive in order already.
 func sortEvents(evs []Event) {
-	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Time.Before(evs[j].Time) })
+	byTime := func(a, b Event) int { return a.Time.Compare(b.Time) }
+	if !slices.IsSortedFunc(evs, byTime) {
+		slices.SortStableFunc(evs, byTime)
+	}
 }
 
 // endpoints converts a kernel tuple. IPv4 addresses, whether from an

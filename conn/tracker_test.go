@@ -306,8 +306,10 @@ func TestDecodeRejectsBadRecords(t *testing.T) {
 	}
 }
 
+// BenchmarkHandleConn measures turning one record into a Connection, as
+// the agent does it: held for the linger time, flushed periodically.
 func BenchmarkHandleConn(b *testing.B) {
-	tk := New(fakeNames{}, func(*Connection) {}, WithBootClock(clock))
+	tk := New(fakeNames{}, func(*Connection) {}, WithBootClock(clock), WithLinger(time.Nanosecond))
 	r := connRecord(bpf.SideClient, tuple4("10.0.0.2:5555", "10.0.0.1:92"),
 		ev{ts: 1, typ: bpf.EventState, state: 2, ctx: bpf.CtxProcess, pid: 1, arg: 7},
 		ev{ts: 2, typ: bpf.EventState, state: 1, ctx: bpf.CtxKernel, arg: 2},
@@ -316,8 +318,13 @@ func BenchmarkHandleConn(b *testing.B) {
 		ev{ts: 5, typ: bpf.EventState, state: 5, ctx: bpf.CtxKernel, arg: 4},
 		ev{ts: 6, typ: bpf.EventState, state: 7, ctx: bpf.CtxKernel, arg: 5})
 	b.ReportAllocs()
+	i := 0
 	for b.Loop() {
+		r.Tuple.Sport = uint16(i)
 		tk.HandleConn(r)
+		if i++; i%1024 == 0 {
+			tk.Flush(time.Now())
+		}
 	}
 }
 
