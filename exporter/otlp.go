@@ -229,11 +229,13 @@ func New(base *resource.Resource, opts ...Option) (*Exporter, error) {
 // blocks on the network: spans queue for a background batcher, and a full
 // queue drops them (counted in [Stats]). It implements the agent's sink.
 func (e *Exporter) Export(c *conn.Connection) {
-	sd := Map(c)
-	if sd.StatusCode != codes.Error && !c.Problem() && !e.keepClean() {
+	// Decide before mapping: a clean connection that is sampled out costs
+	// a diagnosis (a few ns), not a span.
+	if _, _, isErr := Diagnose(c); !isErr && !c.Problem() && !e.keepClean() {
 		e.sampledOut.Add(1)
 		return
 	}
+	sd := Map(c)
 	tracer := e.tracerFor(c.Owner)
 	if tracer == nil {
 		return
