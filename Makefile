@@ -34,6 +34,10 @@ test: ## all tests: unit, privileged BPF (root) and end-to-end
 demo: ## the seed incident (rinetd, backlog 5, wrk -c1000) explained by tcpspan (root)
 	./scripts/demo.sh
 
+.PHONY: bench
+bench: ## connection and reset storms with no agent, tcpspan and bpftrace, side by side (root)
+	./scripts/bench.sh
+
 .PHONY: jaeger
 jaeger: ## run Jaeger v2 on loopback (OTLP 127.0.0.1:14317/14318, query API http://127.0.0.1:16686)
 	JAEGER_LISTEN_HOST=127.0.0.1 "$$(./scripts/tools.sh jaeger)" --config=tools/jaeger/jaeger.yaml

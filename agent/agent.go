@@ -181,7 +181,12 @@ func logHealth(log *slog.Logger, h Health) {
 // connections (whose records will be flagged mid-life) and of listeners.
 func seed(tr *bpf.Tracer, tk *conn.Tracker, netnsPath string) error {
 	socks, err := sockdiag.Snapshot(netnsPath)
-	if err != nil && !(socks != nil && errors.Is(err, fs.ErrPermission)) {
+	if err != nil && socks != nil && errors.Is(err, fs.ErrPermission) {
+		// Some processes' fds could not be read (a security module can
+		// deny even root); the sockets are listed, most with owners.
+		err = nil
+	}
+	if err != nil {
 		return fmt.Errorf("list open sockets: %w", err)
 	}
 	for _, s := range socks {
@@ -197,7 +202,7 @@ func seed(tr *bpf.Tracer, tk *conn.Tracker, netnsPath string) error {
 		}
 		tk.SeedOwner(s.NetnsInode, s.Local, s.Remote, owner)
 	}
-	return err
+	return nil
 }
 
 // NetnsPath finds a file for the network namespace with this inode: a

@@ -169,12 +169,17 @@ static __always_inline struct sock *sk_from_fd(__u64 fd)
 	return BPF_CORE_READ(sock, sk);
 }
 
-/* rb_flags batches reader wake-ups: the reader is woken only once
- * wakeup_bytes are pending, and otherwise polls on a short timer. One wake-up
- * per record would cost more than the record itself. */
+/* rb_flags batches reader wake-ups: the reader is woken once, as the
+ * pending data crosses wakeup_bytes, and otherwise polls on a short timer
+ * (PollInterval). One wake-up per record would cost more than the record
+ * itself, and so would waking on every record while the reader is behind. */
 static __always_inline __u64 rb_flags(void)
 {
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+
+	/* The window is two records wide, so that a crossing is rarely missed
+	 * between CPUs; a missed one waits for the poll. */
+	if (avail >= wakeup_bytes && avail < wakeup_bytes + 2 * sizeof(struct conn))
 		return BPF_RB_FORCE_WAKEUP;
 	return BPF_RB_NO_WAKEUP;
 }

@@ -1,0 +1,48 @@
+// Command report is the evaluating half of scripts/bench.sh (make bench).
+// The script runs the load and the agents and leaves one directory per run
+// with what it saw: the load tool's output, the namespace's TCP counters
+// before and after, CPU ticks, the agent's log. This program reads them.
+//
+//	report line RUNDIR                  one progress line for a finished run
+//	report jaeger -url URL RUNDIR       count the spans and events Jaeger holds for a run
+//	                                    (appends key=value lines to stdout)
+//	report bpfstats PRE BEFORE AFTER N  per-program run counts and times of the agent's
+//	                                    BPF programs (bpftool prog show -j), N connections
+//	report summarize [-json F] [-png F] [-conf S] RUNSDIR
+//	                                    the table, results.json and the bar chart
+//
+// It uses the standard library and the module's internal/jaegerapi only.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	switch os.Args[1] {
+	case "line":
+		err = cmdLine(os.Args[2:])
+	case "jaeger":
+		err = cmdJaeger(os.Args[2:])
+	case "bpfstats":
+		err = cmdBPFStats(os.Args[2:])
+	case "summarize":
+		err = cmdSummarize(os.Args[2:])
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "report: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: report line RUNDIR | jaeger -url URL RUNDIR | bpfstats PRE BEFORE AFTER N | summarize [-json F] [-png F] RUNSDIR")
+	os.Exit(2)
+}
