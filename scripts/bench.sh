@@ -40,6 +40,7 @@ VERIFY=${VERIFY:-last}
 PROFILE=${PROFILE:-0}
 KEEP=${KEEP:-0}
 OUT=${OUT:-bench}
+mkdir -p "$OUT"
 NS=tcpspan-bench-$$
 HTTP_PORT=8080
 CLOSED_PORT=9
