@@ -23,22 +23,8 @@ func TestPicksUpWhatPredatesTheAgent(t *testing.T) {
 	testutil.RequireBPF(t)
 	ns := testutil.NewNetNS(t)
 
-	var ln net.Listener
-	var cl net.Conn
-	ns.Do(t, func() {
-		var err error
-		if ln, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		if cl, err = net.Dial("tcp4", ln.Addr().String()); err != nil {
-			t.Fatal(err)
-		}
-	})
+	ln, cl, srv := ns.ConnectedPair(t, "tcp4", "127.0.0.1:0")
 	defer ln.Close()
-	srv, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer srv.Close()
 
 	var mu sync.Mutex
@@ -75,6 +61,7 @@ func TestPicksUpWhatPredatesTheAgent(t *testing.T) {
 	// the listener resets it, in the listener owner's close().
 	var queued net.Conn
 	ns.Do(t, func() {
+		var err error
 		if queued, err = net.Dial("tcp4", ln.Addr().String()); err != nil {
 			t.Fatal(err)
 		}

@@ -256,21 +256,7 @@ func TestCleanConnection(t *testing.T) {
 			c := startCapture(t, ns, 200*time.Millisecond)
 			before := ns.Counters(t)
 
-			var ln net.Listener
-			var cl net.Conn
-			ns.Do(t, func() {
-				var err error
-				if ln, err = net.Listen(tc.network, tc.addr); err != nil {
-					t.Fatal(err)
-				}
-				if cl, err = net.Dial(tc.network, ln.Addr().String()); err != nil {
-					t.Fatal(err)
-				}
-			})
-			srv, err := ln.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
+			ln, cl, srv := ns.ConnectedPair(t, tc.network, tc.addr)
 			mustWrite(t, cl, 100)
 			mustRead(t, srv, 100)
 			mustWrite(t, srv, 50)
@@ -411,23 +397,10 @@ func TestConnectRefused(t *testing.T) {
 	requireCounterMatch(t, ns, before, c.all())
 }
 
-// acceptedPair opens a connection inside ns and returns both ends.
+// acceptedPair opens an IPv4 connection inside ns and returns both ends.
 func acceptedPair(t *testing.T, ns *testutil.NetNS) (client, server *net.TCPConn, ln net.Listener) {
 	t.Helper()
-	var cl net.Conn
-	ns.Do(t, func() {
-		var err error
-		if ln, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		if cl, err = net.Dial("tcp4", ln.Addr().String()); err != nil {
-			t.Fatal(err)
-		}
-	})
-	srv, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln, cl, srv := ns.ConnectedPair(t, "tcp4", "127.0.0.1:0")
 	return cl.(*net.TCPConn), srv.(*net.TCPConn), ln
 }
 

@@ -150,22 +150,8 @@ func runScenarios(t *testing.T, ns *testutil.NetNS) scenario {
 	t.Helper()
 	var s scenario
 	// A clean exchange.
-	var ln net.Listener
-	var cl net.Conn
-	ns.Do(t, func() {
-		var err error
-		if ln, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		if cl, err = net.Dial("tcp4", ln.Addr().String()); err != nil {
-			t.Fatal(err)
-		}
-	})
+	ln, cl, srv := ns.ConnectedPair(t, "tcp4", "127.0.0.1:0")
 	s.cleanPort = ln.Addr().(*net.TCPAddr).Port
-	srv, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
 	cl.Write([]byte("ping"))
 	io.ReadFull(srv, make([]byte, 4))
 	cl.Close()
@@ -198,6 +184,7 @@ func runScenarios(t *testing.T, ns *testutil.NetNS) scenario {
 	s.abortServerPID = server.Process.Pid
 	var victim net.Conn
 	ns.Do(t, func() {
+		var err error
 		if victim, err = net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", s.abortPort)); err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ package testutil
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -156,4 +157,25 @@ func MustRun(tb testing.TB, args ...string) string {
 		tb.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// ConnectedPair listens on addr and connects to it inside the namespace,
+// and returns the listener, the client end and the accepted server end.
+// network is "tcp4" or "tcp6"; addr a loopback address with port 0.
+func (ns *NetNS) ConnectedPair(tb testing.TB, network, addr string) (ln net.Listener, client, server net.Conn) {
+	tb.Helper()
+	ns.Do(tb, func() {
+		var err error
+		if ln, err = net.Listen(network, addr); err != nil {
+			tb.Fatal(err)
+		}
+		if client, err = net.Dial(network, ln.Addr().String()); err != nil {
+			tb.Fatal(err)
+		}
+	})
+	server, err := ln.Accept()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ln, client, server
 }
