@@ -58,6 +58,11 @@ type EventData struct {
 // or keep references to it.
 func Map(c *conn.Connection) SpanData {
 	errType, desc, isErr := Diagnose(c)
+	return mapDiagnosed(c, errType, desc, isErr)
+}
+
+// mapDiagnosed is Map for a connection already diagnosed.
+func mapDiagnosed(c *conn.Connection, errType, desc string, isErr bool) SpanData {
 	sd := SpanData{
 		Name:        spanName(c),
 		Kind:        spanKind(c),

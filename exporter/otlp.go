@@ -231,11 +231,12 @@ func New(base *resource.Resource, opts ...Option) (*Exporter, error) {
 func (e *Exporter) Export(c *conn.Connection) {
 	// Decide before mapping: a clean connection that is sampled out costs
 	// a diagnosis (a few ns), not a span.
-	if _, _, isErr := Diagnose(c); !isErr && !c.Problem() && !e.keepClean() {
+	errType, desc, isErr := Diagnose(c)
+	if !isErr && !c.Problem() && !e.keepClean() {
 		e.sampledOut.Add(1)
 		return
 	}
-	sd := Map(c)
+	sd := mapDiagnosed(c, errType, desc, isErr)
 	tracer := e.tracerFor(c.Owner)
 	if tracer == nil {
 		return
