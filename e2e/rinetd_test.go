@@ -93,7 +93,15 @@ func TestRinetdIncident(t *testing.T) {
 	time.Sleep(6 * time.Second)
 	after := ns.Counters(t)
 	a.stop(t)
-	t.Log(a.stopped())
+	stopped := a.stopped()
+	t.Log(stopped)
+	// Events the kernel skipped (a hook re-entered on one CPU) can leave a
+	// connection without its start, so it is exported as seen mid-life; the
+	// agent counts them, and only they may explain a shortfall below.
+	var missed int
+	if i := strings.Index(stopped, " missed="); i >= 0 {
+		fmt.Sscanf(stopped[i+len(" missed="):], "%d", &missed)
+	}
 	// SIGTERM, so that rinetd flushes its log.
 	rinetd.Process.Signal(syscall.SIGTERM)
 	rinetd.Wait()
@@ -186,11 +194,12 @@ func TestRinetdIncident(t *testing.T) {
 	// "done-local-closed" when it gives up: each opened line is one refused
 	// upstream CLIENT span, exactly. Its done-local-closed lines fall short
 	// of its close() calls by a few in a thousand (lines lost when it exits),
-	// so the closes tcpspan saw must lie between the two.
-	if upstreamRefused != opened {
-		t.Errorf("rinetd's refused upstream connects in Jaeger %d, its log says %d opened", upstreamRefused, opened)
+	// so the closes tcpspan saw must lie between the two. Both allow for
+	// the events the kernel skipped, which the agent counts.
+	if upstreamRefused > opened || upstreamRefused+missed < opened {
+		t.Errorf("rinetd's refused upstream connects in Jaeger %d, its log says %d opened (kernel skipped %d events)", upstreamRefused, opened, missed)
 	}
-	if rinetdClosed < closedAfterFailure || rinetdClosed > opened {
+	if rinetdClosed+missed < closedAfterFailure || rinetdClosed > opened {
 		t.Errorf("rinetd closed %d accepted connections in Jaeger; its log: %d done-local-closed, %d opened", rinetdClosed, closedAfterFailure, opened)
 	}
 	rsts := after["TcpOutRsts"] - before["TcpOutRsts"]
