@@ -13,5 +13,14 @@
 // no socket) arrive one by one as orphans; the tracker joins them by network
 // namespace and 4-tuple, and emits the joined connection once no event has
 // come for [DefaultOrphanIdle], or earlier into a full connection of the
-// same 4-tuple.
+// same 4-tuple. An RST for no socket and no listener has nothing to wait
+// for and is emitted at once.
+//
+// Storms of orphans (a closed-port connect loop, a listener whose accept
+// queue overflows under load) would otherwise flood the exporter and the
+// trace store with spans that read the same. The first orphan of a kind is
+// emitted on its own; those of the same kind that follow within
+// [DefaultStormWindow] are folded into one connection with a [Storm]
+// summary: counts, peers, first and last times. Connections with a full
+// socket are never folded.
 package conn

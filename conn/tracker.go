@@ -44,10 +44,11 @@ type optionFunc func(config) config
 func (f optionFunc) apply(c config) config { return f(c) }
 
 type config struct {
-	linger     time.Duration
-	orphanIdle time.Duration
-	maxOrphans int
-	bootTime   func(ns uint64) time.Time
+	linger      time.Duration
+	orphanIdle  time.Duration
+	maxOrphans  int
+	stormWindow time.Duration
+	bootTime    func(ns uint64) time.Time
 }
 
 // WithOrphanIdle sets how long orphan events of a 4-tuple wait for more.
@@ -67,6 +68,13 @@ func WithMaxOrphans(n int) Option {
 	return optionFunc(func(c config) config { c.maxOrphans = n; return c })
 }
 
+// WithStormWindow sets how long orphans of one kind (see [Storm]) are
+// folded into one connection after the first was emitted; zero turns
+// folding off. Default [DefaultStormWindow].
+func WithStormWindow(d time.Duration) Option {
+	return optionFunc(func(c config) config { c.stormWindow = d; return c })
+}
+
 // WithBootClock sets the conversion of kernel timestamps
 // (bpf_ktime_get_boot_ns) to wall time. Default [BootClock].
 func WithBootClock(f func(ns uint64) time.Time) Option {
@@ -80,6 +88,8 @@ type Stats struct {
 	OrphanEvents  uint64 // orphan events received
 	OrphansJoined uint64 // orphan 4-tuples or events merged into a full connection
 	OrphansForced uint64 // orphan 4-tuples emitted early: too many pending
+	OrphansFolded uint64 // orphan connections folded into a storm
+	Storms        uint64 // storm connections emitted (each counts its folded orphans)
 }
 
 type tupleKey struct {
@@ -104,23 +114,29 @@ type Tracker struct {
 	names Names
 	out   func(*Connection)
 
-	mu       sync.Mutex
-	orphans  map[tupleKey]*pending
-	held     map[tupleKey]*pending // finished connections lingering for late events
-	heldFIFO []heldEntry           // the same, in arrival order, for emission in order
-	owners   map[tupleKey]Process  // from a sock_diag snapshot, for mid-life connections
-	stats    Stats
+	mu      sync.Mutex
+	orphans map[tupleKey]*pending
+	// orphanFIFO holds the orphans in arrival order, so that the oldest is
+	// found at once when too many are pending. Entries whose 4-tuple left
+	// orphans (joined or emitted) are skipped and compacted by Flush.
+	orphanFIFO []heldEntry
+	storms     map[stormKey]*storm
+	held       map[tupleKey]*pending // finished connections lingering for late events
+	heldFIFO   []heldEntry           // the same, in arrival order, for emission in order
+	owners     map[tupleKey]Process  // from a sock_diag snapshot, for mid-life connections
+	stats      Stats
 }
 
 // New returns a tracker that calls out with each finished connection. out
 // is called with the tracker's lock held: it must not call back into it.
 func New(names Names, out func(*Connection), opts ...Option) *Tracker {
-	cfg := config{linger: DefaultLinger, orphanIdle: DefaultOrphanIdle, maxOrphans: DefaultMaxOrphans, bootTime: BootClock()}
+	cfg := config{linger: DefaultLinger, orphanIdle: DefaultOrphanIdle, maxOrphans: DefaultMaxOrphans,
+		stormWindow: DefaultStormWindow, bootTime: BootClock()}
 	for _, o := range opts {
 		cfg = o.apply(cfg)
 	}
 	return &Tracker{cfg: cfg, names: names, out: out, orphans: make(map[tupleKey]*pending),
-		held: make(map[tupleKey]*pending), owners: make(map[tupleKey]Process)}
+		held: make(map[tupleKey]*pending), owners: make(map[tupleKey]Process), storms: make(map[stormKey]*storm)}
 }
 
 // SeedOwner records the owner of a connection that was open before the
@@ -204,7 +220,7 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 	p, ok := t.orphans[key]
 	if !ok {
 		if len(t.orphans) >= t.cfg.maxOrphans {
-			t.evictOldest()
+			t.evictOldest(now)
 		}
 		p = &pending{conn: &Connection{
 			Side:              SideServer,
@@ -217,7 +233,17 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 			Owner:             Process{PID: r.OwnerPid, Comm: comm(r.OwnerComm[:])},
 			OwnerFromListener: r.OwnerPid != 0,
 		}}
+		if !ok && noSocketReset(&ev, r.OwnerPid) {
+			// Nothing can follow: no socket and no listener to join.
+			// Waiting the idle time would only hold memory through a
+			// closed-port storm.
+			p.conn.Events = append(p.conn.Events, ev)
+			p.conn.End = ev.Time
+			t.emitOrphan(p.conn, now)
+			return
+		}
 		t.orphans[key] = p
+		t.orphanFIFO = append(t.orphanFIFO, heldEntry{key, p})
 	}
 	p.last = now
 	c := p.conn
@@ -232,6 +258,13 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 		c.Owner = Process{PID: r.OwnerPid, Comm: comm(r.OwnerComm[:])}
 		c.OwnerFromListener = true
 	}
+}
+
+// noSocketReset reports whether ev, the first event of its 4-tuple, is an
+// RST the kernel sent because no socket at all took the packet: with no
+// listener (owner) either, no later event can join it.
+func noSocketReset(ev *Event, owner uint32) bool {
+	return owner == 0 && ev.Kind == EventRSTSent && ev.Reason == "NO_SOCKET"
 }
 
 // Flush emits the connections whose linger time has passed and the orphan
@@ -254,9 +287,18 @@ func (t *Tracker) Flush(now time.Time) {
 	for k, p := range t.orphans {
 		if now.Sub(p.last) >= t.cfg.orphanIdle {
 			delete(t.orphans, k)
-			t.emitOrphan(p.conn)
+			t.emitOrphan(p.conn, now)
 		}
 	}
+	live := t.orphanFIFO[:0]
+	for _, o := range t.orphanFIFO {
+		if t.orphans[o.key] == o.p {
+			live = append(live, o)
+		}
+	}
+	clear(t.orphanFIFO[len(live):])
+	t.orphanFIFO = live
+	t.flushStorms(now, false)
 }
 
 // Close emits every held and pending connection.
@@ -267,10 +309,13 @@ func (t *Tracker) Close() {
 		t.releaseHeld(h)
 	}
 	t.heldFIFO = t.heldFIFO[:0]
+	now := time.Now()
 	for k, p := range t.orphans {
 		delete(t.orphans, k)
-		t.emitOrphan(p.conn)
+		t.emitOrphan(p.conn, now)
 	}
+	t.orphanFIFO = t.orphanFIFO[:0]
+	t.flushStorms(now, true)
 }
 
 // releaseHeld emits a held connection, unless it was emitted already
@@ -292,21 +337,24 @@ func (t *Tracker) PendingOrphans() int {
 	return len(t.orphans)
 }
 
-func (t *Tracker) evictOldest() {
-	var oldest tupleKey
-	var at time.Time
-	for k, p := range t.orphans {
-		if at.IsZero() || p.last.Before(at) {
-			oldest, at = k, p.last
+// evictOldest emits the orphan 4-tuple that arrived first.
+func (t *Tracker) evictOldest(now time.Time) {
+	for len(t.orphanFIFO) > 0 {
+		o := t.orphanFIFO[0]
+		t.orphanFIFO[0] = heldEntry{}
+		t.orphanFIFO = t.orphanFIFO[1:]
+		if t.orphans[o.key] != o.p {
+			continue // joined or emitted already
 		}
+		delete(t.orphans, o.key)
+		t.stats.OrphansForced++
+		t.emitOrphan(o.p.conn, now)
+		return
 	}
-	p := t.orphans[oldest]
-	delete(t.orphans, oldest)
-	t.stats.OrphansForced++
-	t.emitOrphan(p.conn)
 }
 
-func (t *Tracker) emitOrphan(c *Connection) {
+// emitOrphan completes an orphan connection and hands it to storm folding.
+func (t *Tracker) emitOrphan(c *Connection, now time.Time) {
 	sortEvents(c.Events)
 	if len(c.Events) > 0 {
 		last := c.Events[len(c.Events)-1]
@@ -315,6 +363,10 @@ func (t *Tracker) emitOrphan(c *Connection) {
 			c.CloseInitiator = InitiatorLocal
 		}
 	}
+	t.foldOrphan(c, now)
+}
+
+func (t *Tracker) emitOrphanNow(c *Connection) {
 	t.stats.Orphans++
 	t.out(c)
 }

@@ -30,7 +30,7 @@ func clock(ns uint64) time.Time { return epoch.Add(time.Duration(ns)) }
 func newTestTracker(t *testing.T, opts ...Option) (*Tracker, *[]*Connection) {
 	t.Helper()
 	var out []*Connection
-	tk := New(fakeNames{}, func(c *Connection) { out = append(out, c) }, append([]Option{WithBootClock(clock), WithLinger(0)}, opts...)...)
+	tk := New(fakeNames{}, func(c *Connection) { out = append(out, c) }, append([]Option{WithBootClock(clock), WithLinger(0), WithStormWindow(0)}, opts...)...)
 	return tk, &out
 }
 
@@ -270,6 +270,11 @@ func TestOrphanBound(t *testing.T) {
 	}
 	if tk.PendingOrphans() != 2 || len(*out) != 3 || tk.Stats().OrphansForced != 3 {
 		t.Errorf("pending %d out %d stats %+v", tk.PendingOrphans(), len(*out), tk.Stats())
+	}
+	for i, c := range *out {
+		if c.Remote.Port() != uint16(1000+i) {
+			t.Errorf("evicted #%d is %v, want the oldest first", i, c.Remote)
+		}
 	}
 	tk.Close()
 	if len(*out) != 5 || tk.PendingOrphans() != 0 {

@@ -202,6 +202,9 @@ type Connection struct {
 	// handshake, an RST from a listener or for no socket). The record is
 	// joined from packet-level events by 4-tuple.
 	Orphan bool
+	// Storm, when set, says this orphan stands for Storm.Count orphans of
+	// the same kind that came within a short window (see [Storm]).
+	Storm *Storm
 
 	Owner Process
 	// OwnerFromListener: no accept() was seen; Owner owns the listener.

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -22,9 +23,22 @@ import (
 // sent in kernel context never names a process. For a clean connection
 // Diagnose returns "", "", false.
 //
+// A storm (see [conn.Storm]) is diagnosed by its example, followed by the
+// count, time and peers.
+//
 // The first cause in time wins, except that an orphan's accept-queue
 // overflow outranks the reset that followed it: the overflow is the cause.
 func Diagnose(c *conn.Connection) (errorType string, description string, isError bool) {
+	errorType, description, isError = diagnose(c)
+	if s := c.Storm; s != nil && isError {
+		// The example's own peer is one of many: say so in the diagnosis.
+		description += "; " + strconv.FormatUint(uint64(s.Count), 10) + " such in " +
+			s.Last.Sub(s.First).Round(time.Millisecond).String() + " from " + plural(uint64(s.Peers), "peer")
+	}
+	return errorType, description, isError
+}
+
+func diagnose(c *conn.Connection) (errorType string, description string, isError bool) {
 	if c.Orphan {
 		if ov := firstOverflow(c); ov != nil {
 			return tcpsemconv.ErrorTypeAcceptQueueOverflow, overflowDiagnosis(c, ov), true

@@ -179,6 +179,14 @@ func spanAttributes(c *conn.Connection, errType string, isErr bool) []attribute.
 	if c.EventsDropped > 0 {
 		a = append(a, tcpsemconv.TCPEventsDropped(int(c.EventsDropped)))
 	}
+	if s := c.Storm; s != nil {
+		a = append(a, tcpsemconv.TCPStormCount(int(s.Count)), tcpsemconv.TCPStormPeerAddresses(int(s.Peers)))
+		for k := conn.EventSYN; k <= conn.EventACKOverflow; k++ {
+			if n := s.EventCount(k); n > 0 {
+				a = append(a, tcpsemconv.TCPStormEvents(k.String(), int(n)))
+			}
+		}
+	}
 	if isErr {
 		a = append(a, semconv.ErrorTypeKey.String(errType))
 	}

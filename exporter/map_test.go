@@ -174,6 +174,34 @@ func TestMap(t *testing.T) {
 			},
 		},
 		{
+			name: "storm of resets for no socket, folded",
+			conn: func() *conn.Connection {
+				c := noSocket()
+				c.Storm = &conn.Storm{Count: 4211, Peers: 3, First: at(1), Last: at(999)}
+				c.Storm.Events[conn.EventRSTSent] = 4211
+				c.Start, c.End = at(1), at(999)
+				return c
+			}(),
+			want: SpanData{
+				Name: "TCP :9999", Kind: trace.SpanKindServer, Start: at(1), End: at(999),
+				Attributes: kvs(endpoints("ipv4", "127.0.0.1", 9999, "127.0.0.1", 41234),
+					one(attribute.String("server.address", "127.0.0.1"), attribute.Int("server.port", 9999),
+						attribute.String("client.address", "127.0.0.1"), attribute.Int("client.port", 41234)),
+					inNetns,
+					one(attribute.Bool("tcp.orphan", true), attribute.String("tcp.close.initiator", "local"),
+						attribute.String("tcp.reset.direction", "sent"), attribute.String("tcp.reset.reason", "NO_SOCKET"),
+						attribute.String("tcp.reset.context", "kernel"),
+						attribute.Int("tcp.storm.count", 4211), attribute.Int("tcp.storm.peer_addresses", 3),
+						attribute.Int("tcp.storm.events.rst_sent", 4211),
+						attribute.String("error.type", "tcp.rst_sent"))),
+				Events: []EventData{
+					{"tcp.rst_sent", at(1), kvs(inKernel, one(attribute.String("tcp.reset.reason", "NO_SOCKET")))},
+				},
+				StatusCode:        codes.Error,
+				StatusDescription: "RST sent (NO_SOCKET): no socket on :9999 for 127.0.0.1:41234; 4211 such in 998ms from 3 peers",
+			},
+		},
+		{
 			name: "orphan accept-queue overflow, then RST from listener in kernel context",
 			conn: acceptOverflow(),
 			want: SpanData{

@@ -233,7 +233,35 @@ const (
 	//
 	// Examples: 12
 	TCPEventsDroppedKey = attribute.Key("tcp.events.dropped")
+
+	// TCPStormCountKey is the attribute Key for "tcp.storm.count". It
+	// represents that the span stands for this many orphans of the same kind
+	// (same local address and port, owner, kinds of event and reasons) that
+	// came within a short window: a storm, folded into one span. The span's
+	// events are the first folded orphan's; its start and end span them all;
+	// the totals are in tcp.storm.events.<event>. Only set on such spans.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 4211
+	TCPStormCountKey = attribute.Key("tcp.storm.count")
+
+	// TCPStormPeerAddressesKey is the attribute Key for
+	// "tcp.storm.peer_addresses". It represents the distinct peer addresses
+	// among a storm's orphans, counted up to 1024.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 1, 1024
+	TCPStormPeerAddressesKey = attribute.Key("tcp.storm.peer_addresses")
 )
+
+// TCPStormEventsPrefix starts the template attribute
+// "tcp.storm.events.<event>": how many events of that kind (an event name
+// without its "tcp." prefix, e.g. rst_sent) a storm's orphans had in all.
+const TCPStormEventsPrefix = "tcp.storm.events."
 
 // Namespace: tcp (span event attributes: one kernel event)
 const (
@@ -389,6 +417,21 @@ func TCPOwnerFromListener(val bool) attribute.KeyValue { return TCPOwnerFromList
 // TCPEventsDropped returns an attribute KeyValue for "tcp.events.dropped":
 // events the kernel could not keep.
 func TCPEventsDropped(val int) attribute.KeyValue { return TCPEventsDroppedKey.Int(val) }
+
+// TCPStormCount returns an attribute KeyValue for "tcp.storm.count": the
+// orphans a storm span stands for.
+func TCPStormCount(val int) attribute.KeyValue { return TCPStormCountKey.Int(val) }
+
+// TCPStormPeerAddresses returns an attribute KeyValue for
+// "tcp.storm.peer_addresses": distinct peer addresses in a storm.
+func TCPStormPeerAddresses(val int) attribute.KeyValue { return TCPStormPeerAddressesKey.Int(val) }
+
+// TCPStormEvents returns an attribute KeyValue for "tcp.storm.events.<event>":
+// the events of one kind in a storm. event is an event name without its
+// "tcp." prefix, e.g. "rst_sent".
+func TCPStormEvents(event string, val int) attribute.KeyValue {
+	return attribute.Int(TCPStormEventsPrefix+event, val)
+}
 
 // TCPState returns an attribute KeyValue for "tcp.state": the socket's state
 // at an event.

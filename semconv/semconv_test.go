@@ -75,6 +75,8 @@ func TestConstructors(t *testing.T) {
 		want attribute.KeyValue
 	}{
 		{TCPCloseFD(7), attribute.Int("tcp.close.fd", 7)},
+		{TCPStormCount(4211), attribute.Int("tcp.storm.count", 4211)},
+		{TCPStormEvents("rst_sent", 4211), attribute.Int("tcp.storm.events.rst_sent", 4211)},
 		{TCPCloseUnreadBytes(18), attribute.Int("tcp.close.unread_bytes", 18)},
 		{TCPStateFinal("CLOSE"), attribute.String("tcp.state.final", "CLOSE")},
 		{TCPResetReason("NO_SOCKET"), attribute.String("tcp.reset.reason", "NO_SOCKET")},

@@ -66,14 +66,9 @@ func cmdJaeger(args []string) error {
 					if sp.Status.Code == jaegerapi.StatusError {
 						n.ErrorSpans++
 					}
-					for _, e := range sp.Events {
-						switch e.Name {
-						case "tcp.rst_sent":
-							n.RSTSent++
-						case "tcp.rst_received":
-							n.RSTReceived++
-						}
-					}
+					// A storm span (tcp.storm.count) stands for many orphans.
+					n.RSTSent += int64(sp.EventCount("tcp.rst_sent"))
+					n.RSTReceived += int64(sp.EventCount("tcp.rst_received"))
 				}
 			}
 		}

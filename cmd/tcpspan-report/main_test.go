@@ -19,14 +19,29 @@ func TestReportGroupsByDiagnosis(t *testing.T) {
 			Events: []jaegerapi.Event{{Name: "tcp.close", Time: t0}, {Name: "tcp.rst_sent", Time: t0.Add(time.Microsecond),
 				Attributes: map[string]any{"tcp.reset.reason": "TCP_ABORT_ON_CLOSE"}}}}
 	}
+	noSocket := func(storm int64) jaegerapi.Span {
+		sp := jaegerapi.Span{Name: "TCP :9", Kind: jaegerapi.SpanKindServer, Service: "tcpspan", Start: t0, End: t0,
+			Status:     jaegerapi.Status{Code: jaegerapi.StatusError, Message: "RST sent (NO_SOCKET): no socket on :9 for 127.0.0.1:4000"},
+			Attributes: map[string]any{"error.type": "tcp.rst_sent", "tcp.reset.reason": "NO_SOCKET"},
+			Events:     []jaegerapi.Event{{Name: "tcp.rst_sent", Time: t0, Attributes: map[string]any{"tcp.reset.reason": "NO_SOCKET"}}}}
+		if storm > 0 {
+			sp.Status.Message += "; " + itoa(int(storm)) + " such in 998ms from 1 peer"
+			sp.Attributes["tcp.storm.count"] = storm
+			sp.Attributes["tcp.storm.events.rst_sent"] = storm
+		}
+		return sp
+	}
 	spans := []jaegerapi.Span{abort(812, 7), abort(812, 9), abort(901, 5),
-		{Name: "TCP connect 127.0.0.1:80", Kind: jaegerapi.SpanKindClient, Service: "curl", Start: t0, End: t0}}
+		{Name: "TCP connect 127.0.0.1:80", Kind: jaegerapi.SpanKindClient, Service: "curl", Start: t0, End: t0},
+		noSocket(0), noSocket(4211)}
 	var out bytes.Buffer
 	report(&out, jaegerapi.Client{BaseURL: "http://127.0.0.1:16686"}, spans, t0, t0.Add(time.Minute),
 		[]string{"tcp.rst_sent:TCP_ABORT_ON_CLOSE", "tcp.accept_queue_overflow"})
 	text := out.String()
 	for _, want := range []string{
-		"4 spans, 3 with status Error",
+		"6 spans, 5 with status Error (1 of them storms of alike orphans)",
+		"   4212  tcpspan  server  RST sent (NO_SOCKET): no socket on :N for N.N.N.N:N\n",
+		"   4212  tcp.rst_sent NO_SOCKET",
 		"      3  rinetd   server  RST sent (TCP_ABORT_ON_CLOSE): rinetd[N] closed fd N with N bytes unread",
 		"      3  tcp.rst_sent TCP_ABORT_ON_CLOSE",
 		"status ERROR: RST sent (TCP_ABORT_ON_CLOSE): rinetd[812] closed fd 7 with 18 bytes unread",

@@ -53,6 +53,32 @@ type Span struct {
 	Scope    string         // instrumentation scope name
 }
 
+// Connections returns how many connections the span stands for: the count
+// of a tcpspan storm span (tcp.storm.count), else 1.
+func (s *Span) Connections() int {
+	if n, ok := s.Attributes["tcp.storm.count"].(int64); ok {
+		return int(n)
+	}
+	return 1
+}
+
+// EventCount returns how many events named name (e.g. "tcp.rst_sent") the
+// span stands for: on a tcpspan storm span, the storm's total
+// (tcp.storm.events.<event>); otherwise its own events of that name.
+func (s *Span) EventCount(name string) int {
+	if _, storm := s.Attributes["tcp.storm.count"]; storm {
+		n, _ := s.Attributes["tcp.storm.events."+strings.TrimPrefix(name, "tcp.")].(int64)
+		return int(n)
+	}
+	n := 0
+	for _, e := range s.Events {
+		if e.Name == name {
+			n++
+		}
+	}
+	return n
+}
+
 // Link is a span link: a reference to another span, with attributes.
 type Link struct {
 	TraceID    string

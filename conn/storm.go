@@ -1,0 +1,142 @@
+package conn
+
+import (
+	"net/netip"
+	"time"
+)
+
+// DefaultStormWindow is how long orphans of one kind are folded into one
+// storm connection after the first of them was emitted on its own.
+const DefaultStormWindow = time.Second
+
+// maxStorms bounds the kinds of storm folded at once; beyond it orphans
+// pass through unfolded, as they would with folding off.
+const maxStorms = 4096
+
+// maxStormPeers bounds the distinct peer addresses a storm remembers; it
+// counts up to this many (Storm.Peers then reads "at least").
+const maxStormPeers = 1024
+
+// Storm says that a connection stands for many orphans of the same kind:
+// the same network namespace, local address and port, owner, kinds of
+// event and reasons, within a short window. Its Events are the first
+// folded orphan's, as an example; the totals are here.
+type Storm struct {
+	// Count is the number of orphan connections folded.
+	Count uint32
+	// Events counts their events by kind.
+	Events [numEventKinds]uint32
+	// Peers is the number of distinct peer addresses (at most
+	// maxStormPeers; more read as that many).
+	Peers uint32
+	// First and Last are the first and last event times of all of them
+	// (also the connection's Start and End).
+	First, Last time.Time
+}
+
+// numEventKinds sizes per-kind counts: EventKind values are 1..EventACKOverflow.
+const numEventKinds = int(EventACKOverflow) + 1
+
+// EventCount returns how many events of kind k the folded orphans had.
+func (s *Storm) EventCount(k EventKind) uint32 {
+	if int(k) >= numEventKinds {
+		return 0
+	}
+	return s.Events[k]
+}
+
+// stormKey says which orphans are "of the same kind". Orphans never carry
+// a full lifecycle, and those of one kind read the same to a person (the
+// same diagnosis, with another peer), so folding them loses only the peer.
+type stormKey struct {
+	netns      uint32
+	local      netip.AddrPort
+	owner      uint32
+	kinds      uint32 // bit per EventKind present
+	rstReason  string // of the first RST sent
+	dropReason string // of the first drop
+}
+
+// storm is one kind of orphan being folded in the current window.
+type storm struct {
+	until time.Time   // wall time the window closes
+	conn  *Connection // the folded connection, nil until a second orphan comes
+	peers map[netip.Addr]struct{}
+}
+
+func stormKeyOf(c *Connection) stormKey {
+	k := stormKey{netns: c.Netns, local: c.Local, owner: c.Owner.PID}
+	for i := range c.Events {
+		e := &c.Events[i]
+		k.kinds |= 1 << e.Kind
+		switch {
+		case e.Kind == EventRSTSent && k.rstReason == "":
+			k.rstReason = e.Reason
+		case e.Kind == EventDrop && k.dropReason == "":
+			k.dropReason = e.Reason
+		}
+	}
+	return k
+}
+
+// foldOrphan emits the orphan c, or folds it into the storm of its kind.
+// The first orphan of a kind is emitted at once and opens a window; the
+// ones that follow within the window become one connection, emitted when
+// the window closes (see flushStorms).
+func (t *Tracker) foldOrphan(c *Connection, now time.Time) {
+	if t.cfg.stormWindow <= 0 {
+		t.emitOrphanNow(c)
+		return
+	}
+	k := stormKeyOf(c)
+	s, ok := t.storms[k]
+	if !ok {
+		if len(t.storms) >= maxStorms {
+			t.emitOrphanNow(c)
+			return
+		}
+		t.storms[k] = &storm{until: now.Add(t.cfg.stormWindow)}
+		t.emitOrphanNow(c)
+		return
+	}
+	t.stats.OrphansFolded++
+	if s.conn == nil {
+		s.conn = c
+		c.Storm = &Storm{First: c.Start, Last: c.End}
+		s.peers = make(map[netip.Addr]struct{})
+	}
+	st := s.conn.Storm
+	st.Count++
+	for i := range c.Events {
+		if k := c.Events[i].Kind; int(k) < numEventKinds {
+			st.Events[k]++
+		}
+	}
+	if c.Start.Before(st.First) {
+		st.First = c.Start
+	}
+	if c.End.After(st.Last) {
+		st.Last = c.End
+	}
+	if len(s.peers) < maxStormPeers {
+		s.peers[c.Remote.Addr()] = struct{}{}
+		st.Peers = uint32(len(s.peers))
+	}
+}
+
+// flushStorms emits the storms whose window closed by now (all of them if
+// all is set), and forgets the kinds whose window passed with nothing
+// folded, so that the next orphan of such a kind is emitted at once.
+func (t *Tracker) flushStorms(now time.Time, all bool) {
+	for k, s := range t.storms {
+		if !all && now.Before(s.until) {
+			continue
+		}
+		delete(t.storms, k)
+		if c := s.conn; c != nil {
+			c.Start, c.End = c.Storm.First, c.Storm.Last
+			t.stats.Storms++
+			t.emitOrphanNow(c)
+		}
+	}
+}
