@@ -38,6 +38,10 @@ demo: ## the seed incident (rinetd, backlog 5, wrk -c1000) explained by tcpspan 
 bench: ## connection and reset storms with no agent, tcpspan and bpftrace, side by side (root)
 	./scripts/bench.sh
 
+.PHONY: bench-idle
+bench-idle: build ## 100k open idle connections: agent and kernel memory, eviction, close burst (root)
+	$(GO) run ./bench/idle -agent bin/tcpspan -n $${N:-100000} -- $${AGENT_FLAGS:-}
+
 .PHONY: jaeger
 jaeger: ## run Jaeger v2 on loopback (OTLP 127.0.0.1:14317/14318, query API http://127.0.0.1:16686)
 	JAEGER_LISTEN_HOST=127.0.0.1 "$$(./scripts/tools.sh jaeger)" --config=tools/jaeger/jaeger.yaml

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 
@@ -271,6 +272,9 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ring buffer reader: %w", err)
 	}
+	// The kernel's BTF (tens of MB parsed) was needed only to load and to
+	// name reasons; names keeps what it needs. Let the agent run small.
+	debug.FreeOSMemory()
 	return t, nil
 }
 
