@@ -13,10 +13,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/tcpspan/tcpspan/bpf"
 	"github.com/tcpspan/tcpspan/conn"
+	"github.com/tcpspan/tcpspan/exporter"
 	"github.com/tcpspan/tcpspan/sockdiag"
 )
 
@@ -52,12 +54,31 @@ type Config struct {
 	// Ready, if set, is called once the programs are attached and what
 	// predates the agent has been picked up.
 	Ready func(*bpf.Tracer)
+	// Export, if set, reports the span exporter's side of the health; it
+	// is read with every health line and by Observe's function.
+	Export func() ExportHealth
+	// Observe, if set, is called before Ready with a function that returns
+	// the current health. It is safe for concurrent use, cheap enough to
+	// call every few seconds, and keeps returning the final health after
+	// Run has returned.
+	Observe func(current func() Health)
 }
 
 // Health is the agent's own account of what it saw and lost.
 type Health struct {
 	Kernel  bpf.Counters
 	Tracker conn.Stats
+	// Export is the exporter's side; zero when there is no exporter.
+	Export ExportHealth
+}
+
+// ExportHealth is what became of the connections handed to the exporter.
+type ExportHealth struct {
+	On    bool           // an exporter is configured
+	Spans exporter.Stats // spans recorded, exported, failed, dropped
+	// Errors counts the errors the OpenTelemetry SDK reported in the
+	// background: failed or refused exports of spans and of metrics.
+	Errors uint64
 }
 
 // Lost is the number of records lost anywhere before the tracker.
@@ -120,6 +141,39 @@ func Run(ctx context.Context, cfg Config, sink func(*conn.Connection)) (Health, 
 	if err := seed(tr, tk, cfg.NetnsPath); err != nil {
 		log.Warn("connections open before the agent will lack owners", "err", err)
 	}
+	// The kernel counters can be read only while the tracer is open; after
+	// that, the final health stands.
+	var healthMu sync.Mutex
+	var final *Health
+	health := func() Health {
+		healthMu.Lock()
+		defer healthMu.Unlock()
+		if final != nil {
+			h := *final
+			if cfg.Export != nil {
+				h.Export = cfg.Export()
+			}
+			return h
+		}
+		k, err := tr.Counters()
+		if err != nil {
+			log.Warn("read kernel counters", "err", err)
+		}
+		h := Health{Kernel: k, Tracker: tk.Stats()}
+		if cfg.Export != nil {
+			h.Export = cfg.Export()
+		}
+		return h
+	}
+	defer func() {
+		h := health()
+		healthMu.Lock()
+		final = &h
+		healthMu.Unlock()
+	}()
+	if cfg.Observe != nil {
+		cfg.Observe(health)
+	}
 	if cfg.Ready != nil {
 		cfg.Ready(tr)
 	}
@@ -140,13 +194,6 @@ func Run(ctx context.Context, cfg Config, sink func(*conn.Connection)) (Health, 
 		h := time.NewTicker(healthEvery)
 		defer h.Stop()
 		healthC = h.C
-	}
-	health := func() Health {
-		k, err := tr.Counters()
-		if err != nil {
-			log.Warn("read kernel counters", "err", err)
-		}
-		return Health{Kernel: k, Tracker: tk.Stats()}
 	}
 	for {
 		select {
@@ -169,12 +216,26 @@ func Run(ctx context.Context, cfg Config, sink func(*conn.Connection)) (Health, 
 }
 
 func logHealth(log *slog.Logger, h Health) {
-	log.Info("health",
+	log.Info("health", h.LogAttrs()...)
+}
+
+// LogAttrs are the health as key-value pairs for one log line: scalars
+// only, so that the line stays one line of key=value.
+func (h Health) LogAttrs() []any {
+	attrs := []any{
 		"connections", h.Tracker.Connections, "orphans", h.Tracker.Orphans,
-		"lost", h.Lost(), "lost_ringbuf", h.Kernel.RingbufLostConn+h.Kernel.RingbufLostOrphan,
+		"lost", h.Lost(), "lost_ringbuf", h.Kernel.RingbufLostConn + h.Kernel.RingbufLostOrphan,
 		"lost_map_full", h.Kernel.ConnMapFull, "events_truncated", h.Kernel.ConnEventsLost,
 		"midlife", h.Kernel.ConnMidlife, "untracked", h.Kernel.DestroyedUntracked, "stale", h.Kernel.ConnStale, "missed", h.Missed(),
-		"orphans_forced", h.Tracker.OrphansForced)
+		"orphans_forced", h.Tracker.OrphansForced,
+	}
+	if h.Export.On {
+		st := h.Export.Spans
+		attrs = append(attrs, "spans_recorded", st.Recorded, "spans_exported", st.Exported,
+			"spans_failed", st.ExportFailed, "spans_dropped", st.Dropped(), "sampled_out", st.SampledOut,
+			"export_errors", h.Export.Errors)
+	}
+	return attrs
 }
 
 // seed picks up sockets that predate the agent: the owners of open

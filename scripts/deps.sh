@@ -8,6 +8,7 @@ packages=(
 	clang-16 llvm-16 libbpf-dev bpftool   # make generate (pinned clang), make vmlinux
 	iproute2 nftables procps              # test network namespaces, packet loss, sysctl
 	rinetd wrk                            # the seed's forwarder and load, in make demo and e2e
+	libcap2-bin                           # capsh: the least-privilege test runs the agent with only its capabilities
 )
 if [ $# -gt 0 ]; then
 	packages=("$@")

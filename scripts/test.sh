@@ -48,3 +48,10 @@ echo "== otel-collector.yaml is valid"
 
 echo "== go test"
 go test -count=1 -p 1 -timeout 20m ./...
+
+# --- fuzzing (ops): each fuzz target for a bounded time, on one worker;
+# the committed corpora (testdata/fuzz/) already ran as seeds in go test.
+echo "== fuzz (15 s per target)"
+for target in ./cmd/tcpspan:FuzzParseConfig ./bpf:FuzzDecode; do
+	go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime 15s -parallel 1 "${target%%:*}"
+done

@@ -3,6 +3,7 @@ package main
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,6 +15,8 @@ type rateLimitedErrors struct {
 	log      *slog.Logger
 	interval time.Duration
 
+	total atomic.Uint64 // every error handled, logged or not
+
 	mu         sync.Mutex
 	last       time.Time
 	suppressed int
@@ -24,10 +27,11 @@ func newRateLimitedErrors(log *slog.Logger, interval time.Duration) *rateLimited
 }
 
 func (r *rateLimitedErrors) Handle(err error) {
+	r.total.Add(1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if now := time.Now(); now.Sub(r.last) >= r.interval {
-		r.log.Warn("export", "err", err, "similar_errors_suppressed", r.suppressed)
+		r.log.Warn("export", "err", oneLine(err.Error()), "similar_errors_suppressed", r.suppressed)
 		r.last, r.suppressed = now, 0
 		return
 	}

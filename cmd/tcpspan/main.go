@@ -4,9 +4,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,11 +18,14 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/sdk/resource"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/tcpspan/tcpspan/agent"
 	"github.com/tcpspan/tcpspan/bpf"
 	"github.com/tcpspan/tcpspan/conn"
 	"github.com/tcpspan/tcpspan/exporter"
+	"github.com/tcpspan/tcpspan/selfmetrics"
 )
 
 const usage = `Usage: sudo tcpspan [flags]
@@ -47,6 +50,9 @@ Environment (OpenTelemetry conventions):
   OTEL_SERVICE_NAME
         the agent's own service: for connections with no known owner, and
         for all of them with -single-service (default "tcpspan")
+  OTEL_METRICS_EXPORTER, OTEL_METRIC_EXPORT_INTERVAL, OTEL_EXPORTER_OTLP_METRICS_*
+        the agent's own metrics (tcpspan.*) go to the same OTLP endpoint
+        every 60 s; "none" turns them off (docs/operations.md)
 By default each span's service.name is the owning process's own
 OTEL_SERVICE_NAME (read from its environment), else its executable name.
 
@@ -57,100 +63,27 @@ where kernel.perf_event_paranoid > 2), and a kernel with BTF
 Flags:
 `
 
-type options struct {
-	otlpEndpoint    string
-	terminal        bool
-	cleanRatio      float64
-	singleService   bool
-	shutdownTimeout time.Duration
-
-	netns      string
-	ports      portList
-	verbose    bool
-	features   bool
-	ringBytes  int
-	maxConns   int
-	orphanIdle time.Duration
-	health     time.Duration
-}
-
-// portList is a repeatable, comma-separated -port flag.
-type portList []uint16
-
-func (p *portList) String() string { return fmt.Sprint(*p) }
-
-func (p *portList) Set(s string) error {
-	for _, f := range strings.Split(s, ",") {
-		v, err := strconv.ParseUint(strings.TrimSpace(f), 10, 16)
-		if err != nil || v == 0 {
-			return fmt.Errorf("%q is not a port (1-65535)", f)
-		}
-		*p = append(*p, uint16(v))
-	}
-	if len(*p) > 8 {
-		return errors.New("at most 8 ports")
-	}
-	return nil
-}
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	var o options
-	fs := flag.NewFlagSet("tcpspan", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // errors are reported in one line below
-	fs.Usage = func() {}
-	fs.StringVar(&o.netns, "netns", "", "trace only this network namespace: a path (/var/run/netns/NAME, /proc/PID/ns/net), a name from 'ip netns', or an inode number")
-	fs.Var(&o.ports, "port", "trace only connections with this local or remote port (repeatable, or comma-separated; at most 8)")
-	fs.BoolVar(&o.verbose, "v", false, "also print clean connections")
-	fs.StringVar(&o.otlpEndpoint, "otlp-endpoint", "", "export spans over OTLP to this URL (sets OTEL_EXPORTER_OTLP_ENDPOINT)")
-	fs.BoolVar(&o.terminal, "terminal", false, "print to the terminal also when exporting over OTLP")
-	fs.Float64Var(&o.cleanRatio, "clean-ratio", exporter.DefaultCleanRatio, "share of clean connections exported (0-1); connections with a problem are always exported")
-	fs.BoolVar(&o.singleService, "single-service", false, "put every span under the agent's service (OTEL_SERVICE_NAME, default tcpspan) instead of the owning process's")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 5*time.Second, "on SIGINT/SIGTERM, how long to flush spans still queued")
-	fs.BoolVar(&o.features, "features", false, "print which capabilities load on this kernel, then exit")
-	fs.IntVar(&o.ringBytes, "ring-buffer-bytes", bpf.DefaultRingBufferBytes, "kernel-to-agent ring buffer size (power of two, multiple of the page size)")
-	fs.IntVar(&o.maxConns, "max-connections", bpf.DefaultMaxConnections, "open connections tracked in the kernel at once (about 600 bytes each); beyond it the oldest are evicted")
-	fs.DurationVar(&o.orphanIdle, "orphan-idle", conn.DefaultOrphanIdle, "how long events without a socket (resets, dropped handshakes) wait to be joined by 4-tuple")
-	fs.DurationVar(&o.health, "health-interval", agent.DefaultHealthInterval, "how often to log the agent's own counts (0 to disable)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return 0
-		}
+	o, err := parseConfig(args, os.LookupEnv)
+	if errors.Is(err, errHelp) {
+		fmt.Fprint(stdout, usage)
+		d := defaultConfig()
+		fs := flagSet(&d)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return 0
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "tcpspan: %v (see tcpspan -h)\n", err)
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "tcpspan: unexpected argument %q (see -h)\n", fs.Arg(0))
-		return 2
-	}
-	if o.ringBytes <= 0 || o.ringBytes&(o.ringBytes-1) != 0 || o.ringBytes%os.Getpagesize() != 0 {
-		fmt.Fprintf(stderr, "tcpspan: -ring-buffer-bytes %d: must be a power of two and a multiple of %d\n", o.ringBytes, os.Getpagesize())
-		return 2
-	}
-	if o.cleanRatio < 0 || o.cleanRatio > 1 {
-		fmt.Fprintf(stderr, "tcpspan: -clean-ratio %v: must be between 0 and 1\n", o.cleanRatio)
-		return 2
-	}
 	if o.otlpEndpoint != "" {
-		os.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", o.otlpEndpoint)
-	}
-	endpoint, err := exporter.OTLPEndpointFromEnv()
-	if err == nil {
-		_, err = exporter.OTLPProtocolFromEnv()
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "tcpspan: %v\n", err)
-		return 2
-	}
-	if o.maxConns <= 0 {
-		fmt.Fprintf(stderr, "tcpspan: -max-connections must be positive\n")
-		return 2
+		// The SDK's exporters read the endpoint from the environment.
+		os.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", strings.TrimSpace(o.otlpEndpoint))
 	}
 	if o.netns != "" && !strings.Contains(o.netns, "/") {
 		if inode, err := strconv.ParseUint(o.netns, 10, 32); err == nil {
@@ -178,31 +111,43 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	var sinks []func(*conn.Connection)
 	var view *terminal
-	if endpoint == "" || o.terminal {
+	if o.endpoint == "" || o.terminal {
 		view = newTerminal(stdout, o.verbose)
 		sinks = append(sinks, view.print)
 	}
 	var spans *exporter.Exporter
-	if endpoint != "" {
-		otel.SetErrorHandler(newRateLimitedErrors(log, 10*time.Second))
-		base, err := exporter.BaseResource(ctx)
-		if err != nil {
+	errs := newRateLimitedErrors(log, 10*time.Second)
+	exportHealth := func() agent.ExportHealth { return agent.ExportHealth{} }
+	var base *resource.Resource
+	if o.endpoint != "" || o.metrics {
+		otel.SetErrorHandler(errs)
+		if base, err = exporter.BaseResource(ctx); err != nil {
 			fmt.Fprintf(stderr, "tcpspan: %v\n", err)
 			return 1
 		}
+	}
+	if o.endpoint != "" {
 		otlp, err := exporter.NewOTLPFromEnv(ctx)
 		if err != nil {
-			fmt.Fprintf(stderr, "tcpspan: OTLP exporter: %v\n", err)
+			fmt.Fprintf(stderr, "tcpspan: OTLP exporter: %v\n", oneLine(err.Error()))
 			return 2
 		}
-		spans, err = exporter.New(base, exporter.WithSpanExporter(otlp),
+		spans, err = exporter.New(base, exporter.WithSpanExporter(otlp), exporter.WithMaxQueueSize(o.exportQueue),
 			exporter.WithCleanRatio(o.cleanRatio), exporter.WithSingleService(o.singleService))
 		if err != nil {
-			fmt.Fprintf(stderr, "tcpspan: %v\n", err)
+			fmt.Fprintf(stderr, "tcpspan: %v\n", oneLine(err.Error()))
 			return 2
 		}
 		sinks = append(sinks, spans.Export)
+		exportHealth = func() agent.ExportHealth {
+			return agent.ExportHealth{On: true, Spans: spans.Stats(), Errors: errs.total.Load()}
+		}
 	}
+
+	var current func() agent.Health
+	var self *selfmetrics.Metrics
+	var server *selfmetrics.Server
+	startErr := error(nil)
 	cfg := agent.Config{
 		NetnsPath:       o.netns,
 		Ports:           o.ports,
@@ -211,9 +156,33 @@ func run(args []string, stdout, stderr io.Writer) int {
 		OrphanIdle:      o.orphanIdle,
 		HealthInterval:  o.health,
 		Logger:          log,
+		Export:          exportHealth,
+		Observe: func(f func() agent.Health) {
+			current = f
+			if o.metrics {
+				agentRes, err := resource.Merge(base, resource.NewSchemaless(semconv.ServiceName(agentService())))
+				if err != nil {
+					agentRes = base
+				}
+				if self, err = selfmetrics.Start(ctx, agentRes, o.metricsProtocol, f); err != nil {
+					log.Warn("the agent's own metrics are off", "err", oneLine(err.Error()))
+				}
+			}
+			if o.healthAddr != "" {
+				if server, startErr = selfmetrics.Serve(o.healthAddr, f); startErr != nil {
+					stop() // a requested endpoint that cannot listen is fatal
+				}
+			}
+		},
 		Ready: func(tr *bpf.Tracer) {
-			log.Info("tracing", "netns", orAll(o.netns), "ports", o.ports, "otlp", orNone(endpoint),
-				"features", fmt.Sprintf("%+v", tr.Features()))
+			attrs := []any{"netns", orAll(o.netns), "ports", o.ports, "otlp", orNone(o.endpoint),
+				"features", fmt.Sprintf("%+v", tr.Features())}
+			if server != nil {
+				attrs = append(attrs, "health_addr", server.Addr())
+			}
+			if startErr == nil {
+				log.Info("tracing", attrs...)
+			}
 		},
 	}
 	health, runErr := agent.Run(ctx, cfg, func(c *conn.Connection) {
@@ -222,31 +191,49 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	})
 	code := 0
-	if runErr != nil {
-		fmt.Fprintf(stderr, "tcpspan: %v\n", runErr)
+	if runErr = cmp.Or(startErr, runErr); runErr != nil {
+		fmt.Fprintf(stderr, "tcpspan: %v\n", oneLine(runErr.Error()))
 		code = 1
 	}
 	if view != nil {
 		view.summary()
 	}
-	attrs := []any{"connections", health.Tracker.Connections, "orphans", health.Tracker.Orphans, "lost", health.Lost(),
-		"midlife", health.Kernel.ConnMidlife, "untracked", health.Kernel.DestroyedUntracked, "stale", health.Kernel.ConnStale,
-		"missed", health.Missed()}
+	flushCtx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if spans != nil {
+		if err := spans.Shutdown(flushCtx); err != nil {
+			log.Warn("flushing spans", "err", oneLine(err.Error()))
+		}
+	}
+	if current != nil {
+		// After the flush: the export counts are final.
+		health = current()
+	}
+	if self != nil {
+		if err := self.Shutdown(flushCtx); err != nil {
+			log.Warn("flushing the agent's metrics", "err", oneLine(err.Error()))
+		}
+	}
+	if server != nil {
+		server.Close(flushCtx)
+	}
+	attrs := health.LogAttrs()
 	if len(health.Kernel.Missed) > 0 {
 		attrs = append(attrs, "missed_by_hook", fmt.Sprint(health.Kernel.Missed))
 	}
-	if spans != nil {
-		flushCtx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-		if err := spans.Shutdown(flushCtx); err != nil {
-			log.Warn("flushing spans", "err", err)
+	if o.statsFile != "" && current != nil {
+		if err := selfmetrics.WriteFile(o.statsFile, selfmetrics.Values(health)); err != nil {
+			fmt.Fprintf(stderr, "tcpspan: %v\n", oneLine(err.Error()))
+			code = cmp.Or(code, 1)
 		}
-		cancel()
-		st := spans.Stats()
-		attrs = append(attrs, "spans_recorded", st.Recorded, "spans_exported", st.Exported,
-			"spans_failed", st.ExportFailed, "spans_dropped", st.Dropped(), "sampled_out", st.SampledOut)
 	}
 	log.Info("stopped", attrs...)
 	return code
+}
+
+// agentService is the agent's own service.name, for its metrics.
+func agentService() string {
+	return cmp.Or(os.Getenv("OTEL_SERVICE_NAME"), exporter.DefaultAgentService)
 }
 
 func orAll(s string) string {

@@ -1,0 +1,307 @@
+package main
+
+import (
+	"cmp"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tcpspan/tcpspan/agent"
+	"github.com/tcpspan/tcpspan/bpf"
+	"github.com/tcpspan/tcpspan/conn"
+	"github.com/tcpspan/tcpspan/exporter"
+)
+
+// config is everything the command line and the environment say, checked.
+// It is built by [parseConfig], a pure function, so that bad input can be
+// fuzzed without starting anything.
+type config struct {
+	otlpEndpoint    string // -otlp-endpoint as given
+	endpoint        string // where spans go, from the flag or the environment; "" for the terminal only
+	protocol        string // exporter.ProtocolGRPC or exporter.ProtocolHTTP
+	metricsProtocol string // protocol of the agent's own metrics
+	// metrics: export the agent's own metrics, to the metrics or generic
+	// endpoint (a traces-only endpoint says nothing about metrics), unless
+	// OTEL_METRICS_EXPORTER is "none".
+	metrics         bool
+	terminal        bool
+	cleanRatio      float64
+	singleService   bool
+	shutdownTimeout time.Duration
+	exportQueue     int
+
+	netns      string // as given: a path, a name or an inode number
+	ports      portList
+	verbose    bool
+	features   bool
+	ringBytes  int
+	maxConns   int
+	orphanIdle time.Duration
+	health     time.Duration
+	healthAddr string // host:port of the health endpoint; "" for none
+	statsFile  string
+}
+
+// errHelp is returned by parseConfig for -h.
+var errHelp = flag.ErrHelp
+
+// flagSet declares every flag into c, with c's values as defaults.
+func flagSet(c *config) *flag.FlagSet {
+	fs := flag.NewFlagSet("tcpspan", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported in one line by the caller
+	fs.Usage = func() {}
+	fs.StringVar(&c.netns, "netns", c.netns, "trace only this network namespace: a path (/var/run/netns/NAME, /proc/PID/ns/net), a name from 'ip netns', or an inode number")
+	fs.Var(&c.ports, "port", "trace only connections with this local or remote port (repeatable, or comma-separated; at most 8)")
+	fs.BoolVar(&c.verbose, "v", c.verbose, "also print clean connections")
+	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", c.otlpEndpoint, "export spans and the agent's metrics over OTLP to this URL (as OTEL_EXPORTER_OTLP_ENDPOINT)")
+	fs.BoolVar(&c.terminal, "terminal", c.terminal, "print to the terminal also when exporting over OTLP")
+	fs.Float64Var(&c.cleanRatio, "clean-ratio", c.cleanRatio, "share of clean connections exported (0-1); connections with a problem are always exported")
+	fs.BoolVar(&c.singleService, "single-service", c.singleService, "put every span under the agent's service (OTEL_SERVICE_NAME, default tcpspan) instead of the owning process's")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", c.shutdownTimeout, "on SIGINT/SIGTERM, how long to flush spans still queued")
+	fs.IntVar(&c.exportQueue, "export-queue", c.exportQueue, "spans waiting for export, per owning process, before new ones are dropped (and counted)")
+	fs.BoolVar(&c.features, "features", c.features, "print which capabilities load on this kernel, then exit")
+	fs.IntVar(&c.ringBytes, "ring-buffer-bytes", c.ringBytes, "kernel-to-agent ring buffer size (power of two, multiple of the page size)")
+	fs.IntVar(&c.maxConns, "max-connections", c.maxConns, "open connections tracked in the kernel at once (about 600 bytes each); beyond it the oldest are evicted")
+	fs.DurationVar(&c.orphanIdle, "orphan-idle", c.orphanIdle, "how long events without a socket (resets, dropped handshakes) wait to be joined by 4-tuple")
+	fs.DurationVar(&c.health, "health-interval", c.health, "how often to log the agent's own counts (0 to disable)")
+	fs.StringVar(&c.healthAddr, "health-addr", c.healthAddr, "serve /healthz and /metrics (the agent's own counts) on this address; a bare port binds 127.0.0.1 (default: no listening port)")
+	fs.StringVar(&c.statsFile, "stats-file", c.statsFile, "on exit, write the agent's final counts to this file as JSON")
+	return fs
+}
+
+func defaultConfig() config {
+	return config{
+		cleanRatio:      exporter.DefaultCleanRatio,
+		shutdownTimeout: 5 * time.Second,
+		exportQueue:     exporter.DefaultMaxQueueSize,
+		ringBytes:       bpf.DefaultRingBufferBytes,
+		maxConns:        bpf.DefaultMaxConnections,
+		orphanIdle:      conn.DefaultOrphanIdle,
+		health:          agent.DefaultHealthInterval,
+	}
+}
+
+// parseConfig reads the command line and the variables lookupEnv finds. It
+// touches nothing else: no files, no network. The error, if any, is one
+// line; -h yields errHelp.
+func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, error) {
+	c, err := parseConfigLines(args, lookupEnv)
+	if err != nil && !errors.Is(err, errHelp) {
+		err = errors.New(oneLine(err.Error()))
+	}
+	return c, err
+}
+
+func parseConfigLines(args []string, lookupEnv func(string) (string, bool)) (config, error) {
+	c := defaultConfig()
+	fs := flagSet(&c)
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.ringBytes <= 0 || c.ringBytes&(c.ringBytes-1) != 0 || c.ringBytes%os.Getpagesize() != 0 {
+		return c, fmt.Errorf("-ring-buffer-bytes %d: must be a power of two and a multiple of %d", c.ringBytes, os.Getpagesize())
+	}
+	if c.ringBytes > 1<<30 {
+		return c, fmt.Errorf("-ring-buffer-bytes %d: at most %d", c.ringBytes, 1<<30)
+	}
+	// NaN fails both comparisons, so test for the valid range.
+	if !(c.cleanRatio >= 0 && c.cleanRatio <= 1) {
+		return c, fmt.Errorf("-clean-ratio %v: must be between 0 and 1", c.cleanRatio)
+	}
+	if c.maxConns <= 0 || c.maxConns > 1<<24 {
+		return c, fmt.Errorf("-max-connections %d: must be between 1 and %d", c.maxConns, 1<<24)
+	}
+	if c.exportQueue <= 0 || c.exportQueue > 1<<24 {
+		return c, fmt.Errorf("-export-queue %d: must be between 1 and %d", c.exportQueue, 1<<24)
+	}
+	if c.shutdownTimeout < 0 {
+		return c, fmt.Errorf("-shutdown-timeout %v: must not be negative", c.shutdownTimeout)
+	}
+	if c.orphanIdle < 0 {
+		return c, fmt.Errorf("-orphan-idle %v: must not be negative", c.orphanIdle)
+	}
+	if c.health < 0 {
+		return c, fmt.Errorf("-health-interval %v: must not be negative (0 disables)", c.health)
+	}
+	if c.netns != "" && strings.ContainsRune(c.netns, 0) {
+		return c, fmt.Errorf("-netns %q: not a path, name or inode", c.netns)
+	}
+	if c.healthAddr != "" {
+		addr, err := healthAddress(c.healthAddr)
+		if err != nil {
+			return c, err
+		}
+		c.healthAddr = addr
+	}
+	env := func(name string) string {
+		v, _ := lookupEnv(name)
+		return strings.TrimSpace(v)
+	}
+	// The SDK gives the signal-specific variable precedence over the
+	// generic one, which the flag stands for.
+	generic := "OTEL_EXPORTER_OTLP_ENDPOINT"
+	endpoints := []struct{ name, value string }{
+		{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")},
+		{"-otlp-endpoint", strings.TrimSpace(c.otlpEndpoint)},
+		{generic, env(generic)},
+	}
+	for _, e := range endpoints {
+		if e.value == "" {
+			continue
+		}
+		if err := checkEndpoint(e.value); err != nil {
+			return c, fmt.Errorf("%s=%q: %v", e.name, e.value, err)
+		}
+		if c.endpoint == "" {
+			c.endpoint = e.value
+		}
+	}
+	if v := env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"); v != "" {
+		if err := checkEndpoint(v); err != nil {
+			return c, fmt.Errorf("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=%q: %v", v, err)
+		}
+		c.metrics = true
+	}
+	if endpoints[1].value != "" || endpoints[2].value != "" {
+		c.metrics = true
+	}
+	c.protocol = exporter.ProtocolGRPC
+	// Every protocol variable is checked; the traces one outranks the
+	// generic one for spans, as in the SDK.
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
+		switch v := env(name); v {
+		case "":
+		case exporter.ProtocolGRPC, exporter.ProtocolHTTP:
+			if name != "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL" {
+				c.protocol = v
+			}
+		default:
+			return c, fmt.Errorf("%s=%q: tcpspan supports %q and %q", name, v, exporter.ProtocolGRPC, exporter.ProtocolHTTP)
+		}
+	}
+	c.metricsProtocol = cmp.Or(env("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"), env("OTEL_EXPORTER_OTLP_PROTOCOL"), exporter.ProtocolGRPC)
+	switch v := env("OTEL_METRICS_EXPORTER"); v {
+	case "", "otlp":
+	case "none":
+		c.metrics = false
+	default:
+		return c, fmt.Errorf("OTEL_METRICS_EXPORTER=%q: tcpspan supports \"otlp\" and \"none\"", v)
+	}
+	return c, nil
+}
+
+// checkEndpoint accepts what the OTLP exporters accept as an endpoint URL
+// and rejects at start what they would only fail on later.
+func checkEndpoint(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("want a URL such as http://127.0.0.1:4317")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.ParseUint(p, 10, 16); err != nil || n == 0 {
+			return fmt.Errorf("port %q is not 1-65535", p)
+		}
+	}
+	return nil
+}
+
+// healthAddress normalises -health-addr: a bare port, or ":port", binds
+// loopback only, so that the agent's counts are not served to the network
+// unless an address says so.
+func healthAddress(v string) (string, error) {
+	if _, err := strconv.ParseUint(v, 10, 16); err == nil {
+		v = ":" + v
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return "", fmt.Errorf("-health-addr %q: want PORT or HOST:PORT", v)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return "", fmt.Errorf("-health-addr %q: port %q is not 0-65535", v, port)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	if strings.ContainsAny(host, " /\\%\x00") {
+		return "", fmt.Errorf("-health-addr %q: bad host %q", v, host)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// args renders c back as a command line that parses to c (with an empty
+// environment, for the endpoint).
+func (c config) args() []string {
+	d := defaultConfig()
+	var a []string
+	add := func(name, value string) { a = append(a, "-"+name+"="+value) }
+	if c.netns != d.netns {
+		add("netns", c.netns)
+	}
+	for _, p := range c.ports {
+		add("port", strconv.Itoa(int(p)))
+	}
+	if c.verbose {
+		add("v", "true")
+	}
+	if c.endpoint != "" {
+		add("otlp-endpoint", c.endpoint)
+	}
+	if c.terminal {
+		add("terminal", "true")
+	}
+	add("clean-ratio", strconv.FormatFloat(c.cleanRatio, 'g', -1, 64))
+	if c.singleService {
+		add("single-service", "true")
+	}
+	add("shutdown-timeout", c.shutdownTimeout.String())
+	add("export-queue", strconv.Itoa(c.exportQueue))
+	if c.features {
+		add("features", "true")
+	}
+	add("ring-buffer-bytes", strconv.Itoa(c.ringBytes))
+	add("max-connections", strconv.Itoa(c.maxConns))
+	add("orphan-idle", c.orphanIdle.String())
+	add("health-interval", c.health.String())
+	if c.healthAddr != "" {
+		add("health-addr", c.healthAddr)
+	}
+	if c.statsFile != "" {
+		add("stats-file", c.statsFile)
+	}
+	return a
+}
+
+// oneLine makes an error message fit on one line: flag names and values
+// from the command line may hold line breaks.
+func oneLine(s string) string {
+	return strings.NewReplacer("\r", `\r`, "\n", `\n`).Replace(s)
+}
+
+// portList is a repeatable, comma-separated -port flag.
+type portList []uint16
+
+func (p *portList) String() string { return fmt.Sprint(*p) }
+
+func (p *portList) Set(s string) error {
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseUint(strings.TrimSpace(f), 10, 16)
+		if err != nil || v == 0 {
+			return fmt.Errorf("%q is not a port (1-65535)", f)
+		}
+		*p = append(*p, uint16(v))
+		if len(*p) > 8 {
+			return errors.New("at most 8 ports")
+		}
+	}
+	return nil
+}

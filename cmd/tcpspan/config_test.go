@@ -1,0 +1,164 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestParseConfig(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(config) bool
+	}{
+		{"defaults: terminal only, no port, no metrics", nil, nil, func(c config) bool {
+			return c.endpoint == "" && c.healthAddr == "" && !c.metrics && c.protocol == "grpc"
+		}},
+		{"flag endpoint turns on metrics", []string{"-otlp-endpoint", "http://127.0.0.1:4317"}, nil, func(c config) bool {
+			return c.endpoint == "http://127.0.0.1:4317" && c.metrics && c.metricsProtocol == "grpc"
+		}},
+		{"traces variable outranks the flag", []string{"-otlp-endpoint", "http://a:1"}, map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://b:2"}, func(c config) bool {
+			return c.endpoint == "http://b:2"
+		}},
+		{"traces-only endpoint says nothing of metrics", nil, map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://b:2"}, func(c config) bool {
+			return c.endpoint == "http://b:2" && !c.metrics
+		}},
+		{"metrics off", nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://b:2", "OTEL_METRICS_EXPORTER": "none"}, func(c config) bool {
+			return c.endpoint == "http://b:2" && !c.metrics
+		}},
+		{"protocols per signal", nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://b:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc"}, func(c config) bool {
+			return c.protocol == "http/protobuf" && c.metricsProtocol == "grpc"
+		}},
+		{"a bare port binds loopback", []string{"-health-addr", "9464"}, nil, func(c config) bool { return c.healthAddr == "127.0.0.1:9464" }},
+		{"so does :port", []string{"-health-addr", ":0"}, nil, func(c config) bool { return c.healthAddr == "127.0.0.1:0" }},
+		{"an explicit host stays", []string{"-health-addr", "[::1]:9464"}, nil, func(c config) bool { return c.healthAddr == "[::1]:9464" }},
+		{"ports", []string{"-port", "80,443", "-port", "92"}, nil, func(c config) bool { return reflect.DeepEqual(c.ports, portList{80, 443, 92}) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.args, envOf(tt.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c) {
+				t.Errorf("%+v", c)
+			}
+		})
+	}
+}
+
+func TestParseConfigRejects(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"-health-addr", "nonsense"}, nil, "-health-addr"},
+		{[]string{"-health-addr", "127.0.0.1:99999"}, nil, "-health-addr"},
+		{[]string{"-export-queue", "0"}, nil, "-export-queue"},
+		{[]string{"-clean-ratio", "NaN"}, nil, "-clean-ratio"},
+		{[]string{"-health-interval", "-1s"}, nil, "-health-interval"},
+		{nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4317"}, "OTEL_EXPORTER_OTLP_ENDPOINT"},
+		{nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:0"}, "port"},
+		{nil, map[string]string{"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "udp://x"}, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"},
+		{nil, map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "http/json"},
+		{nil, map[string]string{"OTEL_METRICS_EXPORTER": "prometheus"}, "OTEL_METRICS_EXPORTER"},
+		{[]string{"-\nport"}, nil, "not defined"},
+	} {
+		_, err := parseConfig(tt.args, envOf(tt.env))
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.ContainsAny(err.Error(), "\r\n") {
+			t.Errorf("%q %v: error %v, want one line naming %s", tt.args, tt.env, err, tt.want)
+		}
+	}
+}
+
+// The command exits 2 with one line for a bad variable too, and does not
+// start anything.
+func TestBadVariableExits2(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")
+	var out, errOut strings.Builder
+	if code := run(nil, &out, &errOut); code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	if msg := errOut.String(); strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "OTEL_EXPORTER_OTLP_PROTOCOL") {
+		t.Errorf("stderr %q", msg)
+	}
+}
+
+// FuzzParseConfig feeds arbitrary command lines and variables to the
+// parser. It must never panic; an error is one line; a config it accepts
+// holds sane values and renders back to a command line that parses to the
+// same config.
+func FuzzParseConfig(f *testing.F) {
+	f.Add("-netns\x00ns1\x00-port\x0080,443", "http://127.0.0.1:4317", "grpc", "")
+	f.Add("-health-addr=9464\x00-stats-file=/tmp/s.json", "", "", "none")
+	f.Add("-ring-buffer-bytes\x004096\x00-max-connections\x0016\x00-export-queue\x008", "https://[::1]:4318/", "http/protobuf", "otlp")
+	f.Add("-clean-ratio=0.25\x00-orphan-idle=1ms\x00-health-interval=0\x00-v\x00-terminal", "http://h", "", "")
+	f.Add("-otlp-endpoint\x00http://x:1\x00stray", "", "", "")
+	f.Add("-h", "", "", "")
+	f.Fuzz(func(t *testing.T, argv, endpoint, protocol, metrics string) {
+		var args []string
+		if argv != "" {
+			args = strings.Split(argv, "\x00")
+		}
+		env := envOf(map[string]string{
+			"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+			"OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+			"OTEL_METRICS_EXPORTER":       metrics,
+		})
+		c, err := parseConfig(args, env)
+		if errors.Is(err, errHelp) {
+			return
+		}
+		if err != nil {
+			if msg := err.Error(); msg == "" || strings.ContainsAny(msg, "\r\n") {
+				t.Fatalf("error not one line: %q", msg)
+			}
+			return
+		}
+		checkSane(t, c)
+		again, err := parseConfig(c.args(), env)
+		if err != nil {
+			t.Fatalf("rendered %q: %v", c.args(), err)
+		}
+		again.otlpEndpoint, c.otlpEndpoint = "", ""
+		if !reflect.DeepEqual(again, c) {
+			t.Fatalf("round trip through %q:\n got %+v\nwant %+v", c.args(), again, c)
+		}
+	})
+}
+
+func checkSane(t *testing.T, c config) {
+	t.Helper()
+	page := os.Getpagesize()
+	switch {
+	case c.ringBytes < page || c.ringBytes&(c.ringBytes-1) != 0:
+		t.Fatalf("ring buffer %d", c.ringBytes)
+	case c.maxConns < 1, c.exportQueue < 1:
+		t.Fatalf("max connections %d, export queue %d", c.maxConns, c.exportQueue)
+	case !(c.cleanRatio >= 0 && c.cleanRatio <= 1):
+		t.Fatalf("clean ratio %v", c.cleanRatio)
+	case len(c.ports) > 8:
+		t.Fatalf("%d ports", len(c.ports))
+	case c.health < 0, c.orphanIdle < 0, c.shutdownTimeout < 0:
+		t.Fatalf("negative duration: %+v", c)
+	case c.protocol != "grpc" && c.protocol != "http/protobuf":
+		t.Fatalf("protocol %q", c.protocol)
+	case c.endpoint != "" && !strings.HasPrefix(c.endpoint, "http://") && !strings.HasPrefix(c.endpoint, "https://"):
+		t.Fatalf("endpoint %q", c.endpoint)
+	case c.healthAddr != "" && !strings.Contains(c.healthAddr, ":"):
+		t.Fatalf("health address %q", c.healthAddr)
+	}
+	for _, p := range c.ports {
+		if p == 0 {
+			t.Fatal("port 0")
+		}
+	}
+}
