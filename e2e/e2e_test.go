@@ -83,12 +83,22 @@ func buildAgent(t *testing.T) string {
 
 func startAgent(t *testing.T, bin string, ns *testutil.NetNS, env ...string) *agent {
 	t.Helper()
+	// Jaeger takes no metrics: the agent's own are tested through the
+	// collector (ops_test.go).
+	return startAgentWith(t, bin, []string{"-netns", ns.Path, "-orphan-idle", "500ms", "-health-interval", "0"},
+		append([]string{"OTEL_METRICS_EXPORTER=none"}, env...)...)
+}
+
+// startAgentWith starts the agent with these arguments and variables and
+// waits until it traces.
+func startAgentWith(t *testing.T, bin string, args []string, env ...string) *agent {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), "tcpspan.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-netns", ns.Path, "-orphan-idle", "500ms", "-health-interval", "0")
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), append([]string{"OTEL_BSP_SCHEDULE_DELAY=100"}, env...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
@@ -108,8 +118,8 @@ func startAgent(t *testing.T, bin string, ns *testutil.NetNS, env ...string) *ag
 		if strings.Contains(string(b), "msg=tracing") {
 			return a
 		}
-		if cmd.ProcessState != nil {
-			break
+		if strings.Contains(string(b), "tcpspan: ") {
+			break // the one line of a failed start
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -119,11 +129,14 @@ func startAgent(t *testing.T, bin string, ns *testutil.NetNS, env ...string) *ag
 }
 
 // stop sends SIGINT, as a user would, and waits for the flush.
-func (a *agent) stop(t *testing.T) {
+func (a *agent) stop(t *testing.T) { a.stopWith(t, syscall.SIGINT) }
+
+// stopWith sends sig and waits for the agent to exit, which must be clean.
+func (a *agent) stopWith(t *testing.T, sig syscall.Signal) {
 	if a.cmd.ProcessState != nil {
 		return
 	}
-	a.cmd.Process.Signal(syscall.SIGINT)
+	a.cmd.Process.Signal(sig)
 	done := make(chan error, 1)
 	go func() { done <- a.cmd.Wait() }()
 	select {
@@ -133,7 +146,7 @@ func (a *agent) stop(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		a.cmd.Process.Kill()
-		t.Error("tcpspan did not stop within 20 s of SIGINT")
+		t.Errorf("tcpspan did not stop within 20 s of %v", sig)
 	}
 }
 

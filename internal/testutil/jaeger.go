@@ -34,6 +34,9 @@ type Jaeger struct {
 	QueryURL string // query service, http://host:port (/api/v3/...)
 
 	LogPath string // Jaeger's stdout and stderr
+
+	bin, cfgPath string
+	stop         func(kill bool) // ends the current process, if running
 }
 
 // jaegerConfig replaces Jaeger's built-in all-in-one configuration, whose
@@ -111,11 +114,29 @@ func startJaeger(tb testing.TB, bin string) (*Jaeger, error) {
 		tb.Fatal(err)
 	}
 	j.LogPath = filepath.Join(dir, "jaeger.log")
-	logf, err := os.Create(j.LogPath)
+	j.bin, j.cfgPath = bin, cfgPath
+	start := time.Now()
+	if err := j.launch(tb); err != nil {
+		return nil, err
+	}
+	tb.Logf("jaeger: ready in %v: OTLP gRPC %s, OTLP HTTP %s, query %s", time.Since(start).Round(time.Millisecond), j.OTLPGRPC, j.OTLPHTTP, j.QueryURL)
+	tb.Cleanup(func() {
+		j.stop(false)
+		if tb.Failed() {
+			tb.Logf("--- jaeger log %s (last 16 KiB) ---\n%s", j.LogPath, readTail(j.LogPath, 16<<10))
+		}
+	})
+	return j, nil
+}
+
+// launch starts the process and waits until it is ready.
+func (j *Jaeger) launch(tb testing.TB) error {
+	tb.Helper()
+	logf, err := os.OpenFile(j.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--config="+cfgPath)
+	cmd := exec.Command(j.bin, "--config="+j.cfgPath)
 	// Nothing in the configuration is left on the default "localhost", but
 	// keep any listener that falls back to the variable on loopback too.
 	cmd.Env = append(os.Environ(), "JAEGER_LISTEN_HOST=127.0.0.1")
@@ -123,10 +144,9 @@ func startJaeger(tb testing.TB, bin string) (*Jaeger, error) {
 	// Dies with the test binary even if cleanup never runs (the signal is
 	// sent when the starting OS thread exits).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		tb.Fatalf("jaeger: start %s: %v", bin, err)
+		tb.Fatalf("jaeger: start %s: %v", j.bin, err)
 	}
 	exited := make(chan struct{})
 	go func() {
@@ -134,13 +154,17 @@ func startJaeger(tb testing.TB, bin string) (*Jaeger, error) {
 		logf.Close()
 		close(exited)
 	}()
-	stop := func() {
+	j.stop = func(kill bool) {
 		select {
 		case <-exited:
 			return
 		default:
 		}
-		cmd.Process.Signal(syscall.SIGTERM)
+		if kill {
+			cmd.Process.Kill()
+		} else {
+			cmd.Process.Signal(syscall.SIGTERM)
+		}
 		select {
 		case <-exited:
 		case <-time.After(5 * time.Second):
@@ -148,23 +172,32 @@ func startJaeger(tb testing.TB, bin string) (*Jaeger, error) {
 			<-exited
 		}
 	}
-
 	if err := j.waitReady(exited, 30*time.Second); err != nil {
-		stop()
+		j.stop(false)
 		log := readTail(j.LogPath, 8<<10)
 		if strings.Contains(log, "address already in use") {
-			return nil, fmt.Errorf("%w\n%s", errPortTaken, log)
+			return fmt.Errorf("%w\n%s", errPortTaken, log)
 		}
-		return nil, fmt.Errorf("%v\n--- %s (last 8 KiB) ---\n%s", err, j.LogPath, log)
+		return fmt.Errorf("%v\n--- %s (last 8 KiB) ---\n%s", err, j.LogPath, log)
 	}
-	tb.Logf("jaeger: ready in %v: OTLP gRPC %s, OTLP HTTP %s, query %s", time.Since(start).Round(time.Millisecond), j.OTLPGRPC, j.OTLPHTTP, j.QueryURL)
-	tb.Cleanup(func() {
-		stop()
-		if tb.Failed() {
-			tb.Logf("--- jaeger log %s (last 16 KiB) ---\n%s", j.LogPath, readTail(j.LogPath, 16<<10))
-		}
-	})
-	return j, nil
+	return nil
+}
+
+// Kill ends Jaeger abruptly (SIGKILL), as a crashed collector: its
+// listeners vanish and everything it stored is gone.
+func (j *Jaeger) Kill(tb testing.TB) {
+	tb.Helper()
+	j.stop(true)
+}
+
+// Restart starts Jaeger again on the same ports after [Jaeger.Kill], with
+// empty storage, and waits until it is ready.
+func (j *Jaeger) Restart(tb testing.TB) {
+	tb.Helper()
+	j.stop(true)
+	if err := j.launch(tb); err != nil {
+		tb.Fatalf("jaeger: restart: %v", err)
+	}
 }
 
 // waitReady waits until both OTLP receivers accept connections and the query
