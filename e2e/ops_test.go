@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -456,6 +458,365 @@ func TestRestartMidConnection(t *testing.T) {
 	for _, sp := range got {
 		if attr(&sp, "tcp.observed_midlife") != "true" {
 			t.Errorf("span %q %v: tcp.observed_midlife %q, want true", sp.Name, sp.Kind, attr(&sp, "tcp.observed_midlife"))
+		}
+	}
+}
+
+// capNames maps every capability bit of this kernel to its name, from
+// capsh itself.
+func capNames(t *testing.T) []string {
+	t.Helper()
+	last, err := strconv.Atoi(strings.TrimSpace(readFile("/proc/sys/kernel/cap_last_cap")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, last+1)
+	for bit := range names {
+		out, err := exec.Command("capsh", fmt.Sprintf("--decode=%x", uint64(1)<<bit)).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, name, _ := strings.Cut(strings.TrimSpace(string(out)), "=")
+		names[bit] = strings.ToUpper(name)
+	}
+	return names
+}
+
+// withCaps returns a command that runs bin with exactly the capabilities
+// caps: as root with every other one dropped from the bounding set, or as
+// nobody with caps as ambient capabilities.
+func withCaps(all []string, user string, caps []string, bin string, args ...string) *exec.Cmd {
+	lower := func(cs []string) string { return strings.ToLower(strings.Join(cs, ",")) }
+	var capsh []string
+	if user == "root" {
+		var drop []string
+		for _, c := range all {
+			if !slicesContains(caps, c) {
+				drop = append(drop, c)
+			}
+		}
+		capsh = []string{"--drop=" + lower(drop)}
+	} else {
+		capsh = []string{"--caps=" + lower(append([]string{"cap_setpcap", "cap_setuid", "cap_setgid"}, caps...)) + "+ep",
+			"--keep=1", "--user=" + user, "--inh=" + lower(caps), "--addamb=" + lower(caps)}
+		if len(caps) == 0 {
+			capsh = capsh[:3]
+		}
+	}
+	capsh = append(capsh, "--", "-c", `exec "$@"`, "sh", bin)
+	return exec.Command("capsh", append(capsh, args...)...)
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// The agent traces with exactly the capabilities it documents for this
+// host (tcpspan -capabilities), as root in a restricted container would,
+// and as an ordinary user given them; without any one of them it exits
+// naming it.
+func TestLeastPrivilege(t *testing.T) {
+	testutil.RequireBPF(t)
+	if _, err := exec.LookPath("capsh"); err != nil {
+		if os.Getenv(testutil.RequiredEnv) == "1" {
+			t.Fatal("capsh not installed (libcap2-bin; scripts/deps.sh)")
+		}
+		t.Skip("capsh not installed (libcap2-bin)")
+	}
+	all := capNames(t)
+	// A copy of the agent, and a place for its stats, that nobody can reach.
+	dir, err := os.MkdirTemp("", "tcpspan-caps-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o777)
+	bin := filepath.Join(dir, "tcpspan")
+	if b, err := os.ReadFile(buildAgent(t)); err != nil || os.WriteFile(bin, b, 0o755) != nil {
+		t.Fatalf("copy agent: %v", err)
+	}
+
+	for _, user := range []string{"root", "nobody"} {
+		t.Run(user, func(t *testing.T) {
+			out, err := withCaps(all, user, nil, bin, "-capabilities").CombinedOutput()
+			if err != nil {
+				t.Fatalf("tcpspan -capabilities: %v\n%s", err, out)
+			}
+			var required []string
+			for _, line := range strings.Split(string(out), "\n") {
+				if f := strings.Fields(line); len(f) > 1 && f[1] == "required:" {
+					required = append(required, f[0])
+				}
+			}
+			t.Logf("required here as %s: %v", user, required)
+			for _, c := range []string{"CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN"} {
+				if !slicesContains(required, c) {
+					t.Errorf("%s not among the required %v", c, required)
+				}
+			}
+
+			ns := testutil.NewNetNS(t)
+			stats := filepath.Join(dir, "stats-"+user+".json")
+			logPath := filepath.Join(t.TempDir(), "tcpspan.log")
+			logFile, _ := os.Create(logPath)
+			defer logFile.Close()
+			cmd := withCaps(all, user, required, bin, "-netns", ns.Path, "-health-interval", "0", "-stats-file", stats)
+			cmd.Stdout, cmd.Stderr = logFile, logFile
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			a := &agent{cmd: cmd, stderr: logFile, logPath: logPath}
+			t.Cleanup(func() { a.stop(t) })
+			deadline := time.Now().Add(10 * time.Second)
+			for !strings.Contains(readFile(logPath), "msg=tracing") {
+				if time.Now().After(deadline) || strings.Contains(readFile(logPath), "tcpspan: ") {
+					t.Fatalf("the agent did not start with %v:\n%s", required, readFile(logPath))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			status := readFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+			var want uint64
+			for _, c := range required {
+				want |= 1 << uint64(slicesIndex(all, c))
+			}
+			if !strings.Contains(status, fmt.Sprintf("CapEff:\t%016x\n", want)) || !strings.Contains(status, "Name:\ttcpspan\n") {
+				t.Fatalf("the agent does not run with exactly %v (mask %016x):\n%s", required, want, status)
+			}
+			srv := startServer(t, ns)
+			srv.connect(t, ns, 3)
+			time.Sleep(200 * time.Millisecond)
+			a.stopWith(t, syscall.SIGTERM)
+			st := readStats(t, stats)
+			emitted := st["tcpspan.records.emitted{kind=connection}"]
+			if n := sockets(t, ns); emitted != n || n != 6 {
+				t.Errorf("with only %v: %d connection records for %d sockets", required, emitted, n)
+			}
+			for _, line := range strings.Split(readFile(logPath), "\n") {
+				if strings.Contains(line, "level=WARN") {
+					t.Logf("warning with the required set only: %s", line)
+				}
+			}
+
+			for _, c := range required {
+				var fewer []string
+				for _, r := range required {
+					if r != c {
+						fewer = append(fewer, r)
+					}
+				}
+				out, err := withCaps(all, user, fewer, bin, "-netns", ns.Path).CombinedOutput()
+				msg := strings.TrimSpace(string(out))
+				var exit *exec.ExitError
+				if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(msg, c) || strings.Count(msg, "\n") > 0 {
+					t.Errorf("without %s: %v, want exit 1 with one line naming it:\n%s", c, err, msg)
+				}
+			}
+		})
+	}
+}
+
+func slicesIndex(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}
+
+// otlpJSONMetrics is the part of the collector's file exporter output
+// (OTLP/JSON, one request per line) that the test reads.
+type otlpJSONMetrics struct {
+	ResourceMetrics []struct {
+		Resource struct {
+			Attributes []otlpJSONAttr `json:"attributes"`
+		} `json:"resource"`
+		ScopeMetrics []struct {
+			Metrics []struct {
+				Name string `json:"name"`
+				Sum  *struct {
+					DataPoints []otlpJSONPoint `json:"dataPoints"`
+				} `json:"sum"`
+				Gauge *struct {
+					DataPoints []otlpJSONPoint `json:"dataPoints"`
+				} `json:"gauge"`
+			} `json:"metrics"`
+		} `json:"scopeMetrics"`
+	} `json:"resourceMetrics"`
+}
+
+type otlpJSONAttr struct {
+	Key   string `json:"key"`
+	Value struct {
+		StringValue string `json:"stringValue"`
+	} `json:"value"`
+}
+
+type otlpJSONPoint struct {
+	Attributes []otlpJSONAttr `json:"attributes"`
+	AsInt      string         `json:"asInt"`
+}
+
+// lastMetricValues reads the file exporter's output: the last value of
+// every series, keyed like the stats file, and the service names seen.
+func lastMetricValues(t *testing.T, path string) (map[string]uint64, map[string]bool) {
+	t.Helper()
+	values, services := map[string]uint64{}, map[string]bool{}
+	for _, line := range strings.Split(readFile(path), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var req otlpJSONMetrics
+		if err := json.Unmarshal([]byte(line), &req); err != nil {
+			t.Fatalf("collector output: %v", err)
+		}
+		for _, rm := range req.ResourceMetrics {
+			for _, a := range rm.Resource.Attributes {
+				if a.Key == "service.name" {
+					services[a.Value.StringValue] = true
+				}
+			}
+			for _, sm := range rm.ScopeMetrics {
+				for _, m := range sm.Metrics {
+					var points []otlpJSONPoint
+					if m.Sum != nil {
+						points = m.Sum.DataPoints
+					}
+					if m.Gauge != nil {
+						points = m.Gauge.DataPoints
+					}
+					for _, p := range points {
+						var kvs []string
+						for _, a := range p.Attributes {
+							kvs = append(kvs, a.Key+"="+a.Value.StringValue)
+						}
+						key := m.Name
+						if len(kvs) > 0 {
+							sort.Strings(kvs)
+							key += "{" + strings.Join(kvs, ",") + "}"
+						}
+						v, _ := strconv.ParseUint(p.AsInt, 10, 64)
+						values[key] = v
+					}
+				}
+			}
+		}
+	}
+	return values, services
+}
+
+// The agent's own metrics go over OTLP to a real collector, whose file
+// exporter writes what it received; their last values are the agent's
+// final counts. The opt-in health endpoint serves the same values.
+func TestSelfMetricsThroughCollector(t *testing.T) {
+	testutil.RequireBPF(t)
+	bin := buildAgent(t)
+	otelcol := toolBinary(t, "otelcol")
+	dir := t.TempDir()
+	grpc := freeHostPort(t)
+	out := filepath.Join(dir, "metrics.jsonl")
+	config := fmt.Sprintf(`receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: %s
+exporters:
+  file:
+    path: %s
+    flush_interval: 100ms
+  debug: {}
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      exporters: [file]
+    traces:
+      receivers: [otlp]
+      exporters: [debug]
+`, grpc, out)
+	cfgPath := filepath.Join(dir, "otelcol.yaml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	col := exec.Command(otelcol, "--config", cfgPath)
+	colLog, _ := os.Create(filepath.Join(dir, "otelcol.log"))
+	col.Stdout, col.Stderr = colLog, colLog
+	if err := col.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		col.Process.Signal(syscall.SIGTERM)
+		col.Wait()
+		if t.Failed() {
+			t.Logf("collector log:\n%s", readFile(colLog.Name()))
+		}
+	})
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if c, err := net.DialTimeout("tcp", grpc, 100*time.Millisecond); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("collector did not start:\n%s", readFile(colLog.Name()))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	ns := testutil.NewNetNS(t)
+	stats := filepath.Join(dir, "stats.json")
+	a := startAgentWith(t, bin, []string{"-netns", ns.Path, "-orphan-idle", "100ms", "-health-interval", "0",
+		"-otlp-endpoint", "http://" + grpc, "-health-addr", "0", "-stats-file", stats},
+		"OTEL_METRIC_EXPORT_INTERVAL=300", "OTEL_SERVICE_NAME=tcpspan-selfmetrics")
+	m := regexp.MustCompile(`health_addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(readFile(a.logPath))
+	if m == nil {
+		t.Fatalf("a bare -health-addr port must bind loopback:\n%s", readFile(a.logPath))
+	}
+	srv := startServer(t, ns)
+	srv.connect(t, ns, 5)
+	refuse(t, ns, 2)
+	time.Sleep(500 * time.Millisecond)
+	resp, err := http.Get("http://" + m[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`(?m)^tcpspan\.records\.emitted\{kind=connection\} [1-9]`).Match(page) {
+		t.Errorf("/metrics while tracing:\n%s", page)
+	}
+	a.stopWith(t, syscall.SIGTERM)
+	final := readStats(t, stats)
+	if final["tcpspan.records.emitted{kind=connection}"] != sockets(t, ns) {
+		t.Errorf("stats file: %d records for %d sockets", final["tcpspan.records.emitted{kind=connection}"], sockets(t, ns))
+	}
+
+	// The last export, at shutdown, carries the final counts.
+	var got map[string]uint64
+	var services map[string]bool
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		got, services = lastMetricValues(t, out)
+		if got["tcpspan.connections{kind=connection}"] == final["tcpspan.connections{kind=connection}"] || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !services["tcpspan-selfmetrics"] {
+		t.Errorf("metrics under services %v, want the agent's", services)
+	}
+	for key, want := range final {
+		if key == "tcpspan.export.errors" {
+			continue // the last export's own outcome is not in it
+		}
+		if v, ok := got[key]; !ok || v != want {
+			t.Errorf("%s: collector got %d (present %v), the agent's final count is %d", key, v, ok, want)
 		}
 	}
 }

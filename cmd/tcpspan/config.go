@@ -41,6 +41,7 @@ type config struct {
 	ports      portList
 	verbose    bool
 	features   bool
+	caps       bool // -capabilities
 	ringBytes  int
 	maxConns   int
 	orphanIdle time.Duration
@@ -67,6 +68,7 @@ func flagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", c.shutdownTimeout, "on SIGINT/SIGTERM, how long to flush spans still queued")
 	fs.IntVar(&c.exportQueue, "export-queue", c.exportQueue, "spans waiting for export, per owning process, before new ones are dropped (and counted)")
 	fs.BoolVar(&c.features, "features", c.features, "print which capabilities load on this kernel, then exit")
+	fs.BoolVar(&c.caps, "capabilities", c.caps, "print the Linux capabilities tcpspan needs on this host, and why, then exit")
 	fs.IntVar(&c.ringBytes, "ring-buffer-bytes", c.ringBytes, "kernel-to-agent ring buffer size (power of two, multiple of the page size)")
 	fs.IntVar(&c.maxConns, "max-connections", c.maxConns, "open connections tracked in the kernel at once (about 600 bytes each); beyond it the oldest are evicted")
 	fs.DurationVar(&c.orphanIdle, "orphan-idle", c.orphanIdle, "how long events without a socket (resets, dropped handshakes) wait to be joined by 4-tuple")
@@ -267,6 +269,9 @@ func (c config) args() []string {
 	add("export-queue", strconv.Itoa(c.exportQueue))
 	if c.features {
 		add("features", "true")
+	}
+	if c.caps {
+		add("capabilities", "true")
 	}
 	add("ring-buffer-bytes", strconv.Itoa(c.ringBytes))
 	add("max-connections", strconv.Itoa(c.maxConns))

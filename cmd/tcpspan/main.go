@@ -56,9 +56,9 @@ Environment (OpenTelemetry conventions):
 By default each span's service.name is the owning process's own
 OTEL_SERVICE_NAME (read from its environment), else its executable name.
 
-It needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (and CAP_SYS_ADMIN
-where kernel.perf_event_paranoid > 2), and a kernel with BTF
-(/sys/kernel/btf/vmlinux).
+It needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN, and more on some
+hosts: tcpspan -capabilities lists them for this one, with reasons. And a
+kernel with BTF (/sys/kernel/btf/vmlinux).
 
 Flags:
 `
@@ -105,6 +105,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	host := readHostFacts()
+	if o.caps {
+		printCapabilities(stdout, host)
+		return 0
+	}
+	// Before anything loads: name every missing capability, not the first
+	// operation that fails for want of one.
+	if err := checkCapabilities(host); err != nil {
+		fmt.Fprintf(stderr, "tcpspan: %v\n", err)
+		return 1
+	}
 	if o.features {
 		return printFeatures(stdout, stderr)
 	}

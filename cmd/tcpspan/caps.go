@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// capability is one Linux capability tcpspan needs on this host, and why.
+// docs/operations.md explains each.
+type capability struct {
+	bit  uint
+	name string
+	why  string
+}
+
+// hostFacts are what decides the capabilities needed.
+type hostFacts struct {
+	euid            int
+	perfParanoid    int  // kernel.perf_event_paranoid
+	tracefsMounted  bool // a tracefs mount exists (/proc/self/mountinfo)
+	kernelBefore511 bool // memlock limits BPF memory before 5.11
+}
+
+func readHostFacts() hostFacts {
+	f := hostFacts{euid: os.Geteuid(), perfParanoid: 2}
+	if b, err := os.ReadFile("/proc/sys/kernel/perf_event_paranoid"); err == nil {
+		if v, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			f.perfParanoid = v
+		}
+	}
+	if m, err := os.Open("/proc/self/mountinfo"); err == nil {
+		sc := bufio.NewScanner(m)
+		for sc.Scan() {
+			if _, fstype, ok := strings.Cut(sc.Text(), " - "); ok && strings.HasPrefix(fstype, "tracefs ") {
+				f.tracefsMounted = true
+			}
+		}
+		m.Close()
+	}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		var major, minor int
+		fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor)
+		f.kernelBefore511 = major < 5 || (major == 5 && minor < 11)
+	}
+	return f
+}
+
+// requiredCapabilities lists what tcpspan needs to trace on a host with
+// these facts: no more. Root has them all.
+func requiredCapabilities(f hostFacts) []capability {
+	caps := []capability{
+		{unix.CAP_BPF, "CAP_BPF", "load the BPF programs and create their maps"},
+		{unix.CAP_PERFMON, "CAP_PERFMON", "attach to tracepoints and read kernel socket state from the programs"},
+		{unix.CAP_NET_ADMIN, "CAP_NET_ADMIN", "load and attach the cgroup_skb program that sees SYNs reaching a full accept queue"},
+	}
+	switch {
+	case f.perfParanoid > 2:
+		caps = append(caps, capability{unix.CAP_SYS_ADMIN, "CAP_SYS_ADMIN",
+			fmt.Sprintf("kernel.perf_event_paranoid is %d: this kernel lets only CAP_SYS_ADMIN open tracepoint events", f.perfParanoid)})
+	case !f.tracefsMounted:
+		caps = append(caps, capability{unix.CAP_SYS_ADMIN, "CAP_SYS_ADMIN", "mount tracefs at /sys/kernel/tracing (or mount it before starting tcpspan)"})
+	}
+	if f.euid != 0 {
+		caps = append(caps, capability{unix.CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH", "read the tracepoint ids in tracefs, which only root may read"})
+	}
+	if f.kernelBefore511 {
+		caps = append(caps, capability{unix.CAP_SYS_RESOURCE, "CAP_SYS_RESOURCE", "lift the memlock limit that bounds BPF maps before kernel 5.11"})
+	}
+	return caps
+}
+
+// optionalCapabilities improve what tcpspan reports, and it runs without
+// them.
+var optionalCapabilities = []capability{
+	{unix.CAP_SYS_ADMIN, "CAP_SYS_ADMIN", "with -netns: list the sockets open in that namespace at start (setns), to name their owners"},
+	{unix.CAP_SYS_PTRACE, "CAP_SYS_PTRACE", "read /proc/PID/environ and /proc/PID/fd of other users' processes: their OTEL_SERVICE_NAME, and owners of sockets open at start"},
+}
+
+func effectiveCapabilities() (func(uint) bool, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return nil, fmt.Errorf("read capabilities: %w", err)
+	}
+	return func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }, nil
+}
+
+// checkCapabilities returns an error naming every required capability the
+// process lacks, and why each is needed.
+func checkCapabilities(f hostFacts) error {
+	has, err := effectiveCapabilities()
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for _, c := range requiredCapabilities(f) {
+		// CAP_SYS_ADMIN still grants what CAP_BPF, CAP_PERFMON and, for
+		// BPF, CAP_NET_ADMIN grant.
+		ok := has(c.bit) || (has(unix.CAP_SYS_ADMIN) && (c.bit == unix.CAP_BPF || c.bit == unix.CAP_PERFMON || c.bit == unix.CAP_NET_ADMIN))
+		if !ok {
+			missing = append(missing, c.name+" (to "+c.why+")")
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing %s; run as root, or see tcpspan -capabilities", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// printCapabilities writes the required capabilities, one per line: the
+// name, then why. Then the optional ones, marked so.
+func printCapabilities(w io.Writer, f hostFacts) {
+	for _, c := range requiredCapabilities(f) {
+		fmt.Fprintf(w, "%-20s required: %s\n", c.name, c.why)
+	}
+	for _, c := range optionalCapabilities {
+		fmt.Fprintf(w, "%-20s optional: %s\n", c.name, c.why)
+	}
+}
