@@ -132,3 +132,16 @@ func TestWriteFile(t *testing.T) {
 		t.Errorf("%v %v", err, back)
 	}
 }
+
+// Every metric is documented where operators look.
+func TestEveryMetricDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range Definitions {
+		if !strings.Contains(string(doc), "| `"+d.Name+"` |") {
+			t.Errorf("%s is not in the metrics table of docs/operations.md", d.Name)
+		}
+	}
+}
