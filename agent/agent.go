@@ -227,7 +227,7 @@ func (h Health) LogAttrs() []any {
 		"lost", h.Lost(), "lost_ringbuf", h.Kernel.RingbufLostConn + h.Kernel.RingbufLostOrphan,
 		"lost_map_full", h.Kernel.ConnMapFull, "events_truncated", h.Kernel.ConnEventsLost,
 		"midlife", h.Kernel.ConnMidlife, "untracked", h.Kernel.DestroyedUntracked, "stale", h.Kernel.ConnStale, "missed", h.Missed(),
-		"orphans_forced", h.Tracker.OrphansForced,
+		"orphans_forced", h.Tracker.OrphansForced, "orphans_folded", h.Tracker.OrphansFolded,
 	}
 	if h.Export.On {
 		st := h.Export.Spans

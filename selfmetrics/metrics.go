@@ -95,6 +95,8 @@ var Definitions = []Definition{
 		}},
 	{"tcpspan.orphans.forced", "{connection}", "Socket-less 4-tuples emitted early because too many were pending.", Counter,
 		func(h agent.Health) []Point { return one(h.Tracker.OrphansForced) }},
+	{"tcpspan.orphans.folded", "{connection}", "Socket-less connections folded into a storm span (counted once in tcpspan.connections{kind=orphan} per storm).", Counter,
+		func(h agent.Health) []Point { return one(h.Tracker.OrphansFolded) }},
 	{"tcpspan.spans.recorded", "{span}", "Spans ended and queued for export.", Counter,
 		func(h agent.Health) []Point { return one(h.Export.Spans.Recorded) }},
 	{"tcpspan.spans.sampled_out", "{connection}", "Clean connections not exported (-clean-ratio).", Counter,
