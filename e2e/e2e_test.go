@@ -404,7 +404,13 @@ func startCollector(t *testing.T, jaeger *testutil.Jaeger) string {
 		"127.0.0.1:4318", http,
 		"127.0.0.1:13133", health,
 		"127.0.0.1:14317", jaeger.OTLPGRPC,
+		// The collector's own metrics listen on localhost:8888 by default,
+		// where another collector on this host may already be.
+		"\nservice:\n", "\nservice:\n  telemetry:\n    metrics:\n      level: none\n",
 	).Replace(string(config))
+	if !strings.Contains(text, "level: none") {
+		t.Fatal("otel-collector.yaml has no top-level service section")
+	}
 	path := filepath.Join(t.TempDir(), "otel-collector.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
