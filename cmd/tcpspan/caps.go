@@ -58,7 +58,7 @@ func requiredCapabilities(f hostFacts) []capability {
 	caps := []capability{
 		{unix.CAP_BPF, "CAP_BPF", "load the BPF programs and create their maps"},
 		{unix.CAP_PERFMON, "CAP_PERFMON", "attach to tracepoints and read kernel socket state from the programs"},
-		{unix.CAP_NET_ADMIN, "CAP_NET_ADMIN", "load and attach the cgroup_skb program that sees SYNs reaching a full accept queue"},
+		{unix.CAP_NET_ADMIN, "CAP_NET_ADMIN", "attach the cgroup_skb program to the cgroup root: without it SYNs dropped by a full accept queue go unseen"},
 	}
 	switch {
 	case f.perfParanoid > 2:
