@@ -80,7 +80,8 @@ func requiredCapabilities(f hostFacts) []capability {
 // them.
 var optionalCapabilities = []capability{
 	{unix.CAP_SYS_ADMIN, "CAP_SYS_ADMIN", "with -netns: list the sockets open in that namespace at start (setns), to name their owners"},
-	{unix.CAP_SYS_PTRACE, "CAP_SYS_PTRACE", "read /proc/PID/environ and /proc/PID/fd of other users' processes: their OTEL_SERVICE_NAME, and owners of sockets open at start"},
+	{unix.CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH", "read /proc/PID/environ of other users' processes (mode 0400): their OTEL_SERVICE_NAME names their spans"},
+	{unix.CAP_SYS_PTRACE, "CAP_SYS_PTRACE", "with CAP_DAC_READ_SEARCH, read the /proc/PID/fd links of other users' processes: the owners of sockets open at start"},
 }
 
 func effectiveCapabilities() (func(uint) bool, error) {
