@@ -118,10 +118,14 @@ func checkCapabilities(f hostFacts) error {
 // printCapabilities writes the required capabilities, one per line: the
 // name, then why. Then the optional ones, marked so.
 func printCapabilities(w io.Writer, f hostFacts) {
+	required := map[uint]bool{}
 	for _, c := range requiredCapabilities(f) {
+		required[c.bit] = true
 		fmt.Fprintf(w, "%-20s required: %s\n", c.name, c.why)
 	}
 	for _, c := range optionalCapabilities {
-		fmt.Fprintf(w, "%-20s optional: %s\n", c.name, c.why)
+		if !required[c.bit] {
+			fmt.Fprintf(w, "%-20s optional: %s\n", c.name, c.why)
+		}
 	}
 }

@@ -162,3 +162,28 @@ func checkSane(t *testing.T, c config) {
 		}
 	}
 }
+
+func TestRequiredCapabilities(t *testing.T) {
+	names := func(f hostFacts) string {
+		var n []string
+		for _, c := range requiredCapabilities(f) {
+			n = append(n, c.name)
+		}
+		return strings.Join(n, " ")
+	}
+	base := "CAP_BPF CAP_PERFMON CAP_NET_ADMIN"
+	for _, tt := range []struct {
+		f    hostFacts
+		want string
+	}{
+		{hostFacts{perfParanoid: 2, tracefsMounted: true}, base},
+		{hostFacts{perfParanoid: 3, tracefsMounted: true}, base + " CAP_SYS_ADMIN"},
+		{hostFacts{perfParanoid: 2}, base + " CAP_SYS_ADMIN"},
+		{hostFacts{euid: 1000, perfParanoid: 2, tracefsMounted: true}, base + " CAP_DAC_READ_SEARCH"},
+		{hostFacts{perfParanoid: 2, tracefsMounted: true, kernelBefore511: true}, base + " CAP_SYS_RESOURCE"},
+	} {
+		if got := names(tt.f); got != tt.want {
+			t.Errorf("%+v: %s, want %s", tt.f, got, tt.want)
+		}
+	}
+}
