@@ -128,7 +128,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var spans *exporter.Exporter
 	errs := newRateLimitedErrors(log, 10*time.Second)
-	exportHealth := func() agent.ExportHealth { return agent.ExportHealth{} }
+	// With metrics but no spans to export, the errors still count.
+	exportHealth := func() agent.ExportHealth { return agent.ExportHealth{Errors: errs.total.Load()} }
 	var base *resource.Resource
 	if o.endpoint != "" || o.metrics {
 		otel.SetErrorHandler(errs)
