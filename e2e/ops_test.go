@@ -340,6 +340,10 @@ func TestOverload(t *testing.T) {
 		t.Fatal("no health_addr in the agent's log")
 	}
 	healthURL := "http://" + m[1]
+	// 0100007F is 127.0.0.1 as /proc/net/tcp writes it.
+	if l := listening(t, a.cmd.Process.Pid); len(l) != 1 || !strings.HasPrefix(l[0], "0100007F:") {
+		t.Errorf("with -health-addr 127.0.0.1:0 the agent listens on %v, want one loopback port", l)
+	}
 
 	srv := startServer(t, ns)
 	held := srv.hold(t, ns, 64) // more open at once than the kernel map holds
@@ -379,6 +383,30 @@ func TestOverload(t *testing.T) {
 			t.Errorf("no %s", what)
 		}
 	}
+}
+
+// listening returns the local addresses of the TCP sockets in state
+// LISTEN that process pid holds, as hex "ADDR:PORT" from /proc/net/tcp{,6}.
+func listening(t *testing.T, pid int) []string {
+	t.Helper()
+	inodes := map[string]bool{}
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		if link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && strings.HasPrefix(link, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
+		}
+	}
+	var addrs []string
+	for _, table := range []string{"tcp", "tcp6"} {
+		for _, line := range strings.Split(readFile(fmt.Sprintf("/proc/%d/net/%s", pid, table)), "\n")[1:] {
+			f := strings.Fields(line)
+			// sl local rem st ... inode (10th field)
+			if len(f) > 9 && f[3] == "0A" && inodes[f[9]] {
+				addrs = append(addrs, f[1])
+			}
+		}
+	}
+	return addrs
 }
 
 // bpfObjects lists the BPF programs and links a process holds, from its
@@ -424,6 +452,9 @@ func TestRestartMidConnection(t *testing.T) {
 	env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + jaeger.OTLPGRPC, "OTEL_METRICS_EXPORTER=none", "OTEL_SERVICE_NAME=tcpspan-restart"}
 
 	first := startAgentWith(t, bin, args, env...)
+	if l := listening(t, first.cmd.Process.Pid); len(l) != 0 {
+		t.Errorf("without -health-addr the agent listens on %v", l)
+	}
 	progs, links := bpfObjects(t, first.cmd.Process.Pid)
 	t.Logf("first agent holds programs %v, links %v", progs, links)
 	if len(progs) < 12 || len(links) < 12 {
