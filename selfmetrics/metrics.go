@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
@@ -248,7 +247,3 @@ func (m *Metrics) Shutdown(ctx context.Context) error {
 	}
 	return err
 }
-
-// DefaultReadHeaderTimeout bounds how long the health endpoint waits for a
-// request's headers, so that idle clients cannot hold connections open.
-const DefaultReadHeaderTimeout = 5 * time.Second

@@ -6,9 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/tcpspan/tcpspan/agent"
 )
+
+// DefaultReadHeaderTimeout bounds how long the health endpoint waits for a
+// request's headers, so that idle clients cannot hold connections open.
+const DefaultReadHeaderTimeout = 5 * time.Second
 
 // Server is the opt-in health endpoint: GET /healthz answers "ok" while
 // the agent traces, GET /metrics lists every value of [Values] as text.
