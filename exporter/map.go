@@ -58,25 +58,89 @@ type EventData struct {
 // or keep references to it.
 func Map(c *conn.Connection) SpanData {
 	errType, desc, isErr := Diagnose(c)
-	return mapDiagnosed(c, errType, desc, isErr)
+	var m mapper
+	var sd SpanData
+	m.mapInto(&sd, c, errType, desc, isErr)
+	return sd
 }
 
-// mapDiagnosed is Map for a connection already diagnosed.
-func mapDiagnosed(c *conn.Connection, errType, desc string, isErr bool) SpanData {
-	sd := SpanData{
-		Name:        spanName(c),
+// mapper maps connections to spans. Its zero value allocates fresh slices
+// and strings for every span, as Map needs. The exporter keeps one that
+// reuses its slices from span to span (it encodes each span before mapping
+// the next) and caches the strings that repeat: addresses and span names.
+type mapper struct {
+	evAttrs []attribute.KeyValue // backing array of all events' attributes
+	addrs   map[netip.Addr]string
+	names   map[nameKey]string
+}
+
+type nameKey struct {
+	orphan bool
+	side   conn.Side
+	ap     netip.AddrPort
+}
+
+// maxCachedStrings bounds each of the mapper's string caches.
+const maxCachedStrings = 4096
+
+func newCachingMapper() *mapper {
+	return &mapper{addrs: make(map[netip.Addr]string), names: make(map[nameKey]string)}
+}
+
+// mapInto fills sd with the span of c, already diagnosed, reusing sd's
+// slices.
+func (m *mapper) mapInto(sd *SpanData, c *conn.Connection, errType, desc string, isErr bool) {
+	*sd = SpanData{
+		Name:        m.spanName(c),
 		Kind:        spanKind(c),
 		Start:       c.Start,
 		End:         c.End,
-		Attributes:  spanAttributes(c, errType, isErr),
-		Events:      spanEvents(c),
+		Attributes:  m.spanAttributes(sd.Attributes[:0], c, errType, isErr),
+		Events:      m.spanEvents(sd.Events[:0], c),
 		StatusCode:  codes.Unset,
 		ServiceName: c.Owner.Comm,
 	}
 	if isErr {
 		sd.StatusCode, sd.StatusDescription = codes.Error, desc
 	}
-	return sd
+}
+
+func (m *mapper) addr(a netip.Addr) string {
+	if m.addrs == nil {
+		return a.String()
+	}
+	if s, ok := m.addrs[a]; ok {
+		return s
+	}
+	if len(m.addrs) >= maxCachedStrings {
+		clear(m.addrs)
+	}
+	s := a.String()
+	m.addrs[a] = s
+	return s
+}
+
+// spanName caches names by what they are made of: the remote address and
+// port for clients, the local port otherwise.
+func (m *mapper) spanName(c *conn.Connection) string {
+	if m.names == nil {
+		return spanName(c)
+	}
+	k := nameKey{orphan: c.Orphan, side: c.Side}
+	if c.Side == conn.SideClient && !c.Orphan {
+		k.ap = c.Remote
+	} else {
+		k.ap = netip.AddrPortFrom(netip.Addr{}, c.Local.Port())
+	}
+	if s, ok := m.names[k]; ok {
+		return s
+	}
+	if len(m.names) >= maxCachedStrings {
+		clear(m.names)
+	}
+	s := spanName(c)
+	m.names[k] = s
+	return s
 }
 
 func spanName(c *conn.Connection) string {
@@ -107,21 +171,23 @@ func spanKind(c *conn.Connection) trace.SpanKind {
 // connection (a reset one needs 27); rarer ones grow the slice.
 const spanAttributeCap = 32
 
-func spanAttributes(c *conn.Connection, errType string, isErr bool) []attribute.KeyValue {
-	a := make([]attribute.KeyValue, 0, spanAttributeCap)
+func (m *mapper) spanAttributes(a []attribute.KeyValue, c *conn.Connection, errType string, isErr bool) []attribute.KeyValue {
+	if a == nil {
+		a = make([]attribute.KeyValue, 0, spanAttributeCap)
+	}
 	a = append(a, semconv.NetworkTransportTCP, networkType(c))
 	if c.Local.IsValid() {
-		a = append(a, semconv.NetworkLocalAddress(c.Local.Addr().String()), semconv.NetworkLocalPort(int(c.Local.Port())))
+		a = append(a, semconv.NetworkLocalAddress(m.addr(c.Local.Addr())), semconv.NetworkLocalPort(int(c.Local.Port())))
 	}
 	if c.Remote.IsValid() {
-		a = append(a, semconv.NetworkPeerAddress(c.Remote.Addr().String()), semconv.NetworkPeerPort(int(c.Remote.Port())))
+		a = append(a, semconv.NetworkPeerAddress(m.addr(c.Remote.Addr())), semconv.NetworkPeerPort(int(c.Remote.Port())))
 	}
 	switch {
 	case c.Orphan || c.Side == conn.SideServer:
-		a = appendEndpoint(a, semconv.ServerAddressKey, semconv.ServerPortKey, c.Local)
-		a = appendEndpoint(a, semconv.ClientAddressKey, semconv.ClientPortKey, c.Remote)
+		a = m.appendEndpoint(a, semconv.ServerAddressKey, semconv.ServerPortKey, c.Local)
+		a = m.appendEndpoint(a, semconv.ClientAddressKey, semconv.ClientPortKey, c.Remote)
 	case c.Side == conn.SideClient:
-		a = appendEndpoint(a, semconv.ServerAddressKey, semconv.ServerPortKey, c.Remote)
+		a = m.appendEndpoint(a, semconv.ServerAddressKey, semconv.ServerPortKey, c.Remote)
 	}
 	a = appendProcess(a, c.Owner)
 	if c.OwnerFromListener {
@@ -197,18 +263,26 @@ func spanAttributes(c *conn.Connection, errType string, isErr bool) []attribute.
 // events need two to four attributes, a close() in process context seven.
 const eventAttributeCap = 5
 
-func spanEvents(c *conn.Connection) []EventData {
+func (m *mapper) spanEvents(evs []EventData, c *conn.Connection) []EventData {
 	if len(c.Events) == 0 {
-		return nil
+		return evs
 	}
-	evs := make([]EventData, len(c.Events))
+	if cap(evs) < len(c.Events) {
+		evs = make([]EventData, 0, len(c.Events))
+	}
 	// One backing array for the attributes of all events.
-	buf := make([]attribute.KeyValue, 0, len(c.Events)*eventAttributeCap)
+	buf := m.evAttrs[:0]
+	if cap(buf) < len(c.Events)*eventAttributeCap {
+		buf = make([]attribute.KeyValue, 0, len(c.Events)*eventAttributeCap)
+	}
 	for i := range c.Events {
 		e := &c.Events[i]
 		start := len(buf)
 		buf = appendEventAttributes(buf, e)
-		evs[i] = EventData{Name: eventName(e.Kind), Time: e.Time, Attributes: buf[start:len(buf):len(buf)]}
+		evs = append(evs, EventData{Name: eventName(e.Kind), Time: e.Time, Attributes: buf[start:len(buf):len(buf)]})
+	}
+	if m.addrs != nil { // reusing: keep the (possibly grown) array for the next span
+		m.evAttrs = buf
 	}
 	return evs
 }
@@ -297,11 +371,11 @@ func networkType(c *conn.Connection) attribute.KeyValue {
 	return semconv.NetworkTypeIPv4
 }
 
-func appendEndpoint(a []attribute.KeyValue, addrKey, portKey attribute.Key, ap netip.AddrPort) []attribute.KeyValue {
+func (m *mapper) appendEndpoint(a []attribute.KeyValue, addrKey, portKey attribute.Key, ap netip.AddrPort) []attribute.KeyValue {
 	if !ap.IsValid() {
 		return a
 	}
-	return append(a, addrKey.String(ap.Addr().String()), portKey.Int(int(ap.Port())))
+	return append(a, addrKey.String(m.addr(ap.Addr())), portKey.Int(int(ap.Port())))
 }
 
 func appendProcess(a []attribute.KeyValue, p conn.Process) []attribute.KeyValue {

@@ -7,19 +7,24 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
-	"go.opentelemetry.io/otel/trace"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/tcpspan/tcpspan/conn"
 	tcpsemconv "github.com/tcpspan/tcpspan/semconv"
@@ -34,13 +39,22 @@ const (
 	// DefaultCleanRatio is the share of clean connections exported.
 	// Connections with a problem are always exported.
 	DefaultCleanRatio = 1.0
-	// DefaultMaxServices bounds the per-process tracer providers (one per
-	// owning process, each with its resource). Beyond it, the least
-	// recently used is flushed and closed.
+	// DefaultMaxServices bounds the per-process resources kept (one per
+	// owning process: service.name, process.*). Beyond it, the least
+	// recently used is forgotten, and rebuilt if the process shows up again.
 	DefaultMaxServices = 256
-	// DefaultMaxQueueSize bounds each provider's queue of ended spans
-	// waiting for export; when it is full, spans are dropped and counted.
+	// DefaultMaxQueueSize bounds the spans waiting for export, all
+	// processes together; when it is full, spans are dropped and counted.
 	DefaultMaxQueueSize = 16384
+	// DefaultMaxBatchSize is the most spans sent in one request, unless
+	// OTEL_BSP_MAX_EXPORT_BATCH_SIZE says otherwise.
+	DefaultMaxBatchSize = 512
+	// DefaultBatchTimeout is how long a span may wait for its batch to
+	// fill, unless OTEL_BSP_SCHEDULE_DELAY (milliseconds) says otherwise.
+	DefaultBatchTimeout = 5 * time.Second
+	// DefaultMaxConcurrentExports is how many requests may be in flight
+	// at once.
+	DefaultMaxConcurrentExports = 2
 	// DefaultLinkWindow is how soon after one of its connections failed a
 	// process must close another for the two spans to be linked.
 	DefaultLinkWindow = 10 * time.Millisecond
@@ -62,20 +76,32 @@ func (f optionFunc) apply(c config) config { return f(c) }
 
 type config struct {
 	spanExporter  sdktrace.SpanExporter
+	client        otlptrace.Client
 	cleanRatio    float64
 	singleService bool
 	agentService  string
 	maxServices   int
 	maxQueue      int
+	maxBatch      int
 	batchTimeout  time.Duration
+	concurrency   int
 	base          *resource.Resource
 	serviceOf     func(conn.Process) string
 }
 
-// WithSpanExporter sets where spans go. Default: OTLP as configured by the
-// OTEL_EXPORTER_OTLP_* environment variables (see [NewOTLPFromEnv]).
+// WithSpanExporter sets where spans go: it must be the exporter made by
+// [NewOTLPFromEnv], whose OTLP client the Exporter drives directly. Other
+// SDK span exporters are refused by [New]; use [WithClient]. Default: OTLP
+// as configured by the OTEL_EXPORTER_OTLP_* environment variables.
 func WithSpanExporter(e sdktrace.SpanExporter) Option {
 	return optionFunc(func(c config) config { c.spanExporter = e; return c })
+}
+
+// WithClient sets the OTLP client spans are uploaded through, for example
+// otlptracegrpc.NewClient(…). The Exporter starts it in [New] and stops it
+// in [Exporter.Shutdown]. It takes precedence over [WithSpanExporter].
+func WithClient(c otlptrace.Client) Option {
+	return optionFunc(func(cfg config) config { cfg.client = c; return cfg })
 }
 
 // WithCleanRatio sets the share of clean connections exported, from 0 to 1.
@@ -98,20 +124,32 @@ func WithAgentService(name string) Option {
 	return optionFunc(func(c config) config { c.agentService = name; return c })
 }
 
-// WithMaxServices bounds the per-process providers. Default [DefaultMaxServices].
+// WithMaxServices bounds the per-process resources kept. Default [DefaultMaxServices].
 func WithMaxServices(n int) Option {
 	return optionFunc(func(c config) config { c.maxServices = n; return c })
 }
 
-// WithMaxQueueSize bounds each provider's export queue. Default [DefaultMaxQueueSize].
+// WithMaxQueueSize bounds the spans waiting for export. Default [DefaultMaxQueueSize].
 func WithMaxQueueSize(n int) Option {
 	return optionFunc(func(c config) config { c.maxQueue = n; return c })
 }
 
-// WithBatchTimeout sets how long spans wait to be batched. Default: the
-// SDK's (OTEL_BSP_SCHEDULE_DELAY, 5 s).
+// WithMaxBatchSize sets the most spans per request. Default
+// [DefaultMaxBatchSize], or OTEL_BSP_MAX_EXPORT_BATCH_SIZE; the option wins.
+func WithMaxBatchSize(n int) Option {
+	return optionFunc(func(c config) config { c.maxBatch = n; return c })
+}
+
+// WithBatchTimeout sets how long spans wait to be batched. Default
+// [DefaultBatchTimeout], or OTEL_BSP_SCHEDULE_DELAY; the option wins.
 func WithBatchTimeout(d time.Duration) Option {
 	return optionFunc(func(c config) config { c.batchTimeout = d; return c })
+}
+
+// WithMaxConcurrentExports sets how many requests may be in flight.
+// Default [DefaultMaxConcurrentExports].
+func WithMaxConcurrentExports(n int) Option {
+	return optionFunc(func(c config) config { c.concurrency = n; return c })
 }
 
 // WithServiceResolver replaces how an owning process is named as a
@@ -123,11 +161,11 @@ func WithServiceResolver(f func(conn.Process) string) Option {
 
 // Stats are the exporter's own counts.
 type Stats struct {
-	Recorded     uint64 // spans ended and queued for export
+	Recorded     uint64 // spans built for export, or dropped from a full queue
 	SampledOut   uint64 // clean connections not exported (WithCleanRatio)
 	Exported     uint64 // spans the backend accepted
 	ExportFailed uint64 // spans in batches the backend refused or never got
-	Services     int    // live per-process providers
+	Services     int    // per-process resources kept
 }
 
 // Dropped is the number of spans recorded but neither exported nor failed:
@@ -141,47 +179,79 @@ func (s Stats) Dropped() uint64 {
 	return s.Recorded - done
 }
 
-// Exporter turns finished connections into spans, one per connection,
-// through the OpenTelemetry SDK, and exports them. Each owning process gets
-// its own tracer provider, so that its spans carry its service.name and
-// process.* resource and sit beside the application's own spans.
+// Exporter turns finished connections into spans, one per connection, and
+// exports them over OTLP. Each span goes under the resource of its owning
+// process (its service.name and process.*), so that it sits beside the
+// application's own spans.
+//
+// Spans are written directly in the OTLP wire format into batches, one
+// group per resource, without OpenTelemetry SDK span objects; background
+// senders upload full batches through an [otlptrace.Client], which keeps
+// the OTEL_EXPORTER_OTLP_* configuration, retries, headers, TLS and
+// compression of the OTLP exporters.
 type Exporter struct {
-	cfg      config
-	exporter *countingExporter
-	names    *serviceNames
+	cfg   config
+	names *serviceNames
+	stop  func(context.Context) error // stops the client
+	scope *commonpb.InstrumentationScope
 
 	mu        sync.Mutex
-	providers map[providerKey]*providerEntry
-	clock     uint64 // use counter for least-recently-used eviction
 	closed    bool
+	cur       *batch // filling; nil after Shutdown
+	mapper    *mapper
+	sd        SpanData // reused for every span
+	enc       spanEncoder
+	resources map[resourceKey]*resourceEntry
+	clock     uint64 // use counter for least-recently-used eviction
+	// failures remembers, per process, the last connection it opened that
+	// failed, to link the connection it then closes.
+	failures map[uint32]failure
+
+	queue    chan *batch // full batches, bounded: maxQueue spans in all
+	free     chan *batch // sent batches, kept with their buffers' capacity
+	senders  sync.WaitGroup
+	sendCtx  context.Context
+	cancel   context.CancelFunc
+	tickStop chan struct{}
+	ticker   sync.WaitGroup
 
 	recorded   atomic.Uint64
 	sampledOut atomic.Uint64
-	evictions  sync.WaitGroup
-
-	// failures remembers, per process, the last connection it opened that
-	// failed, to link the connection it then closes.
-	failMu   sync.Mutex
-	failures map[uint32]failure
+	exported   atomic.Uint64
+	failed     atomic.Uint64
 }
 
 type failure struct {
-	span trace.SpanContext
-	end  time.Time
+	trace traceID
+	span  spanID
+	end   time.Time
 }
 
-var _ sdktrace.SpanExporter = (*countingExporter)(nil)
-
-type providerKey struct {
+type resourceKey struct {
 	service string
 	pid     uint32
 	exe     string
 }
 
-type providerEntry struct {
-	tp     *sdktrace.TracerProvider
-	tracer trace.Tracer
-	used   uint64
+// resourceEntry is the OTLP resource of one owning process, built once.
+type resourceEntry struct {
+	pb        *resourcepb.Resource
+	schemaURL string
+	used      uint64
+}
+
+// batch holds encoded spans grouped by resource. Batches are recycled:
+// their buffers keep their capacity.
+type batch struct {
+	groups  []group
+	spans   int
+	started time.Time
+}
+
+type group struct {
+	res   *resourceEntry
+	spans []byte // ScopeSpans.spans elements, in the wire format
+	n     int
 }
 
 // New returns an Exporter. base holds the resource attributes every span
@@ -192,16 +262,32 @@ func New(base *resource.Resource, opts ...Option) (*Exporter, error) {
 		cleanRatio:  DefaultCleanRatio,
 		maxServices: DefaultMaxServices,
 		maxQueue:    DefaultMaxQueueSize,
+		maxBatch:    envInt("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", DefaultMaxBatchSize),
+		concurrency: DefaultMaxConcurrentExports,
 		base:        base,
+	}
+	if ms := envInt("OTEL_BSP_SCHEDULE_DELAY", 0); ms > 0 {
+		cfg.batchTimeout = time.Duration(ms) * time.Millisecond
 	}
 	for _, o := range opts {
 		cfg = o.apply(cfg)
 	}
-	if cfg.spanExporter == nil {
-		return nil, errors.New("exporter: no span exporter")
-	}
 	if cfg.cleanRatio < 0 || cfg.cleanRatio > 1 {
 		return nil, fmt.Errorf("exporter: clean ratio %v is not between 0 and 1", cfg.cleanRatio)
+	}
+	var stop func(context.Context) error
+	switch o, ok := cfg.spanExporter.(*OTLP); {
+	case cfg.client != nil:
+		if err := cfg.client.Start(context.Background()); err != nil {
+			return nil, fmt.Errorf("exporter: start OTLP client: %w", err)
+		}
+		stop = cfg.client.Stop
+	case ok:
+		cfg.client, stop = o.client, o.Shutdown
+	case cfg.spanExporter == nil:
+		return nil, errors.New("exporter: no OTLP client")
+	default:
+		return nil, fmt.Errorf("exporter: span exporter %T: only the OTLP exporter of NewOTLPFromEnv is supported; use WithClient", cfg.spanExporter)
 	}
 	if cfg.agentService == "" {
 		cfg.agentService = os.Getenv("OTEL_SERVICE_NAME")
@@ -209,24 +295,51 @@ func New(base *resource.Resource, opts ...Option) (*Exporter, error) {
 	if cfg.agentService == "" {
 		cfg.agentService = DefaultAgentService
 	}
-	if cfg.maxServices < 1 {
-		cfg.maxServices = 1
+	cfg.maxServices = max(cfg.maxServices, 1)
+	cfg.maxBatch = max(cfg.maxBatch, 1)
+	cfg.maxQueue = max(cfg.maxQueue, cfg.maxBatch)
+	cfg.concurrency = max(cfg.concurrency, 1)
+	if cfg.batchTimeout <= 0 {
+		cfg.batchTimeout = DefaultBatchTimeout
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	e := &Exporter{
 		cfg:       cfg,
-		exporter:  &countingExporter{next: cfg.spanExporter},
-		providers: make(map[providerKey]*providerEntry),
+		stop:      stop,
+		scope:     &commonpb.InstrumentationScope{Name: instrumentationName},
+		mapper:    newCachingMapper(),
+		resources: make(map[resourceKey]*resourceEntry),
 		failures:  make(map[uint32]failure),
+		// The batch being filled counts towards the queue, so the channel
+		// holds the rest.
+		queue:    make(chan *batch, max(cfg.maxQueue/cfg.maxBatch-1, 1)),
+		sendCtx:  ctx,
+		cancel:   cancel,
+		tickStop: make(chan struct{}),
 	}
+	// Every batch that can exist at once: queued, being sent, filling.
+	e.free = make(chan *batch, cap(e.queue)+cfg.concurrency+1)
+	e.cur = e.newBatch()
 	if cfg.serviceOf == nil {
 		e.names = newServiceNames()
 		e.cfg.serviceOf = e.names.resolve
 	}
+	for range cfg.concurrency {
+		e.senders.Go(e.send)
+	}
+	e.ticker.Go(e.tick)
 	return e, nil
 }
 
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(strings.TrimSpace(os.Getenv(name))); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
 // Export records c as a span, unless it is clean and sampled out. It never
-// blocks on the network: spans queue for a background batcher, and a full
+// blocks on the network: spans queue for background senders, and a full
 // queue drops them (counted in [Stats]). It implements the agent's sink.
 func (e *Exporter) Export(c *conn.Connection) {
 	// Decide before mapping: a clean connection that is sampled out costs
@@ -236,32 +349,167 @@ func (e *Exporter) Export(c *conn.Connection) {
 		e.sampledOut.Add(1)
 		return
 	}
-	sd := mapDiagnosed(c, errType, desc, isErr)
-	tracer := e.tracerFor(c.Owner)
-	if tracer == nil {
+	key := e.resourceKeyOf(c.Owner) // may read /proc: outside the lock
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
 		return
 	}
-	opts := []trace.SpanStartOption{
-		trace.WithNewRoot(),
-		trace.WithTimestamp(sd.Start),
-		trace.WithSpanKind(sd.Kind),
-		trace.WithAttributes(sd.Attributes...),
-	}
-	if link, ok := e.causeOf(c, sd.StatusCode == codes.Error); ok {
-		opts = append(opts, trace.WithLinks(link))
-	}
-	_, span := tracer.Start(context.Background(), sd.Name, opts...)
-	if sd.StatusCode == codes.Error && c.Side == conn.SideClient && c.Owner.PID != 0 {
-		e.rememberFailure(c.Owner.PID, span.SpanContext(), c.End)
-	}
-	for _, ev := range sd.Events {
-		span.AddEvent(ev.Name, trace.WithTimestamp(ev.Time), trace.WithAttributes(ev.Attributes...))
-	}
-	if sd.StatusCode == codes.Error {
-		span.SetStatus(codes.Error, sd.StatusDescription)
-	}
-	span.End(trace.WithTimestamp(sd.End))
 	e.recorded.Add(1)
+	if e.cur.spans >= e.cfg.maxBatch && !e.pushLocked() {
+		return // the queue is full: dropped, and counted by Stats.Dropped
+	}
+	res := e.resourceLocked(key)
+	m := e.mapper
+	m.mapInto(&e.sd, c, errType, desc, isErr)
+	tid, sid := newIDs()
+	var link *spanLink
+	var l spanLink
+	if f, ok := e.causeOf(c, isErr); ok {
+		l = spanLink{trace: f.trace, span: f.span, attrs: closedAfterFailure}
+		link = &l
+	}
+	if isErr && c.Side == conn.SideClient && c.Owner.PID != 0 {
+		e.rememberFailure(c.Owner.PID, failure{trace: tid, span: sid, end: c.End})
+	}
+	g := e.cur.group(res)
+	g.spans = e.enc.appendSpan(g.spans, &e.sd, tid, sid, link)
+	g.n++
+	if e.cur.spans == 0 {
+		e.cur.started = time.Now()
+	}
+	e.cur.spans++
+	if e.cur.spans >= e.cfg.maxBatch {
+		e.pushLocked() // if the queue is full, the next span retries
+	}
+}
+
+var closedAfterFailure = []attribute.KeyValue{tcpsemconv.TCPLinkReasonClosedAfterFailure}
+
+// newIDs returns a random trace id and span id, neither all zeros. The
+// runtime's per-thread generator is cheap and needs no lock; ids need to be
+// unique, not unpredictable.
+func newIDs() (traceID, spanID) {
+	var t traceID
+	var s spanID
+	for t == (traceID{}) {
+		putUint64(t[:8], rand.Uint64())
+		putUint64(t[8:], rand.Uint64())
+	}
+	for s == (spanID{}) {
+		putUint64(s[:], rand.Uint64())
+	}
+	return t, s
+}
+
+func putUint64(b []byte, v uint64) {
+	_ = b[7]
+	for i := range 8 {
+		b[i] = byte(v >> (8 * (7 - i)))
+	}
+}
+
+// pushLocked hands the filling batch to the senders, if the queue has room.
+func (e *Exporter) pushLocked() bool {
+	select {
+	case e.queue <- e.cur:
+		e.cur = e.newBatch()
+		return true
+	default:
+		return false
+	}
+}
+
+// newBatch returns a recycled batch, or a new one. Recycling keeps the
+// grown buffers: growing them again for every batch cost more than
+// writing the spans.
+func (e *Exporter) newBatch() *batch {
+	select {
+	case b := <-e.free:
+		b.groups = b.groups[:0]
+		b.spans = 0
+		return b
+	default:
+		return &batch{}
+	}
+}
+
+func (e *Exporter) recycle(b *batch) {
+	select {
+	case e.free <- b:
+	default:
+	}
+}
+
+// group returns the batch's group of resource res, adding one, with a
+// recycled buffer, if needed. Batches hold few resources: a linear search
+// is cheapest.
+func (b *batch) group(res *resourceEntry) *group {
+	for i := range b.groups {
+		if b.groups[i].res == res {
+			return &b.groups[i]
+		}
+	}
+	if len(b.groups) < cap(b.groups) {
+		b.groups = b.groups[:len(b.groups)+1]
+	} else {
+		b.groups = append(b.groups, group{})
+	}
+	g := &b.groups[len(b.groups)-1]
+	g.res, g.spans, g.n = res, g.spans[:0], 0
+	return g
+}
+
+// tick sends a batch that waited long enough, however full.
+func (e *Exporter) tick() {
+	period := max(e.cfg.batchTimeout/4, time.Millisecond)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.tickStop:
+			return
+		case now := <-t.C:
+			e.mu.Lock()
+			if !e.closed && e.cur.spans > 0 && now.Sub(e.cur.started) >= e.cfg.batchTimeout {
+				e.pushLocked()
+			}
+			e.mu.Unlock()
+		}
+	}
+}
+
+// send uploads queued batches until the queue is closed.
+func (e *Exporter) send() {
+	var req []*tracepb.ResourceSpans
+	for b := range e.queue {
+		if e.sendCtx.Err() != nil {
+			// Shutdown ran out of time: what is left is dropped, and
+			// counted as such by Stats.Dropped.
+			e.recycle(b)
+			continue
+		}
+		req = req[:0]
+		for i := range b.groups {
+			g := &b.groups[i]
+			ss := &tracepb.ScopeSpans{Scope: e.scope, SchemaUrl: tcpsemconv.SchemaURL}
+			// The spans are already in the wire format: carried as the
+			// message's unknown fields, they are marshalled verbatim as
+			// ScopeSpans.spans, which receivers decode as usual.
+			ss.ProtoReflect().SetUnknown(protoreflect.RawFields(g.spans))
+			req = append(req, &tracepb.ResourceSpans{Resource: g.res.pb, SchemaUrl: g.res.schemaURL,
+				ScopeSpans: []*tracepb.ScopeSpans{ss}})
+		}
+		if err := e.cfg.client.UploadTraces(e.sendCtx, req); err != nil {
+			e.failed.Add(uint64(b.spans))
+			otel.Handle(fmt.Errorf("export %d spans: %w", b.spans, err))
+		} else {
+			e.exported.Add(uint64(b.spans))
+		}
+		clear(req) // let go of the resources and scope spans
+		e.recycle(b)
+	}
 }
 
 // causeOf links a connection that its process closed with an error (say,
@@ -269,26 +517,22 @@ func (e *Exporter) Export(c *conn.Connection) {
 // that failed just before (its refused upstream connect): the cause of the
 // cause. Records arrive in the order the kernel finished them, so the
 // failed connection is already known.
-func (e *Exporter) causeOf(c *conn.Connection, isErr bool) (trace.Link, bool) {
+func (e *Exporter) causeOf(c *conn.Connection, isErr bool) (failure, bool) {
 	if !isErr || c.Side == conn.SideClient || c.Closer == nil || c.Closer.Time.IsZero() {
-		return trace.Link{}, false
+		return failure{}, false
 	}
-	e.failMu.Lock()
 	f, ok := e.failures[c.Closer.Process.PID]
-	e.failMu.Unlock()
 	if !ok || c.Closer.Time.Before(f.end) || c.Closer.Time.Sub(f.end) > DefaultLinkWindow {
-		return trace.Link{}, false
+		return failure{}, false
 	}
-	return trace.Link{SpanContext: f.span, Attributes: []attribute.KeyValue{tcpsemconv.TCPLinkReasonClosedAfterFailure}}, true
+	return f, true
 }
 
-func (e *Exporter) rememberFailure(pid uint32, sc trace.SpanContext, end time.Time) {
-	e.failMu.Lock()
-	defer e.failMu.Unlock()
+func (e *Exporter) rememberFailure(pid uint32, f failure) {
 	if len(e.failures) >= maxRecentFailures {
 		clear(e.failures)
 	}
-	e.failures[pid] = failure{span: sc, end: end}
+	e.failures[pid] = f
 }
 
 func (e *Exporter) keepClean() bool {
@@ -302,45 +546,44 @@ func (e *Exporter) keepClean() bool {
 	}
 }
 
-// tracerFor returns the tracer of the owning process's provider.
-func (e *Exporter) tracerFor(owner conn.Process) trace.Tracer {
-	key := providerKey{service: e.cfg.agentService, pid: uint32(os.Getpid()), exe: "tcpspan"}
-	if !e.cfg.singleService && owner.PID != 0 {
-		name := e.cfg.serviceOf(owner)
-		if name == "" {
-			name = e.cfg.agentService
-		}
-		key = providerKey{service: name, pid: owner.PID, exe: owner.Comm}
+// resourceKeyOf names the service an owner's spans go under.
+func (e *Exporter) resourceKeyOf(owner conn.Process) resourceKey {
+	if e.cfg.singleService || owner.PID == 0 {
+		return resourceKey{service: e.cfg.agentService, pid: uint32(os.Getpid()), exe: "tcpspan"}
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return nil
+	name := e.cfg.serviceOf(owner)
+	if name == "" {
+		name = e.cfg.agentService
 	}
-	e.clock++
-	if p, ok := e.providers[key]; ok {
-		p.used = e.clock
-		return p.tracer
-	}
-	if len(e.providers) >= e.cfg.maxServices {
-		e.evictOldest()
-	}
-	res := e.resourceFor(key)
-	bspOpts := []sdktrace.BatchSpanProcessorOption{sdktrace.WithMaxQueueSize(e.cfg.maxQueue)}
-	if e.cfg.batchTimeout > 0 {
-		bspOpts = append(bspOpts, sdktrace.WithBatchTimeout(e.cfg.batchTimeout))
-	}
-	tp := sdktrace.NewTracerProvider(
-		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.AlwaysSample()), // the tail decision is made in Export
-		sdktrace.WithBatcher(e.exporter, bspOpts...))
-	p := &providerEntry{tp: tp, used: e.clock,
-		tracer: tp.Tracer(instrumentationName, trace.WithSchemaURL(tcpsemconv.SchemaURL))}
-	e.providers[key] = p
-	return p.tracer
+	return resourceKey{service: name, pid: owner.PID, exe: owner.Comm}
 }
 
-func (e *Exporter) resourceFor(k providerKey) *resource.Resource {
+// resourceLocked returns the resource of key, building it on first use.
+func (e *Exporter) resourceLocked(key resourceKey) *resourceEntry {
+	e.clock++
+	if r, ok := e.resources[key]; ok {
+		r.used = e.clock
+		return r
+	}
+	if len(e.resources) >= e.cfg.maxServices {
+		// Forget the least recently used. Batches that hold it keep it
+		// until they are sent.
+		var oldest resourceKey
+		var at uint64
+		for k, r := range e.resources {
+			if at == 0 || r.used < at {
+				oldest, at = k, r.used
+			}
+		}
+		delete(e.resources, oldest)
+	}
+	res := e.resourceFor(key)
+	r := &resourceEntry{pb: resourceProto(res.Attributes()), schemaURL: res.SchemaURL(), used: e.clock}
+	e.resources[key] = r
+	return r
+}
+
+func (e *Exporter) resourceFor(k resourceKey) *resource.Resource {
 	own := resource.NewSchemaless(
 		semconv.ServiceName(k.service),
 		semconv.ProcessPID(int(k.pid)),
@@ -355,88 +598,58 @@ func (e *Exporter) resourceFor(k providerKey) *resource.Resource {
 	return merged
 }
 
-// evictOldest flushes and closes the least recently used provider, in the
-// background so that the reader never waits on the network.
-func (e *Exporter) evictOldest() {
-	var oldest providerKey
-	var at uint64
-	for k, p := range e.providers {
-		if at == 0 || p.used < at {
-			oldest, at = k, p.used
-		}
-	}
-	p := e.providers[oldest]
-	delete(e.providers, oldest)
-	e.evictions.Add(1)
-	go func() {
-		defer e.evictions.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		p.tp.Shutdown(ctx)
-	}()
-}
-
 // Stats returns the exporter's counts.
 func (e *Exporter) Stats() Stats {
 	e.mu.Lock()
-	services := len(e.providers)
+	services := len(e.resources)
 	e.mu.Unlock()
 	return Stats{
 		Recorded:     e.recorded.Load(),
 		SampledOut:   e.sampledOut.Load(),
-		Exported:     e.exporter.exported.Load(),
-		ExportFailed: e.exporter.failed.Load(),
+		Exported:     e.exported.Load(),
+		ExportFailed: e.failed.Load(),
 		Services:     services,
 	}
 }
 
-// Shutdown flushes every queued span, bounded by ctx, and closes the
-// exporter. Spans still queued when ctx ends are dropped (see Stats.Dropped).
+// Shutdown sends every queued span, bounded by ctx, and closes the
+// exporter and its client. Spans still queued when ctx ends are dropped
+// (see Stats.Dropped). Export after Shutdown does nothing.
 func (e *Exporter) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
 	e.closed = true
-	providers := e.providers
-	e.providers = nil
+	last := e.cur
+	e.cur = nil
 	e.mu.Unlock()
-	var wg sync.WaitGroup
-	errs := make([]error, 0, len(providers))
-	var errMu sync.Mutex
-	for _, p := range providers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := p.tp.Shutdown(ctx); err != nil {
-				errMu.Lock()
-				errs = append(errs, err)
-				errMu.Unlock()
-			}
-		}()
+	close(e.tickStop)
+	e.ticker.Wait()
+
+	if last.spans > 0 {
+		select {
+		case e.queue <- last:
+		case <-ctx.Done():
+		}
 	}
-	wg.Wait()
-	e.evictions.Wait()
-	errs = append(errs, e.exporter.next.Shutdown(ctx))
-	return errors.Join(errs...)
-}
-
-// countingExporter counts what the backend accepted and refused. Provider
-// shutdowns do not shut it down: it is shared.
-type countingExporter struct {
-	next     sdktrace.SpanExporter
-	exported atomic.Uint64
-	failed   atomic.Uint64
-}
-
-func (c *countingExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	err := c.next.ExportSpans(ctx, spans)
-	if err != nil {
-		c.failed.Add(uint64(len(spans)))
-		return err
+	// Nothing sends on the queue any more: Export and tick check closed
+	// under the lock.
+	close(e.queue)
+	done := make(chan struct{})
+	go func() { e.senders.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		e.cancel() // abort uploads in flight and skip the rest
+		<-done
+		err = fmt.Errorf("exporter: flush: %w", ctx.Err())
 	}
-	c.exported.Add(uint64(len(spans)))
-	return nil
+	e.cancel()
+	return errors.Join(err, e.stop(ctx))
 }
-
-func (c *countingExporter) Shutdown(context.Context) error { return nil }
 
 // BaseResource is what every span's resource shares: host.name, the
 // OTEL_RESOURCE_ATTRIBUTES of the agent's environment, and the SDK's
@@ -502,10 +715,19 @@ func OTLPProtocolFromEnv() (string, error) {
 	return ProtocolGRPC, nil
 }
 
-// NewOTLPFromEnv returns an OTLP span exporter configured by the standard
-// OTEL_EXPORTER_OTLP_* variables (endpoint, headers, timeout, TLS), over
-// gRPC or HTTP as the protocol variable says. It does not connect: an
-// unreachable collector shows up as export errors, retried by the SDK.
+// OTLP is an OTLP trace exporter whose client the [Exporter] drives
+// directly, with spans it has already encoded. It is also an ordinary SDK
+// span exporter.
+type OTLP struct {
+	*otlptrace.Exporter
+	client otlptrace.Client
+}
+
+// NewOTLPFromEnv returns an OTLP span exporter ([*OTLP]) configured by the
+// standard OTEL_EXPORTER_OTLP_* variables (endpoint, headers, timeout, TLS,
+// compression), over gRPC or HTTP as the protocol variable says. It does not
+// connect: an unreachable collector shows up as export errors, retried by
+// the client.
 func NewOTLPFromEnv(ctx context.Context) (sdktrace.SpanExporter, error) {
 	if _, err := OTLPEndpointFromEnv(); err != nil {
 		return nil, err
@@ -514,8 +736,15 @@ func NewOTLPFromEnv(ctx context.Context) (sdktrace.SpanExporter, error) {
 	if err != nil {
 		return nil, err
 	}
+	var client otlptrace.Client
 	if proto == ProtocolHTTP {
-		return otlptracehttp.New(ctx)
+		client = otlptracehttp.NewClient()
+	} else {
+		client = otlptracegrpc.NewClient()
 	}
-	return otlptracegrpc.New(ctx)
+	exp, err := otlptrace.New(ctx, client)
+	if err != nil {
+		return nil, err
+	}
+	return &OTLP{Exporter: exp, client: client}, nil
 }

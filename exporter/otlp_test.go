@@ -1,36 +1,97 @@
 package exporter
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/codes"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
-	"go.opentelemetry.io/otel/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tcpspan/tcpspan/conn"
+	tcpsemconv "github.com/tcpspan/tcpspan/semconv"
 )
 
-// keepSpans is an in-memory exporter whose spans survive Shutdown.
-type keepSpans struct{ *tracetest.InMemoryExporter }
+// memClient is an OTLP client that keeps what it is sent, after a round
+// trip through the protobuf wire format, as a collector would see it.
+type memClient struct {
+	mu     sync.Mutex
+	got    []*tracepb.ResourceSpans
+	block  chan struct{} // if set, uploads wait for it to close
+	closed bool
+}
 
-func (keepSpans) Shutdown(context.Context) error { return nil }
+func (m *memClient) Start(context.Context) error { return nil }
 
-func newTestExporter(t *testing.T, opts ...Option) (*Exporter, keepSpans) {
+func (m *memClient) Stop(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	return nil
+}
+
+func (m *memClient) UploadTraces(ctx context.Context, rs []*tracepb.ResourceSpans) error {
+	if m.block != nil {
+		select {
+		case <-m.block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	b, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs})
+	if err != nil {
+		return err
+	}
+	var req coltracepb.ExportTraceServiceRequest
+	if err := proto.Unmarshal(b, &req); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.got = append(m.got, req.ResourceSpans...)
+	return nil
+}
+
+// gotSpan is one span received, with its resource and scope.
+type gotSpan struct {
+	*tracepb.Span
+	resource *resourcepb.Resource
+	scope    *tracepb.ScopeSpans
+}
+
+func (m *memClient) spans() []gotSpan {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []gotSpan
+	for _, rs := range m.got {
+		for _, ss := range rs.ScopeSpans {
+			for _, sp := range ss.Spans {
+				out = append(out, gotSpan{Span: sp, resource: rs.Resource, scope: ss})
+			}
+		}
+	}
+	return out
+}
+
+func newTestExporter(t *testing.T, opts ...Option) (*Exporter, *memClient) {
 	t.Helper()
-	mem := keepSpans{tracetest.NewInMemoryExporter()}
+	mem := &memClient{}
 	base, err := BaseResource(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(base, append([]Option{WithSpanExporter(mem), WithBatchTimeout(time.Millisecond),
+	e, err := New(base, append([]Option{WithClient(mem), WithBatchTimeout(time.Millisecond),
 		WithServiceResolver(func(p conn.Process) string { return p.Comm + "-svc" })}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -38,16 +99,33 @@ func newTestExporter(t *testing.T, opts ...Option) (*Exporter, keepSpans) {
 	return e, mem
 }
 
-func resourceValue(s tracetest.SpanStub, key string) string {
-	for _, kv := range s.Resource.Attributes() {
-		if string(kv.Key) == key {
-			return kv.Value.Emit()
+func resourceValue(s gotSpan, key string) string {
+	for _, kv := range s.resource.GetAttributes() {
+		if kv.Key == key {
+			return anyText(kv.Value)
 		}
 	}
 	return ""
 }
 
-func TestExportRecordsSpansThroughTheSDK(t *testing.T) {
+// anyText renders an attribute value as text, whatever its type.
+func anyText(v *commonpb.AnyValue) string {
+	switch x := v.GetValue().(type) {
+	case *commonpb.AnyValue_StringValue:
+		return x.StringValue
+	case *commonpb.AnyValue_IntValue:
+		return strconv.FormatInt(x.IntValue, 10)
+	case *commonpb.AnyValue_BoolValue:
+		return strconv.FormatBool(x.BoolValue)
+	case *commonpb.AnyValue_DoubleValue:
+		return strconv.FormatFloat(x.DoubleValue, 'g', -1, 64)
+	}
+	return fmt.Sprintf("%v", v)
+}
+
+func nanos(ns uint64) time.Time { return time.Unix(0, int64(ns)) }
+
+func TestExportSendsOTLP(t *testing.T) {
 	e, mem := newTestExporter(t)
 	abort := rinetdAbort("TCP_ABORT_ON_CLOSE")
 	e.Export(abort)
@@ -55,30 +133,36 @@ func TestExportRecordsSpansThroughTheSDK(t *testing.T) {
 	if err := e.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	spans := mem.GetSpans()
+	spans := mem.spans()
 	if len(spans) != 2 {
 		t.Fatalf("%d spans, want 2", len(spans))
 	}
-	var s tracetest.SpanStub
+	var s gotSpan
 	for _, x := range spans {
-		if x.SpanKind == trace.SpanKindServer {
+		if x.Kind == tracepb.Span_SPAN_KIND_SERVER {
 			s = x
 		}
 	}
 	want := Map(abort)
-	if s.Name != want.Name || !s.StartTime.Equal(abort.Start) || !s.EndTime.Equal(abort.End) {
-		t.Errorf("span %q %v-%v, want %q %v-%v", s.Name, s.StartTime, s.EndTime, want.Name, abort.Start, abort.End)
+	if s.Name != want.Name || !nanos(s.StartTimeUnixNano).Equal(abort.Start) || !nanos(s.EndTimeUnixNano).Equal(abort.End) {
+		t.Errorf("span %q %v-%v, want %q %v-%v", s.Name, nanos(s.StartTimeUnixNano), nanos(s.EndTimeUnixNano), want.Name, abort.Start, abort.End)
 	}
-	if s.Status.Code != codes.Error || s.Status.Description != want.StatusDescription {
-		t.Errorf("status %v %q, want error %q", s.Status.Code, s.Status.Description, want.StatusDescription)
+	if s.Status.GetCode() != tracepb.Status_STATUS_CODE_ERROR || s.Status.GetMessage() != want.StatusDescription {
+		t.Errorf("status %v %q, want error %q", s.Status.GetCode(), s.Status.GetMessage(), want.StatusDescription)
 	}
 	if len(s.Events) != len(abort.Events) {
 		t.Fatalf("%d events, want %d", len(s.Events), len(abort.Events))
 	}
 	for i, ev := range s.Events {
-		if !ev.Time.Equal(abort.Events[i].Time) || ev.Name != want.Events[i].Name {
-			t.Errorf("event %d: %s at %v, want %s at %v", i, ev.Name, ev.Time, want.Events[i].Name, abort.Events[i].Time)
+		if !nanos(ev.TimeUnixNano).Equal(abort.Events[i].Time) || ev.Name != want.Events[i].Name {
+			t.Errorf("event %d: %s at %v, want %s at %v", i, ev.Name, nanos(ev.TimeUnixNano), want.Events[i].Name, abort.Events[i].Time)
 		}
+	}
+	if s.scope.Scope.GetName() != instrumentationName || s.scope.SchemaUrl != tcpsemconv.SchemaURL {
+		t.Errorf("scope %v %q", s.scope.Scope, s.scope.SchemaUrl)
+	}
+	if len(s.TraceId) != 16 || len(s.SpanId) != 8 {
+		t.Errorf("trace id %x, span id %x", s.TraceId, s.SpanId)
 	}
 	if got := resourceValue(s, string(semconv.ServiceNameKey)); got != "rinetd-svc" {
 		t.Errorf("service.name %q, want the owner's service", got)
@@ -89,7 +173,7 @@ func TestExportRecordsSpansThroughTheSDK(t *testing.T) {
 	if resourceValue(s, string(semconv.HostNameKey)) == "" {
 		t.Error("no host.name")
 	}
-	if s.Parent.IsValid() {
+	if len(s.ParentSpanId) != 0 {
 		t.Error("a connection span must be a root span")
 	}
 	st := e.Stats()
@@ -105,7 +189,7 @@ func TestTailDecision(t *testing.T) {
 	e.Export(refused())
 	e.Export(retransmitting())
 	e.Shutdown(context.Background())
-	if got := len(mem.GetSpans()); got != 2 {
+	if got := len(mem.spans()); got != 2 {
 		t.Errorf("%d spans exported, want the 2 with problems", got)
 	}
 	if st := e.Stats(); st.SampledOut != 2 || st.Recorded != 2 {
@@ -117,7 +201,7 @@ func TestSingleServiceAndUnknownOwner(t *testing.T) {
 	e, mem := newTestExporter(t, WithSingleService(true), WithAgentService("edge-agent"))
 	e.Export(rinetdAbort("TCP_ABORT_ON_CLOSE"))
 	e.Shutdown(context.Background())
-	if got := resourceValue(mem.GetSpans()[0], string(semconv.ServiceNameKey)); got != "edge-agent" {
+	if got := resourceValue(mem.spans()[0], string(semconv.ServiceNameKey)); got != "edge-agent" {
 		t.Errorf("service.name %q, want the agent's", got)
 	}
 
@@ -126,12 +210,12 @@ func TestSingleServiceAndUnknownOwner(t *testing.T) {
 	orphan.Owner = conn.Process{}
 	e.Export(orphan)
 	e.Shutdown(context.Background())
-	if got := resourceValue(mem.GetSpans()[0], string(semconv.ServiceNameKey)); got != "edge-agent" {
+	if got := resourceValue(mem.spans()[0], string(semconv.ServiceNameKey)); got != "edge-agent" {
 		t.Errorf("service.name %q for an ownerless connection, want the agent's", got)
 	}
 }
 
-func TestProvidersAreBounded(t *testing.T) {
+func TestResourcesAreBounded(t *testing.T) {
 	e, mem := newTestExporter(t, WithMaxServices(2))
 	for i := 0; i < 5; i++ {
 		c := rinetdAbort("TCP_ABORT_ON_CLOSE")
@@ -139,11 +223,19 @@ func TestProvidersAreBounded(t *testing.T) {
 		e.Export(c)
 	}
 	if n := e.Stats().Services; n != 2 {
-		t.Errorf("%d providers live, want 2", n)
+		t.Errorf("%d resources kept, want 2", n)
 	}
 	e.Shutdown(context.Background())
-	if got := len(mem.GetSpans()); got != 5 {
-		t.Errorf("%d spans, want 5: evicted providers must flush", got)
+	spans := mem.spans()
+	if len(spans) != 5 {
+		t.Fatalf("%d spans, want 5: spans of forgotten resources must still be sent", len(spans))
+	}
+	pids := map[string]bool{}
+	for _, s := range spans {
+		pids[resourceValue(s, string(semconv.ProcessPIDKey))] = true
+	}
+	if len(pids) != 5 {
+		t.Errorf("resource pids %v, want 5 distinct", pids)
 	}
 }
 
@@ -252,8 +344,6 @@ func TestUnreachableCollectorIsCounted(t *testing.T) {
 	}
 }
 
-var _ sdktrace.SpanExporter = keepSpans{}
-
 // rinetd's upstream connect is refused, then rinetd resets its client: the
 // reset's span links to the refused connect, the cause of the cause.
 func TestResetLinksToTheFailureBeforeIt(t *testing.T) {
@@ -271,13 +361,13 @@ func TestResetLinksToTheFailureBeforeIt(t *testing.T) {
 	e.Export(other)
 	e.Shutdown(context.Background())
 
-	spans := mem.GetSpans()
+	spans := mem.spans()
 	if len(spans) != 4 {
 		t.Fatalf("%d spans", len(spans))
 	}
-	var up tracetest.SpanStub
+	var up gotSpan
 	for _, s := range spans {
-		if s.SpanKind == trace.SpanKindClient {
+		if s.Kind == tracepb.Span_SPAN_KIND_CLIENT {
 			up = s
 		}
 	}
@@ -288,10 +378,10 @@ func TestResetLinksToTheFailureBeforeIt(t *testing.T) {
 		}
 		linked++
 		l := s.Links[0]
-		if l.SpanContext.SpanID() != up.SpanContext.SpanID() || l.SpanContext.TraceID() != up.SpanContext.TraceID() {
-			t.Errorf("link to %v, want the refused upstream %v", l.SpanContext.SpanID(), up.SpanContext.SpanID())
+		if !bytes.Equal(l.SpanId, up.SpanId) || !bytes.Equal(l.TraceId, up.TraceId) {
+			t.Errorf("link to %x, want the refused upstream %x", l.SpanId, up.SpanId)
 		}
-		if len(l.Attributes) != 1 || l.Attributes[0].Value.AsString() != "closed_after_failure" {
+		if len(l.Attributes) != 1 || anyText(l.Attributes[0].Value) != "closed_after_failure" {
 			t.Errorf("link attributes %v", l.Attributes)
 		}
 	}

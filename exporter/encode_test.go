@@ -1,0 +1,191 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"math"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/tcpspan/tcpspan/conn"
+)
+
+// wantValue is what an attribute of the mapping must become on the wire:
+// the same type and value.
+func wantValue(t *testing.T, what string, kv attribute.KeyValue, got *commonpb.KeyValue) {
+	t.Helper()
+	if got.Key != string(kv.Key) {
+		t.Errorf("%s: key %q, want %q", what, got.Key, kv.Key)
+		return
+	}
+	ok := false
+	switch v := got.Value.GetValue().(type) {
+	case *commonpb.AnyValue_StringValue:
+		ok = kv.Value.Type() == attribute.STRING && v.StringValue == kv.Value.AsString()
+	case *commonpb.AnyValue_IntValue:
+		ok = kv.Value.Type() == attribute.INT64 && v.IntValue == kv.Value.AsInt64()
+	case *commonpb.AnyValue_BoolValue:
+		ok = kv.Value.Type() == attribute.BOOL && v.BoolValue == kv.Value.AsBool()
+	case *commonpb.AnyValue_DoubleValue:
+		ok = kv.Value.Type() == attribute.FLOAT64 && v.DoubleValue == kv.Value.AsFloat64()
+	}
+	if !ok {
+		t.Errorf("%s: %s = %v on the wire, want %v (%v)", what, got.Key, got.Value, kv.Value.Emit(), kv.Value.Type())
+	}
+}
+
+// Every fixture, exported and decoded as a collector would, is exactly its
+// mapping: name, kind, times, every attribute with its type, every event.
+func TestEncodedSpanIsTheMapping(t *testing.T) {
+	conns := map[string]*conn.Connection{
+		"clean client": cleanClient(), "clean server": cleanServer(), "abort": rinetdAbort("TCP_ABORT_ON_CLOSE"),
+		"refused": refused(), "no socket": noSocket(), "overflow": acceptOverflow(),
+		"reset established": resetEstablished(), "retransmitting": retransmitting(), "ipv6": ipv6Abort(),
+	}
+	for name, c := range conns {
+		t.Run(name, func(t *testing.T) {
+			e, mem := newTestExporter(t)
+			// Export twice: the second span is written with the buffers
+			// and caches the first one left behind.
+			e.Export(c)
+			e.Export(c)
+			if err := e.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			spans := mem.spans()
+			if len(spans) != 2 {
+				t.Fatalf("%d spans, want 2", len(spans))
+			}
+			want := Map(c)
+			for _, s := range spans {
+				if s.Name != want.Name || int(s.Kind) != int(want.Kind) {
+					t.Errorf("span %q kind %v, want %q %v", s.Name, s.Kind, want.Name, want.Kind)
+				}
+				if !nanos(s.StartTimeUnixNano).Equal(want.Start) || !nanos(s.EndTimeUnixNano).Equal(want.End) {
+					t.Errorf("times %d-%d", s.StartTimeUnixNano, s.EndTimeUnixNano)
+				}
+				if s.Flags != spanFlags {
+					t.Errorf("flags %#x, want %#x", s.Flags, spanFlags)
+				}
+				if len(s.Attributes) != len(want.Attributes) {
+					t.Fatalf("%d attributes, want %d", len(s.Attributes), len(want.Attributes))
+				}
+				for i, kv := range want.Attributes {
+					wantValue(t, "span", kv, s.Attributes[i])
+				}
+				if len(s.Events) != len(want.Events) {
+					t.Fatalf("%d events, want %d", len(s.Events), len(want.Events))
+				}
+				for i, ev := range want.Events {
+					got := s.Events[i]
+					if got.Name != ev.Name || !nanos(got.TimeUnixNano).Equal(ev.Time) || len(got.Attributes) != len(ev.Attributes) {
+						t.Fatalf("event %d: %s at %d with %d attributes, want %s at %v with %d", i,
+							got.Name, got.TimeUnixNano, len(got.Attributes), ev.Name, ev.Time, len(ev.Attributes))
+					}
+					for j, kv := range ev.Attributes {
+						wantValue(t, got.Name, kv, got.Attributes[j])
+					}
+				}
+				wantCode := tracepb.Status_STATUS_CODE_UNSET
+				if want.StatusDescription != "" {
+					wantCode = tracepb.Status_STATUS_CODE_ERROR
+				}
+				if s.Status.GetCode() != wantCode || s.Status.GetMessage() != want.StatusDescription {
+					t.Errorf("status %v %q, want %v %q", s.Status.GetCode(), s.Status.GetMessage(), wantCode, want.StatusDescription)
+				}
+			}
+			if string(spans[0].SpanId) == string(spans[1].SpanId) || string(spans[0].TraceId) == string(spans[1].TraceId) {
+				t.Error("two spans share an id")
+			}
+		})
+	}
+}
+
+func TestKeyValueTypes(t *testing.T) {
+	for _, kv := range []attribute.KeyValue{
+		attribute.String("s", ""), attribute.String("s", "x"), attribute.Bool("b", false), attribute.Bool("b", true),
+		attribute.Int64("i", 0), attribute.Int64("i", -1), attribute.Int64("i", math.MaxInt64),
+		attribute.Float64("f", 0.5), attribute.Float64("f", math.Inf(-1)),
+	} {
+		sd := SpanData{Name: "x", Attributes: []attribute.KeyValue{kv}}
+		var enc spanEncoder
+		mem := &memClient{}
+		e, err := New(nil, WithClient(mem))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.mu.Lock()
+		g := e.cur.group(e.resourceLocked(resourceKey{service: "s"}))
+		g.spans = enc.appendSpan(g.spans, &sd, traceID{1}, spanID{1}, nil)
+		g.n++
+		e.cur.spans++
+		e.mu.Unlock()
+		if err := e.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		spans := mem.spans()
+		if len(spans) != 1 || len(spans[0].Attributes) != 1 {
+			t.Fatalf("%v: got %v", kv, spans)
+		}
+		wantValue(t, "attribute", kv, spans[0].Attributes[0])
+	}
+}
+
+// A backend slower than the spans come: the queue is bounded, Export never
+// waits, and every span is exported or counted as dropped.
+func TestFullQueueDropsAndCounts(t *testing.T) {
+	mem := &memClient{block: make(chan struct{})}
+	e, err := New(nil, WithClient(mem), WithMaxBatchSize(10), WithMaxQueueSize(40),
+		WithMaxConcurrentExports(1), WithBatchTimeout(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for range 1000 {
+		e.Export(refused())
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Export blocked for %v", d)
+	}
+	close(mem.block)
+	if err := e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := e.Stats()
+	got := uint64(len(mem.spans()))
+	// In the queue: 40 spans, plus the batch the sender was blocked on.
+	if st.Recorded != 1000 || st.Exported != got || st.Exported > 50 || st.Exported < 40 || st.Dropped() != 1000-got {
+		t.Errorf("stats %+v, %d spans received: want 40-50 exported, the rest dropped", st, got)
+	}
+}
+
+// Shutdown is bounded by its context; what it could not send is counted.
+func TestShutdownTimeout(t *testing.T) {
+	mem := &memClient{block: make(chan struct{})}
+	defer close(mem.block)
+	e, err := New(nil, WithClient(mem), WithMaxBatchSize(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 35 {
+		e.Export(refused())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err = e.Shutdown(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown: %v, want the deadline", err)
+	}
+	st := e.Stats()
+	if st.Recorded != 35 || st.Exported != 0 || st.ExportFailed+st.Dropped() != 35 {
+		t.Errorf("stats %+v", st)
+	}
+	e.Export(refused())
+	if st := e.Stats(); st.Recorded != 35 {
+		t.Errorf("Export after Shutdown recorded a span: %+v", st)
+	}
+}
