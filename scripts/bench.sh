@@ -7,6 +7,10 @@
 # machine's noise is shared by all of them:
 #
 #   none           no agent
+#   export-sink    tcpspan -clean-ratio 1, every connection exported to
+#                  bench/otlpsink, an OTLP receiver that only counts spans
+#                  (Jaeger's own CPU per span would otherwise decide the
+#                  result on a machine this small)
 #   export-all     tcpspan -clean-ratio 1, every connection exported to Jaeger
 #   errors-only    tcpspan -clean-ratio 0 (only connections with problems)
 #   bpftrace       the naive peer: bpftrace printing one line per
@@ -24,9 +28,10 @@
 # table on stdout, bench/results.json and bench/results.png.
 #
 # Knobs (environment): ROUNDS=3 DURATION=5 (seconds of load per run)
-# CONNECTIONS=32 STORM_WORKERS=nproc VERIFY=last PROFILE=0 (1: after the
-# rounds, one more run of export-all under `perf record -g`, errors-only and
-# storm-errors, with the kernel's BPF run-time stats: bench/profile.txt)
+# CONNECTIONS=32 STORM_WORKERS=nproc VERIFY=last MODES="none export-sink ..."
+# PROFILE=0 (1: after the
+# rounds, one more run of export-sink and errors-only under `perf record -g`,
+# and storm-errors, with the kernel's BPF run-time stats: bench/profile.txt)
 # KEEP=0 (1: keep the work directory) OUT=bench (where results go).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +49,7 @@ mkdir -p "$OUT"
 NS=tcpspan-bench-$$
 HTTP_PORT=8080
 CLOSED_PORT=9
-MODES=(none export-all errors-only bpftrace storm-none storm-errors)
+MODES=(${MODES:-none export-sink export-all errors-only bpftrace storm-none storm-errors})
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "bench: needs root (it loads BPF programs and creates a network namespace): sudo make bench" >&2
@@ -101,6 +106,7 @@ echo "bench: building tcpspan, bench/rstorm, bench/report (work directory $work)
 go build -o bin/tcpspan ./cmd/tcpspan
 go build -o "$work/rstorm" ./bench/rstorm
 go build -o "$work/report" ./bench/report
+go build -o "$work/otlpsink" ./bench/otlpsink
 jaeger=$(./scripts/tools.sh jaeger)
 
 # Four free loopback ports for Jaeger, so that it runs beside `make jaeger`
@@ -127,6 +133,8 @@ taken="$taken$otlp_http "
 query_http=$(free_port)
 taken="$taken$query_http "
 query_grpc=$(free_port)
+taken="$taken$query_grpc "
+sink_port=$(free_port)
 sed -e 's/max_traces: 100000$/max_traces: 5000000/' \
 	-e "s/127.0.0.1:14317/127.0.0.1:$otlp_grpc/; s/127.0.0.1:14318/127.0.0.1:$otlp_http/" \
 	-e "s/127.0.0.1:16686/127.0.0.1:$query_http/; s/127.0.0.1:16685/127.0.0.1:$query_grpc/" \
@@ -189,11 +197,37 @@ counters() { # the namespace's absolute TCP counters, without touching nstat's s
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 now() { date +%s.%N; }
 
+# export-sink: the counting receiver, one per run; sets $sink.
+sink=""
+start_sink() { # dir
+	"$work/otlpsink" -addr "127.0.0.1:$sink_port" >"$1/sink.out" 2>"$1/sink.log" &
+	sink=$!
+	pids+=("$sink")
+	for _ in $(seq 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$sink_port") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "bench: otlpsink did not start" >&2
+	cat "$1/sink.log" >&2
+	return 1
+}
+stop_sink() { # dir: appends the receiver's counts to the run's vals
+	[ -n "$sink" ] || return 0
+	kill -INT "$sink"
+	wait "$sink" 2>/dev/null || true
+	cat "$1/sink.out" >>"$1/vals"
+	sink=""
+}
+
 # Starts the agent of a mode in the background; sets $agent. Returns
 # non-zero if it did not attach.
 start_agent() { # mode dir
 	local mode=$1 dir=$2
 	case $mode in
+	export-sink)
+		OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sink_port \
+			./bin/tcpspan -netns "$NS" -clean-ratio 1 -health-interval 0 >/dev/null 2>"$dir/agent.log" &
+		;;
 	export-all) ./bin/tcpspan -netns "$NS" -clean-ratio 1 -health-interval 0 >/dev/null 2>"$dir/agent.log" & ;;
 	errors-only | storm-errors) ./bin/tcpspan -netns "$NS" -clean-ratio 0 -health-interval 0 >/dev/null 2>"$dir/agent.log" & ;;
 	bpftrace)
@@ -267,7 +301,7 @@ stop_agent() { # dir
 
 seq_no=0
 run_one() { # mode round
-	local mode=$1 round=$2 dir a0 a1 j0 j1
+	local mode=$1 round=$2 dir a0 a1 j0 j1 backend=$jaeger_pid
 	seq_no=$((seq_no + 1))
 	dir=$work/runs/$(printf '%02d' $seq_no)-$mode-r$round
 	mkdir -p "$dir"
@@ -279,12 +313,16 @@ run_one() { # mode round
 		echo "loadavg=$(cut -d' ' -f1 /proc/loadavg)"
 		echo "t_start=$(now)"
 	} >"$dir/vals"
+	if [ "$mode" = export-sink ]; then
+		start_sink "$dir" || exit 1
+		backend=$sink
+	fi
 	start_agent "$mode" "$dir" || exit 1
 	[ -z "$agent" ] || echo "agent_pid=$agent" >>"$dir/vals"
 	echo "t_ready=$(now)" >>"$dir/vals"
 	counters >"$dir/counters.before"
 	a0=$(if [ -n "$agent" ]; then ticks "$agent"; else echo 0; fi)
-	j0=$(ticks "$jaeger_pid")
+	j0=$(ticks "$backend")
 	head -1 /proc/stat >"$dir/cpu.before"
 	echo "t_load_start=$(now)" >>"$dir/vals"
 	case $mode in
@@ -300,10 +338,10 @@ run_one() { # mode round
 	echo "t_load_end=$(now)" >>"$dir/vals"
 	head -1 /proc/stat >"$dir/cpu.after"
 	a1=$(if [ -n "$agent" ]; then ticks "$agent"; else echo 0; fi)
-	j1=$(ticks "$jaeger_pid")
+	j1=$(ticks "$backend")
 	{
 		echo "agent_ticks=$((a1 - a0))"
-		echo "jaeger_ticks=$((j1 - j0))"
+		echo "jaeger_ticks=$((j1 - j0))" # the trace backend's: Jaeger, or the counting receiver
 		if [ -n "$agent" ]; then
 			echo "agent_hwm_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$agent/status")"
 			echo "agent_threads=$(awk '/^Threads:/ {print $2}' "/proc/$agent/status")"
@@ -313,6 +351,7 @@ run_one() { # mode round
 	sleep 1
 	counters >"$dir/counters.after"
 	stop_agent "$dir"
+	stop_sink "$dir"
 	echo "t_stop=$(now)" >>"$dir/vals"
 	"$work/report" line "$dir"
 }
@@ -336,19 +375,20 @@ if [ "$VERIFY" != 0 ]; then
 	done
 fi
 
-# PROFILE=1: after the rounds, one more run of export-all, errors-only and
+# PROFILE=1: after the rounds, one more run of export-sink, errors-only and
 # storm-errors each with the kernel's BPF run-time statistics on
-# (kernel.bpf_stats_enabled, restored afterwards), the export-all one also
-# under `perf record -g -p (agent)`.
+# (kernel.bpf_stats_enabled, restored afterwards), export-sink and
+# errors-only also under `perf record -g -p (agent)`.
 profile_run() { # mode
 	local mode=$1 dir conns
 	dir=$work/profile/$mode
 	mkdir -p "$dir"
 	bpftool prog show -j >"$dir/progs.pre.json"
+	if [ "$mode" = export-sink ]; then start_sink "$dir" || exit 1; fi
 	start_agent "$mode" "$dir" || exit 1
 	bpftool prog show -j >"$dir/progs.before.json"
 	counters >"$dir/counters.before"
-	if [ "$mode" = export-all ]; then
+	if [ "$mode" != storm-errors ]; then
 		perf record -F 999 -g -p "$agent" -o "$dir/perf.data" -- sleep "$DURATION" >/dev/null 2>"$dir/perf.log" &
 		perf_pid=$!
 	fi
@@ -361,12 +401,13 @@ profile_run() { # mode
 			"http://127.0.0.1:$HTTP_PORT/" >"$dir/load.out" 2>&1 || true
 		;;
 	esac
-	if [ "$mode" = export-all ]; then wait "$perf_pid" || true; fi
+	if [ "$mode" != storm-errors ]; then wait "$perf_pid" || true; fi
 	bpftool prog show -j >"$dir/progs.after.json"
 	counters >"$dir/counters.after"
 	conns=$(($(awk '$1 == "TcpActiveOpens" {print $2}' "$dir/counters.after") - $(awk '$1 == "TcpActiveOpens" {print $2}' "$dir/counters.before")))
 	sleep 1
 	stop_agent "$dir"
+	stop_sink "$dir"
 	{
 		echo "## $mode: $(grep -E 'requests in|attempts=' "$dir/load.out" | sed 's/^ *//')"
 		grep -o 'msg=stopped.*' "$dir/agent.log" || true
@@ -378,7 +419,7 @@ profile_run() { # mode
 }
 
 if [ "$PROFILE" = 1 ]; then
-	echo "bench: profile: one more run of export-all (under perf record -g), errors-only and storm-errors, with BPF run-time stats"
+	echo "bench: profile: one more run of export-sink and errors-only (under perf record -g) and storm-errors, with BPF run-time stats"
 	bpf_stats_old=$(sysctl -n kernel.bpf_stats_enabled)
 	sysctl -q -w kernel.bpf_stats_enabled=1
 	{
@@ -386,22 +427,25 @@ if [ "$PROFILE" = 1 ]; then
 		echo "# (runs/conn: runs per TCP connection made, TcpActiveOpens; ns/run from the kernel's own bpf_stats)"
 		echo
 	} >"$OUT/profile.txt"
-	for mode in export-all errors-only storm-errors; do
+	for mode in export-sink errors-only storm-errors; do
 		profile_run "$mode"
 	done
 	sysctl -q -w kernel.bpf_stats_enabled="$bpf_stats_old"
 	bpf_stats_old=""
-	dir=$work/profile/export-all
-	{
-		echo "# export-all, user side: perf record -F 999 -g -p (agent), by shared object"
-		perf report -i "$dir/perf.data" --stdio --no-children --sort dso -g none --percent-limit 0.5 2>/dev/null | grep '%' || true
-		echo
-		echo "# export-all, user side: by symbol (self), 0.7% and above"
-		perf report -i "$dir/perf.data" --stdio --no-children --sort sym -g none --percent-limit 0.7 2>/dev/null | grep '%' || true
-		echo
-		echo "# export-all, user side: by symbol including callees (children), 4% and above"
-		perf report -i "$dir/perf.data" --stdio --children --sort sym -g none --percent-limit 4 2>/dev/null | grep '%' || true
-	} >>"$OUT/profile.txt"
+	for mode in export-sink errors-only; do
+		dir=$work/profile/$mode
+		{
+			echo "# $mode, user side: perf record -F 999 -g -p (agent), by shared object"
+			perf report -i "$dir/perf.data" --stdio --no-children --sort dso -g none --percent-limit 0.5 2>/dev/null | grep '%' || true
+			echo
+			echo "# $mode, user side: by symbol (self), 0.7% and above"
+			perf report -i "$dir/perf.data" --stdio --no-children --sort sym -g none --percent-limit 0.7 2>/dev/null | grep '%' || true
+			echo
+			echo "# $mode, user side: by symbol including callees (children), 4% and above"
+			perf report -i "$dir/perf.data" --stdio --children --sort sym -g none --percent-limit 4 2>/dev/null | grep '%' || true
+			echo
+		} >>"$OUT/profile.txt"
+	done
 	echo "bench: wrote $OUT/profile.txt"
 fi
 

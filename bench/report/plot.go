@@ -39,7 +39,8 @@ func writeChart(path string, res *Results) error {
 		}
 	}
 	add("none", "NO AGENT", "", 0, grey)
-	add("export-all", "TCPSPAN", "EXPORT ALL", 0.90, blue)
+	add("export-sink", "EXPORT ALL", "TO COUNTER", 0.90, blue)
+	add("export-all", "EXPORT ALL", "TO JAEGER", 0.90, blue)
 	add("errors-only", "TCPSPAN", "ERRORS ONLY", 0.97, blue)
 	add("bpftrace", "BPFTRACE", "PRINTF", 0, orange)
 	stormTarget := 0.0

@@ -73,6 +73,9 @@ type Run struct {
 	SpansExpected int64    `json:"spans_expected,omitempty"`
 	Warnings      []string `json:"agent_warnings,omitempty"`
 
+	// SinkSpans is what the counting receiver got (export-sink).
+	SinkSpans int64 `json:"sink_spans,omitempty"`
+
 	// What Jaeger holds for the run (VERIFY=1).
 	Jaeger *JaegerCount `json:"jaeger,omitempty"`
 }
@@ -245,10 +248,11 @@ func loadRun(dir string) (*Run, error) {
 		if r.ActiveOpens > 0 {
 			r.RecordsPerConn = float64(r.Connections+r.Orphans) / float64(r.ActiveOpens)
 		}
-		if r.Mode == "export-all" {
+		if r.Mode == "export-all" || r.Mode == "export-sink" {
 			r.SpansExpected = 2 * r.ActiveOpens
 		}
 	}
+	r.SinkSpans = i64(vals["sink_spans"])
 	if _, ok := vals["jaeger_spans"]; ok {
 		r.Jaeger = &JaegerCount{
 			Spans: i64(vals["jaeger_spans"]), ErrorSpans: i64(vals["jaeger_error_spans"]),
