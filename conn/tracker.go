@@ -102,6 +102,14 @@ type pending struct {
 	last time.Time // wall time of the last event received
 }
 
+// connAlloc is what a connection record needs, allocated at once: one
+// allocation per connection instead of three.
+type connAlloc struct {
+	conn   Connection
+	closer Close
+	held   pending
+}
+
 type heldEntry struct {
 	key tupleKey
 	p   *pending
@@ -113,6 +121,8 @@ type Tracker struct {
 	cfg   config
 	names Names
 	out   func(*Connection)
+
+	comms commCache
 
 	mu      sync.Mutex
 	orphans map[tupleKey]*pending
@@ -156,7 +166,8 @@ func (t *Tracker) Stats() Stats {
 
 // HandleConn takes a finished connection record. It implements [bpf.Handler].
 func (t *Tracker) HandleConn(r *bpf.ConnRecord) {
-	c := t.fromConnRecord(r)
+	a := t.fromConnRecord(r)
+	c := &a.conn
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	key := tupleKey{c.Netns, c.Local, c.Remote}
@@ -186,7 +197,8 @@ func (t *Tracker) HandleConn(r *bpf.ConnRecord) {
 		t.emitConn(prev.conn)
 		prev.conn = nil
 	}
-	p := &pending{conn: c, last: time.Now()}
+	p := &a.held
+	p.conn, p.last = c, time.Now()
 	t.held[key] = p
 	t.heldFIFO = append(t.heldFIFO, heldEntry{key, p})
 }
@@ -201,7 +213,7 @@ func (t *Tracker) emitConn(c *Connection) {
 func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 	ev := t.event(r.Ev.TsNs, uint8(r.Ev.Type), r.Ev.State, uint8(r.Ev.Ctx), r.Ev.Pid, r.Ev.Arg, r.Ev.Arg2)
 	if ev.Context == ContextProcess {
-		ev.Process.Comm = comm(r.Comm[:])
+		ev.Process.Comm = t.comms.get(r.Comm[:])
 	}
 	local, remote, network := endpoints(&r.Tuple)
 	key := tupleKey{r.Tuple.Netns, local, remote}
@@ -230,7 +242,7 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 			Netns:             r.Tuple.Netns,
 			Orphan:            true,
 			Start:             ev.Time,
-			Owner:             Process{PID: r.OwnerPid, Comm: comm(r.OwnerComm[:])},
+			Owner:             Process{PID: r.OwnerPid, Comm: t.comms.get(r.OwnerComm[:])},
 			OwnerFromListener: r.OwnerPid != 0,
 		}}
 		if !ok && noSocketReset(&ev, r.OwnerPid) {
@@ -255,7 +267,7 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 		c.End = ev.Time
 	}
 	if c.Owner.PID == 0 && r.OwnerPid != 0 {
-		c.Owner = Process{PID: r.OwnerPid, Comm: comm(r.OwnerComm[:])}
+		c.Owner = Process{PID: r.OwnerPid, Comm: t.comms.get(r.OwnerComm[:])}
 		c.OwnerFromListener = true
 	}
 }
@@ -371,9 +383,11 @@ func (t *Tracker) emitOrphanNow(c *Connection) {
 	t.out(c)
 }
 
-func (t *Tracker) fromConnRecord(r *bpf.ConnRecord) *Connection {
+func (t *Tracker) fromConnRecord(r *bpf.ConnRecord) *connAlloc {
 	local, remote, network := endpoints(&r.Tuple)
-	c := &Connection{
+	a := new(connAlloc)
+	c := &a.conn
+	*c = Connection{
 		Side:              Side(r.Side),
 		Network:           network,
 		Local:             local,
@@ -383,7 +397,7 @@ func (t *Tracker) fromConnRecord(r *bpf.ConnRecord) *Connection {
 		End:               t.cfg.bootTime(r.EndNs),
 		Midlife:           r.Flags&bpf.FlagMidlife != 0,
 		EndUnseen:         r.Flags&bpf.FlagEndUnseen != 0,
-		Owner:             Process{PID: r.OwnerPid, Comm: comm(r.OwnerComm[:])},
+		Owner:             Process{PID: r.OwnerPid, Comm: t.comms.get(r.OwnerComm[:])},
 		OwnerFromListener: r.Flags&bpf.FlagOwnerFromListener != 0,
 		FinalState:        State(r.FinalState),
 		BytesSent:         r.BytesSent,
@@ -394,12 +408,13 @@ func (t *Tracker) fromConnRecord(r *bpf.ConnRecord) *Connection {
 		SRTT:              time.Duration(r.SrttUs) * time.Microsecond,
 	}
 	if r.CloserPid != 0 {
-		c.Closer = &Close{
-			Process:     Process{PID: r.CloserPid, Comm: comm(r.CloserComm[:])},
+		a.closer = Close{
+			Process:     Process{PID: r.CloserPid, Comm: t.comms.get(r.CloserComm[:])},
 			TID:         r.CloserTid,
 			FD:          int32(r.CloserFd),
 			UnreadBytes: r.UnreadBytes,
 		}
+		c.Closer = &a.closer
 	}
 	n := int(r.EventsSeen)
 	if n > bpf.MaxConnEvents {
@@ -427,7 +442,7 @@ func (t *Tracker) fromConnRecord(r *bpf.ConnRecord) *Connection {
 		// tcp_sock.bytes_received counts the FIN's sequence number.
 		c.BytesReceived--
 	}
-	return c
+	return a
 }
 
 // finReceived tells from the state path whether the peer's FIN arrived:
@@ -558,6 +573,34 @@ func endpoints(t *bpf.Tuple) (local, remote netip.AddrPort, network string) {
 		network = "ipv4"
 	}
 	return netip.AddrPortFrom(la, t.Sport), netip.AddrPortFrom(ra, t.Dport), network
+}
+
+// maxComms bounds the commCache.
+const maxComms = 4096
+
+// commCache interns process names: the same few repeat on every record,
+// and a string for each cost an allocation per record and more for the GC.
+type commCache struct {
+	mu sync.Mutex
+	m  map[[16]int8]string
+}
+
+func (cc *commCache) get(b []int8) string {
+	if len(b) != 16 {
+		return comm(b)
+	}
+	k := [16]int8(b)
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if s, ok := cc.m[k]; ok {
+		return s
+	}
+	if cc.m == nil || len(cc.m) >= maxComms {
+		cc.m = make(map[[16]int8]string)
+	}
+	s := comm(b)
+	cc.m[k] = s
+	return s
 }
 
 func comm(b []int8) string {
