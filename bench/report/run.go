@@ -45,13 +45,16 @@ type Run struct {
 
 	// CPU over the load: % of one core for the agent and Jaeger, % of all
 	// cores for the host.
-	AgentCPUPct  float64 `json:"agent_cpu_pct_of_one_core"`
-	JaegerCPUPct float64 `json:"jaeger_cpu_pct_of_one_core"`
-	HostBusyPct  float64 `json:"host_busy_pct_of_all_cores"`
-	LoadAvg      float64 `json:"loadavg_1m_before"`
-	AgentRSSMB   float64 `json:"agent_peak_rss_mb"`
-	AgentThreads int     `json:"agent_threads,omitempty"`
-	StopSeconds  float64 `json:"agent_stop_seconds,omitempty"`
+	AgentCPUPct float64 `json:"agent_cpu_pct_of_one_core"`
+	// AgentUsPerConn is the agent's CPU time over the load per connection
+	// made (storm: per attempt), in microseconds.
+	AgentUsPerConn float64 `json:"agent_cpu_us_per_connection,omitempty"`
+	JaegerCPUPct   float64 `json:"jaeger_cpu_pct_of_one_core"`
+	HostBusyPct    float64 `json:"host_busy_pct_of_all_cores"`
+	LoadAvg        float64 `json:"loadavg_1m_before"`
+	AgentRSSMB     float64 `json:"agent_peak_rss_mb"`
+	AgentThreads   int     `json:"agent_threads,omitempty"`
+	StopSeconds    float64 `json:"agent_stop_seconds,omitempty"`
 	// StopSignal is INT, or TERM or KILL when the agent outlived SIGINT by 10 s.
 	StopSignal string `json:"agent_stop_signal,omitempty"`
 
@@ -230,6 +233,9 @@ func loadRun(dir string) (*Run, error) {
 	tck := f64(vals["clk_tck"])
 	if wall > 0 && tck > 0 {
 		r.AgentCPUPct = 100 * f64(vals["agent_ticks"]) / tck / wall
+		if n := r.Rate * r.Seconds; n > 0 {
+			r.AgentUsPerConn = 1e6 * f64(vals["agent_ticks"]) / tck / n
+		}
 		r.JaegerCPUPct = 100 * f64(vals["jaeger_ticks"]) / tck / wall
 	}
 	t0, i0, e0 := cpuLine(filepath.Join(dir, "cpu.before"))
@@ -380,7 +386,7 @@ func cmdLine(args []string) error {
 		fmt.Printf(" (%d connections)", r.ActiveOpens)
 	}
 	if r.agentKind() != "" {
-		fmt.Printf("  agent %5.1f%% CPU %4.0f MB", r.AgentCPUPct, r.AgentRSSMB)
+		fmt.Printf("  agent %5.1f%% CPU (%.1f µs/conn) %4.0f MB", r.AgentCPUPct, r.AgentUsPerConn, r.AgentRSSMB)
 	}
 	if r.agentKind() == "tcpspan" {
 		if !r.Stopped {

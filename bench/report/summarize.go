@@ -48,10 +48,13 @@ type Mode struct {
 	Ratio       float64 `json:"ratio"`
 	PairedRatio float64 `json:"paired_ratio"`
 
-	AgentCPUPct  float64 `json:"agent_cpu_pct_median"`
-	JaegerCPUPct float64 `json:"jaeger_cpu_pct_median"`
-	HostBusyPct  float64 `json:"host_busy_pct_median"`
-	AgentRSSMB   float64 `json:"agent_peak_rss_mb_max"`
+	AgentCPUPct float64 `json:"agent_cpu_pct_median"`
+	// AgentUsPerConn is the median agent CPU per connection (storm: per
+	// attempt), in microseconds.
+	AgentUsPerConn float64 `json:"agent_cpu_us_per_connection_median"`
+	JaegerCPUPct   float64 `json:"jaeger_cpu_pct_median"`
+	HostBusyPct    float64 `json:"host_busy_pct_median"`
+	AgentRSSMB     float64 `json:"agent_peak_rss_mb_max"`
 
 	Connections    int64   `json:"connections_made"` // sum of TcpActiveOpens deltas
 	OutRsts        int64   `json:"tcp_out_rsts"`
@@ -154,10 +157,11 @@ func summarize(runs []*Run) []*Mode {
 			continue
 		}
 		m := &Mode{Mode: name, What: modeWhat[name], Kind: rs[0].Kind, Baseline: baseline[name], Rounds: len(rs)}
-		var cpu, jcpu, busy, rpc, paired []float64
+		var cpu, us, jcpu, busy, rpc, paired []float64
 		for _, r := range rs {
 			m.Rates = append(m.Rates, math.Round(r.Rate))
 			cpu = append(cpu, r.AgentCPUPct)
+			us = append(us, r.AgentUsPerConn)
 			jcpu = append(jcpu, r.JaegerCPUPct)
 			busy = append(busy, r.HostBusyPct)
 			if r.RecordsPerConn > 0 {
@@ -187,6 +191,7 @@ func summarize(runs []*Run) []*Mode {
 		}
 		m.RateMedian = median(m.Rates)
 		m.AgentCPUPct = median(cpu)
+		m.AgentUsPerConn = median(us)
 		m.JaegerCPUPct = median(jcpu)
 		m.HostBusyPct = median(busy)
 		m.RecordsPerConn = median(rpc)
@@ -299,7 +304,7 @@ func printTables(w io.Writer, res *Results) {
 	fmt.Fprintf(w, "\n== tcpspan bench, %s, commit %s: %d CPUs (%s), kernel %s\n", res.Date, res.Commit, res.Machine.NProc, res.Machine.CPU, res.Machine.Kernel)
 	fmt.Fprintf(w, "   %s; %d rounds, medians\n\n", res.Load, maxRounds(res.Modes))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\trate/s\tx base\tpaired\tagent CPU\tpeak RSS\trec/conn\tlost\tmissed\tspans exported\texpected\tdropped\tbackend CPU\thost busy\t")
+	fmt.Fprintln(tw, "mode\trate/s\tx base\tpaired\tagent CPU\tµs/conn\tpeak RSS\trec/conn\tlost\tmissed\tspans exported\texpected\tdropped\tbackend CPU\thost busy\t")
 	for _, m := range res.Modes {
 		unit := "conn"
 		if m.Kind == "storm" {
@@ -308,15 +313,15 @@ func printTables(w io.Writer, res *Results) {
 		row := []string{m.Mode, fmt.Sprintf("%.0f %s", m.RateMedian, unit), fmt.Sprintf("%.2f", m.Ratio), fmt.Sprintf("%.2f", m.PairedRatio)}
 		switch {
 		case m.Mode == "none" || m.Mode == "storm-none":
-			row = append(row, "-", "-", "-", "-", "-", "-", "-", "-")
+			row = append(row, "-", "-", "-", "-", "-", "-", "-", "-", "-")
 		case m.Mode == "bpftrace":
-			row = append(row, fmt.Sprintf("%.0f%%", m.AgentCPUPct), fmt.Sprintf("%.0f MB", m.AgentRSSMB), "-", "-", "-", "-", "-", "-")
+			row = append(row, fmt.Sprintf("%.0f%%", m.AgentCPUPct), fmt.Sprintf("%.1f", m.AgentUsPerConn), fmt.Sprintf("%.0f MB", m.AgentRSSMB), "-", "-", "-", "-", "-", "-")
 		default:
 			exp := "-"
 			if m.SpansExpected > 0 {
 				exp = fmt.Sprint(m.SpansExpected)
 			}
-			row = append(row, fmt.Sprintf("%.0f%%", m.AgentCPUPct), fmt.Sprintf("%.0f MB", m.AgentRSSMB),
+			row = append(row, fmt.Sprintf("%.0f%%", m.AgentCPUPct), fmt.Sprintf("%.1f", m.AgentUsPerConn), fmt.Sprintf("%.0f MB", m.AgentRSSMB),
 				fmt.Sprintf("%.2f", m.RecordsPerConn), fmt.Sprint(m.Lost), fmt.Sprint(m.Missed),
 				fmt.Sprint(m.SpansExported), exp, fmt.Sprint(m.SpansDropped))
 		}
@@ -326,7 +331,7 @@ func printTables(w io.Writer, res *Results) {
 	tw.Flush()
 	fmt.Fprintln(w, "\n   rate/s: connections/s (TcpActiveOpens), or RSTs/s for storm modes (attempts; each one RST);")
 	fmt.Fprintln(w, "   x base: ratio of medians to no agent (storm: to storm-none); paired: median of per-round ratios;")
-	fmt.Fprintln(w, "   CPU: % of one core over the load; rec/conn: (connections+orphans)/TcpActiveOpens, tcpspan's records")
+	fmt.Fprintln(w, "   CPU: % of one core over the load; µs/conn: agent CPU per connection (storm: per attempt); rec/conn: (connections+orphans)/TcpActiveOpens, tcpspan's records")
 	fmt.Fprintln(w, "   per TCP connection (one per socket: 2 for a loopback connection); lost/missed/spans summed over rounds;")
 	fmt.Fprintln(w, "   backend CPU: Jaeger's, or the counting receiver's for export-sink.")
 	for _, m := range res.Modes {
