@@ -45,6 +45,12 @@ func TestEncodedSpanIsTheMapping(t *testing.T) {
 		"clean client": cleanClient(), "clean server": cleanServer(), "abort": rinetdAbort("TCP_ABORT_ON_CLOSE"),
 		"refused": refused(), "no socket": noSocket(), "overflow": acceptOverflow(),
 		"reset established": resetEstablished(), "retransmitting": retransmitting(), "ipv6": ipv6Abort(),
+		"storm": func() *conn.Connection {
+			c := noSocket()
+			c.Storm = &conn.Storm{Count: 4211, Peers: 3, First: at(1), Last: at(999)}
+			c.Storm.Events[conn.EventRSTSent] = 4211
+			return c
+		}(),
 	}
 	for name, c := range conns {
 		t.Run(name, func(t *testing.T) {
