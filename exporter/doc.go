@@ -1,7 +1,9 @@
 // Package exporter turns finished connections ([conn.Connection]) into
-// OpenTelemetry spans.
+// OpenTelemetry spans and exports them over OTLP ([Exporter]). Spans are
+// written in the OTLP wire format from the mapping below, without SDK span
+// objects, which cost an order of magnitude more CPU per span.
 //
-// This part is the pure mapping, free of the SDK and of I/O, so that it can
+// The mapping is pure, free of the SDK and of I/O, so that it can
 // be table-tested anywhere: [Map] gives the span of one connection as a
 // [SpanData] (name, kind, times, attributes, one event per kernel event,
 // status and service name), and [Diagnose] gives its status: whether it

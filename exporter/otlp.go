@@ -45,7 +45,10 @@ const (
 	DefaultMaxServices = 256
 	// DefaultMaxQueueSize bounds the spans waiting for export, all
 	// processes together; when it is full, spans are dropped and counted.
-	DefaultMaxQueueSize = 16384
+	// At about 1-1.5 KB a span, a full queue is 8-12 MB of batches (twice
+	// that with the garbage collector's headroom): under a reset storm to a
+	// backend that cannot keep up, 16384 took the agent past 150 MB of RSS.
+	DefaultMaxQueueSize = 8192
 	// DefaultMaxBatchSize is the most spans sent in one request, unless
 	// OTEL_BSP_MAX_EXPORT_BATCH_SIZE says otherwise.
 	DefaultMaxBatchSize = 512
