@@ -27,7 +27,9 @@ func benchExport(b *testing.B, conns ...*conn.Connection) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e, err := New(base, WithClient(client), WithBatchTimeout(100*time.Millisecond),
+	// The loop is a burst far faster than any connection rate: a queue of
+	// b.N spans keeps it from dropping, so that every span's cost counts.
+	e, err := New(base, WithClient(client), WithBatchTimeout(100*time.Millisecond), WithMaxQueueSize(max(b.N, DefaultMaxQueueSize)),
 		WithServiceResolver(func(p conn.Process) string { return p.Comm }))
 	if err != nil {
 		b.Fatal(err)
