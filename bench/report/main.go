@@ -10,6 +10,7 @@
 //	                                    BPF programs (bpftool prog show -j), N connections
 //	report summarize [-json F] [-png F] [-conf S] RUNSDIR
 //	                                    the table, results.json and the bar chart
+//	report chart -png F RESULTS.json    the bar chart again, from a results.json
 //
 // It uses the standard library and the module's internal/jaegerapi only.
 package main
@@ -33,6 +34,8 @@ func main() {
 		err = cmdBPFStats(os.Args[2:])
 	case "summarize":
 		err = cmdSummarize(os.Args[2:])
+	case "chart":
+		err = cmdChart(os.Args[2:])
 	default:
 		usage()
 	}
@@ -43,6 +46,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: report line RUNDIR | jaeger -url URL RUNDIR | bpfstats PRE BEFORE AFTER N | summarize [-json F] [-png F] RUNSDIR")
+	fmt.Fprintln(os.Stderr, "usage: report line RUNDIR | jaeger -url URL RUNDIR | bpfstats PRE BEFORE AFTER N | summarize [-json F] [-png F] RUNSDIR | chart -png F RESULTS.json")
 	os.Exit(2)
 }

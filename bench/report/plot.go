@@ -39,16 +39,16 @@ func writeChart(path string, res *Results) error {
 		}
 	}
 	add("none", "NO AGENT", "", 0, grey)
-	add("export-sink", "EXPORT ALL", "TO COUNTER", 0.90, blue)
-	add("export-all", "EXPORT ALL", "TO JAEGER", 0.90, blue)
-	add("errors-only", "TCPSPAN", "ERRORS ONLY", 0.97, blue)
+	add("export-sink", "ALL SPANS", "TO SINK", 0.90, blue)
+	add("export-all", "ALL SPANS", "TO JAEGER", 0.90, blue)
+	add("errors-only", "TCPSPAN", "ERRORS", 0.97, blue)
 	add("bpftrace", "BPFTRACE", "PRINTF", 0, orange)
 	stormTarget := 0.0
 	if b := findMode(res.Modes, "storm-none"); b != nil && b.RateMedian > 0 {
 		stormTarget = 20000 / b.RateMedian
 	}
 	add("storm-none", "RST STORM", "NO AGENT", 0, grey)
-	add("storm-errors", "RST STORM", "ERRORS ONLY", stormTarget, blue)
+	add("storm-errors", "RST STORM", "ERRORS", stormTarget, blue)
 	if len(bars) == 0 {
 		return fmt.Errorf("nothing to plot")
 	}

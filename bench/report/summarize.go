@@ -461,3 +461,30 @@ func cmdSummarize(args []string) error {
 	}
 	return nil
 }
+
+// cmdChart draws the chart of a results.json again, for when the chart
+// changes after the runs' directories are gone.
+func cmdChart(args []string) error {
+	fs := flag.NewFlagSet("chart", flag.ExitOnError)
+	pngOut := fs.String("png", "", "write the bar chart here")
+	fs.Parse(args)
+	if fs.NArg() != 1 || *pngOut == "" {
+		usage()
+	}
+	b, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return err
+	}
+	for _, m := range res.Modes {
+		for _, r := range res.Runs {
+			if r.Mode == m.Mode {
+				m.runs = append(m.runs, r)
+			}
+		}
+	}
+	return writeChart(*pngOut, &res)
+}
