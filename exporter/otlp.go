@@ -500,6 +500,9 @@ func (e *Exporter) send() {
 			// The spans are already in the wire format: carried as the
 			// message's unknown fields, they are marshalled verbatim as
 			// ScopeSpans.spans, which receivers decode as usual.
+			// (The OTLP clients' optional self-observability,
+			// OTEL_GO_X_OBSERVABILITY, counts len(ScopeSpans.Spans) and so
+			// sees none; Stats counts what was sent.)
 			ss.ProtoReflect().SetUnknown(protoreflect.RawFields(g.spans))
 			req = append(req, &tracepb.ResourceSpans{Resource: g.res.pb, SchemaUrl: g.res.schemaURL,
 				ScopeSpans: []*tracepb.ScopeSpans{ss}})
