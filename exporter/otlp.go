@@ -94,8 +94,9 @@ type config struct {
 
 // WithSpanExporter sets where spans go: it must be the exporter made by
 // [NewOTLPFromEnv], whose OTLP client the Exporter drives directly. Other
-// SDK span exporters are refused by [New]; use [WithClient]. Default: OTLP
-// as configured by the OTEL_EXPORTER_OTLP_* environment variables.
+// SDK span exporters are refused by [New]; use [WithClient]. One of the
+// two is required: the exporter of NewOTLPFromEnv follows the
+// OTEL_EXPORTER_OTLP_* environment variables.
 func WithSpanExporter(e sdktrace.SpanExporter) Option {
 	return optionFunc(func(c config) config { c.spanExporter = e; return c })
 }
