@@ -195,3 +195,24 @@ func TestShutdownTimeout(t *testing.T) {
 		t.Errorf("Export after Shutdown recorded a span: %+v", st)
 	}
 }
+
+// A queue smaller than two batches gets smaller batches: it still holds at
+// most its size, besides the batch being sent.
+func TestSmallQueue(t *testing.T) {
+	mem := &memClient{block: make(chan struct{})}
+	e, err := New(nil, WithClient(mem), WithMaxQueueSize(16), WithMaxConcurrentExports(1), WithBatchTimeout(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		e.Export(refused())
+	}
+	close(mem.block)
+	if err := e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// 16 queued, plus the batch of 8 the sender was blocked on.
+	if st := e.Stats(); st.Exported < 16 || st.Exported > 24 || st.Recorded != 100 || st.Dropped() != 100-st.Exported {
+		t.Errorf("stats %+v: want 16-24 exported, the rest dropped", st)
+	}
+}

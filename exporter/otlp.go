@@ -300,8 +300,11 @@ func New(base *resource.Resource, opts ...Option) (*Exporter, error) {
 		cfg.agentService = DefaultAgentService
 	}
 	cfg.maxServices = max(cfg.maxServices, 1)
-	cfg.maxBatch = max(cfg.maxBatch, 1)
-	cfg.maxQueue = max(cfg.maxQueue, cfg.maxBatch)
+	cfg.maxQueue = max(cfg.maxQueue, 2)
+	// The queue is the batch filling plus full batches waiting: a small
+	// queue gets smaller batches, so that it still holds at most maxQueue
+	// spans.
+	cfg.maxBatch = max(min(cfg.maxBatch, cfg.maxQueue/2), 1)
 	cfg.concurrency = max(cfg.concurrency, 1)
 	if cfg.batchTimeout <= 0 {
 		cfg.batchTimeout = DefaultBatchTimeout
