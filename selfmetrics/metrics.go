@@ -108,7 +108,7 @@ var Definitions = []Definition{
 		func(h agent.Health) []Point { return one(h.Export.Spans.Dropped()) }},
 	{"tcpspan.export.errors", "{error}", "Errors the OpenTelemetry SDK reported while exporting spans or these metrics.", Counter,
 		func(h agent.Health) []Point { return one(h.Export.Errors) }},
-	{"tcpspan.export.services", "{service}", "Live per-process tracer providers (each with its own export queue).", Gauge,
+	{"tcpspan.export.services", "{service}", "Per-process resources (service.name, process.*) the exporter keeps, at most 256.", Gauge,
 		func(h agent.Health) []Point { return one(uint64(h.Export.Spans.Services)) }},
 }
 

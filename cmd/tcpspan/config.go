@@ -66,7 +66,7 @@ func flagSet(c *config) *flag.FlagSet {
 	fs.Float64Var(&c.cleanRatio, "clean-ratio", c.cleanRatio, "share of clean connections exported (0-1); connections with a problem are always exported")
 	fs.BoolVar(&c.singleService, "single-service", c.singleService, "put every span under the agent's service (OTEL_SERVICE_NAME, default tcpspan) instead of the owning process's")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", c.shutdownTimeout, "on SIGINT/SIGTERM, how long to flush spans still queued")
-	fs.IntVar(&c.exportQueue, "export-queue", c.exportQueue, "spans waiting for export, per owning process, before new ones are dropped (and counted)")
+	fs.IntVar(&c.exportQueue, "export-queue", c.exportQueue, "spans waiting for export, all processes together, before new ones are dropped (and counted)")
 	fs.BoolVar(&c.features, "features", c.features, "print which capabilities load on this kernel, then exit")
 	fs.BoolVar(&c.caps, "capabilities", c.caps, "print the Linux capabilities tcpspan needs on this host, and why, then exit")
 	fs.IntVar(&c.ringBytes, "ring-buffer-bytes", c.ringBytes, "kernel-to-agent ring buffer size (power of two, multiple of the page size)")
