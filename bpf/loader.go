@@ -28,7 +28,9 @@ const (
 	// connections are reported mid-life when they next show activity.
 	DefaultMaxConnections = 65536
 	// DefaultWakeupBytes is how much must be pending before the kernel
-	// wakes the reader; below it, the reader polls every [PollInterval].
+	// signals the ring buffer's poller. The reader drains on a timer (see
+	// [Tracer.Read]) and does not wait for the signal; it is kept rare so
+	// that it costs the kernel little.
 	DefaultWakeupBytes = 64 << 10
 )
 

@@ -10,9 +10,9 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 )
 
-// PollInterval bounds how long a record waits in the ring buffer: the
-// kernel wakes the reader only once [DefaultWakeupBytes] are pending, so
-// the reader also looks on this timer.
+// PollInterval is how often the reader drains the ring buffer, and so
+// bounds how long a record waits there. At 400k records/s (100k connections
+// closing at once) 10 ms is 2.3 MB, far below the ring buffer's size.
 const PollInterval = 10 * time.Millisecond
 
 // Handler receives decoded records. The pointers are valid only during the
@@ -50,26 +50,46 @@ type Counters struct {
 // Read delivers records to h until ctx is done or the Tracer is closed. It
 // never blocks the kernel: a full ring buffer drops records in the kernel,
 // where they are counted (see [Tracer.Counters]).
+//
+// It drains the ring buffer without blocking every [PollInterval] and
+// sleeps in between, rather than waiting in epoll_wait for the kernel's
+// wake-up: a goroutine blocked in a system call keeps the Go runtime's
+// monitor thread waking every 20 µs to retake its processor, which was a
+// quarter of the agent's CPU when connections were not exported.
 func (t *Tracer) Read(ctx context.Context, h Handler) error {
-	stop := context.AfterFunc(ctx, func() { t.reader.Flush() })
-	defer stop()
 	var rec ringbuf.Record
-	t.reader.SetDeadline(time.Now().Add(PollInterval))
+	tick := time.NewTicker(PollInterval)
+	defer tick.Stop()
 	for {
-		err := t.reader.ReadInto(&rec)
+		if err := t.drain(&rec, h); err != nil {
+			if errors.Is(err, ringbuf.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			// What the kernel wrote before the cancel is delivered too.
+			if err := t.drain(&rec, h); err != nil && !errors.Is(err, ringbuf.ErrClosed) {
+				return err
+			}
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// drain delivers the records in the ring buffer now, without waiting.
+func (t *Tracer) drain(rec *ringbuf.Record, h Handler) error {
+	t.reader.SetDeadline(time.Now())
+	for {
+		err := t.reader.ReadInto(rec)
 		switch {
 		case err == nil:
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			if ctx.Err() != nil {
-				return nil
-			}
-			t.reader.SetDeadline(time.Now().Add(PollInterval))
-			continue
-		case errors.Is(err, ringbuf.ErrFlushed):
-			// Flushed on cancel: everything pending has been read.
 			return nil
 		case errors.Is(err, ringbuf.ErrClosed):
-			return nil
+			return err
 		default:
 			return fmt.Errorf("read ring buffer: %w", err)
 		}
