@@ -99,7 +99,7 @@ static __always_inline struct conn *conn_get(const struct sock *sk)
 static __always_inline void conn_event(struct conn *c, __u64 ts, __u8 type, __u8 state, __u8 ctx,
 				       __u32 pid, __u32 arg, __u32 arg2)
 {
-	__u32 n = __sync_fetch_and_add(&c->events_seen, 1);
+	__u32 n = fetch_add(&c->events_seen, 1);
 	struct conn_event *e;
 
 	if (n >= MAX_CONN_EVENTS) {
@@ -133,6 +133,13 @@ static __always_inline void conn_finish(struct conn *c, const struct sock *sk)
 	c->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
 	if (c->tuple.sport == 0)
 		c->tuple.sport = sk_local_port(sk);
+	if (c->closer_tid) {
+		/* The closer's entry, kept past its close() (see actors). */
+		struct actor *a = bpf_map_lookup_elem(&actors, &c->closer_tid);
+
+		if (a && a->sk == key)
+			bpf_map_delete_elem(&actors, &c->closer_tid);
+	}
 	if (bpf_ringbuf_output(&events, c, sizeof(*c), rb_flags()))
 		count(COUNTER_RINGBUF_LOST_CONN);
 	else

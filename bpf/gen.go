@@ -4,3 +4,7 @@ package bpf
 // and the syscall number is read from x86's pt_regs. CFLAGS and the clang
 // binary come from the Makefile (make generate), which pins them.
 //go:generate go tool bpf2go -cc $BPF_CLANG -cflags $BPF_CFLAGS -target amd64 -type orphan tcpspan tcpspan.bpf.c -- -I./include
+
+// The same object without atomic fetch instructions, which kernels before
+// 5.12 reject ("BPF_STX uses reserved fields"). Load picks it there.
+//go:generate go tool bpf2go -cc $BPF_CLANG -cflags "$BPF_CFLAGS -DTCPSPAN_NO_ATOMIC_FETCH" -target amd64 tcpspanCompat tcpspan.bpf.c -- -I./include

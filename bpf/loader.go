@@ -34,15 +34,6 @@ const (
 	DefaultWakeupBytes = 64 << 10
 )
 
-// Features says which capabilities loaded on the running kernel.
-type Features struct {
-	ResetReasons   bool // tcp_send_reset carries sk_rst_reason (6.10+)
-	DropReasons    bool // kfree_skb carries skb_drop_reason (5.17+)
-	ListenOverflow bool // a drop reason names accept-queue overflow of a handshake ACK
-	SYNOverflow    bool // cgroup_skb sees SYNs hitting a full accept queue (cgroup v2)
-	CgroupPath     string
-}
-
 // Option configures [Load].
 type Option interface {
 	apply(config) config
@@ -159,16 +150,29 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 		return nil, fmt.Errorf("remove memlock limit (needs CAP_SYS_RESOURCE on kernels before 5.11): %w", err)
 	}
 
-	spec, err := loadTcpspan()
+	protos, err := readPrototypes(kernelBTF)
+	if err != nil {
+		return nil, err
+	}
+	fetch, err := haveAtomicFetch()
+	if err != nil {
+		return nil, err
+	}
+	t := &Tracer{names: names, progs: map[string]*ebpf.Program{}}
+	t.features.init(protos, names, fetch)
+
+	// Both objects have the same programs, maps and variables; the
+	// compatible one avoids atomic fetch instructions.
+	load := loadTcpspan
+	if !fetch {
+		load = loadTcpspanCompat
+	}
+	spec, err := load()
 	if err != nil {
 		return nil, err
 	}
 	spec.Maps[tcpspanMapEvents].MaxEntries = uint32(cfg.ringBytes)
 	spec.Maps[tcpspanMapConns].MaxEntries = uint32(cfg.maxConns)
-
-	t := &Tracer{names: names, progs: map[string]*ebpf.Program{}}
-	t.features.ResetReasons = names.ResetSource != ""
-	t.features.DropReasons = names.DropSource != ""
 
 	var ports [8]uint16
 	copy(ports[:], cfg.ports)
@@ -179,10 +183,11 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 		}
 	}
 	overflow, ok := names.dropReasonValue("TCP_LISTEN_OVERFLOW")
-	t.features.ListenOverflow = ok
 	noSocket, _ := names.dropReasonValue("NO_SOCKET")
-	if !ok {
-		noSocket = 0 // the cookie case is only recognised beside the other
+	if !ok || !protos.kfreeRxSk {
+		// The cookie case is only recognised beside the other, and needs
+		// the listener (rx_sk).
+		noSocket = 0
 	}
 	for name, value := range map[string]any{
 		tcpspanVarFilterNetns:          cfg.netns,
@@ -191,6 +196,9 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 		tcpspanVarDropReasons:          dropBitmap,
 		tcpspanVarListenOverflowReason: overflow,
 		tcpspanVarNoSocketReason:       noSocket,
+		tcpspanVarRstHasReason:         protos.rstReason,
+		tcpspanVarKfreeHasReason:       protos.kfreeReason,
+		tcpspanVarKfreeHasRxSk:         protos.kfreeRxSk,
 	} {
 		if err := spec.Variables[name].Set(value); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
@@ -201,7 +209,8 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 	if err := spec.LoadAndAssign(&t.objs, collOpts); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) && cfg.verifierLogs {
-			return nil, fmt.Errorf("load BPF object: %+v", ve)
+			// The wrapped error names the program; %+v is the full log.
+			return nil, fmt.Errorf("load BPF object: %w:\n%+v", err, ve)
 		}
 		return nil, fmt.Errorf("load BPF object (set TCPSPAN_VERIFIER_LOG=1 for the verifier log): %w", err)
 	}
@@ -227,6 +236,12 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 		{"tcp_destroy_sock", t.objs.TcpDestroySock},
 	}
 	for _, r := range raw {
+		if r.name == "kfree_skb" && !protos.kfreeReason {
+			continue // nothing to learn from a drop without a reason
+		}
+		if r.name == "inet_sk_error_report" && !protos.errorReport {
+			continue // see attachErrorKprobe
+		}
 		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: r.name, Program: r.prog})
 		if err != nil {
 			return nil, fmt.Errorf("attach raw tracepoint %s: %w", r.name, err)
@@ -251,22 +266,39 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 		t.progs[tp.name] = tp.prog
 	}
 
+	if !protos.rstNoSocket {
+		t.attachClosedPortKprobes()
+	}
+	if protos.errorReport {
+		t.features.set(Capability{Name: CapSocketErrors, On: true, How: "raw tracepoint inet_sk_error_report"})
+	} else {
+		t.attachErrorKprobe()
+	}
+
 	cgroup := cfg.cgroupPath
 	if cgroup == "" {
 		cgroup, err = FindCgroup2()
 		if err != nil {
 			cfg.warn(fmt.Sprintf("SYN accept-queue overflow detection off: %v", err))
+			t.features.set(Capability{Name: CapSYNOverflow, Why: err.Error() + " (needs cgroup v2)"})
 		}
 	}
 	if cgroup != "" {
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: ebpf.AttachCGroupInetIngress, Program: t.objs.SynIngress})
 		if err != nil {
 			cfg.warn(fmt.Sprintf("SYN accept-queue overflow detection off: attach cgroup_skb/ingress to %s: %v", cgroup, err))
+			t.features.set(Capability{Name: CapSYNOverflow, Why: fmt.Sprintf("attach cgroup_skb/ingress to %s: %v", cgroup, err)})
 		} else {
 			t.links = append(t.links, l)
 			t.progs["cgroup_skb/ingress"] = t.objs.SynIngress
 			t.features.SYNOverflow = true
 			t.features.CgroupPath = cgroup
+			t.features.set(Capability{Name: CapSYNOverflow, On: true, How: "cgroup_skb/ingress on " + cgroup})
+		}
+	}
+	for _, c := range t.features.Caps {
+		if !c.On {
+			cfg.warn(fmt.Sprintf("%s off: %s", c.Name, c.Why))
 		}
 	}
 
@@ -278,6 +310,52 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 	// name reasons; names keeps what it needs. Let the agent run small.
 	debug.FreeOSMemory()
 	return t, nil
+}
+
+// attachClosedPortKprobes attaches the optional fallback for RSTs sent for
+// closed ports, on kernels whose tcp_send_reset fires only with a socket.
+func (t *Tracer) attachClosedPortKprobes() {
+	var links []link.Link
+	for _, k := range []struct {
+		fn   string
+		prog *ebpf.Program
+	}{
+		{"tcp_v4_send_reset", t.objs.TcpV4SendResetKprobe},
+		{"tcp_v6_send_reset", t.objs.TcpV6SendResetKprobe},
+	} {
+		l, err := link.Kprobe(k.fn, k.prog, nil)
+		if err != nil {
+			for _, l := range links {
+				l.Close()
+			}
+			t.features.set(Capability{Name: CapClosedPortResets,
+				Why: fmt.Sprintf("tcp_send_reset fires only with a socket on this kernel, and the kprobe fallback failed: kprobe %s: %v", k.fn, err)})
+			return
+		}
+		links = append(links, l)
+		t.progs["kprobe/"+k.fn] = k.prog
+	}
+	t.links = append(t.links, links...)
+	t.features.ClosedPortResets = true
+	t.features.set(Capability{Name: CapClosedPortResets, On: true,
+		How: "kprobes tcp_v4_send_reset, tcp_v6_send_reset (fallback)",
+		Why: "tcp_send_reset fires only with a socket on this kernel; no reason is given"})
+}
+
+// attachErrorKprobe attaches the optional fallback for errors reported to
+// the application, on kernels without the inet_sk_error_report tracepoint.
+func (t *Tracer) attachErrorKprobe() {
+	const fn = "sock_def_error_report"
+	l, err := link.Kprobe(fn, t.objs.SockDefErrorReportKprobe, nil)
+	if err != nil {
+		t.features.set(Capability{Name: CapSocketErrors,
+			Why: fmt.Sprintf("the kernel has no inet_sk_error_report tracepoint (added in 5.14), and the kprobe fallback failed: kprobe %s: %v", fn, err)})
+		return
+	}
+	t.links = append(t.links, l)
+	t.progs["kprobe/"+fn] = t.objs.SockDefErrorReportKprobe
+	t.features.set(Capability{Name: CapSocketErrors, On: true, How: "kprobe " + fn + " (fallback)",
+		Why: "the kernel has no inet_sk_error_report tracepoint; sockets with their own error callback are not covered"})
 }
 
 // Features reports what loaded on this kernel.

@@ -14,6 +14,27 @@ const volatile __u32 wakeup_bytes = 65536; /* wake the reader once this much is 
 const volatile __u64 drop_reasons[4] = {};
 const volatile __u32 listen_overflow_reason = 0; /* SKB_DROP_REASON_TCP_LISTEN_OVERFLOW, 0 = unknown */
 const volatile __u32 no_socket_reason = 0;       /* SKB_DROP_REASON_NO_SOCKET, 0 = unknown */
+/* The running kernel's raw tracepoint prototypes, read by the loader from
+ * the btf_trace_<name> typedefs in its BTF: arguments change between
+ * kernels, and a raw tracepoint reads them by position. */
+const volatile bool rst_has_reason = false; /* tcp_send_reset(sk, skb, reason): 6.10+ */
+const volatile bool kfree_has_reason = false; /* kfree_skb(skb, location, reason): 5.17+ */
+const volatile bool kfree_has_rx_sk = false;  /* kfree_skb(..., reason, rx_sk): 6.12+ */
+
+/* fetch_add atomically adds v to *p and returns the old value. Atomic fetch
+ * instructions need 5.12+; the object built with TCPSPAN_NO_ATOMIC_FETCH,
+ * loaded on older kernels, reads and then adds, so two CPUs updating one
+ * connection at the same instant may share an event slot. */
+#ifdef TCPSPAN_NO_ATOMIC_FETCH
+#define fetch_add(p, v)                                                                            \
+	({                                                                                         \
+		__u32 __old = *(volatile __u32 *)(p);                                              \
+		__sync_fetch_and_add((p), (v));                                                    \
+		__old;                                                                             \
+	})
+#else
+#define fetch_add(p, v) __sync_fetch_and_add((p), (v))
+#endif
 
 /* events carries struct conn and struct orphan records to user space.
  * Written by every hook, read by the Go reader. Size set by the loader. */
@@ -83,15 +104,22 @@ struct actor {
 	__u32 netns;    /* for a listener: its children are acted on too */
 	__u16 port;
 	__u8 listener;
-	__u8 _pad[5];
+	__u8 exited;    /* close() returned before the socket was released */
+	__u8 _pad[4];
 };
 
 /* actors: thread id -> struct actor.
  * Inserted at sys_enter_close when the fd is a tracked connection or a TCP
- * listener; deleted at sys_exit_close. Read by exec_ctx() on every event to
- * tell a process's own action from softirq work done on its time. */
+ * listener. Deleted at sys_exit_close when the socket has been released by
+ * then. Some kernels (6.1 in the matrix) leave the release (tcp_close) to
+ * task work that runs after sys_exit_close, on the way back to user space,
+ * still in the closing task: then the entry is kept, marked exited, and counts until
+ * the socket is orphaned (sk_socket cleared), when exec_ctx() deletes it;
+ * conn_finish() and the thread's next close() remove it too. Read by
+ * exec_ctx() on every event to tell a process's own action from softirq
+ * work done on its time. LRU, so entries of threads that exit age out. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
 	__type(value, struct actor);

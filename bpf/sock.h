@@ -77,10 +77,11 @@ static __always_inline __u16 sk_local_port(const struct sock *sk)
 	return bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
 }
 
-/* tuple_from_skb fills t (zeroed by the caller) from a received TCP packet,
- * seen from this host: the packet's destination is the local end. Returns 0
- * on success, -1 if it is not TCP over IPv4 or IPv6. */
-static __always_inline int tuple_from_skb(struct tuple *t, const struct sk_buff *skb)
+/* tuple_from_skb_th fills t (zeroed by the caller) from a received TCP
+ * packet, seen from this host: the packet's destination is the local end,
+ * and th (if not NULL) with its TCP header. Returns 0 on success, -1 if it is
+ * not TCP over IPv4 or IPv6. */
+static __always_inline int tuple_from_skb_th(struct tuple *t, const struct sk_buff *skb, struct tcphdr *th_out)
 {
 	unsigned char *head = BPF_CORE_READ(skb, head);
 	__u16 nh = BPF_CORE_READ(skb, network_header);
@@ -121,7 +122,14 @@ static __always_inline int tuple_from_skb(struct tuple *t, const struct sk_buff 
 	t->sport = bpf_ntohs(tcp.dest);
 	t->dport = bpf_ntohs(tcp.source);
 	t->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	if (th_out)
+		*th_out = tcp;
 	return 0;
+}
+
+static __always_inline int tuple_from_skb(struct tuple *t, const struct sk_buff *skb)
+{
+	return tuple_from_skb_th(t, skb, NULL);
 }
 
 /* port_wanted applies the port filter. */
@@ -152,7 +160,8 @@ static __always_inline bool tuple_wanted(const struct tuple *t)
  * or NULL when it is not a socket. */
 static __always_inline struct sock *sk_from_fd(__u64 fd)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
+	/* bpf_get_current_task_btf() needs 5.11; this works on 5.10 too. */
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	struct file **fds;
 	struct file *f = NULL;
@@ -195,6 +204,15 @@ static __always_inline void owner_lookup(__u32 netns, __u16 port, __u32 *pid, ch
 	__builtin_memcpy(comm, o->comm, 16);
 }
 
+/* sk_released says whether close() has released the socket: tcp_close()
+ * orphans it (sock_orphan() clears sk_socket). The pointer is taken by the
+ * caller, outside BPF_CORE_READ, which would relocate the map value's own
+ * fields too. */
+static __always_inline bool sk_released(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, sk_socket) == NULL;
+}
+
 /* exec_ctx says who acts when an event fires on sk. Tracepoints that run in
  * softirq, in a timer, or while a packet is processed carry whatever task was
  * interrupted as `current`, and on loopback that is often a plausible
@@ -208,6 +226,12 @@ static __always_inline __u8 exec_ctx(const struct sock *sk, __u32 *syscall)
 
 	if (!a || !sk)
 		return CTX_KERNEL;
+	/* After close() returned, the closing task acts only until its
+	 * deferred release has orphaned the socket (see actors). */
+	if (a->exited && sk_released((const struct sock *)a->sk)) {
+		bpf_map_delete_elem(&actors, &tid);
+		return CTX_KERNEL;
+	}
 	if (a->sk != (__u64)sk) {
 		/* Children of a listener being closed are reset by that close(). */
 		if (!a->listener || a->netns != sk_netns(sk) || a->port != sk_local_port(sk))

@@ -64,25 +64,37 @@ static __always_inline __u32 actor_pid(__u8 ctx)
 	return ctx == CTX_PROCESS ? current_tgid() : 0;
 }
 
+/* handshake_join starts a child's span at the SYN that cgroup_skb saw for
+ * its tuple. The tracker orders events by time, so it may run after the
+ * child's first state change. */
+static __always_inline void handshake_join(struct conn *c)
+{
+	struct handshake *hs = bpf_map_lookup_elem(&handshakes, &c->tuple);
+
+	if (!hs)
+		return;
+	c->start_ns = hs->syn_ns;
+	conn_event(c, hs->syn_ns, EVENT_SYN, TCP_LISTEN, CTX_KERNEL, 0, 0, 0);
+	if (hs->synack_retrans)
+		conn_event(c, 0, EVENT_SYNACK_RETRANS, TCP_SYN_RECV, CTX_KERNEL, 0, hs->synack_retrans, 0);
+	bpf_map_delete_elem(&handshakes, &c->tuple);
+}
+
 /* A passive open: the child socket is created when the handshake ACK
  * arrives. Its span starts at the SYN when cgroup_skb saw one. */
 static __always_inline void child_created(const struct sock *sk)
 {
 	struct conn *c = conn_create(sk, SIDE_SERVER, CONN_OWNER_FROM_LISTENER);
-	struct handshake *hs;
 
 	if (!c)
 		return;
-	hs = bpf_map_lookup_elem(&handshakes, &c->tuple);
-	if (hs) {
-		c->start_ns = hs->syn_ns;
-		conn_event(c, hs->syn_ns, EVENT_SYN, TCP_LISTEN, CTX_KERNEL, 0, 0, 0);
-		if (hs->synack_retrans)
-			conn_event(c, 0, EVENT_SYNACK_RETRANS, TCP_SYN_RECV, CTX_KERNEL, 0, hs->synack_retrans, 0);
-		bpf_map_delete_elem(&handshakes, &c->tuple);
-	}
 	owner_lookup(c->tuple.netns, c->tuple.sport, &c->owner_pid, c->owner_comm);
 	conn_event(c, 0, EVENT_STATE, TCP_SYN_RECV, CTX_KERNEL, 0, TCP_LISTEN, 0);
+	/* Before 6.18 inet_csk_clone_lock() moves the clone to SYN_RECV
+	 * before the peer's address is copied from the request: the tuple is
+	 * completed at the child's next state change. */
+	if (c->tuple.dport != 0)
+		handshake_join(c);
 }
 
 /* listener_of keys a listening socket. The port comes from inet_sport:
@@ -147,6 +159,14 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	if (newstate == TCP_ESTABLISHED && c->tuple.sport == 0)
 		c->tuple.sport = sk_local_port(sk);
+	if (c->side == SIDE_SERVER && c->tuple.dport == 0) {
+		/* A child whose peer was not yet known at SYN_RECV. */
+		__builtin_memset(&c->tuple, 0, sizeof(c->tuple));
+		tuple_from_sk(&c->tuple, sk);
+		if (c->tuple.sport == 0)
+			c->tuple.sport = sk_local_port(sk);
+		handshake_join(c);
+	}
 	cx = exec_ctx(sk, NULL);
 	conn_event(c, 0, EVENT_STATE, newstate, cx, actor_pid(cx), oldstate, 0);
 	return 0;
@@ -183,8 +203,7 @@ int tcp_send_reset(struct bpf_raw_tracepoint_args *ctx)
 	struct orphan *o;
 	__u8 cx;
 
-	/* The reason argument exists since 6.10, together with the enum. */
-	if (bpf_core_enum_value_exists(enum sk_rst_reason, SK_RST_REASON_NOT_SPECIFIED))
+	if (rst_has_reason)
 		reason = (__u32)ctx->args[2];
 	cx = exec_ctx(sk, &syscall);
 	if (sk) {
@@ -224,6 +243,42 @@ int tcp_send_reset(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+/* Resets for closed ports (no socket) on kernels whose tcp_send_reset
+ * tracepoint fires only with a socket (the loader tells from the kernel's
+ * BTF). An optional fallback: the loader attaches these kprobes only there,
+ * and only where kprobes exist. The kernel gives no reason before 6.10, so
+ * none is reported. At entry, so skip what tcp_v{4,6}_send_reset() itself
+ * refuses to answer: a reset. */
+static __always_inline int reset_no_socket(const struct sock *sk, const struct sk_buff *skb)
+{
+	struct tcphdr th;
+	struct orphan *o;
+
+	if (sk || !skb)
+		return 0;
+	o = orphan_begin();
+	if (!o)
+		return 0;
+	if (tuple_from_skb_th(&o->tuple, skb, &th) || th.rst || !tuple_wanted(&o->tuple)) {
+		orphan_discard(o);
+		return 0;
+	}
+	orphan_emit(o, EVENT_RST_SENT, 0, CTX_KERNEL, RESET_REASON_UNKNOWN, SYSCALL_NONE);
+	return 0;
+}
+
+SEC("kprobe/tcp_v4_send_reset")
+int BPF_KPROBE(tcp_v4_send_reset_kprobe, const struct sock *sk, struct sk_buff *skb)
+{
+	return reset_no_socket(sk, skb);
+}
+
+SEC("kprobe/tcp_v6_send_reset")
+int BPF_KPROBE(tcp_v6_send_reset_kprobe, const struct sock *sk, struct sk_buff *skb)
+{
+	return reset_no_socket(sk, skb);
+}
+
 SEC("raw_tracepoint/tcp_receive_reset")
 int tcp_receive_reset(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -235,10 +290,8 @@ int tcp_receive_reset(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-SEC("raw_tracepoint/inet_sk_error_report")
-int inet_sk_error_report(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline int error_report(const struct sock *sk)
 {
-	const struct sock *sk = (const struct sock *)ctx->args[0];
 	struct conn *c;
 
 	if (sk_protocol(sk) != IPPROTO_TCP)
@@ -249,6 +302,21 @@ int inet_sk_error_report(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+SEC("raw_tracepoint/inet_sk_error_report")
+int inet_sk_error_report(struct bpf_raw_tracepoint_args *ctx)
+{
+	return error_report((const struct sock *)ctx->args[0]);
+}
+
+/* Kernels without the inet_sk_error_report tracepoint (before 5.14) call
+ * sk->sk_error_report(), sock_def_error_report() for TCP, directly: an
+ * optional kprobe there reports the same errors, where kprobes exist. */
+SEC("kprobe/sock_def_error_report")
+int BPF_KPROBE(sock_def_error_report_kprobe, struct sock *sk)
+{
+	return error_report(sk);
+}
+
 SEC("raw_tracepoint/tcp_retransmit_skb")
 int tcp_retransmit_skb(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -257,7 +325,7 @@ int tcp_retransmit_skb(struct bpf_raw_tracepoint_args *ctx)
 
 	if (!c)
 		return 0;
-	if (__sync_fetch_and_add(&c->retrans_seen, 1) < MAX_RETRANS_EVENTS)
+	if (fetch_add(&c->retrans_seen, 1) < MAX_RETRANS_EVENTS)
 		conn_event(c, 0, EVENT_RETRANS, sk_state(sk), CTX_KERNEL, 0, 0, 0);
 	return 0;
 }
@@ -277,7 +345,7 @@ int tcp_retransmit_synack(struct bpf_raw_tracepoint_args *ctx)
 	hs = bpf_map_lookup_elem(&handshakes, &t);
 	if (!hs)
 		return 0;
-	n = __sync_fetch_and_add(&hs->synack_retrans, 1) + 1;
+	n = fetch_add(&hs->synack_retrans, 1) + 1;
 	if (!hs->overflowed)
 		return 0;
 	/* The handshake's ACK was dropped: it may never become a socket, so
@@ -299,12 +367,13 @@ int kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 	struct orphan *o;
 	__u32 reason;
 
-	/* Drop reasons exist since 5.17. */
-	if (!bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED))
+	/* Without a reason (before 5.17) a drop says nothing useful: the
+	 * loader does not attach this program then. */
+	if (!kfree_has_reason)
 		return 0;
 	reason = (__u32)ctx->args[2];
 	/* rx_sk, the socket the packet was for, since 6.12. */
-	if (bpf_core_field_exists(struct trace_event_raw_kfree_skb, rx_sk))
+	if (kfree_has_rx_sk)
 		rx_sk = (const struct sock *)ctx->args[3];
 	if (reason == no_socket_reason && reason != 0) {
 		/* A handshake ACK carrying a valid SYN cookie finds the accept
@@ -407,8 +476,16 @@ SEC("tracepoint/syscalls/sys_exit_close")
 int sys_exit_close(struct syscall_exit_ctx *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct actor *a = bpf_map_lookup_elem(&actors, &tid);
 
-	bpf_map_delete_elem(&actors, &tid);
+	if (!a)
+		return 0;
+	/* Released already inside close(), or left to task work that runs
+	 * after this tracepoint: see actors. */
+	if (sk_released((const struct sock *)a->sk))
+		bpf_map_delete_elem(&actors, &tid);
+	else
+		a->exited = 1;
 	return 0;
 }
 

@@ -20,7 +20,8 @@ type tcpspanActor struct {
 	Netns    uint32
 	Port     uint16
 	Listener uint8
-	Pad      [5]uint8
+	Exited   uint8
+	Pad      [4]uint8
 }
 
 type tcpspanConn struct {
@@ -173,38 +174,44 @@ type tcpspanTuple struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tcpspanMapActors               = "actors"
-	tcpspanMapConns                = "conns"
-	tcpspanMapCounters             = "counters"
-	tcpspanMapEvents               = "events"
-	tcpspanMapHandshakes           = "handshakes"
-	tcpspanMapListeners            = "listeners"
-	tcpspanProgInetSkErrorReport   = "inet_sk_error_report"
-	tcpspanProgInetSockSetState    = "inet_sock_set_state"
-	tcpspanProgKfreeSkb            = "kfree_skb"
-	tcpspanProgSynIngress          = "syn_ingress"
-	tcpspanProgSysEnterClose       = "sys_enter_close"
-	tcpspanProgSysExitAccept       = "sys_exit_accept"
-	tcpspanProgSysExitAccept4      = "sys_exit_accept4"
-	tcpspanProgSysExitClose        = "sys_exit_close"
-	tcpspanProgTcpDestroySock      = "tcp_destroy_sock"
-	tcpspanProgTcpReceiveReset     = "tcp_receive_reset"
-	tcpspanProgTcpRetransmitSkb    = "tcp_retransmit_skb"
-	tcpspanProgTcpRetransmitSynack = "tcp_retransmit_synack"
-	tcpspanProgTcpSendReset        = "tcp_send_reset"
-	tcpspanVarDropReasons          = "drop_reasons"
-	tcpspanVarFilterNetns          = "filter_netns"
-	tcpspanVarFilterPorts          = "filter_ports"
-	tcpspanVarListenOverflowReason = "listen_overflow_reason"
-	tcpspanVarNoSocketReason       = "no_socket_reason"
-	tcpspanVarUnusedConnFlags      = "unused_conn_flags"
-	tcpspanVarUnusedCounter        = "unused_counter"
-	tcpspanVarUnusedEventType      = "unused_event_type"
-	tcpspanVarUnusedExecCtx        = "unused_exec_ctx"
-	tcpspanVarUnusedOrphan         = "unused_orphan"
-	tcpspanVarUnusedRecordKind     = "unused_record_kind"
-	tcpspanVarWakeupBytes          = "wakeup_bytes"
-	tcpspanVarZeroConn             = "zero_conn"
+	tcpspanMapActors                    = "actors"
+	tcpspanMapConns                     = "conns"
+	tcpspanMapCounters                  = "counters"
+	tcpspanMapEvents                    = "events"
+	tcpspanMapHandshakes                = "handshakes"
+	tcpspanMapListeners                 = "listeners"
+	tcpspanProgInetSkErrorReport        = "inet_sk_error_report"
+	tcpspanProgInetSockSetState         = "inet_sock_set_state"
+	tcpspanProgKfreeSkb                 = "kfree_skb"
+	tcpspanProgSockDefErrorReportKprobe = "sock_def_error_report_kprobe"
+	tcpspanProgSynIngress               = "syn_ingress"
+	tcpspanProgSysEnterClose            = "sys_enter_close"
+	tcpspanProgSysExitAccept            = "sys_exit_accept"
+	tcpspanProgSysExitAccept4           = "sys_exit_accept4"
+	tcpspanProgSysExitClose             = "sys_exit_close"
+	tcpspanProgTcpDestroySock           = "tcp_destroy_sock"
+	tcpspanProgTcpReceiveReset          = "tcp_receive_reset"
+	tcpspanProgTcpRetransmitSkb         = "tcp_retransmit_skb"
+	tcpspanProgTcpRetransmitSynack      = "tcp_retransmit_synack"
+	tcpspanProgTcpSendReset             = "tcp_send_reset"
+	tcpspanProgTcpV4SendResetKprobe     = "tcp_v4_send_reset_kprobe"
+	tcpspanProgTcpV6SendResetKprobe     = "tcp_v6_send_reset_kprobe"
+	tcpspanVarDropReasons               = "drop_reasons"
+	tcpspanVarFilterNetns               = "filter_netns"
+	tcpspanVarFilterPorts               = "filter_ports"
+	tcpspanVarKfreeHasReason            = "kfree_has_reason"
+	tcpspanVarKfreeHasRxSk              = "kfree_has_rx_sk"
+	tcpspanVarListenOverflowReason      = "listen_overflow_reason"
+	tcpspanVarNoSocketReason            = "no_socket_reason"
+	tcpspanVarRstHasReason              = "rst_has_reason"
+	tcpspanVarUnusedConnFlags           = "unused_conn_flags"
+	tcpspanVarUnusedCounter             = "unused_counter"
+	tcpspanVarUnusedEventType           = "unused_event_type"
+	tcpspanVarUnusedExecCtx             = "unused_exec_ctx"
+	tcpspanVarUnusedOrphan              = "unused_orphan"
+	tcpspanVarUnusedRecordKind          = "unused_record_kind"
+	tcpspanVarWakeupBytes               = "wakeup_bytes"
+	tcpspanVarZeroConn                  = "zero_conn"
 )
 
 // loadTcpspan returns the embedded CollectionSpec for tcpspan.
@@ -249,19 +256,22 @@ type tcpspanSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpspanProgramSpecs struct {
-	InetSkErrorReport   *ebpf.ProgramSpec `ebpf:"inet_sk_error_report"`
-	InetSockSetState    *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
-	KfreeSkb            *ebpf.ProgramSpec `ebpf:"kfree_skb"`
-	SynIngress          *ebpf.ProgramSpec `ebpf:"syn_ingress"`
-	SysEnterClose       *ebpf.ProgramSpec `ebpf:"sys_enter_close"`
-	SysExitAccept       *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
-	SysExitAccept4      *ebpf.ProgramSpec `ebpf:"sys_exit_accept4"`
-	SysExitClose        *ebpf.ProgramSpec `ebpf:"sys_exit_close"`
-	TcpDestroySock      *ebpf.ProgramSpec `ebpf:"tcp_destroy_sock"`
-	TcpReceiveReset     *ebpf.ProgramSpec `ebpf:"tcp_receive_reset"`
-	TcpRetransmitSkb    *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb"`
-	TcpRetransmitSynack *ebpf.ProgramSpec `ebpf:"tcp_retransmit_synack"`
-	TcpSendReset        *ebpf.ProgramSpec `ebpf:"tcp_send_reset"`
+	InetSkErrorReport        *ebpf.ProgramSpec `ebpf:"inet_sk_error_report"`
+	InetSockSetState         *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
+	KfreeSkb                 *ebpf.ProgramSpec `ebpf:"kfree_skb"`
+	SockDefErrorReportKprobe *ebpf.ProgramSpec `ebpf:"sock_def_error_report_kprobe"`
+	SynIngress               *ebpf.ProgramSpec `ebpf:"syn_ingress"`
+	SysEnterClose            *ebpf.ProgramSpec `ebpf:"sys_enter_close"`
+	SysExitAccept            *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
+	SysExitAccept4           *ebpf.ProgramSpec `ebpf:"sys_exit_accept4"`
+	SysExitClose             *ebpf.ProgramSpec `ebpf:"sys_exit_close"`
+	TcpDestroySock           *ebpf.ProgramSpec `ebpf:"tcp_destroy_sock"`
+	TcpReceiveReset          *ebpf.ProgramSpec `ebpf:"tcp_receive_reset"`
+	TcpRetransmitSkb         *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb"`
+	TcpRetransmitSynack      *ebpf.ProgramSpec `ebpf:"tcp_retransmit_synack"`
+	TcpSendReset             *ebpf.ProgramSpec `ebpf:"tcp_send_reset"`
+	TcpV4SendResetKprobe     *ebpf.ProgramSpec `ebpf:"tcp_v4_send_reset_kprobe"`
+	TcpV6SendResetKprobe     *ebpf.ProgramSpec `ebpf:"tcp_v6_send_reset_kprobe"`
 }
 
 // tcpspanMapSpecs contains maps before they are loaded into the kernel.
@@ -283,8 +293,11 @@ type tcpspanVariableSpecs struct {
 	DropReasons          *ebpf.VariableSpec `ebpf:"drop_reasons"`
 	FilterNetns          *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPorts          *ebpf.VariableSpec `ebpf:"filter_ports"`
+	KfreeHasReason       *ebpf.VariableSpec `ebpf:"kfree_has_reason"`
+	KfreeHasRxSk         *ebpf.VariableSpec `ebpf:"kfree_has_rx_sk"`
 	ListenOverflowReason *ebpf.VariableSpec `ebpf:"listen_overflow_reason"`
 	NoSocketReason       *ebpf.VariableSpec `ebpf:"no_socket_reason"`
+	RstHasReason         *ebpf.VariableSpec `ebpf:"rst_has_reason"`
 	UnusedConnFlags      *ebpf.VariableSpec `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
@@ -341,8 +354,11 @@ type tcpspanVariables struct {
 	DropReasons          *ebpf.Variable `ebpf:"drop_reasons"`
 	FilterNetns          *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPorts          *ebpf.Variable `ebpf:"filter_ports"`
+	KfreeHasReason       *ebpf.Variable `ebpf:"kfree_has_reason"`
+	KfreeHasRxSk         *ebpf.Variable `ebpf:"kfree_has_rx_sk"`
 	ListenOverflowReason *ebpf.Variable `ebpf:"listen_overflow_reason"`
 	NoSocketReason       *ebpf.Variable `ebpf:"no_socket_reason"`
+	RstHasReason         *ebpf.Variable `ebpf:"rst_has_reason"`
 	UnusedConnFlags      *ebpf.Variable `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`
@@ -357,19 +373,22 @@ type tcpspanVariables struct {
 //
 // It can be passed to loadTcpspanObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpspanPrograms struct {
-	InetSkErrorReport   *ebpf.Program `ebpf:"inet_sk_error_report"`
-	InetSockSetState    *ebpf.Program `ebpf:"inet_sock_set_state"`
-	KfreeSkb            *ebpf.Program `ebpf:"kfree_skb"`
-	SynIngress          *ebpf.Program `ebpf:"syn_ingress"`
-	SysEnterClose       *ebpf.Program `ebpf:"sys_enter_close"`
-	SysExitAccept       *ebpf.Program `ebpf:"sys_exit_accept"`
-	SysExitAccept4      *ebpf.Program `ebpf:"sys_exit_accept4"`
-	SysExitClose        *ebpf.Program `ebpf:"sys_exit_close"`
-	TcpDestroySock      *ebpf.Program `ebpf:"tcp_destroy_sock"`
-	TcpReceiveReset     *ebpf.Program `ebpf:"tcp_receive_reset"`
-	TcpRetransmitSkb    *ebpf.Program `ebpf:"tcp_retransmit_skb"`
-	TcpRetransmitSynack *ebpf.Program `ebpf:"tcp_retransmit_synack"`
-	TcpSendReset        *ebpf.Program `ebpf:"tcp_send_reset"`
+	InetSkErrorReport        *ebpf.Program `ebpf:"inet_sk_error_report"`
+	InetSockSetState         *ebpf.Program `ebpf:"inet_sock_set_state"`
+	KfreeSkb                 *ebpf.Program `ebpf:"kfree_skb"`
+	SockDefErrorReportKprobe *ebpf.Program `ebpf:"sock_def_error_report_kprobe"`
+	SynIngress               *ebpf.Program `ebpf:"syn_ingress"`
+	SysEnterClose            *ebpf.Program `ebpf:"sys_enter_close"`
+	SysExitAccept            *ebpf.Program `ebpf:"sys_exit_accept"`
+	SysExitAccept4           *ebpf.Program `ebpf:"sys_exit_accept4"`
+	SysExitClose             *ebpf.Program `ebpf:"sys_exit_close"`
+	TcpDestroySock           *ebpf.Program `ebpf:"tcp_destroy_sock"`
+	TcpReceiveReset          *ebpf.Program `ebpf:"tcp_receive_reset"`
+	TcpRetransmitSkb         *ebpf.Program `ebpf:"tcp_retransmit_skb"`
+	TcpRetransmitSynack      *ebpf.Program `ebpf:"tcp_retransmit_synack"`
+	TcpSendReset             *ebpf.Program `ebpf:"tcp_send_reset"`
+	TcpV4SendResetKprobe     *ebpf.Program `ebpf:"tcp_v4_send_reset_kprobe"`
+	TcpV6SendResetKprobe     *ebpf.Program `ebpf:"tcp_v6_send_reset_kprobe"`
 }
 
 func (p *tcpspanPrograms) Close() error {
@@ -377,6 +396,7 @@ func (p *tcpspanPrograms) Close() error {
 		p.InetSkErrorReport,
 		p.InetSockSetState,
 		p.KfreeSkb,
+		p.SockDefErrorReportKprobe,
 		p.SynIngress,
 		p.SysEnterClose,
 		p.SysExitAccept,
@@ -387,6 +407,8 @@ func (p *tcpspanPrograms) Close() error {
 		p.TcpRetransmitSkb,
 		p.TcpRetransmitSynack,
 		p.TcpSendReset,
+		p.TcpV4SendResetKprobe,
+		p.TcpV6SendResetKprobe,
 	)
 }
 

@@ -188,7 +188,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		},
 		Ready: func(tr *bpf.Tracer) {
 			attrs := []any{"netns", orAll(o.netns), "ports", o.ports, "otlp", orNone(o.endpoint),
-				"features", fmt.Sprintf("%+v", tr.Features())}
+				"features", tr.Features().Summary()}
 			if server != nil {
 				attrs = append(attrs, "health_addr", server.Addr())
 			}
@@ -262,20 +262,7 @@ func printFeatures(stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer tr.Close()
-	f := tr.Features()
-	names := tr.Names()
-	row := func(on bool, what, detail string) {
-		state := "off"
-		if on {
-			state = "on "
-		}
-		fmt.Fprintf(stdout, "%s  %-28s %s\n", state, what, detail)
-	}
-	row(true, "connections, close(), resets", "tracepoints inet_sock_set_state, tcp_*, syscalls close/accept")
-	row(f.ResetReasons, "reset reasons", "tcp_send_reset reason, names from "+orNone(names.ResetSource))
-	row(f.DropReasons, "drop reasons", "kfree_skb reason, names from "+orNone(names.DropSource))
-	row(f.ListenOverflow, "handshake ACK overflow", "drop reason TCP_LISTEN_OVERFLOW")
-	row(f.SYNOverflow, "SYN accept-queue overflow", "cgroup_skb/ingress on "+orNone(f.CgroupPath))
+	fmt.Fprint(stdout, tr.Features())
 	return 0
 }
 
