@@ -30,6 +30,10 @@ build: ## build the tcpspan binary into ./bin
 test: ## all tests: unit, privileged BPF (root) and end-to-end
 	./scripts/test.sh
 
+.PHONY: test-kernels
+test-kernels: ## the bpf tests on Debian's 5.10, 6.1 and 6.12 kernels under qemu, one table (kernels cached)
+	./scripts/test-kernels.sh
+
 .PHONY: demo
 demo: ## the seed incident (rinetd, backlog 5, wrk -c1000) explained by tcpspan (root)
 	./scripts/demo.sh

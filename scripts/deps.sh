@@ -9,6 +9,7 @@ packages=(
 	iproute2 nftables procps              # test network namespaces, packet loss, sysctl
 	rinetd wrk                            # the seed's forwarder and load, in make demo and e2e
 	libcap2-bin                           # capsh: the least-privilege test runs the agent with only its capabilities
+	qemu-system-x86 busybox-static        # make test-kernels: older kernels in a VM
 )
 if [ $# -gt 0 ]; then
 	packages=("$@")

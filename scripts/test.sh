@@ -7,7 +7,11 @@
 #  4. runs every Go test. As root, the privileged tests load the BPF
 #     programs on this kernel, each scenario in its own network namespace,
 #     and the end-to-end tests run the agent against a real Jaeger, directly
-#     and through the collector. Without root they skip, saying so.
+#     and through the collector. Without root they skip, saying so;
+#  5. as root, the kernel matrix (scripts/test-kernels.sh): the bpf tests on
+#     Debian's 5.10, 6.1 and 6.12 kernels under qemu, with a table of
+#     results and capabilities per kernel. About 2-3 minutes once the
+#     kernels are cached (~/.cache/tcpspan/kernels).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -55,3 +59,10 @@ echo "== fuzz (15 s per target)"
 for target in ./cmd/tcpspan:FuzzParseConfig ./bpf:FuzzDecode; do
 	go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime 15s -parallel 1 "${target%%:*}"
 done
+
+echo "== kernel matrix: bpf tests on older kernels under qemu"
+if [ "$(id -u)" -eq 0 ]; then
+	./scripts/test-kernels.sh
+else
+	echo "skipped: not root (run: sudo make test, or make test-kernels)"
+fi
