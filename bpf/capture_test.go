@@ -650,7 +650,13 @@ func TestHandshakeDroppedThenListenerReset(t *testing.T) {
 	ns.Sysctl(t, "net.ipv4.tcp_syncookies", "0")
 	c := startCapture(t, ns, 2*time.Second)
 	requireCapability(t, c, bpf.CapSYNOverflow)
-	requireCapability(t, c, bpf.CapListenOverflow)
+	// Without the drop reason the overflow of the handshake ACK cannot be
+	// seen; the reset from the listener still can, and nothing may be
+	// made up in place of the overflow.
+	overflowCap, _ := c.tracer.Features().Capability(bpf.CapListenOverflow)
+	if !overflowCap.On {
+		t.Logf("%s is off on this kernel, so only the reset is expected: %s", bpf.CapListenOverflow, overflowCap.Why)
+	}
 	before := ns.Counters(t)
 
 	// Backlog 2: up to 2 pending handshakes, full with 3 queued.
@@ -685,7 +691,18 @@ func TestHandshakeDroppedThenListenerReset(t *testing.T) {
 	}
 	ack := orphan.First(conn.EventACKOverflow)
 	rst := orphan.First(conn.EventRSTSent)
-	if ack == nil || ack.Backlog != 3 || ack.MaxBacklog != 2 {
+	drops, _ := c.tracer.Features().Capability(bpf.CapDropSocket)
+	switch {
+	case !overflowCap.On:
+		if ack != nil {
+			t.Errorf("handshake ACK overflow %+v reported on a kernel that cannot see it", ack)
+		}
+	case !drops.On:
+		// Without rx_sk the listener, and so its backlog, is unknown.
+		if ack == nil || ack.Backlog != 0 || ack.MaxBacklog != 0 {
+			t.Errorf("handshake ACK overflow %+v, want one with the backlog unknown (0/0)", ack)
+		}
+	case ack == nil || ack.Backlog != 3 || ack.MaxBacklog != 2:
 		t.Errorf("handshake ACK overflow %+v, want one at backlog 3/2", ack)
 	}
 	if ack != nil && !ack.Time.Before(rst.Time) {
@@ -702,7 +719,22 @@ func TestHandshakeDroppedThenListenerReset(t *testing.T) {
 	}
 	unix.Close(victim)
 	time.Sleep(2500 * time.Millisecond) // let the other orphans flush
-	requireCounterMatch(t, ns, before, c.all())
+	if overflowCap.On {
+		requireCounterMatch(t, ns, before, c.all())
+		return
+	}
+	after := ns.Counters(t)
+	if got, want := resetsSent(c.all()), after["TcpOutRsts"]-before["TcpOutRsts"]; got != want {
+		t.Errorf("RSTs recorded %d, TcpOutRsts delta %d", got, want)
+	}
+	if after["TcpExtListenOverflows"] == before["TcpExtListenOverflows"] {
+		t.Error("the kernel counted no overflow: the scenario did not happen")
+	}
+	for _, x := range c.all() {
+		if n := x.Count(conn.EventACKOverflow); n > 0 {
+			t.Errorf("%d ACK overflows reported on a kernel that cannot see them:\n%s", n, describe(x))
+		}
+	}
 }
 
 func TestRetransmitsAndResetOnEstablished(t *testing.T) {

@@ -178,6 +178,7 @@ for s in "${series[@]}"; do
 	# which name the kernel limitation that makes a scenario not apply.
 	grep -E '^\s+(on |off)  [a-z-]+ ' "$log" | sed 's/^\s*/      /' >"$work/caps-$s" || true
 	grep -E '^\s+\S+\.go:[0-9]+: .* is off on this kernel: ' "$log" | sed 's/^\s*/      skip: /' >>"$work/caps-$s" || true
+	grep -E '^\s+\S+\.go:[0-9]+: .* is off on this kernel, so ' "$log" | sed 's/^\s*/      partial: /' >>"$work/caps-$s" || true
 done
 
 echo
