@@ -47,7 +47,11 @@ func startCapture(t *testing.T, ns *testutil.NetNS, orphanIdle time.Duration, op
 		c.mu.Lock()
 		c.conns = append(c.conns, x)
 		c.mu.Unlock()
-	}, conn.WithOrphanIdle(orphanIdle))
+	}, conn.WithOrphanIdle(orphanIdle),
+		// These tests check what the kernel side reports for each 4-tuple;
+		// folding alike orphans into storms is the tracker's own business,
+		// tested in conn/.
+		conn.WithStormWindow(0))
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	go func() {
