@@ -90,9 +90,9 @@ static __always_inline void child_created(const struct sock *sk)
 		return;
 	owner_lookup(c->tuple.netns, c->tuple.sport, &c->owner_pid, c->owner_comm);
 	conn_event(c, 0, EVENT_STATE, TCP_SYN_RECV, CTX_KERNEL, 0, TCP_LISTEN, 0);
-	/* Before 6.18 inet_csk_clone_lock() moves the clone to SYN_RECV
-	 * before the peer's address is copied from the request: the tuple is
-	 * completed at the child's next state change. */
+	/* On 5.10, 6.1 and 6.12 (not on 6.18) the clone enters SYN_RECV
+	 * before the peer's address is copied from the request: then the
+	 * tuple is completed at the child's next state change. */
 	if (c->tuple.dport != 0)
 		handshake_join(c);
 }
