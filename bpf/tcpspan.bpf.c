@@ -247,8 +247,10 @@ int tcp_send_reset(struct bpf_raw_tracepoint_args *ctx)
  * tracepoint fires only with a socket (the loader tells from the kernel's
  * BTF). An optional fallback: the loader attaches these kprobes only there,
  * and only where kprobes exist. The kernel gives no reason before 6.10, so
- * none is reported. At entry, so skip what tcp_v{4,6}_send_reset() itself
- * refuses to answer: a reset. */
+ * none is reported. This runs at entry, so it skips what the function itself
+ * refuses to answer, a reset; a packet for no socket whose destination is
+ * not local is also refused there, which this cannot tell (the matrix tests
+ * use loopback, where the count matches TcpOutRsts). */
 static __always_inline int reset_no_socket(const struct sock *sk, const struct sk_buff *skb)
 {
 	struct tcphdr th;
