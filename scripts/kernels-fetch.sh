@@ -56,6 +56,12 @@ esac
 # (here, bullseye-security lists kernels its mirror answers 404 for): then the
 # next older one is tried, up to eight.
 candidates=$(apt-cache "${apt_opts[@]}" search --names-only "$pattern" 2>/dev/null | awk '{print $1}' | sort -rV | head -8 || true)
+if [ -z "$candidates" ] && [ ${#apt_opts[@]} -eq 0 ] && [ "$(id -u)" -eq 0 ]; then
+	# The system's bookworm index may never have been fetched on this machine.
+	log "no $series kernel in apt's index; running apt-get update"
+	apt-get -q update >&2 || true
+	candidates=$(apt-cache search --names-only "$pattern" 2>/dev/null | awk '{print $1}' | sort -rV | head -8 || true)
+fi
 for pkg in $candidates; do
 	version=$(apt-cache "${apt_opts[@]}" show "$pkg" | awk '/^Version:/ {print $2}' | sort -V | tail -1)
 	dir=$cache/$pkg
