@@ -21,7 +21,7 @@ import (
 //
 // rinetd forwards :92 to a backend that is down, with a listen backlog of 5.
 // First, with rinetd stopped (SIGSTOP), 20 clients connect and send a
-// request: 6 fill the accept queue, the others' handshakes overflow it.
+// 64 KiB request: 6 fill the accept queue, the others' handshakes overflow it.
 // When rinetd resumes it accepts the queued ones, fails to connect
 // upstream, and closes them with the request unread (TCP_ABORT_ON_CLOSE).
 // Then wrk adds a short storm.
@@ -50,7 +50,11 @@ func TestRinetdIncident(t *testing.T) {
 	}
 	const agentService = "tcpspan-e2e-rinetd"
 	start := time.Now()
-	a := startAgent(t, bin, ns, "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+jaeger.OTLPGRPC, "OTEL_SERVICE_NAME="+agentService)
+	// The assertions below compare every span with rinetd's log and the
+	// kernel's counters, so no span may be dropped: the storm's spans
+	// outrun a Jaeger on the same two cores, so give them room to wait.
+	a := startAgentWith(t, bin, []string{"-netns", ns.Path, "-orphan-idle", "500ms", "-health-interval", "0", "-export-queue", "65536"},
+		"OTEL_METRICS_EXPORTER=none", "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+jaeger.OTLPGRPC, "OTEL_SERVICE_NAME="+agentService)
 	before := ns.Counters(t)
 
 	rinetd := exec.Command("ip", "netns", "exec", ns.Name, rinetdBin, "-f", "-c", filepath.Join(dir, "rinetd.conf"))
@@ -71,7 +75,12 @@ func TestRinetdIncident(t *testing.T) {
 			if err != nil {
 				continue // the SYN was dropped: the client retries in the kernel, not here
 			}
-			c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+			// More than rinetd buffers before its upstream connects
+			// (16 KiB): when the upstream refuses, rinetd closes with
+			// the rest unread, whichever of reading and failing comes
+			// first. A short request is often read whole first.
+			c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			c.Write(append([]byte("POST / HTTP/1.0\r\n\r\n"), make([]byte, 64<<10)...))
 			clients = append(clients, c)
 		}
 	})
