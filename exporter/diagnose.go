@@ -187,7 +187,7 @@ func dropDiagnosis(c *conn.Connection, d *conn.Event) string {
 		what = strconv.Itoa(n) + " packets"
 	}
 	return "handshake dropped: " + what + " from " + peer(c.Remote) + " to " + localPort(c.Local) +
-		" dropped (" + reasonText(d.Reason) + ")"
+		" dropped (" + dropReasonText(d.Reason) + ")"
 }
 
 // errnoDiagnosis describes an error the application saw with no reset to
@@ -253,8 +253,18 @@ func retransmits(c *conn.Connection) int {
 	return max(int(c.Retransmits), c.Count(conn.EventRetransmit))
 }
 
-// reasonText renders a kernel reason, honestly when there is none.
+// reasonText renders a kernel reset reason, naming the kernel's limit when
+// there is none: tcp_send_reset carries a reason from Linux 6.10.
 func reasonText(r string) string {
+	if r == "" || r == conn.ReasonUnknown {
+		return "reason not reported: kernels before 6.10 give none"
+	}
+	return r
+}
+
+// dropReasonText renders a kernel drop reason (kfree_skb has them from
+// Linux 5.17; before, no drop is reported at all).
+func dropReasonText(r string) string {
 	if r == "" || r == conn.ReasonUnknown {
 		return "reason not reported by this kernel"
 	}

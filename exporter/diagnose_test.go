@@ -28,7 +28,7 @@ func TestDiagnose(t *testing.T) {
 			name:     "reason unknown on an old kernel",
 			conn:     rinetdAbort(conn.ReasonUnknown),
 			wantType: "tcp.rst_sent",
-			wantDesc: "RST sent (reason not reported by this kernel): rinetd[812] closed fd 7 with 18 bytes unread",
+			wantDesc: "RST sent (reason not reported: kernels before 6.10 give none): rinetd[812] closed fd 7 with 18 bytes unread",
 		},
 		{
 			name: "close without closer record: comm from owner, fd from close event, one byte",
@@ -78,7 +78,7 @@ func TestDiagnose(t *testing.T) {
 				return c
 			}(),
 			wantType: "tcp.accept_queue_overflow",
-			wantDesc: "handshake dropped: accept queue of :92 full (6/5), then RST from listener (reason not reported by this kernel)",
+			wantDesc: "handshake dropped: accept queue of :92 full (6/5), then RST from listener (reason not reported: kernels before 6.10 give none)",
 		},
 		{
 			name: "accept queue overflow, SYNs only",

@@ -126,7 +126,7 @@ func TestMap(t *testing.T) {
 			name: "reason unknown",
 			conn: rinetdAbort(conn.ReasonUnknown),
 			want: rinetdAbortSpan("UNKNOWN",
-				"RST sent (reason not reported by this kernel): rinetd[812] closed fd 7 with 18 bytes unread"),
+				"RST sent (reason not reported: kernels before 6.10 give none): rinetd[812] closed fd 7 with 18 bytes unread"),
 		},
 		{
 			name: "refused connect",
