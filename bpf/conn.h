@@ -32,34 +32,38 @@ static __always_inline struct conn *conn_create(const struct sock *sk, __u8 side
 		t.sport = sk_local_port(sk);
 	if (!tuple_wanted(&t))
 		return NULL;
-	if (!(flags & CONN_MIDLIFE)) {
+	/* Insert first and look for a stale entry only when that fails: the
+	 * common case then costs one update and one lookup. */
+	if (bpf_map_update_elem(&conns, &key, &zero_conn, BPF_NOEXIST) != 0) {
 		struct conn *stale = bpf_map_lookup_elem(&conns, &key);
 
-		/* Emit what it had, flagged: nothing is dropped silently. */
-		if (stale) {
-			count(COUNTER_CONN_STALE);
-			stale->flags |= CONN_END_UNSEEN;
-			if (bpf_ringbuf_output(&events, stale, sizeof(*stale), rb_flags()))
-				count(COUNTER_RINGBUF_LOST_CONN);
-			else
-				count(COUNTER_CONNS_EMITTED);
-		}
-	}
-	if (bpf_map_update_elem(&conns, &key, &zero_conn, (flags & CONN_MIDLIFE) ? BPF_NOEXIST : BPF_ANY) == 0) {
-		c = bpf_map_lookup_elem(&conns, &key);
-		if (!c)
+		if (!stale) {
+			count(COUNTER_CONN_MAP_FULL);
 			return NULL;
-		c->kind = RECORD_CONN;
-		c->side = side;
-		c->flags = flags;
-		c->sk = key;
-		c->start_ns = bpf_ktime_get_boot_ns();
-		c->tuple = t;
-		return c;
+		}
+		if (flags & CONN_MIDLIFE)
+			return stale;
+		/* Emit what it had, flagged: nothing is dropped silently. */
+		count(COUNTER_CONN_STALE);
+		stale->flags |= CONN_END_UNSEEN;
+		if (bpf_ringbuf_output(&events, stale, sizeof(*stale), rb_flags()))
+			count(COUNTER_RINGBUF_LOST_CONN);
+		else
+			count(COUNTER_CONNS_EMITTED);
+		if (bpf_map_update_elem(&conns, &key, &zero_conn, BPF_ANY) != 0) {
+			count(COUNTER_CONN_MAP_FULL);
+			return NULL;
+		}
 	}
 	c = bpf_map_lookup_elem(&conns, &key);
 	if (!c)
-		count(COUNTER_CONN_MAP_FULL);
+		return NULL;
+	c->kind = RECORD_CONN;
+	c->side = side;
+	c->flags = flags;
+	c->sk = key;
+	c->start_ns = bpf_ktime_get_boot_ns();
+	c->tuple = t;
 	return c;
 }
 
@@ -138,7 +142,7 @@ static __always_inline void conn_finish(struct conn *c, const struct sock *sk)
 		struct actor *a = bpf_map_lookup_elem(&actors, &c->closer_tid);
 
 		if (a && a->sk == key)
-			bpf_map_delete_elem(&actors, &c->closer_tid);
+			actor_clear(a);
 	}
 	if (bpf_ringbuf_output(&events, c, sizeof(*c), rb_flags()))
 		count(COUNTER_RINGBUF_LOST_CONN);

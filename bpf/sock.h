@@ -213,6 +213,15 @@ static __always_inline bool sk_released(const struct sock *sk)
 	return BPF_CORE_READ(sk, sk_socket) == NULL;
 }
 
+/* actor_clear marks a thread as no longer acting on a socket. The entry is
+ * kept for its next close(): see actors. */
+static __always_inline void actor_clear(struct actor *a)
+{
+	a->listener = 0;
+	a->sk = 0;
+	a->exited = 0;
+}
+
 /* exec_ctx says who acts when an event fires on sk. Tracepoints that run in
  * softirq, in a timer, or while a packet is processed carry whatever task was
  * interrupted as `current`, and on loopback that is often a plausible
@@ -229,7 +238,7 @@ static __always_inline __u8 exec_ctx(const struct sock *sk, __u32 *syscall)
 	/* After close() returned, the closing task acts only until its
 	 * deferred release has orphaned the socket (see actors). */
 	if (a->exited && sk_released((const struct sock *)a->sk)) {
-		bpf_map_delete_elem(&actors, &tid);
+		actor_clear(a);
 		return CTX_KERNEL;
 	}
 	if (a->sk != (__u64)sk) {

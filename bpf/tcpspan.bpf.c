@@ -431,6 +431,27 @@ int kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+/* actor_enter records that thread tid is now inside a syscall on a->sk (or
+ * on the listener a names). An existing entry is rewritten in place, sk and
+ * listener last: a softirq nesting into this program on the same thread
+ * then sees either no actor or a complete one. */
+static __always_inline void actor_enter(__u32 tid, const struct actor *a)
+{
+	struct actor *cur = bpf_map_lookup_elem(&actors, &tid);
+
+	if (!cur) {
+		bpf_map_update_elem(&actors, &tid, a, BPF_ANY);
+		return;
+	}
+	actor_clear(cur);
+	cur->syscall = a->syscall;
+	cur->netns = a->netns;
+	cur->port = a->port;
+	asm volatile("" ::: "memory");
+	cur->listener = a->listener;
+	cur->sk = a->sk;
+}
+
 SEC("tracepoint/syscalls/sys_enter_close")
 int sys_enter_close(struct syscall_enter_ctx *ctx)
 {
@@ -457,10 +478,10 @@ int sys_enter_close(struct syscall_enter_ctx *ctx)
 		a.port = sk_local_port(sk);
 		if (filter_netns && a.netns != filter_netns)
 			return 0;
-		bpf_map_update_elem(&actors, &tid, &a, BPF_ANY);
-		return 0;
 	}
-	bpf_map_update_elem(&actors, &tid, &a, BPF_ANY);
+	actor_enter(tid, &a);
+	if (!c)
+		return 0;
 	if (c->closer_pid == 0) {
 		const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 
@@ -480,12 +501,14 @@ int sys_exit_close(struct syscall_exit_ctx *ctx)
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct actor *a = bpf_map_lookup_elem(&actors, &tid);
 
-	if (!a)
+	/* Most closes are of files, pipes or untracked sockets: no entry, or
+	 * a cleared one. */
+	if (!a || (!a->sk && !a->listener))
 		return 0;
 	/* Released already inside close(), or left to task work that runs
 	 * after this tracepoint: see actors. */
 	if (sk_released((const struct sock *)a->sk))
-		bpf_map_delete_elem(&actors, &tid);
+		actor_clear(a);
 	else
 		a->exited = 1;
 	return 0;
