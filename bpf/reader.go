@@ -57,7 +57,9 @@ type Counters struct {
 // monitor thread waking every 20 µs to retake its processor, which was a
 // quarter of the agent's CPU when connections were not exported.
 func (t *Tracer) Read(ctx context.Context, h Handler) error {
-	var rec ringbuf.Record
+	// Capacity for a full connection record, so that Decode can complete a
+	// short one in place.
+	rec := ringbuf.Record{RawSample: make([]byte, 0, RecordBufferBytes)}
 	tick := time.NewTicker(PollInterval)
 	defer tick.Stop()
 	for {

@@ -72,8 +72,24 @@ const (
 	kindOrphan = uint32(tcpspanRecordKindRECORD_ORPHAN)
 )
 
+// Sizes of a connection record: the kernel sends the fixed part and then
+// only the events it holds (conn_emit in bpf/conn.h).
+const (
+	connRecordBytes = int(unsafe.Sizeof(ConnRecord{}))
+	connFixedBytes  = int(unsafe.Offsetof(ConnRecord{}.Events))
+	connEventBytes  = int(unsafe.Sizeof(ConnRecord{}.Events[0]))
+)
+
+// RecordBufferBytes is the capacity a buffer passed to [Decode] needs for a
+// connection record that carries fewer than [MaxConnEvents] events.
+const RecordBufferBytes = connRecordBytes
+
 // Decode interprets a raw ring-buffer sample. Exactly one of the results is
 // non-nil on success. They alias b: copy what must outlive b.
+//
+// A connection record holds only the events the kernel kept. Decode
+// zero-fills the unused event slots within b's capacity, which must be at
+// least [RecordBufferBytes] for such a record.
 func Decode(b []byte) (*ConnRecord, *OrphanRecord, error) {
 	if len(b) < 4 {
 		return nil, nil, fmt.Errorf("record of %d bytes is too short for its kind", len(b))
@@ -81,8 +97,21 @@ func Decode(b []byte) (*ConnRecord, *OrphanRecord, error) {
 	// Records start 8-byte aligned in the ring buffer, so the casts are safe.
 	switch kind := *(*uint32)(unsafe.Pointer(&b[0])); kind {
 	case kindConn:
-		if len(b) < int(unsafe.Sizeof(ConnRecord{})) {
-			return nil, nil, fmt.Errorf("record size %d too small for connection record size %d", len(b), unsafe.Sizeof(ConnRecord{}))
+		if len(b) < connFixedBytes {
+			return nil, nil, fmt.Errorf("record size %d too small for connection record size %d", len(b), connFixedBytes)
+		}
+		if len(b) < connRecordBytes {
+			n := int((*ConnRecord)(unsafe.Pointer(&b[0])).EventsSeen)
+			n = min(n, MaxConnEvents)
+			if len(b) < connFixedBytes+n*connEventBytes {
+				return nil, nil, fmt.Errorf("connection record of %d bytes too short for its %d events", len(b), n)
+			}
+			if cap(b) < connRecordBytes {
+				return nil, nil, fmt.Errorf("buffer capacity %d too small to decode a connection record (%d)", cap(b), connRecordBytes)
+			}
+			short := len(b)
+			b = b[:connRecordBytes]
+			clear(b[short:])
 		}
 		return (*ConnRecord)(unsafe.Pointer(&b[0])), nil, nil
 	case kindOrphan:
