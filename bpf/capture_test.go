@@ -265,10 +265,12 @@ func TestCleanConnection(t *testing.T) {
 		name          string
 		network, addr string
 		clientFirst   bool
+		skipEOF       bool // the second closes in CLOSE_WAIT without reading the end of file
 	}{
-		{"client closes first", "tcp4", "127.0.0.1:0", true},
-		{"server closes first", "tcp4", "127.0.0.1:0", false},
-		{"ipv6 client closes first", "tcp6", "[::1]:0", true},
+		{"client closes first", "tcp4", "127.0.0.1:0", true, false},
+		{"server closes first", "tcp4", "127.0.0.1:0", false, false},
+		{"ipv6 client closes first", "tcp6", "[::1]:0", true, false},
+		{"server closes without reading the end of file", "tcp4", "127.0.0.1:0", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := testutil.NewNetNS(t)
@@ -285,7 +287,9 @@ func TestCleanConnection(t *testing.T) {
 				first, second = cl, srv
 			}
 			first.Close()
-			if n, err := second.Read(make([]byte, 1)); err != io.EOF {
+			if tc.skipEOF {
+				waitState(t, second.(*net.TCPConn), unix.BPF_TCP_CLOSE_WAIT)
+			} else if n, err := second.Read(make([]byte, 1)); err != io.EOF {
 				t.Fatalf("read after peer close: %d, %v", n, err)
 			}
 			second.Close()
@@ -499,6 +503,23 @@ func waitUnread(t *testing.T, c *net.TCPConn, n int) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatalf("receive queue never reached %d bytes", n)
+}
+
+// waitState waits until c's socket is in state (BPF_TCP_*, the kernel's
+// TCP_* numbers).
+func waitState(t *testing.T, c *net.TCPConn, state int) {
+	t.Helper()
+	raw, _ := c.SyscallConn()
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		var info *unix.TCPInfo
+		raw.Control(func(fd uintptr) { info, _ = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+		if info != nil && int(info.State) == state {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("socket never reached state %d", state)
 }
 
 func TestZeroLingerClose(t *testing.T) {

@@ -461,6 +461,7 @@ int sys_enter_close(struct syscall_enter_ctx *ctx)
 	__u32 tid = (__u32)pid_tgid;
 	struct actor a = { .sk = (__u64)sk, .syscall = ctx->nr };
 	struct conn *c;
+	__u8 state;
 
 	if (!sk)
 		return 0;
@@ -482,16 +483,23 @@ int sys_enter_close(struct syscall_enter_ctx *ctx)
 	actor_enter(tid, &a);
 	if (!c)
 		return 0;
+	state = sk_state(sk);
 	if (c->closer_pid == 0) {
 		const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+		__u32 unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
 
+		/* In CLOSE_WAIT and CLOSING the peer's FIN is in rcv_nxt until
+		 * the application reads the end of file. It is not data, and
+		 * tcp_close() does not count it as unread either. */
+		if (unread > 0 && (state == TCP_CLOSE_WAIT || state == TCP_CLOSING))
+			unread--;
 		c->closer_pid = pid_tgid >> 32;
 		c->closer_tid = tid;
 		c->closer_fd = fd;
-		c->unread_bytes = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
+		c->unread_bytes = unread;
 		bpf_get_current_comm(c->closer_comm, sizeof(c->closer_comm));
 	}
-	conn_event(c, 0, EVENT_CLOSE, sk_state(sk), CTX_PROCESS, pid_tgid >> 32, fd, tid);
+	conn_event(c, 0, EVENT_CLOSE, state, CTX_PROCESS, pid_tgid >> 32, fd, tid);
 	return 0;
 }
 
