@@ -39,6 +39,10 @@ type Config struct {
 	// Ports restricts capture to connections with one of these local or
 	// remote ports (at most 8); empty captures all.
 	Ports []uint16
+	// SkipClean keeps connections with no problem in the kernel side,
+	// counted (Health.Kernel.CleanSkipped), for when nothing would export
+	// or print them (see bpf.WithSkipClean).
+	SkipClean bool
 	// RingBufferBytes and MaxConnections size the kernel side; zero
 	// means bpf's defaults.
 	RingBufferBytes int
@@ -126,6 +130,9 @@ func Run(ctx context.Context, cfg Config, sink func(*conn.Connection)) (Health, 
 	}
 	if cfg.MaxConnections > 0 {
 		opts = append(opts, bpf.WithMaxConnections(cfg.MaxConnections))
+	}
+	if cfg.SkipClean {
+		opts = append(opts, bpf.WithSkipClean(true))
 	}
 	tr, err := bpf.Load(opts...)
 	if err != nil {
@@ -226,6 +233,7 @@ func (h Health) LogAttrs() []any {
 		"connections", h.Tracker.Connections, "orphans", h.Tracker.Orphans,
 		"lost", h.Lost(), "lost_ringbuf", h.Kernel.RingbufLostConn + h.Kernel.RingbufLostOrphan,
 		"lost_map_full", h.Kernel.ConnMapFull, "events_truncated", h.Kernel.ConnEventsLost,
+		"clean_in_kernel", h.Kernel.CleanSkipped,
 		"midlife", h.Kernel.ConnMidlife, "untracked", h.Kernel.DestroyedUntracked, "stale", h.Kernel.ConnStale, "missed", h.Missed(),
 		"orphans_forced", h.Tracker.OrphansForced, "orphans_folded", h.Tracker.OrphansFolded,
 	}

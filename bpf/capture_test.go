@@ -862,3 +862,59 @@ func TestEvictionIsCounted(t *testing.T) {
 	}
 	t.Logf("emitted %d (mid-life %d), untracked %d", counters.ConnsEmitted, counters.ConnMidlife, counters.DestroyedUntracked)
 }
+
+// With nothing to export or print clean connections to, the kernel side
+// counts them and sends only the ones with a problem.
+func TestSkipClean(t *testing.T) {
+	ns := testutil.NewNetNS(t)
+	c := startCapture(t, ns, 200*time.Millisecond, bpf.WithSkipClean(true))
+
+	const clean = 3
+	for i := 0; i < clean; i++ {
+		cl, srv, ln := acceptedPair(t, ns)
+		mustWrite(t, cl, 100)
+		if _, err := io.ReadFull(srv, make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+		cl.Close()
+		srv.Close()
+		ln.Close()
+	}
+	// One with a problem: the server closes with 18 bytes unread.
+	cl, srv, ln := acceptedPair(t, ns)
+	defer ln.Close()
+	mustWrite(t, cl, 18)
+	waitUnread(t, srv, 18)
+	srv.Close()
+	cl.Read(make([]byte, 1))
+	cl.Close()
+
+	clientAddr, serverAddr := endpoint(cl.LocalAddr()), endpoint(ln.Addr())
+	got := c.wait(5*time.Second, between(clientAddr, serverAddr, conn.SideClient),
+		between(serverAddr, clientAddr, conn.SideServer))
+	if !got[0].Has(conn.EventRSTReceived) || !got[1].Has(conn.EventRSTSent) {
+		t.Errorf("the reset pair lacks its resets:\n%s\n%s", describe(got[0]), describe(got[1]))
+	}
+	// The clean ones end within moments: the side that closed first is
+	// destroyed as it enters TIME_WAIT, the other at the last ACK.
+	deadline := time.Now().Add(5 * time.Second)
+	var k bpf.Counters
+	for {
+		var err error
+		if k, err = c.tracer.Counters(); err != nil {
+			t.Fatal(err)
+		}
+		if k.CleanSkipped >= 2*clean || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if k.CleanSkipped != 2*clean || k.ConnsEmitted != 2 {
+		t.Errorf("kernel: %d clean counted, %d sent; want %d and the 2 of the reset pair", k.CleanSkipped, k.ConnsEmitted, 2*clean)
+	}
+	for _, x := range c.all() {
+		if !x.Orphan && !x.Problem() {
+			t.Errorf("a clean connection was sent:\n%s", describe(x))
+		}
+	}
+}

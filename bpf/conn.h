@@ -135,6 +135,31 @@ static __always_inline void conn_event(struct conn *c, __u64 ts, __u8 type, __u8
 	e->ctx = ctx;
 }
 
+/* Event types that make a connection worth a look: the kernel-side mirror of
+ * conn.Connection.Problem in Go. */
+#define PROBLEM_EVENTS                                                                                     \
+	((1u << EVENT_RST_SENT) | (1u << EVENT_RST_RECV) | (1u << EVENT_ERROR) | (1u << EVENT_RETRANS) |    \
+	 (1u << EVENT_SYNACK_RETRANS) | (1u << EVENT_DROP) | (1u << EVENT_SYN_OVERFLOW) |                   \
+	 (1u << EVENT_ACK_OVERFLOW))
+
+/* conn_clean reports whether c had no problem: no retransmit, and no reset,
+ * error, drop or overflow among its events. A connection with more events
+ * than it could keep is never called clean: the rest are unknown. */
+static __always_inline bool conn_clean(const struct conn *c)
+{
+	__u32 n = *(volatile const __u32 *)&c->events_seen;
+
+	if (c->total_retrans || c->retrans_seen || n > MAX_CONN_EVENTS)
+		return false;
+	for (__u32 i = 0; i < MAX_CONN_EVENTS; i++) {
+		if (i >= n)
+			break;
+		if ((1u << (c->events[i].type & 31)) & PROBLEM_EVENTS)
+			return false;
+	}
+	return true;
+}
+
 /* conn_finish fills the final statistics from tcp_sock, emits the record and
  * forgets the socket. */
 static __always_inline void conn_finish(struct conn *c, const struct sock *sk)
@@ -159,7 +184,10 @@ static __always_inline void conn_finish(struct conn *c, const struct sock *sk)
 		if (a && a->sk == key)
 			actor_clear(a);
 	}
-	conn_emit(c);
+	if (skip_clean && conn_clean(c))
+		count(COUNTER_CONNS_CLEAN_SKIPPED);
+	else
+		conn_emit(c);
 	bpf_map_delete_elem(&conns, &key);
 }
 

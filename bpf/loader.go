@@ -55,6 +55,7 @@ type config struct {
 	warn           func(string)
 	kernelBTF      *btf.Spec
 	skipPrivileges bool
+	skipClean      bool
 }
 
 func newConfig(opts ...Option) config {
@@ -92,6 +93,15 @@ func WithRingBufferBytes(n int) Option {
 // Default [DefaultMaxConnections].
 func WithMaxConnections(n int) Option {
 	return optionFunc(func(c config) config { c.maxConns = n; return c })
+}
+
+// WithSkipClean makes the kernel side keep connections that had no problem
+// (no retransmit, reset, error, drop or overflow) to itself: it counts them
+// ([Counters.CleanSkipped]) instead of sending a record. For when nothing
+// would export or print them: it spares a ring-buffer write per socket in
+// the kernel and the record's whole path in the agent.
+func WithSkipClean(on bool) Option {
+	return optionFunc(func(c config) config { c.skipClean = on; return c })
 }
 
 // WithCgroupPath sets the cgroup v2 directory the SYN-overflow program
@@ -193,6 +203,7 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 		tcpspanVarFilterNetns:          cfg.netns,
 		tcpspanVarFilterPorts:          ports,
 		tcpspanVarWakeupBytes:          cfg.wakeupBytes,
+		tcpspanVarSkipClean:            cfg.skipClean,
 		tcpspanVarDropReasons:          dropBitmap,
 		tcpspanVarListenOverflowReason: overflow,
 		tcpspanVarNoSocketReason:       noSocket,

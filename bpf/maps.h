@@ -9,6 +9,9 @@
 const volatile __u32 filter_netns = 0;   /* capture only this netns inode; 0 = all */
 const volatile __u16 filter_ports[8] = {}; /* local or remote port; all zero = any */
 const volatile __u32 wakeup_bytes = 65536; /* wake the reader once this much is pending */
+/* Do not send connections with no problem (see conn_clean): set when the
+ * agent would export and print none of them (-clean-ratio 0). */
+const volatile bool skip_clean = false;
 /* skb_drop_reason values worth keeping (TCP ones), as a bitmap; resolved by
  * name from the running kernel's BTF, since the numbers change per kernel. */
 const volatile __u64 drop_reasons[4] = {};

@@ -38,6 +38,9 @@ type Counters struct {
 	// ConnStale counts connections emitted when a new connection reused
 	// their socket address: their destroy was never seen (see Missed).
 	ConnStale uint64
+	// CleanSkipped counts connections with no problem that the kernel
+	// side did not send (see [WithSkipClean]).
+	CleanSkipped uint64
 	// Missed counts, per hook, the times the kernel skipped a program
 	// because another run of it was under way on the same CPU (a softirq
 	// interrupting it): those events were never seen. From the kernel's
@@ -151,6 +154,7 @@ func (t *Tracer) Counters() (Counters, error) {
 		OrphansEmitted:     sums[tcpspanCounterCOUNTER_ORPHANS_EMITTED],
 		DestroyedUntracked: sums[tcpspanCounterCOUNTER_DESTROYED_UNTRACKED],
 		ConnStale:          sums[tcpspanCounterCOUNTER_CONN_STALE],
+		CleanSkipped:       sums[tcpspanCounterCOUNTER_CONNS_CLEAN_SKIPPED],
 		Malformed:          t.malformed.Load(),
 	}, nil
 }

@@ -144,7 +144,9 @@ enum counter {
 	/* entries replaced by a new connection at the same socket address:
 	 * their destroy was never seen */
 	COUNTER_CONN_STALE = 8,
-	COUNTER_MAX = 9,
+	/* clean connections not sent: skip_clean (nothing would export them) */
+	COUNTER_CONNS_CLEAN_SKIPPED = 9,
+	COUNTER_MAX = 10,
 };
 
 #endif /* TCPSPAN_RECORDS_H */

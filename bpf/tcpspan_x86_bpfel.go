@@ -84,7 +84,8 @@ const (
 	tcpspanCounterCOUNTER_ORPHANS_EMITTED     tcpspanCounter = 6
 	tcpspanCounterCOUNTER_DESTROYED_UNTRACKED tcpspanCounter = 7
 	tcpspanCounterCOUNTER_CONN_STALE          tcpspanCounter = 8
-	tcpspanCounterCOUNTER_MAX                 tcpspanCounter = 9
+	tcpspanCounterCOUNTER_CONNS_CLEAN_SKIPPED tcpspanCounter = 9
+	tcpspanCounterCOUNTER_MAX                 tcpspanCounter = 10
 )
 
 type tcpspanEventType uint32
@@ -204,6 +205,7 @@ const (
 	tcpspanVarListenOverflowReason      = "listen_overflow_reason"
 	tcpspanVarNoSocketReason            = "no_socket_reason"
 	tcpspanVarRstHasReason              = "rst_has_reason"
+	tcpspanVarSkipClean                 = "skip_clean"
 	tcpspanVarUnusedConnFlags           = "unused_conn_flags"
 	tcpspanVarUnusedCounter             = "unused_counter"
 	tcpspanVarUnusedEventType           = "unused_event_type"
@@ -298,6 +300,7 @@ type tcpspanVariableSpecs struct {
 	ListenOverflowReason *ebpf.VariableSpec `ebpf:"listen_overflow_reason"`
 	NoSocketReason       *ebpf.VariableSpec `ebpf:"no_socket_reason"`
 	RstHasReason         *ebpf.VariableSpec `ebpf:"rst_has_reason"`
+	SkipClean            *ebpf.VariableSpec `ebpf:"skip_clean"`
 	UnusedConnFlags      *ebpf.VariableSpec `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
@@ -359,6 +362,7 @@ type tcpspanVariables struct {
 	ListenOverflowReason *ebpf.Variable `ebpf:"listen_overflow_reason"`
 	NoSocketReason       *ebpf.Variable `ebpf:"no_socket_reason"`
 	RstHasReason         *ebpf.Variable `ebpf:"rst_has_reason"`
+	SkipClean            *ebpf.Variable `ebpf:"skip_clean"`
 	UnusedConnFlags      *ebpf.Variable `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`

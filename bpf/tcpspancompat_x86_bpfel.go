@@ -84,7 +84,8 @@ const (
 	tcpspanCompatCounterCOUNTER_ORPHANS_EMITTED     tcpspanCompatCounter = 6
 	tcpspanCompatCounterCOUNTER_DESTROYED_UNTRACKED tcpspanCompatCounter = 7
 	tcpspanCompatCounterCOUNTER_CONN_STALE          tcpspanCompatCounter = 8
-	tcpspanCompatCounterCOUNTER_MAX                 tcpspanCompatCounter = 9
+	tcpspanCompatCounterCOUNTER_CONNS_CLEAN_SKIPPED tcpspanCompatCounter = 9
+	tcpspanCompatCounterCOUNTER_MAX                 tcpspanCompatCounter = 10
 )
 
 type tcpspanCompatEventType uint32
@@ -184,6 +185,7 @@ const (
 	tcpspanCompatVarListenOverflowReason      = "listen_overflow_reason"
 	tcpspanCompatVarNoSocketReason            = "no_socket_reason"
 	tcpspanCompatVarRstHasReason              = "rst_has_reason"
+	tcpspanCompatVarSkipClean                 = "skip_clean"
 	tcpspanCompatVarUnusedConnFlags           = "unused_conn_flags"
 	tcpspanCompatVarUnusedCounter             = "unused_counter"
 	tcpspanCompatVarUnusedEventType           = "unused_event_type"
@@ -278,6 +280,7 @@ type tcpspanCompatVariableSpecs struct {
 	ListenOverflowReason *ebpf.VariableSpec `ebpf:"listen_overflow_reason"`
 	NoSocketReason       *ebpf.VariableSpec `ebpf:"no_socket_reason"`
 	RstHasReason         *ebpf.VariableSpec `ebpf:"rst_has_reason"`
+	SkipClean            *ebpf.VariableSpec `ebpf:"skip_clean"`
 	UnusedConnFlags      *ebpf.VariableSpec `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
@@ -339,6 +342,7 @@ type tcpspanCompatVariables struct {
 	ListenOverflowReason *ebpf.Variable `ebpf:"listen_overflow_reason"`
 	NoSocketReason       *ebpf.Variable `ebpf:"no_socket_reason"`
 	RstHasReason         *ebpf.Variable `ebpf:"rst_has_reason"`
+	SkipClean            *ebpf.Variable `ebpf:"skip_clean"`
 	UnusedConnFlags      *ebpf.Variable `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`

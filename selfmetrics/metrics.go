@@ -84,6 +84,8 @@ var Definitions = []Definition{
 		func(h agent.Health) []Point { return one(h.Kernel.ConnEventsLost) }},
 	{"tcpspan.connections.midlife", "{connection}", "Connections first seen mid-life: open before the agent started, or evicted from the full kernel connection map (-max-connections) and tracked again.", Counter,
 		func(h agent.Health) []Point { return one(h.Kernel.ConnMidlife) }},
+	{"tcpspan.connections.clean_in_kernel", "{connection}", "Connections with no problem that the kernel side counted without sending a record, because nothing would export or print them (-clean-ratio 0 without -v).", Counter,
+		func(h agent.Health) []Point { return one(h.Kernel.CleanSkipped) }},
 	{"tcpspan.connections.untracked", "{connection}", "Connections that ended with no kernel entry, so no record.", Counter,
 		func(h agent.Health) []Point { return one(h.Kernel.DestroyedUntracked) }},
 	{"tcpspan.connections.stale", "{connection}", "Connections emitted when a new one reused their socket address: their end was never seen.", Counter,

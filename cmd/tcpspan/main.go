@@ -160,7 +160,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var self *selfmetrics.Metrics
 	var server *selfmetrics.Server
 	startErr := error(nil)
+	// Clean connections (no retransmit, reset, error, drop or overflow)
+	// are needed only to export a share of them or to print them (-v).
+	// Otherwise the kernel side counts them and sends nothing: most of the
+	// agent's cost per connection is gone.
+	skipClean := !(spans != nil && o.cleanRatio > 0) && !(view != nil && o.verbose)
 	cfg := agent.Config{
+		SkipClean:       skipClean,
 		NetnsPath:       o.netns,
 		Ports:           o.ports,
 		RingBufferBytes: o.ringBytes,
@@ -188,7 +194,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		},
 		Ready: func(tr *bpf.Tracer) {
 			attrs := []any{"netns", orAll(o.netns), "ports", o.ports, "otlp", orNone(o.endpoint),
-				"features", tr.Features().Summary()}
+				"features", tr.Features().Summary(), "clean_connections", cleanMode(skipClean)}
 			if server != nil {
 				attrs = append(attrs, "health_addr", server.Addr())
 			}
@@ -208,7 +214,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		code = 1
 	}
 	if view != nil {
-		view.summary()
+		view.summary(health.Kernel.CleanSkipped)
 	}
 	flushCtx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
@@ -246,6 +252,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 // agentService is the agent's own service.name, for its metrics.
 func agentService() string {
 	return cmp.Or(os.Getenv("OTEL_SERVICE_NAME"), exporter.DefaultAgentService)
+}
+
+func cleanMode(skipped bool) string {
+	if skipped {
+		return "counted_in_kernel"
+	}
+	return "sent"
 }
 
 func orAll(s string) string {

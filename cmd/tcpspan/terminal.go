@@ -81,9 +81,13 @@ func line(c *conn.Connection, diagnosis string) string {
 }
 
 // summary prints what the terminal saw, for comparison with the kernel's
-// own counters (nstat).
-func (t *terminal) summary() {
-	fmt.Fprintf(t.w, "\n%d connections", t.connections)
+// own counters (nstat). cleanInKernel is the clean connections the kernel
+// side counted without sending them.
+func (t *terminal) summary(cleanInKernel uint64) {
+	fmt.Fprintf(t.w, "\n%d connections", t.connections+cleanInKernel)
+	if cleanInKernel > 0 {
+		fmt.Fprintf(t.w, " (%d clean, counted in the kernel)", cleanInKernel)
+	}
 	for _, k := range slices.Sorted(maps.Keys(t.errorTypes)) {
 		fmt.Fprintf(t.w, ", %d %s", t.errorTypes[k], k)
 	}
