@@ -48,7 +48,13 @@ type config struct {
 	health     time.Duration
 	healthAddr string // host:port of the health endpoint; "" for none
 	statsFile  string
+	memoryMiB  int // soft limit of the Go runtime's memory; 0 for none
 }
+
+// defaultMemoryMiB bounds the Go heap: with the 16 MiB ring buffer mapped
+// twice and the binary, the agent stays under 150 MB of RSS through a reset
+// storm whose spans outrun the backend (the export queue full).
+const defaultMemoryMiB = 96
 
 // errHelp is returned by parseConfig for -h.
 var errHelp = flag.ErrHelp
@@ -75,6 +81,7 @@ func flagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.health, "health-interval", c.health, "how often to log the agent's own counts (0 to disable)")
 	fs.StringVar(&c.healthAddr, "health-addr", c.healthAddr, "serve /healthz and /metrics (the agent's own counts) on this address; a bare port binds 127.0.0.1 (default: no listening port)")
 	fs.StringVar(&c.statsFile, "stats-file", c.statsFile, "on exit, write the agent's final counts to this file as JSON")
+	fs.IntVar(&c.memoryMiB, "memory-limit", c.memoryMiB, "soft limit, in MiB, of the Go runtime's memory: the garbage collector works harder near it (0: none); the ring buffer (twice -ring-buffer-bytes) and the binary come on top")
 	return fs
 }
 
@@ -87,6 +94,7 @@ func defaultConfig() config {
 		maxConns:        bpf.DefaultMaxConnections,
 		orphanIdle:      conn.DefaultOrphanIdle,
 		health:          agent.DefaultHealthInterval,
+		memoryMiB:       defaultMemoryMiB,
 	}
 }
 
@@ -125,6 +133,9 @@ func parseConfigLines(args []string, lookupEnv func(string) (string, bool)) (con
 	}
 	if c.exportQueue <= 0 || c.exportQueue > 1<<24 {
 		return c, fmt.Errorf("-export-queue %d: must be between 1 and %d", c.exportQueue, 1<<24)
+	}
+	if c.memoryMiB < 0 || c.memoryMiB > 1<<20 {
+		return c, fmt.Errorf("-memory-limit %d: must be between 0 and %d MiB", c.memoryMiB, 1<<20)
 	}
 	if c.shutdownTimeout < 0 {
 		return c, fmt.Errorf("-shutdown-timeout %v: must not be negative", c.shutdownTimeout)
@@ -283,6 +294,7 @@ func (c config) args() []string {
 	if c.statsFile != "" {
 		add("stats-file", c.statsFile)
 	}
+	add("memory-limit", strconv.Itoa(c.memoryMiB))
 	return a
 }
 

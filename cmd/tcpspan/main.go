@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -99,6 +100,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.health == 0 {
 		o.health = -1
+	}
+	if o.memoryMiB > 0 {
+		debug.SetMemoryLimit(int64(o.memoryMiB) << 20)
 	}
 
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
