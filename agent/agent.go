@@ -72,6 +72,9 @@ type Config struct {
 type Health struct {
 	Kernel  bpf.Counters
 	Tracker conn.Stats
+	// Tracked is how many connections the kernel side tracks now, of the
+	// Capacity it can (-max-connections; beyond it the oldest are evicted).
+	Tracked, Capacity int
 	// Export is the exporter's side; zero when there is no exporter.
 	Export ExportHealth
 }
@@ -167,6 +170,9 @@ func Run(ctx context.Context, cfg Config, sink func(*conn.Connection)) (Health, 
 			log.Warn("read kernel counters", "err", err)
 		}
 		h := Health{Kernel: k, Tracker: tk.Stats()}
+		if h.Tracked, h.Capacity, err = tr.Occupancy(); err != nil {
+			log.Warn("count tracked connections", "err", err)
+		}
 		if cfg.Export != nil {
 			h.Export = cfg.Export()
 		}
@@ -233,7 +239,7 @@ func (h Health) LogAttrs() []any {
 		"connections", h.Tracker.Connections, "orphans", h.Tracker.Orphans,
 		"lost", h.Lost(), "lost_ringbuf", h.Kernel.RingbufLostConn + h.Kernel.RingbufLostOrphan,
 		"lost_map_full", h.Kernel.ConnMapFull, "events_truncated", h.Kernel.ConnEventsLost,
-		"clean_in_kernel", h.Kernel.CleanSkipped,
+		"tracked", h.Tracked, "capacity", h.Capacity, "clean_in_kernel", h.Kernel.CleanSkipped,
 		"midlife", h.Kernel.ConnMidlife, "untracked", h.Kernel.DestroyedUntracked, "stale", h.Kernel.ConnStale, "missed", h.Missed(),
 		"orphans_forced", h.Tracker.OrphansForced, "orphans_folded", h.Tracker.OrphansFolded,
 	}

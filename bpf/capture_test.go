@@ -918,3 +918,44 @@ func TestSkipClean(t *testing.T) {
 		}
 	}
 }
+
+// Occupancy counts the connections the kernel side holds now: both ends of
+// each open connection of the namespace, none once they are closed.
+func TestOccupancy(t *testing.T) {
+	ns := testutil.NewNetNS(t)
+	c := startCapture(t, ns, 200*time.Millisecond, bpf.WithMaxConnections(1024))
+	const pairs = 20
+	var open []net.Conn
+	ln, cl, srv := ns.ConnectedPair(t, "tcp4", "127.0.0.1:0")
+	defer ln.Close()
+	open = append(open, cl, srv)
+	for i := 1; i < pairs; i++ {
+		ns.Do(t, func() {
+			x, err := net.Dial("tcp4", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			open = append(open, x)
+		})
+		y, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, y)
+	}
+	tracked, capacity, err := c.tracer.Occupancy()
+	if err != nil || tracked != 2*pairs || capacity != 1024 {
+		t.Errorf("with %d connections open: tracked %d of %d (%v), want %d of 1024", pairs, tracked, capacity, err, 2*pairs)
+	}
+	for _, x := range open {
+		x.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for tracked != 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		tracked, _, _ = c.tracer.Occupancy()
+	}
+	if tracked != 0 {
+		t.Errorf("after closing them all: %d still tracked", tracked)
+	}
+}

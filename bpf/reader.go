@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
 )
 
@@ -157,4 +158,23 @@ func (t *Tracer) Counters() (Counters, error) {
 		CleanSkipped:       sums[tcpspanCounterCOUNTER_CONNS_CLEAN_SKIPPED],
 		Malformed:          t.malformed.Load(),
 	}, nil
+}
+
+// Occupancy returns how many connections the kernel side tracks now, and
+// how many it can (see [WithMaxConnections]); beyond that the oldest are
+// evicted. It walks the map's keys, one system call each: about 50 ms for
+// a full map of the default size, so call it every few seconds at most.
+func (t *Tracer) Occupancy() (tracked, capacity int, err error) {
+	capacity = int(t.objs.Conns.MaxEntries())
+	var key, next uint64
+	err = t.objs.Conns.NextKey(nil, &next)
+	for err == nil && tracked <= capacity {
+		tracked++
+		key = next
+		err = t.objs.Conns.NextKey(&key, &next)
+	}
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		err = nil
+	}
+	return min(tracked, capacity), capacity, err
 }
