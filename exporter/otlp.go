@@ -364,7 +364,8 @@ func (e *Exporter) Export(c *conn.Connection) {
 		return
 	}
 	e.recorded.Add(1)
-	if e.cur.spans >= e.cfg.maxBatch && !e.pushLocked() {
+	if e.cur.spans >= e.cfg.maxBatch && !e.pushLocked() &&
+		(c.Storm == nil || e.cur.spans >= e.cfg.maxBatch+maxStormOverflow) {
 		return // the queue is full: dropped, and counted by Stats.Dropped
 	}
 	res := e.resourceLocked(key)
@@ -391,6 +392,12 @@ func (e *Exporter) Export(c *conn.Connection) {
 		e.pushLocked() // if the queue is full, the next span retries
 	}
 }
+
+// maxStormOverflow is how many storm spans may go past a full batch when
+// the queue has no room: one stands for many orphans (tcp.storm.count), and
+// there are few of them (one per kind a second), so they are kept rather
+// than dropped with their whole count.
+const maxStormOverflow = 64
 
 var closedAfterFailure = []attribute.KeyValue{tcpsemconv.TCPLinkReasonClosedAfterFailure}
 

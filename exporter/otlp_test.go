@@ -344,6 +344,41 @@ func TestUnreachableCollectorIsCounted(t *testing.T) {
 	}
 }
 
+// A storm span stands for many orphans: with the queue full it still goes
+// out, past the batch's size, while ordinary spans are dropped.
+func TestStormSpanKeptWhenQueueFull(t *testing.T) {
+	e, mem := newTestExporter(t, WithMaxQueueSize(4))
+	mem.block = make(chan struct{})
+	for i := 0; i < 100; i++ {
+		e.Export(refused())
+	}
+	storm := noSocket()
+	storm.Storm = &conn.Storm{Count: 4211, Peers: 1, First: storm.Start, Last: storm.End}
+	storm.Storm.Events[conn.EventRSTSent] = 4211
+	e.Export(storm)
+	if e.Stats().Dropped() == 0 {
+		t.Fatalf("the queue of 4 never filled: %+v", e.Stats())
+	}
+	close(mem.block)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, sp := range mem.spans() {
+		for _, a := range sp.Attributes {
+			if a.Key == "tcp.storm.count" && a.Value.GetIntValue() == 4211 {
+				found = true
+			}
+		}
+	}
+	st := e.Stats()
+	if !found || st.Exported+st.Dropped() != st.Recorded || st.Recorded != 101 {
+		t.Errorf("storm span exported: %v; stats %+v", found, st)
+	}
+}
+
 // rinetd's upstream connect is refused, then rinetd resets its client: the
 // reset's span links to the refused connect, the cause of the cause.
 func TestResetLinksToTheFailureBeforeIt(t *testing.T) {
