@@ -56,7 +56,7 @@ echo "== go test"
 status=0
 go test -count=1 -p 1 -timeout 20m ./... || status=1
 
-# --- fuzzing (ops): each fuzz target for a bounded time, on one worker;
+# Fuzzing: each fuzz target for a bounded time, on one worker;
 # the committed corpora (testdata/fuzz/) already ran as seeds in go test.
 echo "== fuzz (15 s per target)"
 for target in ./cmd/tcpspan:FuzzParseConfig ./bpf:FuzzDecode; do
