@@ -133,7 +133,15 @@ func (t *Tracker) flushStorms(now time.Time, all bool) {
 			continue
 		}
 		delete(t.storms, k)
-		if c := s.conn; c != nil {
+		c := s.conn
+		switch {
+		case c == nil:
+		case c.Storm.Count == 1:
+			// One alike orphan after the first is no storm: it goes
+			// out as it is.
+			c.Storm = nil
+			t.emitOrphanNow(c)
+		default:
 			c.Start, c.End = c.Storm.First, c.Storm.Last
 			t.stats.Storms++
 			t.emitOrphanNow(c)

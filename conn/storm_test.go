@@ -142,6 +142,18 @@ func TestStormFoldsOverflowOrphansAfterJoining(t *testing.T) {
 	}
 }
 
+// Two alike orphans are no storm: the second goes out as it is, when the
+// window closes.
+func TestStormOfOneIsNoStorm(t *testing.T) {
+	tk, out := newTestTracker(t, WithStormWindow(time.Second))
+	tk.HandleOrphan(noSocketResetRecord(peerN(0), 1))
+	tk.HandleOrphan(noSocketResetRecord(peerN(1), 2))
+	tk.Flush(time.Now().Add(2 * time.Second))
+	if len(*out) != 2 || (*out)[1].Storm != nil || (*out)[1].Remote.String() != peerN(1) || tk.Stats().Storms != 0 {
+		t.Errorf("%d out, second %+v, stats %+v", len(*out), (*out)[1], tk.Stats())
+	}
+}
+
 func TestStormFoldingOff(t *testing.T) {
 	tk, out := newTestTracker(t) // window 0
 	for i := 0; i < 5; i++ {
