@@ -245,7 +245,7 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 			Owner:             Process{PID: r.OwnerPid, Comm: t.comms.get(r.OwnerComm[:])},
 			OwnerFromListener: r.OwnerPid != 0,
 		}}
-		if !ok && noSocketReset(&ev, r.OwnerPid) {
+		if noSocketReset(&ev, r.OwnerPid) {
 			// Nothing can follow: no socket and no listener to join.
 			// Waiting the idle time would only hold memory through a
 			// closed-port storm.
