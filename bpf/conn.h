@@ -37,8 +37,8 @@ static __always_inline void conn_emit(const struct conn *c)
 /* conn_create inserts a new connection for sk, unless the filter rejects it.
  * Returns the map entry, or NULL. A connect() or a new child starts afresh:
  * an entry left at the same address by a socket whose destroy was never
- * seen is emitted as it stands (flagged CONN_END_UNSEEN) and replaced. A mid-life entry keeps one inserted first
- * by another CPU. */
+ * seen is emitted as it stands (flagged CONN_END_UNSEEN) and replaced. A
+ * mid-life entry keeps one inserted first by another CPU. */
 static __always_inline struct conn *conn_create(const struct sock *sk, __u8 side, __u8 flags)
 {
 	__u64 key = (__u64)sk;

@@ -113,35 +113,18 @@ func (t *Tracer) drain(rec *ringbuf.Record, h Handler) error {
 
 // Counters reads the kernel side's counters.
 func (t *Tracer) Counters() (Counters, error) {
+	missed, err := t.recursionMisses()
+	if err != nil {
+		return Counters{}, err
+	}
 	var sums [tcpspanCounterCOUNTER_MAX]uint64
 	for i := range sums {
 		var perCPU []uint64
 		if err := t.objs.Counters.Lookup(uint32(i), &perCPU); err != nil {
-			missed := map[string]uint64{}
-			for name, p := range t.progs {
-				st, err := p.Stats()
-				if err != nil {
-					return Counters{}, fmt.Errorf("read stats of %s: %w", name, err)
-				}
-				if st.RecursionMisses > 0 {
-					missed[name] = st.RecursionMisses
-				}
-			}
-			return Counters{
-				Missed: missed}, fmt.Errorf("read counter %d: %w", i, err)
+			return Counters{Missed: missed}, fmt.Errorf("read counter %d: %w", i, err)
 		}
 		for _, v := range perCPU {
 			sums[i] += v
-		}
-	}
-	missed := map[string]uint64{}
-	for name, p := range t.progs {
-		st, err := p.Stats()
-		if err != nil {
-			return Counters{}, fmt.Errorf("read stats of %s: %w", name, err)
-		}
-		if st.RecursionMisses > 0 {
-			missed[name] = st.RecursionMisses
 		}
 	}
 	return Counters{
@@ -158,6 +141,22 @@ func (t *Tracer) Counters() (Counters, error) {
 		CleanSkipped:       sums[tcpspanCounterCOUNTER_CONNS_CLEAN_SKIPPED],
 		Malformed:          t.malformed.Load(),
 	}, nil
+}
+
+// recursionMisses reads, per attached hook, the runs the kernel skipped
+// because the program was already running on that CPU.
+func (t *Tracer) recursionMisses() (map[string]uint64, error) {
+	missed := map[string]uint64{}
+	for name, p := range t.progs {
+		st, err := p.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("read stats of %s: %w", name, err)
+		}
+		if st.RecursionMisses > 0 {
+			missed[name] = st.RecursionMisses
+		}
+	}
+	return missed, nil
 }
 
 // Occupancy returns how many connections the kernel side tracks now, and
