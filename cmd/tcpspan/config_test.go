@@ -151,7 +151,9 @@ func checkSane(t *testing.T, c config) {
 		t.Fatalf("negative duration: %+v", c)
 	case c.protocol != "grpc" && c.protocol != "http/protobuf":
 		t.Fatalf("protocol %q", c.protocol)
-	case c.endpoint != "" && !strings.HasPrefix(c.endpoint, "http://") && !strings.HasPrefix(c.endpoint, "https://"):
+	// URL schemes are case-insensitive (RFC 3986): "HTTP://h" is http.
+	case c.endpoint != "" && !strings.HasPrefix(strings.ToLower(c.endpoint), "http://") &&
+		!strings.HasPrefix(strings.ToLower(c.endpoint), "https://"):
 		t.Fatalf("endpoint %q", c.endpoint)
 	case c.healthAddr != "" && !strings.Contains(c.healthAddr, ":"):
 		t.Fatalf("health address %q", c.healthAddr)
