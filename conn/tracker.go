@@ -44,6 +44,7 @@ type optionFunc func(config) config
 func (f optionFunc) apply(c config) config { return f(c) }
 
 type config struct {
+	reuse       bool
 	linger      time.Duration
 	orphanIdle  time.Duration
 	maxOrphans  int
@@ -75,6 +76,16 @@ func WithStormWindow(d time.Duration) Option {
 	return optionFunc(func(c config) config { c.stormWindow = d; return c })
 }
 
+// WithReuse tells the tracker that out keeps nothing of a full connection
+// after it returns: not the *Connection, nor its Events or Closer (strings
+// may be kept; they are never changed). The tracker then reuses their
+// memory for later records instead of allocating it anew for each; at
+// thousands of connections a second that garbage was most of the cost of
+// a record. Orphan connections are never reused. Default off.
+func WithReuse(on bool) Option {
+	return optionFunc(func(c config) config { c.reuse = on; return c })
+}
+
 // WithBootClock sets the conversion of kernel timestamps
 // (bpf_ktime_get_boot_ns) to wall time. Default [BootClock].
 func WithBootClock(f func(ns uint64) time.Time) Option {
@@ -92,23 +103,42 @@ type Stats struct {
 	Storms        uint64 // storm connections emitted (each counts its folded orphans)
 }
 
+// tupleKey is a connection's 4-tuple in its network namespace, as one
+// 40-byte block without padding or pointers: hashed in one pass, where
+// netip.AddrPort fields were hashed field by field.
 type tupleKey struct {
-	netns         uint32
-	local, remote netip.AddrPort
+	netns                 uint32
+	localPort, remotePort uint16
+	local, remote         [16]byte
+}
+
+func keyOf(netns uint32, local, remote netip.AddrPort) tupleKey {
+	return tupleKey{netns: netns, localPort: local.Port(), remotePort: remote.Port(),
+		local: local.Addr().As16(), remote: remote.Addr().As16()}
 }
 
 type pending struct {
 	conn *Connection
 	last time.Time // wall time of the last event received
+	// alloc is what holds conn, for a connection with a full socket;
+	// nil for orphans.
+	alloc *connAlloc
 }
 
 // connAlloc is what a connection record needs, allocated at once: one
-// allocation per connection instead of three.
+// allocation per connection instead of three. With WithReuse, it goes back
+// to Tracker.free once its connection was emitted and nothing refers to it.
 type connAlloc struct {
 	conn   Connection
 	closer Close
 	held   pending
 }
+
+// maxFree bounds the connAllocs kept for reuse: about 1.3 KB each with a
+// clean connection's events, 5 MB in all, which a burst of connections
+// would otherwise leave to the garbage collector. Those unused for a whole
+// flush interval are let go (see Flush).
+const maxFree = 4096
 
 type heldEntry struct {
 	key tupleKey
@@ -135,6 +165,10 @@ type Tracker struct {
 	heldFIFO   []heldEntry           // the same, in arrival order, for emission in order
 	owners     map[tupleKey]Process  // from a sock_diag snapshot, for mid-life connections
 	stats      Stats
+	// free holds connAllocs for reuse (WithReuse), and freeLow the fewest
+	// it held since the last Flush: so many were not needed.
+	free    []*connAlloc
+	freeLow int
 }
 
 // New returns a tracker that calls out with each finished connection. out
@@ -154,7 +188,7 @@ func New(names Names, out func(*Connection), opts ...Option) *Tracker {
 func (t *Tracker) SeedOwner(netns uint32, local, remote netip.AddrPort, p Process) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.owners[tupleKey{netns, local, remote}] = p
+	t.owners[keyOf(netns, local, remote)] = p
 }
 
 // Stats returns the tracker's counts.
@@ -166,11 +200,11 @@ func (t *Tracker) Stats() Stats {
 
 // HandleConn takes a finished connection record. It implements [bpf.Handler].
 func (t *Tracker) HandleConn(r *bpf.ConnRecord) {
-	a := t.fromConnRecord(r)
-	c := &a.conn
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	key := tupleKey{c.Netns, c.Local, c.Remote}
+	a := t.fromConnRecord(r, t.newConnAlloc())
+	c := &a.conn
+	key := keyOf(c.Netns, c.Local, c.Remote)
 	if c.Midlife && c.Owner.PID == 0 {
 		if p, ok := t.owners[key]; ok {
 			c.Owner = p
@@ -190,6 +224,7 @@ func (t *Tracker) HandleConn(r *bpf.ConnRecord) {
 	}
 	if t.cfg.linger <= 0 {
 		t.emitConn(c)
+		t.recycle(a)
 		return
 	}
 	if prev, ok := t.held[key]; ok {
@@ -198,7 +233,7 @@ func (t *Tracker) HandleConn(r *bpf.ConnRecord) {
 		prev.conn = nil
 	}
 	p := &a.held
-	p.conn, p.last = c, time.Now()
+	p.conn, p.last, p.alloc = c, time.Now(), a
 	t.held[key] = p
 	t.heldFIFO = append(t.heldFIFO, heldEntry{key, p})
 }
@@ -206,6 +241,32 @@ func (t *Tracker) HandleConn(r *bpf.ConnRecord) {
 func (t *Tracker) emitConn(c *Connection) {
 	t.stats.Connections++
 	t.out(c)
+}
+
+// newConnAlloc returns a connAlloc to fill, reused if one is free.
+func (t *Tracker) newConnAlloc() *connAlloc {
+	n := len(t.free)
+	if n == 0 {
+		return new(connAlloc)
+	}
+	a := t.free[n-1]
+	t.free[n-1] = nil
+	t.free = t.free[:n-1]
+	t.freeLow = min(t.freeLow, n-1)
+	return a
+}
+
+// recycle keeps a, whose connection was emitted and is referred to by
+// nothing, for reuse, if the tracker reuses memory (WithReuse). The events'
+// array is kept with its capacity.
+func (t *Tracker) recycle(a *connAlloc) {
+	if !t.cfg.reuse || len(t.free) >= maxFree {
+		return
+	}
+	events := a.conn.Events[:0]
+	*a = connAlloc{}
+	a.conn.Events = events
+	t.free = append(t.free, a)
 }
 
 // HandleOrphan takes an event without a tracked socket. It implements
@@ -216,7 +277,7 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 		ev.Process.Comm = t.comms.get(r.Comm[:])
 	}
 	local, remote, network := endpoints(&r.Tuple)
-	key := tupleKey{r.Tuple.Netns, local, remote}
+	key := keyOf(r.Tuple.Netns, local, remote)
 	now := time.Now()
 
 	t.mu.Lock()
@@ -285,6 +346,12 @@ func noSocketReset(ev *Event, owner uint32) bool {
 func (t *Tracker) Flush(now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// The reusable connAllocs that were not needed since the last Flush
+	// are let go: an idle agent keeps none.
+	keep := len(t.free) - t.freeLow
+	clear(t.free[keep:])
+	t.free = t.free[:keep]
+	defer func() { t.freeLow = len(t.free) }()
 	// In arrival order, so that a connection that failed is emitted before
 	// the one its process closed because of it.
 	n := 0
@@ -340,6 +407,12 @@ func (t *Tracker) releaseHeld(h heldEntry) {
 		t.emitConn(h.p.conn)
 		h.p.conn = nil
 	}
+	// The FIFO entry was the last reference (the held map's is gone, or
+	// is another connection's): an early emission for a reused 4-tuple
+	// left it in the FIFO.
+	if a := h.p.alloc; a != nil {
+		t.recycle(a)
+	}
 }
 
 // PendingOrphans returns how many orphan 4-tuples wait for more events.
@@ -383,10 +456,11 @@ func (t *Tracker) emitOrphanNow(c *Connection) {
 	t.out(c)
 }
 
-func (t *Tracker) fromConnRecord(r *bpf.ConnRecord) *connAlloc {
+// fromConnRecord fills a, new or reused, with the connection of r.
+func (t *Tracker) fromConnRecord(r *bpf.ConnRecord, a *connAlloc) *connAlloc {
 	local, remote, network := endpoints(&r.Tuple)
-	a := new(connAlloc)
 	c := &a.conn
+	events := c.Events[:0] // a reused connAlloc keeps its array
 	*c = Connection{
 		Side:              Side(r.Side),
 		Network:           network,
@@ -421,17 +495,22 @@ func (t *Tracker) fromConnRecord(r *bpf.ConnRecord) *connAlloc {
 		c.EventsDropped = uint32(n - bpf.MaxConnEvents)
 		n = bpf.MaxConnEvents
 	}
-	c.Events = make([]Event, 0, n)
-	for i := 0; i < n; i++ {
+	if cap(events) < n {
+		events = make([]Event, 0, n)
+	}
+	// Decoded in place: an Event is 120 bytes, and building each on the
+	// stack to copy it in cost as much as decoding it.
+	c.Events = events[:n]
+	for i := range n {
 		e := &r.Events[i]
-		ev := t.event(e.TsNs, e.Type, e.State, e.Ctx, e.Pid, e.Arg, e.Arg2)
+		ev := &c.Events[i]
+		t.decodeEvent(ev, e.TsNs, e.Type, e.State, e.Ctx, e.Pid, e.Arg, e.Arg2)
 		if ev.Context == ContextProcess {
 			ev.Process.Comm = c.actorComm(ev.Process.PID)
 		}
 		if ev.Kind == EventClose && c.Closer != nil && c.Closer.Time.IsZero() && ev.Process.PID == c.Closer.Process.PID {
 			c.Closer.Time = ev.Time
 		}
-		c.Events = append(c.Events, ev)
 	}
 	sortEvents(c.Events)
 	if c.EndUnseen && len(c.Events) > 0 {
@@ -478,9 +557,16 @@ func (c *Connection) actorComm(pid uint32) string {
 
 // event decodes one kernel event (struct conn_event).
 func (t *Tracker) event(ts uint64, typ, state, ctx uint8, pid, arg, arg2 uint32) Event {
-	ev := Event{
+	var ev Event
+	t.decodeEvent(&ev, ts, typ, state, ctx, pid, arg, arg2)
+	return ev
+}
+
+// decodeEvent decodes one kernel event into ev, overwriting all of it.
+func (t *Tracker) decodeEvent(ev *Event, ts uint64, typ, state, ctx uint8, pid, arg, arg2 uint32) {
+	*ev = Event{
 		Time:    t.cfg.bootTime(ts),
-		Kind:    eventKinds[bpf.EventType(typ)],
+		Kind:    eventKind(bpf.EventType(typ)),
 		State:   State(state),
 		Context: Context(ctx),
 		FD:      -1,
@@ -516,23 +602,37 @@ func (t *Tracker) event(ts uint64, typ, state, ctx uint8, pid, arg, arg2 uint32)
 	case bpf.EventSYNOverflow, bpf.EventACKOverflow:
 		ev.Backlog, ev.MaxBacklog = arg, arg2
 	}
-	return ev
 }
 
-// eventKinds maps the kernel's event types to the tracker's.
-var eventKinds = map[bpf.EventType]EventKind{
-	bpf.EventState:         EventState,
-	bpf.EventSYN:           EventSYN,
-	bpf.EventAccept:        EventAccept,
-	bpf.EventClose:         EventClose,
-	bpf.EventRSTSent:       EventRSTSent,
-	bpf.EventRSTReceived:   EventRSTReceived,
-	bpf.EventError:         EventError,
-	bpf.EventRetransmit:    EventRetransmit,
-	bpf.EventSYNACKRetrans: EventSYNACKRetransmit,
-	bpf.EventDrop:          EventDrop,
-	bpf.EventSYNOverflow:   EventSYNOverflow,
-	bpf.EventACKOverflow:   EventACKOverflow,
+// eventKinds maps the kernel's event types to the tracker's: an array, as
+// a map lookup per event was a tenth of decoding a record.
+var eventKinds = func() (k [256]EventKind) {
+	for typ, kind := range map[bpf.EventType]EventKind{
+		bpf.EventState:         EventState,
+		bpf.EventSYN:           EventSYN,
+		bpf.EventAccept:        EventAccept,
+		bpf.EventClose:         EventClose,
+		bpf.EventRSTSent:       EventRSTSent,
+		bpf.EventRSTReceived:   EventRSTReceived,
+		bpf.EventError:         EventError,
+		bpf.EventRetransmit:    EventRetransmit,
+		bpf.EventSYNACKRetrans: EventSYNACKRetransmit,
+		bpf.EventDrop:          EventDrop,
+		bpf.EventSYNOverflow:   EventSYNOverflow,
+		bpf.EventACKOverflow:   EventACKOverflow,
+	} {
+		k[typ] = kind
+	}
+	return k
+}()
+
+// eventKind returns the tracker's kind of a kernel event type, or zero for
+// a type it does not know.
+func eventKind(typ bpf.EventType) EventKind {
+	if int(typ) < len(eventKinds) {
+		return eventKinds[typ]
+	}
+	return 0
 }
 
 // closeInitiator finds which end closed first from the state path: a local

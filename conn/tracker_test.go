@@ -1,6 +1,8 @@
 package conn
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -312,9 +314,16 @@ func TestDecodeRejectsBadRecords(t *testing.T) {
 }
 
 // BenchmarkHandleConn measures turning one record into a Connection, as
-// the agent does it: held for the linger time, flushed periodically.
-func BenchmarkHandleConn(b *testing.B) {
-	tk := New(fakeNames{}, func(*Connection) {}, WithBootClock(clock), WithLinger(time.Nanosecond))
+// the agent does it: held for the linger time, flushed periodically, the
+// memory of emitted connections reused (WithReuse).
+func BenchmarkHandleConn(b *testing.B) { benchHandleConn(b, true) }
+
+// BenchmarkHandleConnNoReuse is the same with a connection allocated for
+// every record, as for a sink that keeps them.
+func BenchmarkHandleConnNoReuse(b *testing.B) { benchHandleConn(b, false) }
+
+func benchHandleConn(b *testing.B, reuse bool) {
+	tk := New(fakeNames{}, func(*Connection) {}, WithBootClock(clock), WithLinger(time.Nanosecond), WithReuse(reuse))
 	r := connRecord(bpf.SideClient, tuple4("10.0.0.2:5555", "10.0.0.1:92"),
 		ev{ts: 1, typ: bpf.EventState, state: 2, ctx: bpf.CtxProcess, pid: 1, arg: 7},
 		ev{ts: 2, typ: bpf.EventState, state: 1, ctx: bpf.CtxKernel, arg: 2},
@@ -346,5 +355,71 @@ func TestHeldConnectionsLeaveInArrivalOrder(t *testing.T) {
 		if c.Local.Port() != uint16(1000+i) {
 			t.Fatalf("connection %d is port %d: not in arrival order", i, c.Local.Port())
 		}
+	}
+}
+
+// TestReuse feeds the same records to a tracker that reuses emitted
+// connections and to one that does not: what each sink sees at the time it
+// is called must be the same, including a 4-tuple reused within the linger
+// time (the first connection leaves early, its FIFO entry later), late
+// orphan events and connections with more events than the last.
+func TestReuse(t *testing.T) {
+	run := func(reuse bool) []string {
+		var seen []string
+		tk := New(fakeNames{}, func(c *Connection) {
+			v := *c
+			v.Closer, v.Events = nil, nil // printed below, not as addresses
+			seen = append(seen, fmt.Sprintf("%+v closer=%+v events=%+v", v, c.Closer, c.Events))
+		}, WithBootClock(clock), WithLinger(time.Second), WithStormWindow(0), WithReuse(reuse))
+		start := time.Now()
+		ports := rand.New(rand.NewPCG(1, 2))
+		for round := range 3 {
+			for i := range 40 {
+				tup := tuple4("10.0.0.2:"+strconv.Itoa(1000+ports.IntN(9)), "10.0.0.1:92")
+				evs := []ev{{ts: uint64(10 * i), typ: bpf.EventState, state: 2, ctx: bpf.CtxProcess, pid: 1, arg: 7}}
+				for j := range i % 5 {
+					evs = append(evs, ev{ts: uint64(10*i + j + 1), typ: bpf.EventState, state: 1, ctx: bpf.CtxKernel, arg: 2})
+				}
+				r := connRecord(bpf.SideClient, tup, evs...)
+				if i%3 == 0 {
+					r.CloserPid, r.CloserComm, r.CloserFd = uint32(i), comm16("curl"), 5
+					r.Events[0].Type, r.Events[0].Pid, r.Events[0].Arg = uint8(bpf.EventClose), uint32(i), 5
+				}
+				tk.HandleConn(r)
+				if i%4 == 0 {
+					tk.HandleOrphan(orphanRecord(tup, ev{ts: uint64(10*i + 9), typ: bpf.EventRSTSent, state: 7, ctx: bpf.CtxKernel, arg: 6}))
+				}
+			}
+			tk.Flush(start.Add(time.Duration(round+1) * 2 * time.Second))
+		}
+		tk.Close()
+		return seen
+	}
+	want, got := run(false), run(true)
+	if len(want) != 120 {
+		t.Fatalf("%d connections emitted, want 120", len(want))
+	}
+	if !slices.Equal(got, want) {
+		for i := range min(len(got), len(want)) {
+			if got[i] != want[i] {
+				t.Fatalf("connection %d with reuse:\n%s\nwithout:\n%s", i, got[i], want[i])
+			}
+		}
+		t.Fatalf("%d connections with reuse, %d without", len(got), len(want))
+	}
+}
+
+func TestReuseAllocates(t *testing.T) {
+	tk := New(fakeNames{}, func(*Connection) {}, WithBootClock(clock), WithLinger(0), WithReuse(true))
+	r := connRecord(bpf.SideClient, tuple4("10.0.0.2:5555", "10.0.0.1:92"),
+		ev{ts: 1, typ: bpf.EventState, state: 2, ctx: bpf.CtxProcess, pid: 1, arg: 7})
+	if n := testing.AllocsPerRun(100, func() { tk.HandleConn(r) }); n != 0 {
+		t.Errorf("%v allocations per record with reuse", n)
+	}
+	// Unused for a whole flush interval, the kept memory is let go.
+	tk.Flush(time.Now())
+	tk.Flush(time.Now())
+	if len(tk.free) != 0 {
+		t.Errorf("%d kept after an idle interval", len(tk.free))
 	}
 }
