@@ -47,6 +47,11 @@ type Config struct {
 	// means bpf's defaults.
 	RingBufferBytes int
 	MaxConnections  int
+	// ReuseConnections says that the sink keeps nothing of a connection
+	// after it returns (see conn.WithReuse): the tracker then reuses its
+	// memory for the next ones, which spares the garbage collector most of
+	// its work per connection.
+	ReuseConnections bool
 	// OrphanIdle is how long socket-less events of a 4-tuple wait to be
 	// joined; zero means conn.DefaultOrphanIdle.
 	OrphanIdle time.Duration
@@ -143,7 +148,7 @@ func Run(ctx context.Context, cfg Config, sink func(*conn.Connection)) (Health, 
 	}
 	defer tr.Close()
 
-	var trackerOpts []conn.Option
+	trackerOpts := []conn.Option{conn.WithReuse(cfg.ReuseConnections)}
 	if cfg.OrphanIdle > 0 {
 		trackerOpts = append(trackerOpts, conn.WithOrphanIdle(cfg.OrphanIdle))
 	}

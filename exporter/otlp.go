@@ -347,7 +347,9 @@ func envInt(name string, def int) int {
 
 // Export records c as a span, unless it is clean and sampled out. It never
 // blocks on the network: spans queue for background senders, and a full
-// queue drops them (counted in [Stats]). It implements the agent's sink.
+// queue drops them (counted in [Stats]). It implements the agent's sink,
+// and keeps nothing of c once it returns (the span is encoded at once), so
+// the tracker may reuse c's memory (conn.WithReuse).
 func (e *Exporter) Export(c *conn.Connection) {
 	// Decide before mapping: a clean connection that is sampled out costs
 	// a diagnosis (a few ns), not a span.

@@ -170,15 +170,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// agent's cost per connection is gone.
 	skipClean := !(spans != nil && o.cleanRatio > 0) && !(view != nil && o.verbose)
 	cfg := agent.Config{
-		SkipClean:       skipClean,
-		NetnsPath:       o.netns,
-		Ports:           o.ports,
-		RingBufferBytes: o.ringBytes,
-		MaxConnections:  o.maxConns,
-		OrphanIdle:      o.orphanIdle,
-		HealthInterval:  o.health,
-		Logger:          log,
-		Export:          exportHealth,
+		SkipClean: skipClean,
+		// The terminal and the exporter are done with a connection when
+		// they return: the exporter encodes the span at once.
+		ReuseConnections: true,
+		NetnsPath:        o.netns,
+		Ports:            o.ports,
+		RingBufferBytes:  o.ringBytes,
+		MaxConnections:   o.maxConns,
+		OrphanIdle:       o.orphanIdle,
+		HealthInterval:   o.health,
+		Logger:           log,
+		Export:           exportHealth,
 		Observe: func(f func() agent.Health) {
 			current = f
 			if o.metrics {
