@@ -1,7 +1,9 @@
 package exporter
 
 import (
+	"encoding/binary"
 	"math"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -70,17 +72,26 @@ type spanLink struct {
 	attrs []attribute.KeyValue
 }
 
-// spanEncoder writes spans in the wire format. Its scratch buffers are
-// reused: it is not safe for concurrent use.
-type spanEncoder struct {
-	span []byte // the span being written, before its length is known
-	sub  []byte // one event, link or status, likewise
-}
+// spanEncoder writes spans in the wire format. It holds no state; it is
+// kept as a type for the exporter and the tests to call it through.
+type spanEncoder struct{}
+
+// Reserved length bytes: a message's length is written before it, but known
+// only after it, so room for it is reserved and the message is moved only
+// when its length needs another number of bytes. A span (about 1-1.5 KB)
+// needs two; an event, link or status usually one. Writing each message
+// straight into the batch this way, instead of into scratch buffers copied
+// into their parent, saves copying every span two or three times.
+const (
+	spanLenBytes = 2
+	subLenBytes  = 1
+)
 
 // appendSpan appends sd, with its ids and optional link, to dst as one
 // element of ScopeSpans.spans.
 func (enc *spanEncoder) appendSpan(dst []byte, sd *SpanData, tid traceID, sid spanID, link *spanLink) []byte {
-	b := enc.span[:0]
+	dst = appendTag(dst, fieldScopeSpansSpans, protowire.BytesType)
+	b, span := openLen(dst, spanLenBytes)
 	b = appendTag(b, fieldSpanTraceID, protowire.BytesType)
 	b = appendBytes(b, tid[:])
 	b = appendTag(b, fieldSpanSpanID, protowire.BytesType)
@@ -94,102 +105,163 @@ func (enc *spanEncoder) appendSpan(dst []byte, sd *SpanData, tid traceID, sid sp
 	b = protowire.AppendFixed64(b, unixNano(sd.Start))
 	b = appendTag(b, fieldSpanEnd, protowire.Fixed64Type)
 	b = protowire.AppendFixed64(b, unixNano(sd.End))
-	for _, kv := range sd.Attributes {
-		b = appendKeyValue(b, fieldSpanAttributes, kv)
+	for i := range sd.Attributes {
+		b = appendKeyValue(b, fieldSpanAttributes, &sd.Attributes[i])
 	}
 	for i := range sd.Events {
 		ev := &sd.Events[i]
-		s := enc.sub[:0]
-		s = appendTag(s, fieldEventTime, protowire.Fixed64Type)
-		s = protowire.AppendFixed64(s, unixNano(ev.Time))
-		s = appendTag(s, fieldEventName, protowire.BytesType)
-		s = appendString(s, ev.Name)
-		for _, kv := range ev.Attributes {
-			s = appendKeyValue(s, fieldEventAttributes, kv)
-		}
 		b = appendTag(b, fieldSpanEvents, protowire.BytesType)
-		b = appendBytes(b, s)
-		enc.sub = s
+		var sub int
+		b, sub = openLen(b, subLenBytes)
+		b = appendTag(b, fieldEventTime, protowire.Fixed64Type)
+		b = protowire.AppendFixed64(b, unixNano(ev.Time))
+		b = appendTag(b, fieldEventName, protowire.BytesType)
+		b = appendString(b, ev.Name)
+		for i := range ev.Attributes {
+			b = appendKeyValue(b, fieldEventAttributes, &ev.Attributes[i])
+		}
+		b = closeLen(b, sub, subLenBytes)
 	}
 	if link != nil {
-		s := enc.sub[:0]
-		s = appendTag(s, fieldLinkTraceID, protowire.BytesType)
-		s = appendBytes(s, link.trace[:])
-		s = appendTag(s, fieldLinkSpanID, protowire.BytesType)
-		s = appendBytes(s, link.span[:])
-		for _, kv := range link.attrs {
-			s = appendKeyValue(s, fieldLinkAttributes, kv)
-		}
-		s = appendTag(s, fieldLinkFlags, protowire.Fixed32Type)
-		s = protowire.AppendFixed32(s, spanFlags)
 		b = appendTag(b, fieldSpanLinks, protowire.BytesType)
-		b = appendBytes(b, s)
-		enc.sub = s
+		var sub int
+		b, sub = openLen(b, subLenBytes)
+		b = appendTag(b, fieldLinkTraceID, protowire.BytesType)
+		b = appendBytes(b, link.trace[:])
+		b = appendTag(b, fieldLinkSpanID, protowire.BytesType)
+		b = appendBytes(b, link.span[:])
+		for i := range link.attrs {
+			b = appendKeyValue(b, fieldLinkAttributes, &link.attrs[i])
+		}
+		b = appendTag(b, fieldLinkFlags, protowire.Fixed32Type)
+		b = protowire.AppendFixed32(b, spanFlags)
+		b = closeLen(b, sub, subLenBytes)
 	}
 	if sd.StatusCode == codes.Error {
-		s := enc.sub[:0]
-		s = appendTag(s, fieldStatusMessage, protowire.BytesType)
-		s = appendString(s, sd.StatusDescription)
-		s = appendTag(s, fieldStatusCode, protowire.VarintType)
-		s = appendVarint(s, uint64(tracepb.Status_STATUS_CODE_ERROR))
 		b = appendTag(b, fieldSpanStatus, protowire.BytesType)
-		b = appendBytes(b, s)
-		enc.sub = s
+		var sub int
+		b, sub = openLen(b, subLenBytes)
+		b = appendTag(b, fieldStatusMessage, protowire.BytesType)
+		b = appendString(b, sd.StatusDescription)
+		b = appendTag(b, fieldStatusCode, protowire.VarintType)
+		b = appendVarint(b, uint64(tracepb.Status_STATUS_CODE_ERROR))
+		b = closeLen(b, sub, subLenBytes)
 	}
 	b = appendTag(b, fieldSpanFlags, protowire.Fixed32Type)
 	b = protowire.AppendFixed32(b, spanFlags)
-	enc.span = b
+	return closeLen(b, span, spanLenBytes)
+}
 
-	dst = appendTag(dst, fieldScopeSpansSpans, protowire.BytesType)
-	return appendBytes(dst, b)
+// openLen reserves n bytes for the length of a message about to be appended
+// to b, and returns where the message starts.
+func openLen(b []byte, n int) ([]byte, int) {
+	for range n {
+		b = append(b, 0)
+	}
+	return b, len(b)
+}
+
+// closeLen writes the length of the message b[start:] into the n bytes
+// reserved before it (see openLen), moving the message if its length needs
+// another number of bytes.
+func closeLen(b []byte, start, n int) []byte {
+	size := len(b) - start
+	need := sizeVarint(uint64(size))
+	switch {
+	case need > n:
+		b = append(b, make([]byte, need-n)...)
+		copy(b[start+need-n:], b[start:start+size])
+	case need < n:
+		copy(b[start-n+need:], b[start:start+size])
+		b = b[:len(b)-(n-need)]
+	}
+	// The varint fills exactly the room before the message.
+	protowire.AppendVarint(b[start-n:start-n], uint64(size))
+	return b
 }
 
 // appendKeyValue appends kv as field num, a KeyValue. Its size is known
-// up front, so it is written in place.
-func appendKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue) []byte {
+// up front, so it is written in place, with one capacity check: a span has
+// about fifty attributes, and appending them a byte or a field at a time
+// was most of the cost of encoding it.
+func appendKeyValue(b []byte, num protowire.Number, kv *attribute.KeyValue) []byte {
 	var s string
 	var n uint64
-	var size int // of the AnyValue
+	var valTag byte // the AnyValue field that holds the value
+	var valSize int // of that field's value
 	switch kv.Value.Type() {
+	case attribute.STRING:
+		s = kv.Value.AsString()
+		valTag, valSize = byte(fieldAnyString)<<3|byte(protowire.BytesType), sizeVarint(uint64(len(s)))+len(s)
 	case attribute.BOOL:
 		if kv.Value.AsBool() {
 			n = 1
 		}
-		size = 1 + protowire.SizeVarint(n)
+		valTag, valSize = byte(fieldAnyBool)<<3|byte(protowire.VarintType), 1
 	case attribute.INT64:
 		n = uint64(kv.Value.AsInt64())
-		size = 1 + protowire.SizeVarint(n)
+		valTag, valSize = byte(fieldAnyInt)<<3|byte(protowire.VarintType), sizeVarint(n)
 	case attribute.FLOAT64:
 		n = math.Float64bits(kv.Value.AsFloat64())
-		size = 1 + protowire.SizeFixed64()
+		valTag, valSize = byte(fieldAnyDouble)<<3|byte(protowire.Fixed64Type), 8
 	default:
-		// Strings. tcpspan sets no slice attributes; one would go as its
-		// text.
+		// tcpspan sets no slice attributes; one would go as its text.
 		s = kv.Value.Emit()
-		size = 1 + protowire.SizeBytes(len(s))
+		valTag, valSize = byte(fieldAnyString)<<3|byte(protowire.BytesType), sizeVarint(uint64(len(s)))+len(s)
 	}
-	kvSize := 1 + protowire.SizeBytes(len(kv.Key)) + 1 + protowire.SizeBytes(size)
-	b = appendTag(b, num, protowire.BytesType)
-	b = appendVarint(b, uint64(kvSize))
-	b = appendTag(b, fieldKVKey, protowire.BytesType)
-	b = appendString(b, string(kv.Key))
-	b = appendTag(b, fieldKVValue, protowire.BytesType)
-	b = appendVarint(b, uint64(size))
-	switch kv.Value.Type() {
-	case attribute.BOOL:
-		b = appendTag(b, fieldAnyBool, protowire.VarintType)
-		b = appendVarint(b, n)
-	case attribute.INT64:
-		b = appendTag(b, fieldAnyInt, protowire.VarintType)
-		b = appendVarint(b, n)
-	case attribute.FLOAT64:
-		b = appendTag(b, fieldAnyDouble, protowire.Fixed64Type)
-		b = protowire.AppendFixed64(b, n)
+	key := string(kv.Key)
+	anySize := 1 + valSize
+	kvSize := 1 + sizeVarint(uint64(len(key))) + len(key) + 1 + sizeVarint(uint64(anySize)) + anySize
+	if num >= 16 { // not for the fields tcpspan writes attributes to
+		b = protowire.AppendTag(b, num, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(kvSize))
+	} else {
+		b = append(b, byte(num)<<3|byte(protowire.BytesType))
+		b = appendVarint(b, uint64(kvSize))
+	}
+	i := len(b)
+	b = slices.Grow(b, kvSize)[:i+kvSize]
+	b[i] = byte(fieldKVKey)<<3 | byte(protowire.BytesType)
+	i = putVarint(b, i+1, uint64(len(key)))
+	i += copy(b[i:], key)
+	b[i] = byte(fieldKVValue)<<3 | byte(protowire.BytesType)
+	i = putVarint(b, i+1, uint64(anySize))
+	b[i] = valTag
+	i++
+	switch {
+	case valTag&7 == byte(protowire.Fixed64Type):
+		binary.LittleEndian.PutUint64(b[i:], n)
+	case valTag&7 == byte(protowire.VarintType):
+		putVarint(b, i, n)
 	default:
-		b = appendTag(b, fieldAnyString, protowire.BytesType)
-		b = appendString(b, s)
+		i = putVarint(b, i, uint64(len(s)))
+		copy(b[i:], s)
 	}
 	return b
+}
+
+// sizeVarint is protowire.SizeVarint, quicker for the small values that
+// nearly all lengths and values here are.
+func sizeVarint(v uint64) int {
+	switch {
+	case v < 1<<7:
+		return 1
+	case v < 1<<14:
+		return 2
+	}
+	return protowire.SizeVarint(v)
+}
+
+// putVarint writes v at b[i:], which has room for it, and returns the
+// index after it.
+func putVarint(b []byte, i int, v uint64) int {
+	for v >= 0x80 {
+		b[i] = byte(v) | 0x80
+		v >>= 7
+		i++
+	}
+	b[i] = byte(v)
+	return i + 1
 }
 
 func unixNano(t time.Time) uint64 {

@@ -1,15 +1,20 @@
 package exporter
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tcpspan/tcpspan/conn"
 )
@@ -215,4 +220,56 @@ func TestSmallQueue(t *testing.T) {
 	if st := e.Stats(); st.Exported < 16 || st.Exported > 24 || st.Recorded != 100 || st.Dropped() != 100-st.Exported {
 		t.Errorf("stats %+v: want 16-24 exported, the rest dropped", st)
 	}
+}
+
+// The encoder writes what proto.Marshal writes for the same span, byte for
+// byte (fields in number order, lengths in their shortest form), for every
+// fixture, with and without a link, and with values whose lengths need one,
+// two and three bytes.
+func TestEncodingIsProtoMarshal(t *testing.T) {
+	conns := []*conn.Connection{cleanClient(), cleanServer(), rinetdAbort("TCP_ABORT_ON_CLOSE"), refused(), noSocket(),
+		acceptOverflow(), resetEstablished(), retransmitting(), ipv6Abort()}
+	long := func(n int) string { return strings.Repeat("x", n) }
+	for _, n := range []int{1, 100, 127, 128, 300, 16383, 16384, 70000} {
+		c := rinetdAbort(long(n))
+		c.Owner.Comm = long(n / 2)
+		conns = append(conns, c)
+	}
+	m := newCachingMapper()
+	var enc spanEncoder
+	var sd SpanData
+	for i, c := range conns {
+		errType, desc, isErr := Diagnose(c)
+		m.mapInto(&sd, c, errType, desc, isErr)
+		for _, link := range []*spanLink{nil, {trace: traceID{9}, span: spanID{8}, attrs: closedAfterFailure}} {
+			got := enc.appendSpan([]byte{0xff}, &sd, traceID{1, 2}, spanID{3}, link)
+			want := protowire.AppendTag([]byte{0xff}, fieldScopeSpansSpans, protowire.BytesType)
+			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(spanProto(&sd, traceID{1, 2}, spanID{3}, link))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = protowire.AppendBytes(want, b)
+			if !bytes.Equal(got, want) {
+				t.Errorf("connection %d (%s), link %v: encoded differs from proto.Marshal\n got %x\nwant %x", i, sd.Name, link != nil, got, want)
+			}
+		}
+	}
+}
+
+// spanProto builds the OTLP message of a span, as the SDK's exporter would.
+func spanProto(sd *SpanData, tid traceID, sid spanID, link *spanLink) *tracepb.Span {
+	s := &tracepb.Span{TraceId: tid[:], SpanId: sid[:], Name: sd.Name, Kind: tracepb.Span_SpanKind(sd.Kind),
+		StartTimeUnixNano: unixNano(sd.Start), EndTimeUnixNano: unixNano(sd.End),
+		Attributes: keyValues(sd.Attributes), Flags: spanFlags}
+	for _, ev := range sd.Events {
+		s.Events = append(s.Events, &tracepb.Span_Event{TimeUnixNano: unixNano(ev.Time), Name: ev.Name, Attributes: keyValues(ev.Attributes)})
+	}
+	if link != nil {
+		s.Links = append(s.Links, &tracepb.Span_Link{TraceId: link.trace[:], SpanId: link.span[:],
+			Attributes: keyValues(link.attrs), Flags: spanFlags})
+	}
+	if sd.StatusCode == codes.Error {
+		s.Status = &tracepb.Status{Message: sd.StatusDescription, Code: tracepb.Status_STATUS_CODE_ERROR}
+	}
+	return s
 }
