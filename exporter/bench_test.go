@@ -72,16 +72,14 @@ func cpuTime(b *testing.B) time.Duration {
 func BenchmarkMapEncode(b *testing.B) {
 	conns := []*conn.Connection{cleanClient(), cleanServer()}
 	m := newCachingMapper()
-	var sd SpanData
 	var enc spanEncoder
 	var buf []byte
 	b.ReportAllocs()
 	for i := range b.N {
 		c := conns[i%len(conns)]
 		errType, desc, isErr := Diagnose(c)
-		m.mapInto(&sd, c, errType, desc, isErr)
 		tid, sid := newIDs()
-		buf = enc.appendSpan(buf[:0], &sd, tid, sid, nil)
+		buf = enc.appendConn(buf[:0], m, c, errType, desc, isErr, tid, sid, nil)
 	}
 	b.SetBytes(int64(len(buf)))
 }

@@ -8,10 +8,13 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/tcpspan/tcpspan/conn"
 )
 
 // The span is written straight into the OTLP protobuf wire format
@@ -72,9 +75,11 @@ type spanLink struct {
 	attrs []attribute.KeyValue
 }
 
-// spanEncoder writes spans in the wire format. It holds no state; it is
-// kept as a type for the exporter and the tests to call it through.
-type spanEncoder struct{}
+// spanEncoder writes spans in the wire format. It is not safe for
+// concurrent use.
+type spanEncoder struct {
+	w wireAttrs // kept here: as an attrWriter it would escape
+}
 
 // Reserved length bytes: a message's length is written before it, but known
 // only after it, so room for it is reserved and the message is moved only
@@ -87,24 +92,49 @@ const (
 	subLenBytes  = 1
 )
 
+// Tags of the fields attributes go to.
+const (
+	tagSpanAttributes  = byte(fieldSpanAttributes)<<3 | byte(protowire.BytesType)
+	tagEventAttributes = byte(fieldEventAttributes)<<3 | byte(protowire.BytesType)
+)
+
+// appendConn appends the span of c, already diagnosed, with its ids and
+// optional link, to dst as one element of ScopeSpans.spans. It writes what
+// appendSpan writes for the SpanData of m.mapInto (TestEncodingIsProtoMarshal),
+// without building it: the attributes go straight into the wire format.
+func (enc *spanEncoder) appendConn(dst []byte, m *mapper, c *conn.Connection, errType, desc string, isErr bool,
+	tid traceID, sid spanID, link *spanLink) []byte {
+	dst = appendTag(dst, fieldScopeSpansSpans, protowire.BytesType)
+	b, span := openLen(dst, spanLenBytes)
+	b = appendSpanHead(b, tid, sid, m.spanName(c), spanKind(c), c.Start, c.End)
+	w := &enc.w
+	w.b, w.tag = b, tagSpanAttributes
+	m.writeSpanAttributes(w, c, errType, isErr)
+	for i := range c.Events {
+		e := &c.Events[i]
+		w.b = appendTag(w.b, fieldSpanEvents, protowire.BytesType)
+		var sub int
+		w.b, sub = openLen(w.b, subLenBytes)
+		w.b = appendEventHead(w.b, e.Time, eventName(e.Kind))
+		w.tag = tagEventAttributes
+		writeEventAttributes(w, e)
+		w.b = closeLen(w.b, sub, subLenBytes)
+	}
+	b, w.b = w.b, nil
+	status := codes.Unset
+	if isErr {
+		status = codes.Error
+	}
+	b = appendSpanTail(b, link, status, desc)
+	return closeLen(b, span, spanLenBytes)
+}
+
 // appendSpan appends sd, with its ids and optional link, to dst as one
 // element of ScopeSpans.spans.
 func (enc *spanEncoder) appendSpan(dst []byte, sd *SpanData, tid traceID, sid spanID, link *spanLink) []byte {
 	dst = appendTag(dst, fieldScopeSpansSpans, protowire.BytesType)
 	b, span := openLen(dst, spanLenBytes)
-	b = appendTag(b, fieldSpanTraceID, protowire.BytesType)
-	b = appendBytes(b, tid[:])
-	b = appendTag(b, fieldSpanSpanID, protowire.BytesType)
-	b = appendBytes(b, sid[:])
-	b = appendTag(b, fieldSpanName, protowire.BytesType)
-	b = appendString(b, sd.Name)
-	// trace.SpanKind has the numbers of OTLP's Span.SpanKind.
-	b = appendTag(b, fieldSpanKind, protowire.VarintType)
-	b = appendVarint(b, uint64(sd.Kind))
-	b = appendTag(b, fieldSpanStart, protowire.Fixed64Type)
-	b = protowire.AppendFixed64(b, unixNano(sd.Start))
-	b = appendTag(b, fieldSpanEnd, protowire.Fixed64Type)
-	b = protowire.AppendFixed64(b, unixNano(sd.End))
+	b = appendSpanHead(b, tid, sid, sd.Name, sd.Kind, sd.Start, sd.End)
 	for i := range sd.Attributes {
 		b = appendKeyValue(b, fieldSpanAttributes, &sd.Attributes[i])
 	}
@@ -113,15 +143,44 @@ func (enc *spanEncoder) appendSpan(dst []byte, sd *SpanData, tid traceID, sid sp
 		b = appendTag(b, fieldSpanEvents, protowire.BytesType)
 		var sub int
 		b, sub = openLen(b, subLenBytes)
-		b = appendTag(b, fieldEventTime, protowire.Fixed64Type)
-		b = protowire.AppendFixed64(b, unixNano(ev.Time))
-		b = appendTag(b, fieldEventName, protowire.BytesType)
-		b = appendString(b, ev.Name)
+		b = appendEventHead(b, ev.Time, ev.Name)
 		for i := range ev.Attributes {
 			b = appendKeyValue(b, fieldEventAttributes, &ev.Attributes[i])
 		}
 		b = closeLen(b, sub, subLenBytes)
 	}
+	b = appendSpanTail(b, link, sd.StatusCode, sd.StatusDescription)
+	return closeLen(b, span, spanLenBytes)
+}
+
+// appendSpanHead appends the fields of a span before its attributes.
+func appendSpanHead(b []byte, tid traceID, sid spanID, name string, kind trace.SpanKind, start, end time.Time) []byte {
+	b = appendTag(b, fieldSpanTraceID, protowire.BytesType)
+	b = appendBytes(b, tid[:])
+	b = appendTag(b, fieldSpanSpanID, protowire.BytesType)
+	b = appendBytes(b, sid[:])
+	b = appendTag(b, fieldSpanName, protowire.BytesType)
+	b = appendString(b, name)
+	// trace.SpanKind has the numbers of OTLP's Span.SpanKind.
+	b = appendTag(b, fieldSpanKind, protowire.VarintType)
+	b = appendVarint(b, uint64(kind))
+	b = appendTag(b, fieldSpanStart, protowire.Fixed64Type)
+	b = protowire.AppendFixed64(b, unixNano(start))
+	b = appendTag(b, fieldSpanEnd, protowire.Fixed64Type)
+	return protowire.AppendFixed64(b, unixNano(end))
+}
+
+// appendEventHead appends the fields of an event before its attributes.
+func appendEventHead(b []byte, t time.Time, name string) []byte {
+	b = appendTag(b, fieldEventTime, protowire.Fixed64Type)
+	b = protowire.AppendFixed64(b, unixNano(t))
+	b = appendTag(b, fieldEventName, protowire.BytesType)
+	return appendString(b, name)
+}
+
+// appendSpanTail appends the fields of a span after its events: its link,
+// status and flags.
+func appendSpanTail(b []byte, link *spanLink, status codes.Code, desc string) []byte {
 	if link != nil {
 		b = appendTag(b, fieldSpanLinks, protowire.BytesType)
 		var sub int
@@ -137,19 +196,18 @@ func (enc *spanEncoder) appendSpan(dst []byte, sd *SpanData, tid traceID, sid sp
 		b = protowire.AppendFixed32(b, spanFlags)
 		b = closeLen(b, sub, subLenBytes)
 	}
-	if sd.StatusCode == codes.Error {
+	if status == codes.Error {
 		b = appendTag(b, fieldSpanStatus, protowire.BytesType)
 		var sub int
 		b, sub = openLen(b, subLenBytes)
 		b = appendTag(b, fieldStatusMessage, protowire.BytesType)
-		b = appendString(b, sd.StatusDescription)
+		b = appendString(b, desc)
 		b = appendTag(b, fieldStatusCode, protowire.VarintType)
 		b = appendVarint(b, uint64(tracepb.Status_STATUS_CODE_ERROR))
 		b = closeLen(b, sub, subLenBytes)
 	}
 	b = appendTag(b, fieldSpanFlags, protowire.Fixed32Type)
-	b = protowire.AppendFixed32(b, spanFlags)
-	return closeLen(b, span, spanLenBytes)
+	return protowire.AppendFixed32(b, spanFlags)
 }
 
 // openLen reserves n bytes for the length of a message about to be appended

@@ -225,7 +225,8 @@ func TestSmallQueue(t *testing.T) {
 // The encoder writes what proto.Marshal writes for the same span, byte for
 // byte (fields in number order, lengths in their shortest form), for every
 // fixture, with and without a link, and with values whose lengths need one,
-// two and three bytes.
+// two and three bytes: both from a SpanData (appendSpan) and straight from
+// the connection, as the exporter does (appendConn).
 func TestEncodingIsProtoMarshal(t *testing.T) {
 	conns := []*conn.Connection{cleanClient(), cleanServer(), rinetdAbort("TCP_ABORT_ON_CLOSE"), refused(), noSocket(),
 		acceptOverflow(), resetEstablished(), retransmitting(), ipv6Abort()}
@@ -235,6 +236,15 @@ func TestEncodingIsProtoMarshal(t *testing.T) {
 		c.Owner.Comm = long(n / 2)
 		conns = append(conns, c)
 	}
+	storm := noSocket()
+	storm.Storm = &conn.Storm{Count: 4211, Peers: 3, First: at(1), Last: at(999)}
+	storm.Storm.Events[conn.EventRSTSent] = 4211
+	storm.Storm.Events[conn.EventDrop] = 7
+	odd := cleanServer() // every flag, and a state the kernel may add one day
+	odd.Midlife, odd.EndUnseen, odd.OwnerFromListener, odd.EventsDropped = true, true, true, 3
+	odd.Events = append(odd.Events, conn.Event{Time: at(50), Kind: conn.EventState, State: 40, OldState: 41, Context: conn.ContextKernel, FD: -1})
+	odd.FinalState = 40
+	conns = append(conns, storm, odd)
 	m := newCachingMapper()
 	var enc spanEncoder
 	var sd SpanData
@@ -242,15 +252,19 @@ func TestEncodingIsProtoMarshal(t *testing.T) {
 		errType, desc, isErr := Diagnose(c)
 		m.mapInto(&sd, c, errType, desc, isErr)
 		for _, link := range []*spanLink{nil, {trace: traceID{9}, span: spanID{8}, attrs: closedAfterFailure}} {
-			got := enc.appendSpan([]byte{0xff}, &sd, traceID{1, 2}, spanID{3}, link)
 			want := protowire.AppendTag([]byte{0xff}, fieldScopeSpansSpans, protowire.BytesType)
 			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(spanProto(&sd, traceID{1, 2}, spanID{3}, link))
 			if err != nil {
 				t.Fatal(err)
 			}
 			want = protowire.AppendBytes(want, b)
+			got := enc.appendSpan([]byte{0xff}, &sd, traceID{1, 2}, spanID{3}, link)
 			if !bytes.Equal(got, want) {
-				t.Errorf("connection %d (%s), link %v: encoded differs from proto.Marshal\n got %x\nwant %x", i, sd.Name, link != nil, got, want)
+				t.Errorf("connection %d (%s), link %v: appendSpan differs from proto.Marshal\n got %x\nwant %x", i, sd.Name, link != nil, got, want)
+			}
+			got = enc.appendConn([]byte{0xff}, m, c, errType, desc, isErr, traceID{1, 2}, spanID{3}, link)
+			if !bytes.Equal(got, want) {
+				t.Errorf("connection %d (%s), link %v: appendConn differs from proto.Marshal\n got %x\nwant %x", i, sd.Name, link != nil, got, want)
 			}
 		}
 	}

@@ -7,7 +7,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tcpspan/tcpspan/conn"
@@ -66,10 +65,12 @@ func Map(c *conn.Connection) SpanData {
 
 // mapper maps connections to spans. Its zero value allocates fresh slices
 // and strings for every span, as Map needs. The exporter keeps one that
-// reuses its slices from span to span (it encodes each span before mapping
-// the next) and caches the strings that repeat: addresses and span names.
+// caches the strings that repeat, addresses and span names, and writes the
+// attributes straight into the wire format through it (appendConn); one
+// made by newCachingMapper also reuses its slices from span to span.
 type mapper struct {
 	evAttrs []attribute.KeyValue // backing array of all events' attributes
+	kv      kvList               // collects attributes for SpanData
 	addrs   map[netip.Addr]string
 	names   map[nameKey]string
 }
@@ -175,88 +176,101 @@ func (m *mapper) spanAttributes(a []attribute.KeyValue, c *conn.Connection, errT
 	if a == nil {
 		a = make([]attribute.KeyValue, 0, spanAttributeCap)
 	}
-	a = append(a, semconv.NetworkTransportTCP, networkType(c))
+	m.kv.a = a
+	m.writeSpanAttributes(&m.kv, c, errType, isErr)
+	a, m.kv.a = m.kv.a, nil
+	return a
+}
+
+// writeSpanAttributes writes the attributes of c's span to w.
+func (m *mapper) writeSpanAttributes(w attrWriter, c *conn.Connection, errType string, isErr bool) {
+	w.constant(attrTransportTCP)
+	w.constant(networkType(c))
 	if c.Local.IsValid() {
-		a = append(a, semconv.NetworkLocalAddress(m.addr(c.Local.Addr())), semconv.NetworkLocalPort(int(c.Local.Port())))
+		w.str(keyNetworkLocalAddress, m.addr(c.Local.Addr()))
+		w.int(keyNetworkLocalPort, int64(c.Local.Port()))
 	}
 	if c.Remote.IsValid() {
-		a = append(a, semconv.NetworkPeerAddress(m.addr(c.Remote.Addr())), semconv.NetworkPeerPort(int(c.Remote.Port())))
+		w.str(keyNetworkPeerAddress, m.addr(c.Remote.Addr()))
+		w.int(keyNetworkPeerPort, int64(c.Remote.Port()))
 	}
 	switch {
 	case c.Orphan || c.Side == conn.SideServer:
-		a = m.appendEndpoint(a, semconv.ServerAddressKey, semconv.ServerPortKey, c.Local)
-		a = m.appendEndpoint(a, semconv.ClientAddressKey, semconv.ClientPortKey, c.Remote)
+		m.writeEndpoint(w, keyServerAddress, keyServerPort, c.Local)
+		m.writeEndpoint(w, keyClientAddress, keyClientPort, c.Remote)
 	case c.Side == conn.SideClient:
-		a = m.appendEndpoint(a, semconv.ServerAddressKey, semconv.ServerPortKey, c.Remote)
+		m.writeEndpoint(w, keyServerAddress, keyServerPort, c.Remote)
 	}
-	a = appendProcess(a, c.Owner)
+	writeProcess(w, c.Owner)
 	if c.OwnerFromListener {
-		a = append(a, tcpsemconv.TCPOwnerFromListener(true))
+		w.constant(attrOwnerFromListener)
 	}
 	if c.Netns != 0 {
-		a = append(a, tcpsemconv.TCPNetns(int(c.Netns)))
+		w.int(keyNetns, int64(c.Netns))
 	}
 	if c.Midlife {
-		a = append(a, tcpsemconv.TCPObservedMidlife(true))
+		w.constant(attrObservedMidlife)
 	}
 	if c.Orphan {
-		a = append(a, tcpsemconv.TCPOrphan(true))
+		w.constant(attrOrphan)
 	}
 	if c.EndUnseen {
-		a = append(a, tcpsemconv.TCPEndUnseen(true))
+		w.constant(attrEndUnseen)
 	}
 	if c.FinalState != 0 {
-		a = append(a, tcpsemconv.TCPStateFinal(c.FinalState.String()))
+		w.str(keyStateFinal, c.FinalState.String())
 	}
-	a = append(a, closeInitiator(c.CloseInitiator))
+	w.constant(closeInitiator(c.CloseInitiator))
 	if cl := c.Closer; cl != nil {
 		if cl.FD >= 0 {
-			a = append(a, tcpsemconv.TCPCloseFD(int(cl.FD)))
+			w.int(keyCloseFD, int64(cl.FD))
 		}
-		a = append(a, tcpsemconv.TCPCloseUnreadBytes(int(cl.UnreadBytes)))
+		w.int(keyCloseUnreadBytes, int64(cl.UnreadBytes))
 	}
 	if !c.Orphan {
-		a = append(a,
-			tcpsemconv.TCPBytesSent(int64(c.BytesSent)),
-			tcpsemconv.TCPBytesReceived(int64(c.BytesReceived)),
-			tcpsemconv.TCPSegmentsSent(int(c.SegsOut)),
-			tcpsemconv.TCPSegmentsReceived(int(c.SegsIn)),
-			tcpsemconv.TCPRetransmits(int(c.Retransmits)))
+		w.int(keyBytesSent, int64(c.BytesSent))
+		w.int(keyBytesReceived, int64(c.BytesReceived))
+		w.int(keySegmentsSent, int64(c.SegsOut))
+		w.int(keySegmentsReceived, int64(c.SegsIn))
+		w.int(keyRetransmits, int64(c.Retransmits))
 		if c.SRTT > 0 {
-			a = append(a, tcpsemconv.TCPRTT(int(c.SRTT/time.Microsecond)))
+			w.int(keyRTT, int64(c.SRTT/time.Microsecond))
 		}
 	}
 	if c.Has(conn.EventSYNACKRetransmit) {
-		a = append(a, tcpsemconv.TCPSYNACKRetransmits(synackRetransmits(c)))
+		w.int(keySYNACKRetransmits, int64(synackRetransmits(c)))
 	}
 	if ov := firstOverflow(c); ov != nil {
-		a = append(a, tcpsemconv.TCPListenerBacklog(int(ov.Backlog)), tcpsemconv.TCPListenerBacklogMax(int(ov.MaxBacklog)))
+		w.int(keyListenerBacklog, int64(ov.Backlog))
+		w.int(keyListenerBacklogMax, int64(ov.MaxBacklog))
 	}
 	if rst := firstReset(c); rst != nil {
 		if rst.Kind == conn.EventRSTSent {
-			a = append(a, tcpsemconv.TCPResetDirectionSent, tcpsemconv.TCPResetReason(resetReason(rst.Reason)), resetContext(rst.Context))
+			w.constant(attrResetSent)
+			w.str(keyResetReason, resetReason(rst.Reason))
+			w.constant(resetContext(rst.Context))
 		} else {
-			a = append(a, tcpsemconv.TCPResetDirectionReceived)
+			w.constant(attrResetReceived)
 		}
 	}
 	if e := firstErrno(c); e != nil {
-		a = append(a, tcpsemconv.TCPErrno(errnoName(e.Errno)))
+		w.str(keyErrno, errnoName(e.Errno))
 	}
 	if c.EventsDropped > 0 {
-		a = append(a, tcpsemconv.TCPEventsDropped(int(c.EventsDropped)))
+		w.int(keyEventsDropped, int64(c.EventsDropped))
 	}
 	if s := c.Storm; s != nil {
-		a = append(a, tcpsemconv.TCPStormCount(int(s.Count)), tcpsemconv.TCPStormPeerAddresses(int(s.Peers)))
+		w.int(keyStormCount, int64(s.Count))
+		w.int(keyStormPeerAddresses, int64(s.Peers))
 		for k := conn.EventSYN; k <= conn.EventACKOverflow; k++ {
 			if n := s.EventCount(k); n > 0 {
-				a = append(a, tcpsemconv.TCPStormEvents(k.String(), int(n)))
+				w.int(keyStormEventsByKind[k], int64(n))
 			}
 		}
 	}
 	if isErr {
-		a = append(a, semconv.ErrorTypeKey.String(errType))
+		w.str(keyErrorType, errType)
 	}
-	return a
 }
 
 // eventAttributeCap is the room reserved per event on average: kernel
@@ -278,7 +292,9 @@ func (m *mapper) spanEvents(evs []EventData, c *conn.Connection) []EventData {
 	for i := range c.Events {
 		e := &c.Events[i]
 		start := len(buf)
-		buf = appendEventAttributes(buf, e)
+		m.kv.a = buf
+		writeEventAttributes(&m.kv, e)
+		buf, m.kv.a = m.kv.a, nil
 		evs = append(evs, EventData{Name: eventName(e.Kind), Time: e.Time, Attributes: buf[start:len(buf):len(buf)]})
 	}
 	if m.addrs != nil { // reusing: keep the (possibly grown) array for the next span
@@ -287,45 +303,46 @@ func (m *mapper) spanEvents(evs []EventData, c *conn.Connection) []EventData {
 	return evs
 }
 
-func appendEventAttributes(a []attribute.KeyValue, e *conn.Event) []attribute.KeyValue {
+// writeEventAttributes writes the attributes of the span event of e to w.
+func writeEventAttributes(w attrWriter, e *conn.Event) {
 	if e.State != 0 {
-		a = append(a, tcpsemconv.TCPState(e.State.String()))
+		writeState(w, &attrStates, keyState, e.State)
 	}
 	if e.Kind == conn.EventState && e.OldState != 0 {
-		a = append(a, tcpsemconv.TCPStateOld(e.OldState.String()))
+		writeState(w, &attrOldStates, keyStateOld, e.OldState)
 	}
-	a = append(a, eventContext(e.Context))
+	w.constant(eventContext(e.Context))
 	if e.Context == conn.ContextProcess {
-		a = appendProcess(a, e.Process)
+		writeProcess(w, e.Process)
 		if e.TID != 0 {
-			a = append(a, semconv.ThreadID(int(e.TID)))
+			w.int(keyThreadID, int64(e.TID))
 		}
 		if e.Syscall != "" {
-			a = append(a, tcpsemconv.TCPSyscall(e.Syscall))
+			w.str(keySyscall, e.Syscall)
 		}
 	}
 	if e.FD >= 0 && (e.Kind == conn.EventAccept || e.Kind == conn.EventClose) {
-		a = append(a, tcpsemconv.TCPFD(int(e.FD)))
+		w.int(keyFD, int64(e.FD))
 	}
 	switch e.Kind {
 	case conn.EventRSTSent:
-		a = append(a, tcpsemconv.TCPResetReason(resetReason(e.Reason)))
+		w.str(keyResetReason, resetReason(e.Reason))
 	case conn.EventDrop:
 		if e.Reason != "" {
-			a = append(a, tcpsemconv.TCPDropReason(e.Reason))
+			w.str(keyDropReason, e.Reason)
 		}
 	case conn.EventError:
 		if e.Errno != 0 {
-			a = append(a, tcpsemconv.TCPErrno(errnoName(e.Errno)))
+			w.str(keyErrno, errnoName(e.Errno))
 		}
 	case conn.EventSYNACKRetransmit:
 		if e.Count > 0 {
-			a = append(a, tcpsemconv.TCPSYNACKRetransmits(int(e.Count)))
+			w.int(keySYNACKRetransmits, int64(e.Count))
 		}
 	case conn.EventSYNOverflow, conn.EventACKOverflow:
-		a = append(a, tcpsemconv.TCPListenerBacklog(int(e.Backlog)), tcpsemconv.TCPListenerBacklogMax(int(e.MaxBacklog)))
+		w.int(keyListenerBacklog, int64(e.Backlog))
+		w.int(keyListenerBacklogMax, int64(e.MaxBacklog))
 	}
-	return a
 }
 
 // eventName returns the span event name of an event kind.
@@ -359,64 +376,64 @@ func eventName(k conn.EventKind) string {
 	return "tcp.event_" + strconv.Itoa(int(k))
 }
 
-func networkType(c *conn.Connection) attribute.KeyValue {
+func networkType(c *conn.Connection) *constAttr {
 	switch {
 	case c.Network == "ipv6":
-		return semconv.NetworkTypeIPv6
+		return attrTypeIPv6
 	case c.Network == "ipv4":
-		return semconv.NetworkTypeIPv4
+		return attrTypeIPv4
 	case c.Local.Addr().Is6() && !c.Local.Addr().Is4In6():
-		return semconv.NetworkTypeIPv6
+		return attrTypeIPv6
 	}
-	return semconv.NetworkTypeIPv4
+	return attrTypeIPv4
 }
 
-func (m *mapper) appendEndpoint(a []attribute.KeyValue, addrKey, portKey attribute.Key, ap netip.AddrPort) []attribute.KeyValue {
+func (m *mapper) writeEndpoint(w attrWriter, addrKey, portKey *attrKey, ap netip.AddrPort) {
 	if !ap.IsValid() {
-		return a
+		return
 	}
-	return append(a, addrKey.String(m.addr(ap.Addr())), portKey.Int(int(ap.Port())))
+	w.str(addrKey, m.addr(ap.Addr()))
+	w.int(portKey, int64(ap.Port()))
 }
 
-func appendProcess(a []attribute.KeyValue, p conn.Process) []attribute.KeyValue {
+func writeProcess(w attrWriter, p conn.Process) {
 	if p.PID == 0 {
-		return a
+		return
 	}
-	a = append(a, semconv.ProcessPID(int(p.PID)))
+	w.int(keyProcessPID, int64(p.PID))
 	if p.Comm != "" {
-		a = append(a, semconv.ProcessExecutableName(p.Comm))
+		w.str(keyProcessExecutable, p.Comm)
 	}
-	return a
 }
 
-func closeInitiator(i conn.Initiator) attribute.KeyValue {
+func closeInitiator(i conn.Initiator) *constAttr {
 	switch i {
 	case conn.InitiatorLocal:
-		return tcpsemconv.TCPCloseInitiatorLocal
+		return attrInitiatorLocal
 	case conn.InitiatorRemote:
-		return tcpsemconv.TCPCloseInitiatorRemote
+		return attrInitiatorRemote
 	}
-	return tcpsemconv.TCPCloseInitiatorUnknown
+	return attrInitiatorUnknown
 }
 
-func resetContext(c conn.Context) attribute.KeyValue {
+func resetContext(c conn.Context) *constAttr {
 	switch c {
 	case conn.ContextProcess:
-		return tcpsemconv.TCPResetContextProcess
+		return attrResetCtxProcess
 	case conn.ContextKernel:
-		return tcpsemconv.TCPResetContextKernel
+		return attrResetCtxKernel
 	}
-	return tcpsemconv.TCPResetContextUnknown
+	return attrResetCtxUnknown
 }
 
-func eventContext(c conn.Context) attribute.KeyValue {
+func eventContext(c conn.Context) *constAttr {
 	switch c {
 	case conn.ContextProcess:
-		return tcpsemconv.TCPContextProcess
+		return attrContextProcess
 	case conn.ContextKernel:
-		return tcpsemconv.TCPContextKernel
+		return attrContextKernel
 	}
-	return tcpsemconv.TCPContextUnknown
+	return attrContextUnknown
 }
 
 // resetReason is the tcp.reset.reason value of a kernel reason.

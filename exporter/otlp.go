@@ -203,7 +203,6 @@ type Exporter struct {
 	closed    bool
 	cur       *batch // filling; nil after Shutdown
 	mapper    *mapper
-	sd        SpanData // reused for every span
 	enc       spanEncoder
 	resources map[resourceKey]*resourceEntry
 	clock     uint64 // use counter for least-recently-used eviction
@@ -371,8 +370,6 @@ func (e *Exporter) Export(c *conn.Connection) {
 		return // the queue is full: dropped, and counted by Stats.Dropped
 	}
 	res := e.resourceLocked(key)
-	m := e.mapper
-	m.mapInto(&e.sd, c, errType, desc, isErr)
 	tid, sid := newIDs()
 	var link *spanLink
 	var l spanLink
@@ -384,7 +381,7 @@ func (e *Exporter) Export(c *conn.Connection) {
 		e.rememberFailure(c.Owner.PID, failure{trace: tid, span: sid, end: c.End})
 	}
 	g := e.cur.group(res)
-	g.spans = e.enc.appendSpan(g.spans, &e.sd, tid, sid, link)
+	g.spans = e.enc.appendConn(g.spans, e.mapper, c, errType, desc, isErr, tid, sid, link)
 	g.n++
 	if e.cur.spans == 0 {
 		e.cur.started = time.Now()
