@@ -366,9 +366,13 @@ func appendTag(b []byte, num protowire.Number, typ protowire.Type) []byte {
 }
 
 func appendVarint(b []byte, v uint64) []byte {
-	if v < 0x80 {
+	if v < 0x80 { // small enough to be inlined: this is the common case
 		return append(b, byte(v))
 	}
+	return appendLongVarint(b, v)
+}
+
+func appendLongVarint(b []byte, v uint64) []byte {
 	if v < 0x4000 {
 		return append(b, byte(v)|0x80, byte(v>>7))
 	}

@@ -186,20 +186,24 @@ func (m *mapper) spanAttributes(a []attribute.KeyValue, c *conn.Connection, errT
 func (m *mapper) writeSpanAttributes(w attrWriter, c *conn.Connection, errType string, isErr bool) {
 	w.constant(attrTransportTCP)
 	w.constant(networkType(c))
+	// Each address is looked up once, though written twice.
+	var local, remote string
 	if c.Local.IsValid() {
-		w.str(keyNetworkLocalAddress, m.addr(c.Local.Addr()))
+		local = m.addr(c.Local.Addr())
+		w.str(keyNetworkLocalAddress, local)
 		w.int(keyNetworkLocalPort, int64(c.Local.Port()))
 	}
 	if c.Remote.IsValid() {
-		w.str(keyNetworkPeerAddress, m.addr(c.Remote.Addr()))
+		remote = m.addr(c.Remote.Addr())
+		w.str(keyNetworkPeerAddress, remote)
 		w.int(keyNetworkPeerPort, int64(c.Remote.Port()))
 	}
 	switch {
 	case c.Orphan || c.Side == conn.SideServer:
-		m.writeEndpoint(w, keyServerAddress, keyServerPort, c.Local)
-		m.writeEndpoint(w, keyClientAddress, keyClientPort, c.Remote)
+		writeEndpoint(w, keyServerAddress, keyServerPort, c.Local, local)
+		writeEndpoint(w, keyClientAddress, keyClientPort, c.Remote, remote)
 	case c.Side == conn.SideClient:
-		m.writeEndpoint(w, keyServerAddress, keyServerPort, c.Remote)
+		writeEndpoint(w, keyServerAddress, keyServerPort, c.Remote, remote)
 	}
 	writeProcess(w, c.Owner)
 	if c.OwnerFromListener {
@@ -388,11 +392,12 @@ func networkType(c *conn.Connection) *constAttr {
 	return attrTypeIPv4
 }
 
-func (m *mapper) writeEndpoint(w attrWriter, addrKey, portKey *attrKey, ap netip.AddrPort) {
+// writeEndpoint writes the address (as addr) and port of ap, if valid.
+func writeEndpoint(w attrWriter, addrKey, portKey *attrKey, ap netip.AddrPort, addr string) {
 	if !ap.IsValid() {
 		return
 	}
-	w.str(addrKey, m.addr(ap.Addr()))
+	w.str(addrKey, addr)
 	w.int(portKey, int64(ap.Port()))
 }
 
