@@ -22,14 +22,20 @@
 # Jaeger v2 (in-memory, on loopback ports of its own) receives the spans.
 # For each run it records connections made (the namespace's TcpActiveOpens,
 # TcpPassiveOpens and TcpOutRsts deltas), the agent's CPU (utime+stime over
-# the load) and peak RSS (VmHWM), and the agent's final counts. It also
+# the load) and peak RSS (VmHWM), and the agent's final counts. The CPU
+# time of the workload (nginx, wrk, rstorm), the agent and the trace
+# backend is also read from cgroups of their own (cpuacct, or cgroup v2's
+# cpu.stat): the scheduler's exact figures, where softirq work done in a
+# task's context (most of loopback TCP) counts for that task, so the
+# kernel side of tracing shows as extra workload CPU per connection. It also
 # counts the spans and tcp.rst_sent events Jaeger holds for the tcpspan runs
 # of the last round (VERIFY=all: of every round; VERIFY=0: none). bench/report turns the runs into a
 # table on stdout, bench/results.json and bench/results.png.
 #
 # Knobs (environment): ROUNDS=3 DURATION=5 (seconds of load per run)
 # CONNECTIONS=32 STORM_WORKERS=nproc VERIFY=last MODES="none export-sink ..."
-# PROFILE=0 (1: after the
+# AGENT_FLAGS= (more tcpspan flags for every tcpspan mode, e.g.
+# "-ring-buffer-bytes 4194304") PROFILE=0 (1: after the
 # rounds, one more run of export-sink and errors-only under `perf record -g`,
 # and storm-errors, with the kernel's BPF run-time stats: bench/profile.txt)
 # KEEP=0 (1: keep the work directory) OUT=bench (where results go).
@@ -45,6 +51,7 @@ VERIFY=${VERIFY:-last}
 PROFILE=${PROFILE:-0}
 KEEP=${KEEP:-0}
 OUT=${OUT:-bench}
+read -r -a AGENT_FLAGS <<<"${AGENT_FLAGS:-}"
 mkdir -p "$OUT"
 NS=tcpspan-bench-$$
 HTTP_PORT=8080
@@ -73,6 +80,7 @@ work=$(mktemp -d /tmp/tcpspan-bench.XXXXXX)
 pids=()
 agent=""
 bpf_stats_old=""
+cg_base=""
 # Removes everything the script started, also on Ctrl-C or an error: the
 # agent (SIGINT, then SIGKILL after 5 s), nginx, Jaeger, the namespace.
 cleanup() {
@@ -89,6 +97,10 @@ cleanup() {
 	done
 	wait 2>/dev/null
 	ip netns del "$NS" 2>/dev/null
+	if [ -n "$cg_base" ]; then
+		for g in load agent backend; do rmdir "$cg_base/$g" 2>/dev/null; done
+		rmdir "$cg_base" 2>/dev/null
+	fi
 	if [ -n "$bpf_stats_old" ]; then sysctl -q -w kernel.bpf_stats_enabled="$bpf_stats_old"; fi
 	if [ "$KEEP" = 1 ]; then
 		echo "bench: kept $work"
@@ -98,6 +110,43 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# CPU accounting cgroups: the load, the agent and the backend each in one of
+# their own, so that their CPU time is the scheduler's, not 1/CLK_TCK
+# samples. cgroup v1's cpuacct where it is mounted (it leaves the cgroup v2
+# tree, where the agent attaches, alone), else a cgroup v2 directory; none
+# (and no such columns) when neither can be made.
+cg_base=""
+cg_kind=""
+if [ -w /sys/fs/cgroup/cpuacct ] && [ -f /sys/fs/cgroup/cpuacct/cpuacct.usage ]; then
+	cg_base=/sys/fs/cgroup/cpuacct/tcpspan-bench-$$
+	cg_kind=v1
+elif cg2=$(findmnt -n -t cgroup2 -o TARGET 2>/dev/null | head -1) && [ -n "$cg2" ] && [ -w "$cg2" ]; then
+	cg_base=$cg2/tcpspan-bench-$$
+	cg_kind=v2
+fi
+for g in load agent backend; do
+	[ -n "$cg_base" ] || break
+	mkdir -p "$cg_base/$g" 2>/dev/null || { echo "bench: no CPU accounting cgroup ($cg_base): CPU from clock ticks only" >&2; cg_base=""; }
+done
+cg_usage_ns() { # group: CPU time used so far by its tasks, ns (0 without cgroups)
+	if [ -z "$cg_base" ]; then
+		echo 0
+	elif [ "$cg_kind" = v1 ]; then
+		cat "$cg_base/$1/cpuacct.usage"
+	else
+		awk '$1 == "usage_usec" {print $2 * 1000}' "$cg_base/$1/cpu.stat"
+	fi
+}
+# cg_exec replaces the calling shell with a command in a group: the shell
+# moves itself in, then execs. So call it as `cg_exec ... &`, where $! is
+# then the command's pid, or in a subshell: `(cg_exec ...)`.
+cg_exec() { # group command...
+	local procs=""
+	[ -z "$cg_base" ] || procs=$cg_base/$1/cgroup.procs
+	shift
+	exec bash -c '[ -z "$0" ] || echo $$ >"$0"; exec "$@"' "$procs" "$@"
+}
 
 # What is measured: the commit, "+dirty" when tracked files differ from it.
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -140,7 +189,7 @@ sed -e 's/max_traces: 100000$/max_traces: 5000000/' \
 	-e "s/127.0.0.1:16686/127.0.0.1:$query_http/; s/127.0.0.1:16685/127.0.0.1:$query_grpc/" \
 	tools/jaeger/jaeger.yaml >"$work/jaeger.yaml"
 grep -q 'max_traces: 5000000' "$work/jaeger.yaml" || { echo "bench: could not raise Jaeger's max_traces" >&2; exit 1; }
-JAEGER_LISTEN_HOST=127.0.0.1 "$jaeger" --config="$work/jaeger.yaml" >"$work/jaeger.log" 2>&1 &
+JAEGER_LISTEN_HOST=127.0.0.1 cg_exec backend "$jaeger" --config="$work/jaeger.yaml" >"$work/jaeger.log" 2>&1 &
 jaeger_pid=$!
 pids+=("$jaeger_pid")
 jaeger_up() { (exec 3<>"/dev/tcp/127.0.0.1/$otlp_grpc") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$query_http") 2>/dev/null; }
@@ -180,7 +229,7 @@ http {
 	}
 }
 CONF
-ip netns exec "$NS" nginx -e "$work/nginx/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+cg_exec load ip netns exec "$NS" nginx -e "$work/nginx/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 pids+=($!)
 for _ in $(seq 100); do
 	ip netns exec "$NS" bash -c "(exec 3<>/dev/tcp/127.0.0.1/$HTTP_PORT)" 2>/dev/null && break
@@ -200,7 +249,7 @@ now() { date +%s.%N; }
 # export-sink: the counting receiver, one per run; sets $sink.
 sink=""
 start_sink() { # dir
-	"$work/otlpsink" -addr "127.0.0.1:$sink_port" >"$1/sink.out" 2>"$1/sink.log" &
+	cg_exec backend "$work/otlpsink" -addr "127.0.0.1:$sink_port" >"$1/sink.out" 2>"$1/sink.log" &
 	sink=$!
 	pids+=("$sink")
 	for _ in $(seq 100); do
@@ -226,12 +275,12 @@ start_agent() { # mode dir
 	case $mode in
 	export-sink)
 		OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sink_port \
-			./bin/tcpspan -netns "$NS" -clean-ratio 1 -health-interval 0 >/dev/null 2>"$dir/agent.log" &
+			cg_exec agent ./bin/tcpspan -netns "$NS" -clean-ratio 1 -health-interval 0 "${AGENT_FLAGS[@]}" >/dev/null 2>"$dir/agent.log" &
 		;;
-	export-all) ./bin/tcpspan -netns "$NS" -clean-ratio 1 -health-interval 0 >/dev/null 2>"$dir/agent.log" & ;;
-	errors-only | storm-errors) ./bin/tcpspan -netns "$NS" -clean-ratio 0 -health-interval 0 >/dev/null 2>"$dir/agent.log" & ;;
+	export-all) cg_exec agent ./bin/tcpspan -netns "$NS" -clean-ratio 1 -health-interval 0 "${AGENT_FLAGS[@]}" >/dev/null 2>"$dir/agent.log" & ;;
+	errors-only | storm-errors) cg_exec agent ./bin/tcpspan -netns "$NS" -clean-ratio 0 -health-interval 0 "${AGENT_FLAGS[@]}" >/dev/null 2>"$dir/agent.log" & ;;
 	bpftrace)
-		bpftrace -e 'tracepoint:sock:inet_sock_set_state { printf("%d %d %d\n", args->oldstate, args->newstate, args->sport); }' \
+		cg_exec agent bpftrace -e 'tracepoint:sock:inet_sock_set_state { printf("%d %d %d\n", args->oldstate, args->newstate, args->sport); }' \
 			>/dev/null 2>"$dir/agent.log" &
 		;;
 	*) return 0 ;;
@@ -324,18 +373,20 @@ run_one() { # mode round
 	a0=$(if [ -n "$agent" ]; then ticks "$agent"; else echo 0; fi)
 	j0=$(ticks "$backend")
 	head -1 /proc/stat >"$dir/cpu.before"
+	for g in load agent backend; do echo "${g}_ns_before=$(cg_usage_ns $g)"; done >>"$dir/vals"
 	echo "t_load_start=$(now)" >>"$dir/vals"
 	case $mode in
 	storm-*)
-		ip netns exec "$NS" "$work/rstorm" -addr "127.0.0.1:$CLOSED_PORT" -workers "$STORM_WORKERS" -d "${DURATION}s" \
+		(cg_exec load ip netns exec "$NS" "$work/rstorm" -addr "127.0.0.1:$CLOSED_PORT" -workers "$STORM_WORKERS" -d "${DURATION}s") \
 			>"$dir/load.out" 2>"$dir/load.err" || true
 		;;
 	*)
-		ip netns exec "$NS" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -H 'Connection: close' \
-			"http://127.0.0.1:$HTTP_PORT/" >"$dir/load.out" 2>"$dir/load.err" || true
+		(cg_exec load ip netns exec "$NS" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -H 'Connection: close' \
+			"http://127.0.0.1:$HTTP_PORT/") >"$dir/load.out" 2>"$dir/load.err" || true
 		;;
 	esac
 	echo "t_load_end=$(now)" >>"$dir/vals"
+	for g in load agent backend; do echo "${g}_ns_after=$(cg_usage_ns $g)"; done >>"$dir/vals"
 	head -1 /proc/stat >"$dir/cpu.after"
 	a1=$(if [ -n "$agent" ]; then ticks "$agent"; else echo 0; fi)
 	j1=$(ticks "$backend")

@@ -50,11 +50,18 @@ type Run struct {
 	// made (storm: per attempt), in microseconds.
 	AgentUsPerConn float64 `json:"agent_cpu_us_per_connection,omitempty"`
 	JaegerCPUPct   float64 `json:"jaeger_cpu_pct_of_one_core"`
-	HostBusyPct    float64 `json:"host_busy_pct_of_all_cores"`
-	LoadAvg        float64 `json:"loadavg_1m_before"`
-	AgentRSSMB     float64 `json:"agent_peak_rss_mb"`
-	AgentThreads   int     `json:"agent_threads,omitempty"`
-	StopSeconds    float64 `json:"agent_stop_seconds,omitempty"`
+	// LoadUsPerConn is the workload's CPU time (nginx and wrk, or rstorm)
+	// per connection (storm: per attempt), in microseconds, from its
+	// accounting cgroup: softirq work done in its context included, so it
+	// grows by what the agent's programs cost in the kernel. 0 when the
+	// bench ran without cgroups. BackendUsPerConn is the trace backend's.
+	LoadUsPerConn    float64 `json:"load_cpu_us_per_connection,omitempty"`
+	BackendUsPerConn float64 `json:"backend_cpu_us_per_connection,omitempty"`
+	HostBusyPct      float64 `json:"host_busy_pct_of_all_cores"`
+	LoadAvg          float64 `json:"loadavg_1m_before"`
+	AgentRSSMB       float64 `json:"agent_peak_rss_mb"`
+	AgentThreads     int     `json:"agent_threads,omitempty"`
+	StopSeconds      float64 `json:"agent_stop_seconds,omitempty"`
 	// StopSignal is INT, or TERM or KILL when the agent outlived SIGINT by 10 s.
 	StopSignal string `json:"agent_stop_signal,omitempty"`
 
@@ -237,6 +244,30 @@ func loadRun(dir string) (*Run, error) {
 			r.AgentUsPerConn = 1e6 * f64(vals["agent_ticks"]) / tck / n
 		}
 		r.JaegerCPUPct = 100 * f64(vals["jaeger_ticks"]) / tck / wall
+	}
+	// The cgroups' exact CPU times, where the bench had them; the agent's
+	// then replaces its clock-tick figure.
+	if n := r.Rate * r.Seconds; n > 0 {
+		cg := func(g string) (float64, bool) {
+			b, okb := vals[g+"_ns_before"]
+			a, oka := vals[g+"_ns_after"]
+			if !okb || !oka || f64(a) <= 0 {
+				return 0, false
+			}
+			return (f64(a) - f64(b)) / 1e3 / n, true
+		}
+		if us, ok := cg("load"); ok {
+			r.LoadUsPerConn = us
+			if us, ok := cg("agent"); ok && vals["agent_pid"] != "" {
+				r.AgentUsPerConn = us
+				if wall > 0 {
+					r.AgentCPUPct = 100 * us * n / 1e6 / wall
+				}
+			}
+			if us, ok := cg("backend"); ok {
+				r.BackendUsPerConn = us
+			}
+		}
 	}
 	t0, i0, e0 := cpuLine(filepath.Join(dir, "cpu.before"))
 	t1, i1, e1 := cpuLine(filepath.Join(dir, "cpu.after"))
