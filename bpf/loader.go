@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -29,8 +30,9 @@ const (
 	DefaultMaxConnections = 65536
 	// DefaultWakeupBytes is how much must be pending before the kernel
 	// signals the ring buffer's poller. The reader drains on a timer (see
-	// [Tracer.Read]) and does not wait for the signal; it is kept rare so
-	// that it costs the kernel little.
+	// [Tracer.Read]) and wakes early for the signal, so a burst is read
+	// without waiting for the timer; it is kept rare so that it costs the
+	// kernel little.
 	DefaultWakeupBytes = 64 << 10
 )
 
@@ -49,6 +51,8 @@ type config struct {
 	ringBytes      int
 	maxConns       int
 	wakeupBytes    uint32
+	pollMin        time.Duration // the reader's sleeps: see PollInterval
+	pollMax        time.Duration
 	cgroupPath     string
 	tracefs        string
 	verifierLogs   bool
@@ -63,6 +67,8 @@ func newConfig(opts ...Option) config {
 		ringBytes:   DefaultRingBufferBytes,
 		maxConns:    DefaultMaxConnections,
 		wakeupBytes: DefaultWakeupBytes,
+		pollMin:     PollInterval,
+		pollMax:     MaxPollInterval,
 		warn:        func(string) {},
 	}
 	for _, o := range opts {
@@ -129,6 +135,9 @@ type Tracer struct {
 	features  Features
 	progs     map[string]*ebpf.Program // attached, by hook name
 	malformed atomic.Uint64            // records Read could not decode
+	// pollMin and pollMax bound Read's sleeps; drains counts its passes.
+	pollMin, pollMax time.Duration
+	drains           atomic.Uint64
 }
 
 // Load checks privileges and kernel support, loads the BPF object and
@@ -168,7 +177,7 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracer{names: names, progs: map[string]*ebpf.Program{}}
+	t := &Tracer{names: names, progs: map[string]*ebpf.Program{}, pollMin: cfg.pollMin, pollMax: cfg.pollMax}
 	t.features.init(protos, names, fetch)
 
 	// Both objects have the same programs, maps and variables; the
