@@ -35,7 +35,9 @@
 # Knobs (environment): ROUNDS=3 DURATION=5 (seconds of load per run)
 # CONNECTIONS=32 STORM_WORKERS=nproc VERIFY=last MODES="none export-sink ..."
 # AGENT_FLAGS= (more tcpspan flags for every tcpspan mode, e.g.
-# "-ring-buffer-bytes 4194304") PROFILE=0 (1: after the
+# "-ring-buffer-bytes 4194304") BIN_B= (a second tcpspan binary, for
+# mode errors-only-b: errors-only with it, so that two builds' kernel sides
+# are compared in the same rounds) PROFILE=0 (1: after the
 # rounds, one more run of export-sink and errors-only under `perf record -g`,
 # and storm-errors, with the kernel's BPF run-time stats: bench/profile.txt)
 # KEEP=0 (1: keep the work directory) OUT=bench (where results go).
@@ -58,6 +60,12 @@ HTTP_PORT=8080
 CLOSED_PORT=9
 MODES=(${MODES:-none export-sink export-all errors-only bpftrace storm-none storm-errors})
 
+case " ${MODES[*]} " in
+*" errors-only-b "*)
+	[ -x "${BIN_B:-}" ] || { echo "bench: mode errors-only-b needs BIN_B, a tcpspan binary" >&2; exit 2; }
+	BIN_B=$(realpath "$BIN_B")
+	;;
+esac
 if [ "$(id -u)" -ne 0 ]; then
 	echo "bench: needs root (it loads BPF programs and creates a network namespace): sudo make bench" >&2
 	exit 1
@@ -279,6 +287,7 @@ start_agent() { # mode dir
 		;;
 	export-all) cg_exec agent ./bin/tcpspan -netns "$NS" -clean-ratio 1 -health-interval 0 "${AGENT_FLAGS[@]}" >/dev/null 2>"$dir/agent.log" & ;;
 	errors-only | storm-errors) cg_exec agent ./bin/tcpspan -netns "$NS" -clean-ratio 0 -health-interval 0 "${AGENT_FLAGS[@]}" >/dev/null 2>"$dir/agent.log" & ;;
+	errors-only-b) cg_exec agent "$BIN_B" -netns "$NS" -clean-ratio 0 -health-interval 0 "${AGENT_FLAGS[@]}" >/dev/null 2>"$dir/agent.log" & ;;
 	bpftrace)
 		cg_exec agent bpftrace -e 'tracepoint:sock:inet_sock_set_state { printf("%d %d %d\n", args->oldstate, args->newstate, args->sport); }' \
 			>/dev/null 2>"$dir/agent.log" &

@@ -17,19 +17,20 @@ import (
 // modeOrder is the order of modes in the tables and the chart; baseline is
 // the mode each is compared with.
 var (
-	modeOrder = []string{"none", "export-sink", "export-all", "errors-only", "bpftrace", "storm-none", "storm-errors"}
+	modeOrder = []string{"none", "export-sink", "export-all", "errors-only", "errors-only-b", "bpftrace", "storm-none", "storm-errors"}
 	baseline  = map[string]string{
-		"none": "none", "export-sink": "none", "export-all": "none", "errors-only": "none", "bpftrace": "none",
+		"none": "none", "export-sink": "none", "export-all": "none", "errors-only": "none", "errors-only-b": "none", "bpftrace": "none",
 		"storm-none": "storm-none", "storm-errors": "storm-none",
 	}
 	modeWhat = map[string]string{
-		"none":         "no agent",
-		"export-sink":  "tcpspan -clean-ratio 1 -> counting OTLP receiver",
-		"export-all":   "tcpspan -clean-ratio 1 -> Jaeger",
-		"errors-only":  "tcpspan -clean-ratio 0 -> Jaeger",
-		"bpftrace":     "bpftrace, 1 line per inet_sock_set_state",
-		"storm-none":   "RST storm, no agent",
-		"storm-errors": "RST storm, tcpspan -clean-ratio 0",
+		"none":          "no agent",
+		"export-sink":   "tcpspan -clean-ratio 1 -> counting OTLP receiver",
+		"export-all":    "tcpspan -clean-ratio 1 -> Jaeger",
+		"errors-only":   "tcpspan -clean-ratio 0 -> Jaeger",
+		"errors-only-b": "BIN_B -clean-ratio 0 -> Jaeger",
+		"bpftrace":      "bpftrace, 1 line per inet_sock_set_state",
+		"storm-none":    "RST storm, no agent",
+		"storm-errors":  "RST storm, tcpspan -clean-ratio 0",
 	}
 )
 
