@@ -58,9 +58,9 @@ type Mode struct {
 
 	// CPU cost per connection from the accounting cgroups (0 without):
 	// LoadUsPerConn is the workload's median; KernelUsPerConn what it grew
-	// by against the baseline's median, the cost of the agent's programs
-	// in the workload's context; OverheadUsPerConn that plus the agent's
-	// own CPU. CostRatio = base / (base + overhead), base the baseline's
+	// by against the baseline's median: the agent's programs run in the
+	// workload's context, and a busy agent also costs it cache misses;
+	// OverheadUsPerConn that plus the agent's own CPU. CostRatio = base / (base + overhead), base the baseline's
 	// LoadUsPerConn: the rate ratio these costs give on a machine the
 	// workload saturates, less sensitive to other load than Ratio.
 	LoadUsPerConn     float64 `json:"load_cpu_us_per_connection_median,omitempty"`
@@ -376,7 +376,8 @@ func printTables(w io.Writer, res *Results) {
 	fmt.Fprintln(w, "\n   rate/s: connections/s (TcpActiveOpens), or RSTs/s for storm modes (attempts; each one RST);")
 	fmt.Fprintln(w, "   x base: ratio of medians to no agent (storm: to storm-none); paired: median of per-round ratios;")
 	fmt.Fprintln(w, "   load µs/conn: CPU of nginx+wrk (storm: rstorm) per connection (storm: per attempt), softirq in their context included, from a cgroup;")
-	fmt.Fprintln(w, "   +kernel: what that grew by against no agent (the agent's programs and hooks); +agent: the agent's own CPU per connection;")
+	fmt.Fprintln(w, "   +kernel: what that grew by against no agent: the agent's BPF programs and hooks, which run in the workload's context, and the")
+	fmt.Fprintln(w, "   cost of sharing CPU caches with a busy agent (and receiver); +agent: the agent's own CPU per connection;")
 	fmt.Fprintln(w, "   x cost: load / (load + kernel + agent) of no agent, the rate ratio those costs give when the workload saturates the CPUs;")
 	fmt.Fprintln(w, "   agent CPU: % of one core over the load; rec/conn: (connections+orphans)/TcpActiveOpens, tcpspan's records")
 	fmt.Fprintln(w, "   per TCP connection (one per socket: 2 for a loopback connection); lost/missed/spans summed over rounds;")
