@@ -161,22 +161,13 @@ static __always_inline bool conn_clean(const struct conn *c)
 }
 
 /* conn_finish fills the final statistics from tcp_sock, emits the record and
- * forgets the socket. */
+ * forgets the socket. A clean connection that is not sent (skip_clean) is
+ * only counted: its statistics are not read, nor the clock. */
 static __always_inline void conn_finish(struct conn *c, const struct sock *sk)
 {
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 	__u64 key = (__u64)sk;
 
-	c->end_ns = bpf_ktime_get_boot_ns();
-	c->final_state = sk_state(sk);
-	c->bytes_sent = BPF_CORE_READ(tp, bytes_sent) - BPF_CORE_READ(tp, bytes_retrans);
-	c->bytes_received = BPF_CORE_READ(tp, bytes_received);
-	c->segs_out = BPF_CORE_READ(tp, segs_out);
-	c->segs_in = BPF_CORE_READ(tp, segs_in);
-	c->total_retrans = BPF_CORE_READ(tp, total_retrans);
-	c->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	if (c->tuple.sport == 0)
-		c->tuple.sport = sk_local_port(sk);
 	if (c->closer_tid) {
 		/* The closer's entry, kept past its close() (see actors). */
 		struct actor *a = bpf_map_lookup_elem(&actors, &c->closer_tid);
@@ -184,10 +175,22 @@ static __always_inline void conn_finish(struct conn *c, const struct sock *sk)
 		if (a && a->sk == key)
 			actor_clear(a);
 	}
-	if (skip_clean && conn_clean(c))
+	/* conn_clean needs it. */
+	c->total_retrans = BPF_CORE_READ(tp, total_retrans);
+	if (skip_clean && conn_clean(c)) {
 		count(COUNTER_CONNS_CLEAN_SKIPPED);
-	else
+	} else {
+		c->end_ns = bpf_ktime_get_boot_ns();
+		c->final_state = sk_state(sk);
+		c->bytes_sent = BPF_CORE_READ(tp, bytes_sent) - BPF_CORE_READ(tp, bytes_retrans);
+		c->bytes_received = BPF_CORE_READ(tp, bytes_received);
+		c->segs_out = BPF_CORE_READ(tp, segs_out);
+		c->segs_in = BPF_CORE_READ(tp, segs_in);
+		c->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+		if (c->tuple.sport == 0)
+			c->tuple.sport = sk_local_port(sk);
 		conn_emit(c);
+	}
 	bpf_map_delete_elem(&conns, &key);
 }
 
