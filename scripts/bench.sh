@@ -35,9 +35,9 @@
 # Knobs (environment): ROUNDS=3 DURATION=5 (seconds of load per run)
 # CONNECTIONS=32 STORM_WORKERS=nproc VERIFY=last MODES="none export-sink ..."
 # AGENT_FLAGS= (more tcpspan flags for every tcpspan mode, e.g.
-# "-ring-buffer-bytes 4194304") BIN_B= (a second tcpspan binary, for
-# mode errors-only-b: errors-only with it, so that two builds' kernel sides
-# are compared in the same rounds) PROFILE=0 (1: after the
+# "-ring-buffer-bytes 4194304") BIN_B= (a second tcpspan binary, or a
+# script that execs one, for modes errors-only-b and export-sink-b: those
+# modes with it, so that two builds are compared in the same rounds) PROFILE=0 (1: after the
 # rounds, one more run of export-sink and errors-only under `perf record -g`,
 # and storm-errors, with the kernel's BPF run-time stats: bench/profile.txt)
 # KEEP=0 (1: keep the work directory) OUT=bench (where results go).
@@ -61,8 +61,8 @@ CLOSED_PORT=9
 MODES=(${MODES:-none export-sink export-all errors-only bpftrace storm-none storm-errors})
 
 case " ${MODES[*]} " in
-*" errors-only-b "*)
-	[ -x "${BIN_B:-}" ] || { echo "bench: mode errors-only-b needs BIN_B, a tcpspan binary" >&2; exit 2; }
+*" errors-only-b "* | *" export-sink-b "*)
+	[ -x "${BIN_B:-}" ] || { echo "bench: modes errors-only-b and export-sink-b need BIN_B, a tcpspan binary" >&2; exit 2; }
 	BIN_B=$(realpath "$BIN_B")
 	;;
 esac
@@ -285,6 +285,10 @@ start_agent() { # mode dir
 		OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sink_port \
 			cg_exec agent ./bin/tcpspan -netns "$NS" -clean-ratio 1 -health-interval 0 "${AGENT_FLAGS[@]}" >/dev/null 2>"$dir/agent.log" &
 		;;
+	export-sink-b)
+		OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sink_port \
+			cg_exec agent "$BIN_B" -netns "$NS" -clean-ratio 1 -health-interval 0 "${AGENT_FLAGS[@]}" >/dev/null 2>"$dir/agent.log" &
+		;;
 	export-all) cg_exec agent ./bin/tcpspan -netns "$NS" -clean-ratio 1 -health-interval 0 "${AGENT_FLAGS[@]}" >/dev/null 2>"$dir/agent.log" & ;;
 	errors-only | storm-errors) cg_exec agent ./bin/tcpspan -netns "$NS" -clean-ratio 0 -health-interval 0 "${AGENT_FLAGS[@]}" >/dev/null 2>"$dir/agent.log" & ;;
 	errors-only-b) cg_exec agent "$BIN_B" -netns "$NS" -clean-ratio 0 -health-interval 0 "${AGENT_FLAGS[@]}" >/dev/null 2>"$dir/agent.log" & ;;
@@ -371,7 +375,7 @@ run_one() { # mode round
 		echo "loadavg=$(cut -d' ' -f1 /proc/loadavg)"
 		echo "t_start=$(now)"
 	} >"$dir/vals"
-	if [ "$mode" = export-sink ]; then
+	if [ "$mode" = export-sink ] || [ "$mode" = export-sink-b ]; then
 		start_sink "$dir" || exit 1
 		backend=$sink
 	fi

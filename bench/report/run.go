@@ -285,7 +285,7 @@ func loadRun(dir string) (*Run, error) {
 		if r.ActiveOpens > 0 {
 			r.RecordsPerConn = float64(r.Connections+r.Orphans) / float64(r.ActiveOpens)
 		}
-		if r.Mode == "export-all" || r.Mode == "export-sink" {
+		if r.Mode == "export-all" || r.Mode == "export-sink" || r.Mode == "export-sink-b" {
 			r.SpansExpected = 2 * r.ActiveOpens
 		}
 	}

@@ -17,9 +17,9 @@ import (
 // modeOrder is the order of modes in the tables and the chart; baseline is
 // the mode each is compared with.
 var (
-	modeOrder = []string{"none", "export-sink", "export-all", "errors-only", "errors-only-b", "bpftrace", "storm-none", "storm-errors"}
+	modeOrder = []string{"none", "export-sink", "export-sink-b", "export-all", "errors-only", "errors-only-b", "bpftrace", "storm-none", "storm-errors"}
 	baseline  = map[string]string{
-		"none": "none", "export-sink": "none", "export-all": "none", "errors-only": "none", "errors-only-b": "none", "bpftrace": "none",
+		"none": "none", "export-sink": "none", "export-sink-b": "none", "export-all": "none", "errors-only": "none", "errors-only-b": "none", "bpftrace": "none",
 		"storm-none": "storm-none", "storm-errors": "storm-none",
 	}
 	modeWhat = map[string]string{
