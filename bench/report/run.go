@@ -78,8 +78,11 @@ type Run struct {
 	SpansDropped   int64             `json:"spans_dropped"`
 	SampledOut     int64             `json:"sampled_out"`
 	RecordsPerConn float64           `json:"records_per_connection"`
+	// Midlife counts connections first seen mid-life (kernel side).
+	Midlife int64 `json:"midlife,omitempty"`
 	// SpansExpected is 2 per connection (client and server) when every
-	// connection is exported; 0 when not known.
+	// connection is exported, plus the connections seen mid-life; 0 when
+	// not known.
 	SpansExpected int64    `json:"spans_expected,omitempty"`
 	Warnings      []string `json:"agent_warnings,omitempty"`
 
@@ -286,7 +289,9 @@ func loadRun(dir string) (*Run, error) {
 			r.RecordsPerConn = float64(r.Connections+r.Orphans) / float64(r.ActiveOpens)
 		}
 		if r.Mode == "export-all" || r.Mode == "export-sink" || r.Mode == "export-sink-b" {
-			r.SpansExpected = 2 * r.ActiveOpens
+			// A socket of an earlier run still closing when the agent
+			// started is seen mid-life, and is a span too.
+			r.SpansExpected = 2*r.ActiveOpens + r.Midlife
 		}
 	}
 	r.SinkSpans = i64(vals["sink_spans"])
@@ -321,6 +326,7 @@ func (r *Run) readAgentLog(path string) {
 			r.SpansRecorded, r.SpansExported = i64(kv["spans_recorded"]), i64(kv["spans_exported"])
 			r.SpansFailed, r.SpansDropped = i64(kv["spans_failed"]), i64(kv["spans_dropped"])
 			r.SampledOut = i64(kv["sampled_out"])
+			r.Midlife = i64(kv["midlife"])
 		case kv["level"] == "WARN" || kv["level"] == "ERROR":
 			w := kv["level"] + " " + kv["msg"]
 			if !seen[w] && len(r.Warnings) < 8 {
