@@ -32,15 +32,18 @@
 # of the last round (VERIFY=all: of every round; VERIFY=0: none). bench/report turns the runs into a
 # table on stdout, bench/results.json and bench/results.png.
 #
-# Knobs (environment): ROUNDS=3 DURATION=5 (seconds of load per run)
-# CONNECTIONS=32 STORM_WORKERS=nproc VERIFY=last MODES="none export-sink ..."
-# AGENT_FLAGS= (more tcpspan flags for every tcpspan mode, e.g.
-# "-ring-buffer-bytes 4194304") BIN_B= (a second tcpspan binary, or a
-# script that execs one, for modes errors-only-b and export-sink-b: those
-# modes with it, so that two builds are compared in the same rounds) PROFILE=0 (1: after the
-# rounds, one more run of export-sink and errors-only under `perf record -g`,
-# and storm-errors, with the kernel's BPF run-time stats: bench/profile.txt)
-# KEEP=0 (1: keep the work directory) OUT=bench (where results go).
+# Knobs (environment):
+#   ROUNDS=3 DURATION=5 (seconds of load per run) CONNECTIONS=32
+#   STORM_WORKERS=nproc VERIFY=last MODES="none export-sink ..."
+#   AGENT_FLAGS= (more tcpspan flags for every tcpspan mode, e.g.
+#   "-ring-buffer-bytes 4194304")
+#   BIN_B= (a second tcpspan binary, or a script that execs one, for modes
+#   errors-only-b and export-sink-b: those modes with it, so that two builds
+#   are compared in the same rounds)
+#   PROFILE=0 (1: after the rounds, one more run of export-sink and
+#   errors-only under `perf record -g`, and storm-errors, with the kernel's
+#   BPF run-time stats: bench/profile.txt)
+#   KEEP=0 (1: keep the work directory) OUT=bench (where results go).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin

@@ -25,6 +25,7 @@ var (
 	modeWhat = map[string]string{
 		"none":          "no agent",
 		"export-sink":   "tcpspan -clean-ratio 1 -> counting OTLP receiver",
+		"export-sink-b": "BIN_B -clean-ratio 1 -> counting OTLP receiver",
 		"export-all":    "tcpspan -clean-ratio 1 -> Jaeger",
 		"errors-only":   "tcpspan -clean-ratio 0 -> Jaeger",
 		"errors-only-b": "BIN_B -clean-ratio 0 -> Jaeger",
@@ -60,9 +61,10 @@ type Mode struct {
 	// LoadUsPerConn is the workload's median; KernelUsPerConn what it grew
 	// by against the baseline's median: the agent's programs run in the
 	// workload's context, and a busy agent also costs it cache misses;
-	// OverheadUsPerConn that plus the agent's own CPU. CostRatio = base / (base + overhead), base the baseline's
-	// LoadUsPerConn: the rate ratio these costs give on a machine the
-	// workload saturates, less sensitive to other load than Ratio.
+	// OverheadUsPerConn that plus the agent's own CPU. CostRatio is
+	// base / (base + overhead), base the baseline's LoadUsPerConn: the rate
+	// ratio these costs give on a machine the workload saturates, less
+	// sensitive to other load than Ratio.
 	LoadUsPerConn     float64 `json:"load_cpu_us_per_connection_median,omitempty"`
 	KernelUsPerConn   float64 `json:"kernel_cpu_us_per_connection,omitempty"`
 	OverheadUsPerConn float64 `json:"overhead_cpu_us_per_connection,omitempty"`
