@@ -17,7 +17,12 @@ func kernelSpec(t *testing.T, rst, kfree []btf.FuncParam, extra ...btf.Type) *bt
 		return &btf.Typedef{Name: "btf_trace_" + name, Type: &btf.Pointer{
 			Target: &btf.FuncProto{Return: &btf.Void{}, Params: params}}}
 	}
-	types := append([]btf.Type{tp("tcp_send_reset", rst), tp("kfree_skb", kfree)}, extra...)
+	return specOf(t, append([]btf.Type{tp("tcp_send_reset", rst), tp("kfree_skb", kfree)}, extra...)...)
+}
+
+// specOf marshals types and loads them back as a BTF spec.
+func specOf(t *testing.T, types ...btf.Type) *btf.Spec {
+	t.Helper()
 	b, err := btf.NewBuilder(types, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -95,18 +100,7 @@ func TestReadPrototypes(t *testing.T) {
 }
 
 func TestReadPrototypesMissingTracepoint(t *testing.T) {
-	b, err := btf.NewBuilder([]btf.Type{&btf.Int{Name: "int", Size: 4}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := b.Marshal(nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, err := btf.LoadSpecFromReader(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
+	spec := specOf(t, &btf.Int{Name: "int", Size: 4})
 	if _, err := readPrototypes(spec); err == nil {
 		t.Error("no error for a kernel BTF without btf_trace_tcp_send_reset")
 	}
