@@ -13,7 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 )
@@ -130,7 +129,7 @@ func WithVerifierLogs(on bool) Option {
 type Tracer struct {
 	objs      tcpspanObjects
 	links     []link.Link
-	reader    *ringbuf.Reader
+	reader    *ringReader
 	names     *KernelNames
 	features  Features
 	progs     map[string]*ebpf.Program // attached, by hook name
@@ -322,7 +321,7 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 		}
 	}
 
-	t.reader, err = ringbuf.NewReader(t.objs.Events)
+	t.reader, err = newRingReader(t.objs.Events)
 	if err != nil {
 		return nil, fmt.Errorf("open ring buffer reader: %w", err)
 	}

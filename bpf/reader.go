@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 )
 
@@ -69,29 +68,30 @@ type Counters struct {
 // It drains the ring buffer without blocking and sleeps in between, every
 // [PollInterval] while records come and up to [MaxPollInterval] while none
 // do, parked in the Go runtime's poller until the kernel's wake-up or the
-// timeout. It never waits in cilium/ebpf's blocking epoll_wait: a goroutine
-// blocked in a system call keeps the runtime's monitor thread waking every
-// 20 µs to retake its processor, which was a quarter of the agent's CPU
-// when connections were not exported.
+// timeout. It never waits in a blocking epoll_wait: a goroutine blocked in
+// a system call keeps the runtime's monitor thread waking every 20 µs to
+// retake its processor, which was a quarter of the agent's CPU when
+// connections were not exported. Closing the Tracer ends it at its next
+// drain, within the current sleep.
 func (t *Tracer) Read(ctx context.Context, h Handler) error {
 	// Capacity for a full connection record, so that Decode can complete a
 	// short one in place.
-	rec := ringbuf.Record{RawSample: make([]byte, 0, RecordBufferBytes)}
+	buf := make([]byte, 0, RecordBufferBytes)
 	w := newRingWait(t.objs.Events)
 	defer w.close()
 	defer context.AfterFunc(ctx, w.interrupt)()
 	sleep := t.pollMin
 	for {
-		n, err := t.drain(&rec, h)
+		n, err := t.drain(buf, h)
 		if err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) {
+			if errors.Is(err, os.ErrClosed) {
 				return nil
 			}
 			return err
 		}
 		if ctx.Err() != nil {
 			// What the kernel wrote before the cancel is delivered too.
-			if _, err := t.drain(&rec, h); err != nil && !errors.Is(err, ringbuf.ErrClosed) {
+			if _, err := t.drain(buf, h); err != nil && !errors.Is(err, os.ErrClosed) {
 				return err
 			}
 			return nil
@@ -191,22 +191,25 @@ func (w *ringWait) close() {
 }
 
 // drain delivers the records in the ring buffer now, without waiting, and
-// returns how many it read.
-func (t *Tracer) drain(rec *ringbuf.Record, h Handler) (int, error) {
+// returns how many it read. Each is copied into buf (see [ringReader]); one
+// longer than cap(buf) is skipped and counted as malformed.
+func (t *Tracer) drain(buf []byte, h Handler) (int, error) {
 	t.drains.Add(1)
-	t.reader.SetDeadline(time.Now())
 	for n := 0; ; n++ {
-		err := t.reader.ReadInto(rec)
+		sample, err := t.reader.read(buf)
 		switch {
 		case err == nil:
-		case errors.Is(err, os.ErrDeadlineExceeded):
+		case errors.Is(err, errRingEmpty):
 			return n, nil
-		case errors.Is(err, ringbuf.ErrClosed):
+		case errors.Is(err, errSampleTooLong):
+			t.malformed.Add(1)
+			continue
+		case errors.Is(err, os.ErrClosed):
 			return n, err
 		default:
 			return n, fmt.Errorf("read ring buffer: %w", err)
 		}
-		c, o, err := Decode(rec.RawSample)
+		c, o, err := Decode(sample)
 		switch {
 		case err != nil:
 			t.malformed.Add(1)

@@ -51,9 +51,10 @@ type config struct {
 	memoryMiB  int // soft limit of the Go runtime's memory; 0 for none
 }
 
-// defaultMemoryMiB bounds the Go heap: with the 16 MiB ring buffer mapped
-// twice and the binary, the agent stays under 150 MB of RSS through a reset
-// storm whose spans outrun the backend (the export queue full).
+// defaultMemoryMiB bounds the Go heap: with the 16 MiB ring buffer and the
+// binary, the agent stays under 150 MB of RSS through a reset storm whose
+// spans outrun the backend (the export queue full). That was measured with
+// the ring buffer mapped twice, 16 MB more than now.
 const defaultMemoryMiB = 96
 
 // errHelp is returned by parseConfig for -h.
@@ -81,7 +82,7 @@ func flagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.health, "health-interval", c.health, "how often to log the agent's own counts (0 to disable)")
 	fs.StringVar(&c.healthAddr, "health-addr", c.healthAddr, "serve /healthz and /metrics (the agent's own counts) on this address; a bare port binds 127.0.0.1 (default: no listening port)")
 	fs.StringVar(&c.statsFile, "stats-file", c.statsFile, "on exit, write the agent's final counts to this file as JSON")
-	fs.IntVar(&c.memoryMiB, "memory-limit", c.memoryMiB, "soft limit, in MiB, of the Go runtime's memory: the garbage collector works harder near it (0: none); the ring buffer (twice -ring-buffer-bytes) and the binary come on top")
+	fs.IntVar(&c.memoryMiB, "memory-limit", c.memoryMiB, "soft limit, in MiB, of the Go runtime's memory: the garbage collector works harder near it (0: none); the ring buffer (-ring-buffer-bytes) and the binary come on top")
 	return fs
 }
 
