@@ -315,6 +315,28 @@ func TestCleanConnection(t *testing.T) {
 				requireSteps(t, client, append(clientOpen, passive...))
 				requireSteps(t, server, append(serverOpen, closing...))
 			}
+			// The closer's own state change is its act; the peer's move to
+			// CLOSE_WAIT is the kernel processing the FIN in softirq, which
+			// on loopback runs inside the closer's close(), on its time.
+			active, passiveEnd := server, client
+			if tc.clientFirst {
+				active, passiveEnd = client, server
+			}
+			for _, want := range []struct {
+				x     *conn.Connection
+				state conn.State
+				ctx   conn.Context
+			}{
+				{active, conn.StateFinWait1, conn.ContextProcess},
+				{passiveEnd, conn.StateCloseWait, conn.ContextKernel},
+				{passiveEnd, conn.StateLastAck, conn.ContextProcess},
+			} {
+				for _, e := range want.x.Events {
+					if e.Kind == conn.EventState && e.State == want.state && e.Context != want.ctx {
+						t.Errorf("%s: move to %s in context %s, want %s", want.x.Side, want.state, e.Context, want.ctx)
+					}
+				}
+			}
 			wantInit := map[bool][2]conn.Initiator{
 				true:  {conn.InitiatorLocal, conn.InitiatorRemote},
 				false: {conn.InitiatorRemote, conn.InitiatorLocal},

@@ -135,6 +135,35 @@ static __always_inline void conn_event(struct conn *c, __u64 ts, __u8 type, __u8
 	e->ctx = ctx;
 }
 
+/* conn_close records that the current task, inside close(fd), closes c's
+ * socket: the closer, the bytes it left unread and a close event, once.
+ * state is the socket's state before close() changed it. A child its server
+ * never accepted is closed by the close() of its listener: its events name
+ * that process (closing_fd), but the fd is the listener's, and the child
+ * itself was never the process's to close. */
+static __always_inline void conn_close(struct conn *c, const struct sock *sk, __u32 fd, __u8 state)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u64 pid_tgid;
+	__u32 unread;
+
+	if (c->closer_pid != 0 || (c->side == SIDE_SERVER && (c->flags & CONN_OWNER_FROM_LISTENER)))
+		return;
+	pid_tgid = bpf_get_current_pid_tgid();
+	unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
+	/* In CLOSE_WAIT and CLOSING the peer's FIN is in rcv_nxt until the
+	 * application reads the end of file. It is not data, and tcp_close()
+	 * does not count it as unread either. */
+	if (unread > 0 && (state == TCP_CLOSE_WAIT || state == TCP_CLOSING))
+		unread--;
+	c->closer_pid = pid_tgid >> 32;
+	c->closer_tid = (__u32)pid_tgid;
+	c->closer_fd = fd;
+	c->unread_bytes = unread;
+	bpf_get_current_comm(c->closer_comm, sizeof(c->closer_comm));
+	conn_event(c, 0, EVENT_CLOSE, state, CTX_PROCESS, pid_tgid >> 32, fd, (__u32)pid_tgid);
+}
+
 /* Event types that make a connection worth a look: the kernel-side mirror of
  * conn.Connection.Problem in Go. */
 #define PROBLEM_EVENTS                                                                                     \
@@ -168,13 +197,6 @@ static __always_inline void conn_finish(struct conn *c, const struct sock *sk)
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 	__u64 key = (__u64)sk;
 
-	if (c->closer_tid) {
-		/* The closer's entry, kept past its close() (see actors). */
-		struct actor *a = bpf_map_lookup_elem(&actors, &c->closer_tid);
-
-		if (a && a->sk == key)
-			actor_clear(a);
-	}
 	/* conn_clean needs it. */
 	c->total_retrans = BPF_CORE_READ(tp, total_retrans);
 	if (skip_clean && conn_clean(c)) {

@@ -8,6 +8,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
 )
 
 // Names of the capabilities in [Features.Caps], stable for scripts and
@@ -206,6 +207,25 @@ func isPointerTo(t btf.Type, structName string) bool {
 	return ok && s.Name == structName
 }
 
+// haveModernObjectNeeds says whether the kernel can load the object built
+// for current kernels: atomic fetch instructions (5.12) and, to read the
+// syscall a task is in, bpf_get_current_task_btf and bpf_task_pt_regs
+// (5.15). Otherwise the compatible object is loaded.
+func haveModernObjectNeeds() (bool, error) {
+	fetch, err := haveAtomicFetch()
+	if err != nil || !fetch {
+		return false, err
+	}
+	switch err := features.HaveProgramHelper(ebpf.RawTracepoint, asm.FnTaskPtRegs); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return false, nil
+	default:
+		return false, fmt.Errorf("probe bpf_task_pt_regs: %w", err)
+	}
+}
+
 // haveAtomicFetch says whether the kernel accepts atomic fetch instructions
 // (BPF_ATOMIC with BPF_FETCH, 5.12+). Older kernels reject them with
 // "BPF_STX uses reserved fields". It loads a three-instruction program.
@@ -240,9 +260,9 @@ func haveAtomicFetch() (bool, error) {
 // init sets what is known before anything is attached. SYN overflow and,
 // on kernels that need the kprobe fallback, closed-port resets are decided
 // when attaching.
-func (f *Features) init(p prototypes, names *KernelNames, fetch bool) {
+func (f *Features) init(p prototypes, names *KernelNames, modern bool) {
 	f.set(Capability{Name: CapConnections, On: true,
-		How: "raw tracepoints inet_sock_set_state, tcp_*; tracepoints syscalls close, accept, accept4"})
+		How: "raw tracepoints inet_sock_set_state, tcp_*; tracepoints syscalls accept, accept4"})
 	f.set(Capability{Name: CapSocketErrors, Why: "not attached"})
 
 	switch {
@@ -302,11 +322,11 @@ func (f *Features) init(p prototypes, names *KernelNames, fetch bool) {
 
 	f.set(Capability{Name: CapSYNOverflow, Why: "not attached"})
 
-	if fetch {
+	if modern {
 		f.set(Capability{Name: CapAtomicSlots, On: true, How: "atomic fetch-and-add"})
 	} else {
 		f.set(Capability{Name: CapAtomicSlots,
-			Why: "the kernel rejects atomic fetch instructions (added in 5.12): the object without them is loaded, and two CPUs updating one connection at the same instant may share an event slot"})
+			Why: "the kernel rejects atomic fetch instructions (added in 5.12) or lacks bpf_task_pt_regs (5.15): the object without them is loaded, and two CPUs updating one connection at the same instant may share an event slot"})
 	}
 }
 

@@ -172,17 +172,18 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 	if err != nil {
 		return nil, err
 	}
-	fetch, err := haveAtomicFetch()
+	modern, err := haveModernObjectNeeds()
 	if err != nil {
 		return nil, err
 	}
 	t := &Tracer{names: names, progs: map[string]*ebpf.Program{}, pollMin: cfg.pollMin, pollMax: cfg.pollMax}
-	t.features.init(protos, names, fetch)
+	t.features.init(protos, names, modern)
 
 	// Both objects have the same programs, maps and variables; the
-	// compatible one avoids atomic fetch instructions.
+	// compatible one avoids atomic fetch instructions and the BTF task
+	// helpers (see closing_fd in sock.h).
 	load := loadTcpspan
-	if !fetch {
+	if !modern {
 		load = loadTcpspanCompat
 	}
 	spec, err := load()
@@ -272,8 +273,6 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 		name string
 		prog *ebpf.Program
 	}{
-		{"sys_enter_close", t.objs.SysEnterClose},
-		{"sys_exit_close", t.objs.SysExitClose},
 		{"sys_exit_accept4", t.objs.SysExitAccept4},
 		{"sys_exit_accept", t.objs.SysExitAccept},
 	} {

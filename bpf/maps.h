@@ -100,37 +100,6 @@ struct {
 	__type(value, struct handshake);
 } handshakes SEC(".maps");
 
-/* actor is a thread inside a syscall on a socket. */
-struct actor {
-	__u64 sk;       /* the socket the syscall acts on */
-	__u32 syscall;  /* syscall number */
-	__u32 netns;    /* for a listener: its children are acted on too */
-	__u16 port;
-	__u8 listener;
-	__u8 exited;    /* close() returned before the socket was released */
-	__u8 _pad[4];
-};
-
-/* actors: thread id -> struct actor.
- * Inserted at a thread's first sys_enter_close of a tracked connection or a
- * TCP listener, then reused: later closes fill it in place, and it is
- * cleared (actor_clear: sk and listener zeroed) rather than deleted, since an
- * insert and a delete take bucket locks twice per close. Cleared at
- * sys_exit_close when the socket has been released by then. Some kernels
- * (6.1 in the matrix) leave the release (tcp_close) to task work that runs
- * after sys_exit_close, on the way back to user space, still in the closing
- * task: then the entry stays, marked exited, and counts until the socket is
- * orphaned (sk_socket cleared), when exec_ctx() clears it; conn_finish() and
- * the thread's next close() clear or overwrite it too. Read by exec_ctx() on
- * every event to tell a process's own action from softirq work done on its
- * time. LRU, so entries of threads that exit age out. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
-	__type(value, struct actor);
-} actors SEC(".maps");
-
 /* zero_conn initialises new conns entries in place: struct conn is too
  * large for the 512-byte BPF stack. */
 const struct conn zero_conn = {};

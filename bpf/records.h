@@ -44,7 +44,7 @@ enum event_type {
 /* Where an event ran, in struct conn_event.ctx. */
 enum exec_ctx {
 	CTX_UNKNOWN = 0,
-	CTX_PROCESS = 1, /* a task inside a syscall on this socket: pid is the actor */
+	CTX_PROCESS = 1, /* a task in its own context inside close(): pid is the actor */
 	CTX_KERNEL = 2,  /* softirq, timer or packet processing: no process acted */
 };
 

@@ -204,51 +204,78 @@ static __always_inline void owner_lookup(__u32 netns, __u16 port, __u32 *pid, ch
 	__builtin_memcpy(comm, o->comm, 16);
 }
 
-/* sk_released says whether close() has released the socket: tcp_close()
- * orphans it (sock_orphan() clears sk_socket). The pointer is taken by the
- * caller, outside BPF_CORE_READ, which would relocate the map value's own
- * fields too. */
-static __always_inline bool sk_released(const struct sock *sk)
+#define NR_CLOSE 3              /* x86_64 */
+#define PF_KTHREAD 0x00200000
+#define COMPAT_THREAD_SIZE 16384 /* x86_64 without KASAN: the compat object's kernels */
+
+/* address_of gives a pointer's value as a plain number, to compare it with
+ * addresses read from the kernel. (A privileged program may compare
+ * pointers, but the verifier keeps their types; a copy through a helper
+ * does not.) */
+static __always_inline __u64 address_of(const void *p)
 {
-	return BPF_CORE_READ(sk, sk_socket) == NULL;
+	__u64 a = 0;
+
+	bpf_probe_read_kernel(&a, sizeof(a), &p);
+	return a;
 }
 
-/* actor_clear marks a thread as no longer acting on a socket. The entry is
- * kept for its next close(): see actors. */
-static __always_inline void actor_clear(struct actor *a)
+/* closing_fd tells who acts when an event fires: the fd that the current
+ * task is closing when the event runs in that task's own context inside
+ * close(), or -1 when the kernel acts on its own (softirq, timers, packet
+ * processing) or the task is doing something else.
+ *
+ * Tracepoints that fire in softirq carry whatever task was interrupted as
+ * `current`, and on loopback that is often the task whose close() sent the
+ * FIN that the peer socket is now processing: a plausible process, and the
+ * wrong one. Two facts tell them apart without any per-syscall hook:
+ * - the syscall a task is in is in its saved user registers (orig_ax), and
+ *   stays there while the kernel finishes the syscall's work, including the
+ *   socket's release that some kernels defer to task work on the way back;
+ * - on x86_64, softirqs and hardirqs run on the CPU's IRQ stack (or in
+ *   ksoftirqd), never on the task's own stack. A raw tracepoint's ctx (its
+ *   argument array) lives on the stack of whatever context fires it, so it
+ *   lies inside the task's stack only in the task's own context.
+ * Packets queued while close() held the socket lock, and processed as it
+ * releases the lock, run in its context too: they are part of that close.
+ * Events of a listener's queued children while the listener is closed run
+ * in the closer's context as well (see conn_closed_by). */
+static __always_inline __s64 closing_fd(const void *ctx)
 {
-	a->listener = 0;
-	a->sk = 0;
-	a->exited = 0;
-}
+	__u64 nr, fd, stack, top;
+#ifdef TCPSPAN_NO_ATOMIC_FETCH
+	/* 5.10: no BTF task pointer (5.11) or bpf_task_pt_regs (5.15). The
+	 * registers sit at the top of the task's stack there. */
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct pt_regs *regs;
 
-/* exec_ctx says who acts when an event fires on sk. Tracepoints that run in
- * softirq, in a timer, or while a packet is processed carry whatever task was
- * interrupted as `current`, and on loopback that is often a plausible
- * process. So the current task counts as the actor only while it is inside a
- * syscall on this socket (close() of it, or of the listener it was queued
- * on), which the syscall hooks record in the actors map. */
-static __always_inline __u8 exec_ctx(const struct sock *sk, __u32 *syscall)
-{
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct actor *a = bpf_map_lookup_elem(&actors, &tid);
+	stack = (__u64)BPF_CORE_READ(task, stack);
+	regs = (struct pt_regs *)(stack + COMPAT_THREAD_SIZE) - 1;
+	if (bpf_probe_read_kernel(&nr, sizeof(nr), &regs->orig_ax) || nr != NR_CLOSE)
+		return -1;
+	if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
+		return -1;
+	if (bpf_probe_read_kernel(&fd, sizeof(fd), &regs->di))
+		return -1;
+	top = (__u64)regs;
+#else
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 
-	if (!a || !sk)
-		return CTX_KERNEL;
-	/* After close() returned, the closing task acts only until its
-	 * deferred release has orphaned the socket (see actors). */
-	if (a->exited && sk_released((const struct sock *)a->sk)) {
-		actor_clear(a);
-		return CTX_KERNEL;
+	nr = regs->orig_ax;
+	if (nr != NR_CLOSE || (task->flags & PF_KTHREAD))
+		return -1;
+	fd = regs->di;
+	stack = (__u64)task->stack;
+	top = address_of(regs);
+#endif
+	{
+		__u64 at = address_of(ctx);
+
+		if (at < stack || at >= top)
+			return -1;
 	}
-	if (a->sk != (__u64)sk) {
-		/* Children of a listener being closed are reset by that close(). */
-		if (!a->listener || a->netns != sk_netns(sk) || a->port != sk_local_port(sk))
-			return CTX_KERNEL;
-	}
-	if (syscall)
-		*syscall = a->syscall;
-	return CTX_PROCESS;
+	return (__u32)fd;
 }
 
 #endif /* TCPSPAN_SOCK_H */

@@ -6,9 +6,10 @@
  * connection map.
  *
  * Hooks are raw tracepoints (no tracefs needed, and no copy of the event
- * into a trace buffer), syscall tracepoints for close() and accept(), and a
- * cgroup_skb program for SYNs that hit a full accept queue, which the kernel
- * consumes without any tracepoint.
+ * into a trace buffer), syscall tracepoints for accept(), and a cgroup_skb
+ * program for SYNs that hit a full accept queue, which the kernel consumes
+ * without any tracepoint. close() has no hook of its own: the state changes
+ * it makes tell it (closing_fd in sock.h).
  */
 /* -Wpadded is for our own record layouts, not the kernel's. */
 #pragma clang diagnostic push
@@ -36,16 +37,9 @@ const enum conn_flags unused_conn_flags __attribute__((unused));
 const enum counter unused_counter __attribute__((unused));
 
 /* The syscall tracepoint layout, from
- * /sys/kernel/tracing/events/syscalls/sys_enter_close/format and
- * .../sys_exit_accept4/format. It is the same for every syscall and has not
- * changed in a decade; there is no BTF type for it. */
-struct syscall_enter_ctx {
-	__u64 common;
-	__s32 nr;
-	__u32 _pad;
-	__u64 args[6];
-};
-
+ * /sys/kernel/tracing/events/syscalls/sys_exit_accept4/format. It is the
+ * same for every syscall and has not changed in a decade; there is no BTF
+ * type for it. */
 struct syscall_exit_ctx {
 	__u64 common;
 	__s32 nr;
@@ -57,11 +51,6 @@ static __always_inline void owner_from_current(struct conn *c)
 {
 	c->owner_pid = current_tgid();
 	bpf_get_current_comm(c->owner_comm, sizeof(c->owner_comm));
-}
-
-static __always_inline __u32 actor_pid(__u8 ctx)
-{
-	return ctx == CTX_PROCESS ? current_tgid() : 0;
 }
 
 /* handshake_join starts a child's span at the SYN that cgroup_skb saw for
@@ -116,7 +105,7 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 	int oldstate = (int)ctx->args[1];
 	int newstate = (int)ctx->args[2];
 	struct conn *c;
-	__u8 cx;
+	__s64 fd;
 
 	if (sk_protocol(sk) != IPPROTO_TCP)
 		return 0;
@@ -167,8 +156,13 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 			c->tuple.sport = sk_local_port(sk);
 		handshake_join(c);
 	}
-	cx = exec_ctx(sk, NULL);
-	conn_event(c, 0, EVENT_STATE, newstate, cx, actor_pid(cx), oldstate, 0);
+	fd = closing_fd(ctx);
+	if (fd < 0) {
+		conn_event(c, 0, EVENT_STATE, newstate, CTX_KERNEL, 0, oldstate, 0);
+		return 0;
+	}
+	conn_close(c, sk, fd, oldstate);
+	conn_event(c, 0, EVENT_STATE, newstate, CTX_PROCESS, current_tgid(), oldstate, 0);
 	return 0;
 }
 
@@ -180,6 +174,12 @@ int tcp_destroy_sock(struct bpf_raw_tracepoint_args *ctx)
 	struct tuple t = {};
 
 	if (c) {
+		/* A socket already in CLOSE (reset, refused) changes no state in
+		 * close(): its destroy there is the first sign of it. */
+		__s64 fd = closing_fd(ctx);
+
+		if (fd >= 0)
+			conn_close(c, sk, fd, sk_state(sk));
 		conn_finish(c, sk);
 		return 0;
 	}
@@ -199,20 +199,27 @@ int tcp_send_reset(struct bpf_raw_tracepoint_args *ctx)
 	const struct sk_buff *skb = (const struct sk_buff *)ctx->args[1];
 	__u32 reason = RESET_REASON_UNKNOWN;
 	__u32 syscall = SYSCALL_NONE;
+	__s64 fd = closing_fd(ctx);
+	__u8 cx = CTX_KERNEL;
 	__u8 state = 0;
 	struct orphan *o;
-	__u8 cx;
 
 	if (rst_has_reason)
 		reason = (__u32)ctx->args[2];
-	cx = exec_ctx(sk, &syscall);
+	if (fd >= 0) {
+		cx = CTX_PROCESS;
+		syscall = NR_CLOSE;
+	}
 	if (sk) {
 		state = sk_state(sk);
 		if (state != TCP_LISTEN && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV) {
 			struct conn *c = conn_get(sk);
 
 			if (c) {
-				conn_event(c, 0, EVENT_RST_SENT, state, cx, actor_pid(cx), reason, syscall);
+				if (fd >= 0)
+					conn_close(c, sk, fd, state);
+				conn_event(c, 0, EVENT_RST_SENT, state, cx, cx == CTX_PROCESS ? current_tgid() : 0, reason,
+					   syscall);
 				return 0;
 			}
 		}
@@ -428,97 +435,6 @@ int kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	o->tuple = t;
 	orphan_emit(o, EVENT_DROP, rx_sk ? sk_state(rx_sk) : 0, CTX_KERNEL, reason, 0);
-	return 0;
-}
-
-/* actor_enter records that thread tid is now inside a syscall on a->sk (or
- * on the listener a names). An existing entry is rewritten in place, sk and
- * listener last: a softirq nesting into this program on the same thread
- * then sees either no actor or a complete one. */
-static __always_inline void actor_enter(__u32 tid, const struct actor *a)
-{
-	struct actor *cur = bpf_map_lookup_elem(&actors, &tid);
-
-	if (!cur) {
-		bpf_map_update_elem(&actors, &tid, a, BPF_ANY);
-		return;
-	}
-	actor_clear(cur);
-	cur->syscall = a->syscall;
-	cur->netns = a->netns;
-	cur->port = a->port;
-	asm volatile("" ::: "memory");
-	cur->listener = a->listener;
-	cur->sk = a->sk;
-}
-
-SEC("tracepoint/syscalls/sys_enter_close")
-int sys_enter_close(struct syscall_enter_ctx *ctx)
-{
-	__u32 fd = (__u32)ctx->args[0];
-	struct sock *sk = sk_from_fd(fd);
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)pid_tgid;
-	struct actor a = { .sk = (__u64)sk, .syscall = ctx->nr };
-	struct conn *c;
-	__u8 state;
-
-	if (!sk)
-		return 0;
-	c = conn_get(sk);
-	if (!c) {
-		/* A listener: its close() resets the children still queued.
-		 * An MPTCP listener (Go's default) closes its TCP subflow
-		 * listener, whose children are plain TCP sockets on the port. */
-		__u16 proto = sk_protocol(sk);
-
-		if ((proto != IPPROTO_TCP && proto != IPPROTO_MPTCP) || sk_state(sk) != TCP_LISTEN)
-			return 0;
-		a.listener = 1;
-		a.netns = sk_netns(sk);
-		a.port = sk_local_port(sk);
-		if (filter_netns && a.netns != filter_netns)
-			return 0;
-	}
-	actor_enter(tid, &a);
-	if (!c)
-		return 0;
-	state = sk_state(sk);
-	if (c->closer_pid == 0) {
-		const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-		__u32 unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
-
-		/* In CLOSE_WAIT and CLOSING the peer's FIN is in rcv_nxt until
-		 * the application reads the end of file. It is not data, and
-		 * tcp_close() does not count it as unread either. */
-		if (unread > 0 && (state == TCP_CLOSE_WAIT || state == TCP_CLOSING))
-			unread--;
-		c->closer_pid = pid_tgid >> 32;
-		c->closer_tid = tid;
-		c->closer_fd = fd;
-		c->unread_bytes = unread;
-		bpf_get_current_comm(c->closer_comm, sizeof(c->closer_comm));
-	}
-	conn_event(c, 0, EVENT_CLOSE, state, CTX_PROCESS, pid_tgid >> 32, fd, tid);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_close")
-int sys_exit_close(struct syscall_exit_ctx *ctx)
-{
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct actor *a = bpf_map_lookup_elem(&actors, &tid);
-
-	/* Most closes are of files, pipes or untracked sockets: no entry, or
-	 * a cleared one. */
-	if (!a || (!a->sk && !a->listener))
-		return 0;
-	/* Released already inside close(), or left to task work that runs
-	 * after this tracepoint: see actors. */
-	if (sk_released((const struct sock *)a->sk))
-		actor_clear(a);
-	else
-		a->exited = 1;
 	return 0;
 }
 

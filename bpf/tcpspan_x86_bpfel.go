@@ -13,17 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type tcpspanActor struct {
-	_        structs.HostLayout
-	Sk       uint64
-	Syscall  uint32
-	Netns    uint32
-	Port     uint16
-	Listener uint8
-	Exited   uint8
-	Pad      [4]uint8
-}
-
 type tcpspanConn struct {
 	_             structs.HostLayout
 	Kind          uint32
@@ -175,7 +164,6 @@ type tcpspanTuple struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tcpspanMapActors                    = "actors"
 	tcpspanMapConns                     = "conns"
 	tcpspanMapCounters                  = "counters"
 	tcpspanMapEvents                    = "events"
@@ -186,10 +174,8 @@ const (
 	tcpspanProgKfreeSkb                 = "kfree_skb"
 	tcpspanProgSockDefErrorReportKprobe = "sock_def_error_report_kprobe"
 	tcpspanProgSynIngress               = "syn_ingress"
-	tcpspanProgSysEnterClose            = "sys_enter_close"
 	tcpspanProgSysExitAccept            = "sys_exit_accept"
 	tcpspanProgSysExitAccept4           = "sys_exit_accept4"
-	tcpspanProgSysExitClose             = "sys_exit_close"
 	tcpspanProgTcpDestroySock           = "tcp_destroy_sock"
 	tcpspanProgTcpReceiveReset          = "tcp_receive_reset"
 	tcpspanProgTcpRetransmitSkb         = "tcp_retransmit_skb"
@@ -263,10 +249,8 @@ type tcpspanProgramSpecs struct {
 	KfreeSkb                 *ebpf.ProgramSpec `ebpf:"kfree_skb"`
 	SockDefErrorReportKprobe *ebpf.ProgramSpec `ebpf:"sock_def_error_report_kprobe"`
 	SynIngress               *ebpf.ProgramSpec `ebpf:"syn_ingress"`
-	SysEnterClose            *ebpf.ProgramSpec `ebpf:"sys_enter_close"`
 	SysExitAccept            *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
 	SysExitAccept4           *ebpf.ProgramSpec `ebpf:"sys_exit_accept4"`
-	SysExitClose             *ebpf.ProgramSpec `ebpf:"sys_exit_close"`
 	TcpDestroySock           *ebpf.ProgramSpec `ebpf:"tcp_destroy_sock"`
 	TcpReceiveReset          *ebpf.ProgramSpec `ebpf:"tcp_receive_reset"`
 	TcpRetransmitSkb         *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb"`
@@ -280,7 +264,6 @@ type tcpspanProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpspanMapSpecs struct {
-	Actors     *ebpf.MapSpec `ebpf:"actors"`
 	Conns      *ebpf.MapSpec `ebpf:"conns"`
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
@@ -331,7 +314,6 @@ func (o *tcpspanObjects) Close() error {
 //
 // It can be passed to loadTcpspanObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpspanMaps struct {
-	Actors     *ebpf.Map `ebpf:"actors"`
 	Conns      *ebpf.Map `ebpf:"conns"`
 	Counters   *ebpf.Map `ebpf:"counters"`
 	Events     *ebpf.Map `ebpf:"events"`
@@ -341,7 +323,6 @@ type tcpspanMaps struct {
 
 func (m *tcpspanMaps) Close() error {
 	return _TcpspanClose(
-		m.Actors,
 		m.Conns,
 		m.Counters,
 		m.Events,
@@ -382,10 +363,8 @@ type tcpspanPrograms struct {
 	KfreeSkb                 *ebpf.Program `ebpf:"kfree_skb"`
 	SockDefErrorReportKprobe *ebpf.Program `ebpf:"sock_def_error_report_kprobe"`
 	SynIngress               *ebpf.Program `ebpf:"syn_ingress"`
-	SysEnterClose            *ebpf.Program `ebpf:"sys_enter_close"`
 	SysExitAccept            *ebpf.Program `ebpf:"sys_exit_accept"`
 	SysExitAccept4           *ebpf.Program `ebpf:"sys_exit_accept4"`
-	SysExitClose             *ebpf.Program `ebpf:"sys_exit_close"`
 	TcpDestroySock           *ebpf.Program `ebpf:"tcp_destroy_sock"`
 	TcpReceiveReset          *ebpf.Program `ebpf:"tcp_receive_reset"`
 	TcpRetransmitSkb         *ebpf.Program `ebpf:"tcp_retransmit_skb"`
@@ -402,10 +381,8 @@ func (p *tcpspanPrograms) Close() error {
 		p.KfreeSkb,
 		p.SockDefErrorReportKprobe,
 		p.SynIngress,
-		p.SysEnterClose,
 		p.SysExitAccept,
 		p.SysExitAccept4,
-		p.SysExitClose,
 		p.TcpDestroySock,
 		p.TcpReceiveReset,
 		p.TcpRetransmitSkb,

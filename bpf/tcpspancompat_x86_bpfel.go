@@ -13,17 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type tcpspanCompatActor struct {
-	_        structs.HostLayout
-	Sk       uint64
-	Syscall  uint32
-	Netns    uint32
-	Port     uint16
-	Listener uint8
-	Exited   uint8
-	Pad      [4]uint8
-}
-
 type tcpspanCompatConn struct {
 	_             structs.HostLayout
 	Kind          uint32
@@ -155,7 +144,6 @@ type tcpspanCompatTuple struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tcpspanCompatMapActors                    = "actors"
 	tcpspanCompatMapConns                     = "conns"
 	tcpspanCompatMapCounters                  = "counters"
 	tcpspanCompatMapEvents                    = "events"
@@ -166,10 +154,8 @@ const (
 	tcpspanCompatProgKfreeSkb                 = "kfree_skb"
 	tcpspanCompatProgSockDefErrorReportKprobe = "sock_def_error_report_kprobe"
 	tcpspanCompatProgSynIngress               = "syn_ingress"
-	tcpspanCompatProgSysEnterClose            = "sys_enter_close"
 	tcpspanCompatProgSysExitAccept            = "sys_exit_accept"
 	tcpspanCompatProgSysExitAccept4           = "sys_exit_accept4"
-	tcpspanCompatProgSysExitClose             = "sys_exit_close"
 	tcpspanCompatProgTcpDestroySock           = "tcp_destroy_sock"
 	tcpspanCompatProgTcpReceiveReset          = "tcp_receive_reset"
 	tcpspanCompatProgTcpRetransmitSkb         = "tcp_retransmit_skb"
@@ -243,10 +229,8 @@ type tcpspanCompatProgramSpecs struct {
 	KfreeSkb                 *ebpf.ProgramSpec `ebpf:"kfree_skb"`
 	SockDefErrorReportKprobe *ebpf.ProgramSpec `ebpf:"sock_def_error_report_kprobe"`
 	SynIngress               *ebpf.ProgramSpec `ebpf:"syn_ingress"`
-	SysEnterClose            *ebpf.ProgramSpec `ebpf:"sys_enter_close"`
 	SysExitAccept            *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
 	SysExitAccept4           *ebpf.ProgramSpec `ebpf:"sys_exit_accept4"`
-	SysExitClose             *ebpf.ProgramSpec `ebpf:"sys_exit_close"`
 	TcpDestroySock           *ebpf.ProgramSpec `ebpf:"tcp_destroy_sock"`
 	TcpReceiveReset          *ebpf.ProgramSpec `ebpf:"tcp_receive_reset"`
 	TcpRetransmitSkb         *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb"`
@@ -260,7 +244,6 @@ type tcpspanCompatProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpspanCompatMapSpecs struct {
-	Actors     *ebpf.MapSpec `ebpf:"actors"`
 	Conns      *ebpf.MapSpec `ebpf:"conns"`
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
@@ -311,7 +294,6 @@ func (o *tcpspanCompatObjects) Close() error {
 //
 // It can be passed to loadTcpspanCompatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpspanCompatMaps struct {
-	Actors     *ebpf.Map `ebpf:"actors"`
 	Conns      *ebpf.Map `ebpf:"conns"`
 	Counters   *ebpf.Map `ebpf:"counters"`
 	Events     *ebpf.Map `ebpf:"events"`
@@ -321,7 +303,6 @@ type tcpspanCompatMaps struct {
 
 func (m *tcpspanCompatMaps) Close() error {
 	return _TcpspanCompatClose(
-		m.Actors,
 		m.Conns,
 		m.Counters,
 		m.Events,
@@ -362,10 +343,8 @@ type tcpspanCompatPrograms struct {
 	KfreeSkb                 *ebpf.Program `ebpf:"kfree_skb"`
 	SockDefErrorReportKprobe *ebpf.Program `ebpf:"sock_def_error_report_kprobe"`
 	SynIngress               *ebpf.Program `ebpf:"syn_ingress"`
-	SysEnterClose            *ebpf.Program `ebpf:"sys_enter_close"`
 	SysExitAccept            *ebpf.Program `ebpf:"sys_exit_accept"`
 	SysExitAccept4           *ebpf.Program `ebpf:"sys_exit_accept4"`
-	SysExitClose             *ebpf.Program `ebpf:"sys_exit_close"`
 	TcpDestroySock           *ebpf.Program `ebpf:"tcp_destroy_sock"`
 	TcpReceiveReset          *ebpf.Program `ebpf:"tcp_receive_reset"`
 	TcpRetransmitSkb         *ebpf.Program `ebpf:"tcp_retransmit_skb"`
@@ -382,10 +361,8 @@ func (p *tcpspanCompatPrograms) Close() error {
 		p.KfreeSkb,
 		p.SockDefErrorReportKprobe,
 		p.SynIngress,
-		p.SysEnterClose,
 		p.SysExitAccept,
 		p.SysExitAccept4,
-		p.SysExitClose,
 		p.TcpDestroySock,
 		p.TcpReceiveReset,
 		p.TcpRetransmitSkb,
