@@ -358,10 +358,56 @@ func TestHeldConnectionsLeaveInArrivalOrder(t *testing.T) {
 	}
 }
 
+// A forwarder's refused upstream connect arrives before the client
+// connection it then resets; a client's 4-tuple is reused (the next
+// request from the same port) while both are held. Both must still leave
+// in arrival order, or the exporter cannot link the reset to its cause.
+func TestReusedTupleKeepsArrivalOrder(t *testing.T) {
+	tk, out := newTestTracker(t, WithLinger(time.Second))
+	upstream := tuple4("127.0.0.1:40000", "127.0.0.1:9000")
+	client := tuple4("127.0.0.1:92", "127.0.0.1:50000")
+	other := tuple4("127.0.0.1:92", "127.0.0.1:50001")
+	tk.HandleConn(connRecord(bpf.SideClient, upstream))
+	tk.HandleConn(connRecord(bpf.SideServer, client))
+	tk.HandleConn(connRecord(bpf.SideServer, other))
+	tk.HandleConn(connRecord(bpf.SideServer, client)) // the client's port again
+	var ports []uint16
+	for _, c := range *out {
+		ports = append(ports, c.Local.Port(), c.Remote.Port())
+	}
+	if want := []uint16{40000, 9000, 92, 50000}; !slices.Equal(ports, want) {
+		t.Fatalf("emitted (local, remote ports) %v when the 4-tuple was reused, want %v: the held connections up to the reused one, in arrival order", ports, want)
+	}
+	tk.Flush(time.Now().Add(2 * time.Second))
+	ports = ports[:0]
+	for _, c := range (*out)[2:] {
+		ports = append(ports, c.Remote.Port())
+	}
+	if want := []uint16{50001, 50000}; !slices.Equal(ports, want) {
+		t.Fatalf("then emitted remote ports %v, want %v", ports, want)
+	}
+
+	// Leaving early costs no allocation, flushed or not in between.
+	tk = New(fakeNames{}, func(*Connection) {}, WithBootClock(clock), WithLinger(time.Hour), WithReuse(true))
+	var records []*bpf.ConnRecord
+	for i := range 8 {
+		records = append(records, connRecord(bpf.SideServer, tuple4("127.0.0.1:92", "127.0.0.1:"+strconv.Itoa(50000+i))))
+	}
+	i := 0
+	if n := testing.AllocsPerRun(1000, func() {
+		if i++; i%100 == 0 {
+			tk.Flush(time.Now())
+		}
+		tk.HandleConn(records[i%8])
+	}); n != 0 {
+		t.Errorf("%v allocations per record whose 4-tuple was reused", n)
+	}
+}
+
 // TestReuse feeds the same records to a tracker that reuses emitted
 // connections and to one that does not: what each sink sees at the time it
 // is called must be the same, including a 4-tuple reused within the linger
-// time (the first connection leaves early, its FIFO entry later), late
+// time (the first connection leaves early, with those before it), late
 // orphan events and connections with more events than the last.
 func TestReuse(t *testing.T) {
 	run := func(reuse bool) []string {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -423,4 +425,105 @@ func TestResetLinksToTheFailureBeforeIt(t *testing.T) {
 	if linked != 1 {
 		t.Errorf("%d spans linked, want only the reset closed 1 ms after the failure, by the same process", linked)
 	}
+}
+
+// rinetd serves many clients at once: the connection it closes after a
+// refused upstream connect arrives when its socket is destroyed, and by
+// then more of rinetd's upstream connects may have failed (the record of a
+// client that rinetd closed at 5 ms arrives after an upstream failure at 6
+// ms). Each reset links to the failure that came last before its close(),
+// not to the last failure seen.
+func TestResetLinksToTheFailureBeforeItsClose(t *testing.T) {
+	e, mem := newTestExporter(t)
+	upstream := func(port uint16, endMs int) *conn.Connection {
+		c := refused()
+		c.Owner = rinetd
+		c.Local = netip.AddrPortFrom(c.Local.Addr(), port)
+		c.Remote = ap("127.0.0.1:9000")
+		c.Start, c.End = at(endMs-1), at(endMs)
+		return c
+	}
+	client := func(port uint16, closeMs int) *conn.Connection {
+		c := rinetdAbort("TCP_ABORT_ON_CLOSE")
+		c.Remote = netip.AddrPortFrom(c.Remote.Addr(), port)
+		c.Closer.Time, c.End = at(closeMs), at(closeMs+1)
+		return c
+	}
+	// In the order they reach the exporter.
+	e.Export(upstream(40001, 4))
+	e.Export(upstream(40002, 6))
+	e.Export(client(50001, 5)) // closed after 40001 failed, before 40002 did
+	e.Export(upstream(40003, 8))
+	e.Export(client(50002, 7)) // after 40002
+	e.Export(client(50003, 8)) // as 40003 failed: closed in its wake
+	e.Export(client(50004, 3)) // before any failure: no link
+	e.Shutdown(context.Background())
+
+	ids := map[string]uint16{}
+	for _, s := range mem.spans() {
+		if s.Kind == tracepb.Span_SPAN_KIND_CLIENT {
+			ids[string(s.SpanId)] = uint16(attrInt(s, "network.local.port"))
+		}
+	}
+	want := map[int64]uint16{50001: 40001, 50002: 40002, 50003: 40003, 50004: 0}
+	got := map[int64]uint16{}
+	for _, s := range mem.spans() {
+		if s.Kind != tracepb.Span_SPAN_KIND_SERVER {
+			continue
+		}
+		port := attrInt(s, "network.peer.port")
+		got[port] = 0
+		if len(s.Links) > 0 {
+			got[port] = ids[string(s.Links[0].SpanId)]
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("client port -> the upstream port its reset links to: %v, want %v", got, want)
+	}
+}
+
+// A process's failures are remembered in bounded memory, without an
+// allocation per failure. When too many processes failed, those whose
+// failures are too old to be linked are forgotten first.
+func TestFailureMemoryIsBounded(t *testing.T) {
+	e, _ := newTestExporter(t)
+	defer e.Shutdown(context.Background())
+	end := t0.UnixNano()
+	for range failureHistory {
+		end++
+		e.rememberFailure(rinetd.PID, failure{end: end})
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		end++
+		e.rememberFailure(rinetd.PID, failure{end: end})
+	}); n != 0 {
+		t.Errorf("%v allocations per failure", n)
+	}
+	for pid := range uint32(maxRecentFailures - 2) {
+		e.rememberFailure(1000+pid, failure{end: end})
+	}
+	end += 2 * int64(DefaultLinkWindow)
+	e.rememberFailure(curl.PID, failure{end: end})
+	e.rememberFailure(nginx.PID, failure{end: end}) // the map is full
+	if _, ok := e.failures[curl.PID]; len(e.failures) != 2 || !ok {
+		t.Errorf("%d processes remembered, want the 2 with recent failures", len(e.failures))
+	}
+	// All recent: forgotten at once.
+	for pid := range uint32(maxRecentFailures - 2) {
+		e.rememberFailure(1000+pid, failure{end: end})
+	}
+	e.rememberFailure(rinetd.PID, failure{end: end})
+	if len(e.failures) != 1 {
+		t.Errorf("%d processes remembered after too many recent ones, want 1", len(e.failures))
+	}
+}
+
+// attrInt is the integer attribute key of span s, or -1.
+func attrInt(s gotSpan, key string) int64 {
+	for _, kv := range s.Attributes {
+		if kv.Key == key {
+			return kv.Value.GetIntValue()
+		}
+	}
+	return -1
 }
