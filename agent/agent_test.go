@@ -118,4 +118,9 @@ func TestPicksUpWhatPredatesTheAgent(t *testing.T) {
 	if rst := child.First(conn.EventRSTSent); rst == nil || rst.Context != conn.ContextProcess || rst.Process != me || rst.Syscall != "close" {
 		t.Errorf("unaccepted child's reset %+v: want one by %v in close() of the listener", rst, me)
 	}
+	// The close() was of the listener's file, not of the child's: the child
+	// has no closer, and no close event of its own.
+	if child.Closer != nil || child.Has(conn.EventClose) {
+		t.Errorf("unaccepted child: closer %+v, close event %v; want neither", child.Closer, child.Has(conn.EventClose))
+	}
 }

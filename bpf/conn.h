@@ -135,19 +135,33 @@ static __always_inline void conn_event(struct conn *c, __u64 ts, __u8 type, __u8
 	e->ctx = ctx;
 }
 
+/* closes_own_file says whether a close() during which an event fires on sk
+ * is the close of sk's own file, rather than of the listener sk was queued
+ * on. A socket is still attached to its file when close() changes its
+ * state or resets it (sock_orphan() comes after); a child its server never
+ * accepted has no file. Only when close() finds the socket already in
+ * CLOSE is it detached before the first event, its destroy: then a child
+ * never accepted is told by its owner, still the listener's. */
+static __always_inline bool closes_own_file(const struct conn *c, const struct sock *sk)
+{
+	if (BPF_CORE_READ(sk, sk_socket))
+		return true;
+	return !(c->side == SIDE_SERVER && (c->flags & CONN_OWNER_FROM_LISTENER));
+}
+
 /* conn_close records that the current task, inside close(fd), closes c's
  * socket: the closer, the bytes it left unread and a close event, once.
- * state is the socket's state before close() changed it. A child its server
- * never accepted is closed by the close() of its listener: its events name
- * that process (closing_fd), but the fd is the listener's, and the child
- * itself was never the process's to close. */
+ * state is the socket's state before close() changed it. A child closed
+ * with its listener is not: its events name that process (closing_fd), but
+ * the fd is the listener's, and the child was never the process's to
+ * close. */
 static __always_inline void conn_close(struct conn *c, const struct sock *sk, __u32 fd, __u8 state)
 {
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 	__u64 pid_tgid;
 	__u32 unread;
 
-	if (c->closer_pid != 0 || (c->side == SIDE_SERVER && (c->flags & CONN_OWNER_FROM_LISTENER)))
+	if (c->closer_pid != 0 || !closes_own_file(c, sk))
 		return;
 	pid_tgid = bpf_get_current_pid_tgid();
 	unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
