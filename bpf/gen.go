@@ -5,6 +5,8 @@ package bpf
 // binary come from the Makefile (make generate), which pins them.
 //go:generate go tool bpf2go -cc $BPF_CLANG -cflags $BPF_CFLAGS -target amd64 -type orphan tcpspan tcpspan.bpf.c -- -I./include
 
-// The same object without atomic fetch instructions, which kernels before
-// 5.12 reject ("BPF_STX uses reserved fields"). Load picks it there.
-//go:generate go tool bpf2go -cc $BPF_CLANG -cflags "$BPF_CFLAGS -DTCPSPAN_NO_ATOMIC_FETCH" -target amd64 tcpspanCompat tcpspan.bpf.c -- -I./include
+// The same object for older kernels: without atomic fetch instructions,
+// which kernels before 5.12 reject ("BPF_STX uses reserved fields"), and
+// without the BTF task helpers (bpf_task_pt_regs: 5.15) that closing_fd in
+// sock.h uses. Load picks it where either is missing.
+//go:generate go tool bpf2go -cc $BPF_CLANG -cflags "$BPF_CFLAGS -DTCPSPAN_COMPAT" -target amd64 tcpspanCompat tcpspan.bpf.c -- -I./include

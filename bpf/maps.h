@@ -25,10 +25,10 @@ const volatile bool kfree_has_reason = false; /* kfree_skb(skb, location, reason
 const volatile bool kfree_has_rx_sk = false;  /* kfree_skb(..., reason, rx_sk): 6.12+ */
 
 /* fetch_add atomically adds v to *p and returns the old value. Atomic fetch
- * instructions need 5.12+; the object built with TCPSPAN_NO_ATOMIC_FETCH,
+ * instructions need 5.12+; the object built with TCPSPAN_COMPAT (see gen.go),
  * loaded on older kernels, reads and then adds, so two CPUs updating one
  * connection at the same instant may share an event slot. */
-#ifdef TCPSPAN_NO_ATOMIC_FETCH
+#ifdef TCPSPAN_COMPAT
 #define fetch_add(p, v)                                                                            \
 	({                                                                                         \
 		__u32 __old = *(volatile __u32 *)(p);                                              \

@@ -206,7 +206,7 @@ static __always_inline void owner_lookup(__u32 netns, __u16 port, __u32 *pid, ch
 
 #define NR_CLOSE 3              /* x86_64 */
 #define PF_KTHREAD 0x00200000
-#define COMPAT_THREAD_SIZE 16384 /* x86_64 without KASAN: the compat object's kernels */
+#define COMPAT_THREAD_SIZE 16384 /* x86_64 without KASAN, as Debian builds 5.10 */
 
 /* address_of gives a pointer's value as a plain number, to compare it with
  * addresses read from the kernel. (A privileged program may compare
@@ -239,13 +239,13 @@ static __always_inline __u64 address_of(const void *p)
  * Packets queued while close() held the socket lock, and processed as it
  * releases the lock, run in its context too: they are part of that close.
  * Events of a listener's queued children while the listener is closed run
- * in the closer's context as well (see conn_closed_by). */
+ * in the closer's context as well (see closes_own_file in conn.h). */
 static __always_inline __s64 closing_fd(const void *ctx)
 {
 	__u64 nr, fd, stack, top;
-#ifdef TCPSPAN_NO_ATOMIC_FETCH
-	/* 5.10: no BTF task pointer (5.11) or bpf_task_pt_regs (5.15). The
-	 * registers sit at the top of the task's stack there. */
+#ifdef TCPSPAN_COMPAT
+	/* Before 5.15: no bpf_task_pt_regs (nor, before 5.11, a BTF task
+	 * pointer). The user registers sit at the top of the task's stack. */
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct pt_regs *regs;
 
