@@ -1048,3 +1048,58 @@ func TestReaderWokenByKernel(t *testing.T) {
 	}
 	t.Logf("%d of %d records delivered in %d drains before the timer", len(c.all()), 2*n, bpf.Drains(c.tracer))
 }
+
+// TestSoftirqInTaskMode runs the kernel side as on a PREEMPT_RT kernel,
+// where softirqs run on the task's stack and only the socket lock tells a
+// close()'s own events from softirq work done inside it. A socket closed
+// with unread data is still reset by the closing process in close(); a
+// child its server never accepted, reset by its listener's close(), is the
+// kernel's in this mode (it is not under that lock), and the closer's
+// otherwise.
+func TestSoftirqInTaskMode(t *testing.T) {
+	ns := testutil.NewNetNS(t)
+	c := startCapture(t, ns, 200*time.Millisecond, bpf.WithSoftirqInTask(true))
+	me := self()
+
+	cl, srv, ln := acceptedPair(t, ns)
+	defer ln.Close()
+	mustWrite(t, cl, 18)
+	waitUnread(t, srv, 18)
+	fd := fdOf(t, srv)
+	srv.Close()
+	if _, err := cl.Read(make([]byte, 1)); err == nil {
+		t.Fatal("client read succeeded after the server's abort")
+	}
+	cl.Close()
+	server := c.wait(5*time.Second, between(endpoint(ln.Addr()), endpoint(cl.LocalAddr()), conn.SideServer))[0]
+	if rst := server.First(conn.EventRSTSent); rst == nil || rst.Context != conn.ContextProcess || rst.Process != me || rst.Syscall != "close" {
+		t.Errorf("abort on close: RST %+v, want one by %v in close()\n%s", rst, me, describe(server))
+	}
+	if server.Closer == nil || server.Closer.Process != me || server.Closer.FD != fd || server.Closer.UnreadBytes != 18 {
+		t.Errorf("closer %+v, want %v fd %d with 18 bytes unread", server.Closer, me, fd)
+	}
+
+	lfd, addr := rawListener(t, ns, 8)
+	cfd := connectFrom(t, ns, 0, addr)
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		info, err := unix.GetsockoptTCPInfo(cfd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err == nil && info.State == unix.BPF_TCP_ESTABLISHED {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queued connection never established: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	unix.Close(lfd) // resets the child it never accepted
+	clientAddr := netip.AddrPortFrom(addr.Addr(), localPort(t, cfd))
+	child := c.wait(5*time.Second, between(addr, clientAddr, conn.SideServer))[0]
+	rst := child.First(conn.EventRSTSent)
+	if rst == nil || rst.Context != conn.ContextKernel || rst.Process.PID != 0 {
+		t.Errorf("child reset by its listener's close(): RST %+v, want the kernel's in this mode\n%s", rst, describe(child))
+	}
+	if child.Closer != nil || child.Has(conn.EventClose) {
+		t.Errorf("child: closer %+v; want none", child.Closer)
+	}
+}

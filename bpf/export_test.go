@@ -10,3 +10,10 @@ func WithPollIntervals(min, max time.Duration) Option {
 
 // Drains returns how many times Read has drained the ring buffer.
 func Drains(t *Tracer) uint64 { return t.drains.Load() }
+
+// WithSoftirqInTask makes the kernel side treat softirqs as running on the
+// task's stack, as on PREEMPT_RT, whatever the running kernel does, so that
+// the lock test that mode relies on runs on any kernel.
+func WithSoftirqInTask(on bool) Option {
+	return optionFunc(func(c config) config { c.softirqInTask = &on; return c })
+}

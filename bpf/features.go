@@ -260,9 +260,13 @@ func haveAtomicFetch() (bool, error) {
 // init sets what is known before anything is attached. SYN overflow and,
 // on kernels that need the kprobe fallback, closed-port resets are decided
 // when attaching.
-func (f *Features) init(p prototypes, names *KernelNames, modern bool) {
-	f.set(Capability{Name: CapConnections, On: true,
-		How: "raw tracepoints inet_sock_set_state, tcp_*; tracepoints syscalls accept, accept4"})
+func (f *Features) init(p prototypes, names *KernelNames, modern, realtime bool) {
+	conns := Capability{Name: CapConnections, On: true,
+		How: "raw tracepoints inet_sock_set_state, tcp_*; tracepoints syscalls accept, accept4"}
+	if realtime {
+		conns.Why = "PREEMPT_RT runs softirqs on the task's stack: an event inside close() is credited to the process only while close() holds the socket's lock, so children reset by a listener's close() are marked kernel"
+	}
+	f.set(conns)
 	f.set(Capability{Name: CapSocketErrors, Why: "not attached"})
 
 	switch {

@@ -59,6 +59,9 @@ type config struct {
 	kernelBTF      *btf.Spec
 	skipPrivileges bool
 	skipClean      bool
+	// softirqInTask: the kernel runs softirqs on the task's stack
+	// (PREEMPT_RT); nil means read /sys/kernel/realtime.
+	softirqInTask *bool
 }
 
 func newConfig(opts ...Option) config {
@@ -176,8 +179,12 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 	if err != nil {
 		return nil, err
 	}
+	rt := realtimeKernel()
+	if cfg.softirqInTask != nil {
+		rt = *cfg.softirqInTask
+	}
 	t := &Tracer{names: names, progs: map[string]*ebpf.Program{}, pollMin: cfg.pollMin, pollMax: cfg.pollMax}
-	t.features.init(protos, names, modern)
+	t.features.init(protos, names, modern, rt)
 
 	// Both objects have the same programs, maps and variables; the
 	// compatible one avoids atomic fetch instructions and the BTF task
@@ -219,6 +226,7 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 		tcpspanVarRstHasReason:         protos.rstReason,
 		tcpspanVarKfreeHasReason:       protos.kfreeReason,
 		tcpspanVarKfreeHasRxSk:         protos.kfreeRxSk,
+		tcpspanVarSoftirqInTask:        rt,
 	} {
 		if err := spec.Variables[name].Set(value); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
@@ -488,4 +496,12 @@ func (t *Tracer) AddListener(netns uint32, port uint16, pid uint32, comm string)
 		return fmt.Errorf("add listener :%d: %w", port, err)
 	}
 	return nil
+}
+
+// realtimeKernel says whether the running kernel is a PREEMPT_RT one, which
+// runs softirqs in task context: such kernels have /sys/kernel/realtime,
+// holding 1.
+func realtimeKernel() bool {
+	b, err := os.ReadFile("/sys/kernel/realtime")
+	return err == nil && strings.TrimSpace(string(b)) == "1"
 }

@@ -110,7 +110,7 @@ func TestReadPrototypesMissingTracepoint(t *testing.T) {
 // off names why, and none is claimed.
 func TestFeaturesNameTheLimitation(t *testing.T) {
 	var f Features
-	f.init(prototypes{rstProto: "tcp_send_reset(struct sock *, struct sk_buff *)"}, &KernelNames{}, false)
+	f.init(prototypes{rstProto: "tcp_send_reset(struct sock *, struct sk_buff *)"}, &KernelNames{}, false, false)
 	for _, name := range []string{CapResetReasons, CapClosedPortResets, CapDropReasons, CapDropSocket,
 		CapListenOverflow, CapSYNOverflow, CapAtomicSlots, CapSocketErrors} {
 		c, ok := f.Capability(name)

@@ -239,8 +239,14 @@ static __always_inline __u64 address_of(const void *p)
  * Packets queued while close() held the socket lock, and processed as it
  * releases the lock, run in its context too: they are part of that close.
  * Events of a listener's queued children while the listener is closed run
- * in the closer's context as well (see closes_own_file in conn.h). */
-static __always_inline __s64 closing_fd(const void *ctx)
+ * in the closer's context as well (see closes_own_file in conn.h).
+ *
+ * A PREEMPT_RT kernel runs softirqs in task context, on the task's stack,
+ * so there the stack cannot tell them apart: an event counts as the
+ * close()'s only if close() holds sk's lock (lock_sock), which softirq work
+ * on a socket never runs under. Children reset by their listener's close()
+ * are then the kernel's. */
+static __always_inline __s64 closing_fd(const void *ctx, const struct sock *sk)
 {
 	__u64 nr, fd, stack, top;
 #ifdef TCPSPAN_COMPAT
@@ -273,6 +279,13 @@ static __always_inline __s64 closing_fd(const void *ctx)
 		__u64 at = address_of(ctx);
 
 		if (at < stack || at >= top)
+			return -1;
+	}
+	if (softirq_in_task) {
+		/* Time-wait and request sockets are not full sockets: no lock. */
+		__u8 state = sk ? sk_state(sk) : 0;
+
+		if (!sk || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV || !BPF_CORE_READ(sk, sk_lock.owned))
 			return -1;
 	}
 	return (__u32)fd;

@@ -156,7 +156,7 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 			c->tuple.sport = sk_local_port(sk);
 		handshake_join(c);
 	}
-	fd = closing_fd(ctx);
+	fd = closing_fd(ctx, sk);
 	if (fd < 0) {
 		conn_event(c, 0, EVENT_STATE, newstate, CTX_KERNEL, 0, oldstate, 0);
 		return 0;
@@ -176,7 +176,7 @@ int tcp_destroy_sock(struct bpf_raw_tracepoint_args *ctx)
 	if (c) {
 		/* A socket already in CLOSE (reset, refused) changes no state in
 		 * close(): its destroy there is the first sign of it. */
-		__s64 fd = closing_fd(ctx);
+		__s64 fd = closing_fd(ctx, sk);
 
 		if (fd >= 0)
 			conn_close(c, sk, fd, sk_state(sk));
@@ -199,7 +199,7 @@ int tcp_send_reset(struct bpf_raw_tracepoint_args *ctx)
 	const struct sk_buff *skb = (const struct sk_buff *)ctx->args[1];
 	__u32 reason = RESET_REASON_UNKNOWN;
 	__u32 syscall = SYSCALL_NONE;
-	__s64 fd = closing_fd(ctx);
+	__s64 fd = closing_fd(ctx, sk);
 	__u8 cx = CTX_KERNEL;
 	__u8 state = 0;
 	struct orphan *o;

@@ -192,6 +192,7 @@ const (
 	tcpspanVarNoSocketReason            = "no_socket_reason"
 	tcpspanVarRstHasReason              = "rst_has_reason"
 	tcpspanVarSkipClean                 = "skip_clean"
+	tcpspanVarSoftirqInTask             = "softirq_in_task"
 	tcpspanVarUnusedConnFlags           = "unused_conn_flags"
 	tcpspanVarUnusedCounter             = "unused_counter"
 	tcpspanVarUnusedEventType           = "unused_event_type"
@@ -284,6 +285,7 @@ type tcpspanVariableSpecs struct {
 	NoSocketReason       *ebpf.VariableSpec `ebpf:"no_socket_reason"`
 	RstHasReason         *ebpf.VariableSpec `ebpf:"rst_has_reason"`
 	SkipClean            *ebpf.VariableSpec `ebpf:"skip_clean"`
+	SoftirqInTask        *ebpf.VariableSpec `ebpf:"softirq_in_task"`
 	UnusedConnFlags      *ebpf.VariableSpec `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
@@ -344,6 +346,7 @@ type tcpspanVariables struct {
 	NoSocketReason       *ebpf.Variable `ebpf:"no_socket_reason"`
 	RstHasReason         *ebpf.Variable `ebpf:"rst_has_reason"`
 	SkipClean            *ebpf.Variable `ebpf:"skip_clean"`
+	SoftirqInTask        *ebpf.Variable `ebpf:"softirq_in_task"`
 	UnusedConnFlags      *ebpf.Variable `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`

@@ -172,6 +172,7 @@ const (
 	tcpspanCompatVarNoSocketReason            = "no_socket_reason"
 	tcpspanCompatVarRstHasReason              = "rst_has_reason"
 	tcpspanCompatVarSkipClean                 = "skip_clean"
+	tcpspanCompatVarSoftirqInTask             = "softirq_in_task"
 	tcpspanCompatVarUnusedConnFlags           = "unused_conn_flags"
 	tcpspanCompatVarUnusedCounter             = "unused_counter"
 	tcpspanCompatVarUnusedEventType           = "unused_event_type"
@@ -264,6 +265,7 @@ type tcpspanCompatVariableSpecs struct {
 	NoSocketReason       *ebpf.VariableSpec `ebpf:"no_socket_reason"`
 	RstHasReason         *ebpf.VariableSpec `ebpf:"rst_has_reason"`
 	SkipClean            *ebpf.VariableSpec `ebpf:"skip_clean"`
+	SoftirqInTask        *ebpf.VariableSpec `ebpf:"softirq_in_task"`
 	UnusedConnFlags      *ebpf.VariableSpec `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
@@ -324,6 +326,7 @@ type tcpspanCompatVariables struct {
 	NoSocketReason       *ebpf.Variable `ebpf:"no_socket_reason"`
 	RstHasReason         *ebpf.Variable `ebpf:"rst_has_reason"`
 	SkipClean            *ebpf.Variable `ebpf:"skip_clean"`
+	SoftirqInTask        *ebpf.Variable `ebpf:"softirq_in_task"`
 	UnusedConnFlags      *ebpf.Variable `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`
