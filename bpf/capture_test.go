@@ -470,19 +470,7 @@ func TestCloseWithUnreadData(t *testing.T) {
 	c := startCapture(t, ns, 200*time.Millisecond)
 	before := ns.Counters(t)
 
-	cl, srv, ln := acceptedPair(t, ns)
-	defer ln.Close()
-	mustWrite(t, cl, 18)
-	// Wait until the 18 bytes sit in the server's receive queue, unread.
-	waitUnread(t, srv, 18)
-	fd := fdOf(t, srv)
-	srv.Close()
-	if _, err := cl.Read(make([]byte, 1)); err == nil || !strings.Contains(err.Error(), "reset") {
-		t.Fatalf("client read: %v, want connection reset", err)
-	}
-	cl.Close()
-
-	clientAddr, serverAddr := endpoint(cl.LocalAddr()), endpoint(ln.Addr())
+	clientAddr, serverAddr, fd := abortWithUnread(t, ns, 18)
 	got := c.wait(5*time.Second, between(clientAddr, serverAddr, conn.SideClient),
 		between(serverAddr, clientAddr, conn.SideServer))
 	client, server := got[0], got[1]
@@ -509,6 +497,25 @@ func TestCloseWithUnreadData(t *testing.T) {
 		t.Errorf("client error %+v, want ECONNRESET", e)
 	}
 	requireCounterMatch(t, ns, before, c.all())
+}
+
+// abortWithUnread makes a connection inside ns whose server closes with n
+// bytes it never read, so that the kernel resets the client
+// (TCP_ABORT_ON_CLOSE), and returns both ends and the server's closed fd.
+func abortWithUnread(t *testing.T, ns *testutil.NetNS, n int) (clientAddr, serverAddr netip.AddrPort, fd int32) {
+	t.Helper()
+	cl, srv, ln := acceptedPair(t, ns)
+	t.Cleanup(func() { ln.Close() })
+	mustWrite(t, cl, n)
+	// Wait until the bytes sit in the server's receive queue, unread.
+	waitUnread(t, srv, n)
+	fd = fdOf(t, srv)
+	srv.Close()
+	if _, err := cl.Read(make([]byte, 1)); err == nil || !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("client read: %v, want connection reset", err)
+	}
+	cl.Close()
+	return endpoint(cl.LocalAddr()), endpoint(ln.Addr()), fd
 }
 
 // waitUnread waits until n bytes are queued on c's receive side.
@@ -1061,17 +1068,8 @@ func TestSoftirqInTaskMode(t *testing.T) {
 	c := startCapture(t, ns, 200*time.Millisecond, bpf.WithSoftirqInTask(true))
 	me := self()
 
-	cl, srv, ln := acceptedPair(t, ns)
-	defer ln.Close()
-	mustWrite(t, cl, 18)
-	waitUnread(t, srv, 18)
-	fd := fdOf(t, srv)
-	srv.Close()
-	if _, err := cl.Read(make([]byte, 1)); err == nil {
-		t.Fatal("client read succeeded after the server's abort")
-	}
-	cl.Close()
-	server := c.wait(5*time.Second, between(endpoint(ln.Addr()), endpoint(cl.LocalAddr()), conn.SideServer))[0]
+	clientAddr, serverAddr, fd := abortWithUnread(t, ns, 18)
+	server := c.wait(5*time.Second, between(serverAddr, clientAddr, conn.SideServer))[0]
 	if rst := server.First(conn.EventRSTSent); rst == nil || rst.Context != conn.ContextProcess || rst.Process != me || rst.Syscall != "close" {
 		t.Errorf("abort on close: RST %+v, want one by %v in close()\n%s", rst, me, describe(server))
 	}
@@ -1093,8 +1091,8 @@ func TestSoftirqInTaskMode(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	unix.Close(lfd) // resets the child it never accepted
-	clientAddr := netip.AddrPortFrom(addr.Addr(), localPort(t, cfd))
-	child := c.wait(5*time.Second, between(addr, clientAddr, conn.SideServer))[0]
+	queued := netip.AddrPortFrom(addr.Addr(), localPort(t, cfd))
+	child := c.wait(5*time.Second, between(addr, queued, conn.SideServer))[0]
 	rst := child.First(conn.EventRSTSent)
 	if rst == nil || rst.Context != conn.ContextKernel || rst.Process.PID != 0 {
 		t.Errorf("child reset by its listener's close(): RST %+v, want the kernel's in this mode\n%s", rst, describe(child))
