@@ -251,7 +251,7 @@ func (h Health) LogAttrs() []any {
 	if h.Export.On {
 		st := h.Export.Spans
 		attrs = append(attrs, "spans_recorded", st.Recorded, "spans_exported", st.Exported,
-			"spans_failed", st.ExportFailed, "spans_dropped", st.Dropped(), "sampled_out", st.SampledOut,
+			"spans_failed", st.ExportFailed, "spans_dropped", st.Dropped(), "spans_folded", st.Folded, "sampled_out", st.SampledOut,
 			"export_errors", h.Export.Errors)
 	}
 	return attrs

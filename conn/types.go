@@ -203,7 +203,9 @@ type Connection struct {
 	// joined from packet-level events by 4-tuple.
 	Orphan bool
 	// Storm, when set, says this orphan stands for Storm.Count orphans of
-	// the same kind that came within a short window (see [Storm]).
+	// the same kind that came within a short window (see [Storm]). The
+	// exporter sets it too, on a connection that stands for those a full
+	// export queue could not take.
 	Storm *Storm
 
 	Owner Process

@@ -162,15 +162,16 @@ func checkAccounting(t *testing.T, st map[string]uint64, sockets uint64) {
 		orphans    = st["tcpspan.connections{kind=orphan}"]
 		recorded   = st["tcpspan.spans.recorded"]
 		sampledOut = st["tcpspan.spans.sampled_out"]
+		folded     = st["tcpspan.spans.folded"]
 		exported   = st["tcpspan.spans.exported"]
 		failed     = st["tcpspan.spans.failed"]
 		unsent     = st["tcpspan.spans.unsent"]
 		missed     = sumPrefix(st, "tcpspan.kernel.missed")
 	)
 	t.Logf("sockets %d = emitted %d + lost in ring buffer %d + untracked %d (missed runs %d, midlife %d, stale %d); "+
-		"received %d + orphans %d -> spans recorded %d (sampled out %d) = exported %d + failed %d + dropped %d; orphan records lost %d",
+		"received %d + orphans %d -> spans recorded %d (sampled out %d, folded %d) = exported %d + failed %d + dropped %d; orphan records lost %d",
 		sockets, emitted, lostRing, untracked, missed, st["tcpspan.connections.midlife"], st["tcpspan.connections.stale"],
-		received, orphans, recorded, sampledOut, exported, failed, unsent, st["tcpspan.records.lost{cause=ring_buffer_full,kind=orphan}"])
+		received, orphans, recorded, sampledOut, folded, exported, failed, unsent, st["tcpspan.records.lost{cause=ring_buffer_full,kind=orphan}"])
 	// Kernel: each socket ends once, at its destroy, as a record emitted
 	// or lost, or with no entry. A destroy the kernel skipped (missed) may
 	// be emitted later as stale, or never.
@@ -180,16 +181,16 @@ func checkAccounting(t *testing.T, st map[string]uint64, sockets uint64) {
 	if received+malformed != emitted {
 		t.Errorf("tracker received %d connections (+%d malformed), kernel emitted %d", received, malformed, emitted)
 	}
-	if recorded+sampledOut != received+orphans {
-		t.Errorf("exporter took %d+%d sampled out, tracker handed over %d+%d orphans", recorded, sampledOut, received, orphans)
+	if recorded+sampledOut+folded != received+orphans {
+		t.Errorf("exporter took %d+%d sampled out+%d folded, tracker handed over %d+%d orphans", recorded, sampledOut, folded, received, orphans)
 	}
 	if exported+failed+unsent != recorded {
 		t.Errorf("spans: exported %d + failed %d + dropped %d != recorded %d", exported, failed, unsent, recorded)
 	}
 	// The whole chain, as an operator reads it.
-	if got := lostRing + untracked + exported + failed + unsent + sampledOut + clean - orphans; got > sockets || sockets-got > missed {
-		t.Errorf("lost %d + exported %d + failed %d + dropped %d + clean in kernel %d (- %d orphans) = %d, want the %d sockets made",
-			lostRing+untracked, exported, failed, unsent, clean, orphans, got, sockets)
+	if got := lostRing + untracked + exported + failed + unsent + folded + sampledOut + clean - orphans; got > sockets || sockets-got > missed {
+		t.Errorf("lost %d + exported %d + failed %d + dropped %d + folded %d + clean in kernel %d (- %d orphans) = %d, want the %d sockets made",
+			lostRing+untracked, exported, failed, unsent, folded, clean, orphans, got, sockets)
 	}
 }
 
@@ -251,8 +252,8 @@ func TestCollectorOutage(t *testing.T) {
 
 	// Once the collector is back, spans of new connections reach it. The
 	// first may still meet a queue full of the outage's spans and be
-	// dropped (and counted), so new connections are made in rounds until
-	// one round arrives whole.
+	// folded or dropped (and counted), so new connections are made in
+	// rounds until one round arrives whole.
 	recover := func(phase string) {
 		t.Helper()
 		jaeger.Restart(t)
@@ -289,8 +290,8 @@ func TestCollectorOutage(t *testing.T) {
 	}
 	st := readStats(t, stats)
 	checkAccounting(t, st, n)
-	if st["tcpspan.spans.failed"]+st["tcpspan.spans.unsent"] == 0 {
-		t.Error("the outage shows in no count: nothing failed, nothing dropped")
+	if st["tcpspan.spans.failed"]+st["tcpspan.spans.unsent"]+st["tcpspan.spans.folded"] == 0 {
+		t.Error("the outage shows in no count: nothing failed, dropped or folded")
 	}
 	if st["tcpspan.spans.exported"] < 40 {
 		t.Errorf("%d spans exported, want at least the 40 seen in Jaeger", st["tcpspan.spans.exported"])
@@ -378,7 +379,7 @@ func TestOverload(t *testing.T) {
 	for what, v := range map[string]uint64{
 		"records lost in the ring buffer":                           sumPrefix(st, "tcpspan.records.lost{cause=ring_buffer_full"),
 		"connections evicted from the kernel map and tracked again": st["tcpspan.connections.midlife"],
-		"spans dropped from the export queue":                       st["tcpspan.spans.unsent"],
+		"connections folded by the full export queue":               st["tcpspan.spans.folded"],
 	} {
 		if v == 0 {
 			t.Errorf("no %s", what)

@@ -18,4 +18,9 @@
 // A process is named as the actor of an event only when the kernel acted on
 // its behalf, inside a syscall (conn.ContextProcess). Resets and drops in
 // softirq run in whatever task was interrupted; that task is never reported.
+//
+// The export queue is bounded. What a full queue cannot take is folded by
+// kind into storm spans (fold.go) rather than dropped, so that a storm the
+// backend cannot keep up with is still accounted for, connection by
+// connection, in a few spans.
 package exporter

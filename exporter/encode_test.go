@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -147,8 +148,9 @@ func TestKeyValueTypes(t *testing.T) {
 }
 
 // A backend slower than the spans come: the queue is bounded, Export never
-// waits, and every span is exported or counted as dropped.
-func TestFullQueueDropsAndCounts(t *testing.T) {
+// waits, and what the queue cannot take is folded into a storm span of its
+// kind: every connection is exported, one span or a storm's count.
+func TestFullQueueFoldsAndCounts(t *testing.T) {
 	mem := &memClient{block: make(chan struct{})}
 	e, err := New(nil, WithClient(mem), WithMaxBatchSize(10), WithMaxQueueSize(40),
 		WithMaxConcurrentExports(1), WithBatchTimeout(time.Hour))
@@ -156,8 +158,11 @@ func TestFullQueueDropsAndCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	for range 1000 {
-		e.Export(refused())
+	for i := range 1000 {
+		c := refused()
+		c.Local = netip.AddrPortFrom(c.Local.Addr(), uint16(20000+i)) // ephemeral ports differ
+		c.Start, c.End = at(i), at(i+1)
+		e.Export(c)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Export blocked for %v", d)
@@ -167,10 +172,102 @@ func TestFullQueueDropsAndCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := e.Stats()
-	got := uint64(len(mem.spans()))
-	// In the queue: 40 spans, plus the batch the sender was blocked on.
-	if st.Recorded != 1000 || st.Exported != got || st.Exported > 50 || st.Exported < 40 || st.Dropped() != 1000-got {
-		t.Errorf("stats %+v, %d spans received: want 40-50 exported, the rest dropped", st, got)
+	spans := mem.spans()
+	storms := stormSpans(spans)
+	if len(storms) != 1 {
+		t.Fatalf("%d storm spans in %d, want 1; stats %+v", len(storms), len(spans), st)
+	}
+	// In the queue: 40 spans, plus the batch the sender was blocked on;
+	// the rest in one storm span.
+	if st.Dropped() != 0 || st.Exported != uint64(len(spans)) || st.Exported > 51 || st.Exported < 41 {
+		t.Fatalf("stats %+v, %d spans received, %d storms: want 40-50 exported, the rest in one storm", st, len(spans), len(storms))
+	}
+	s := storms[0]
+	if n := accounted(spans); n != 1000 || uint64(attrInt(s, "tcp.storm.count")) != st.Folded+1 || st.Recorded+st.Folded != 1000 {
+		t.Errorf("the spans account for %d connections, the storm for %d of %d folded: want 1000", n, attrInt(s, "tcp.storm.count"), st.Folded)
+	}
+	if s.Status.Code != tracepb.Status_STATUS_CODE_ERROR || !strings.Contains(s.Status.Message, " such in ") ||
+		attrInt(s, "tcp.storm.events.rst_received") != int64(st.Folded+1) || attrInt(s, "tcp.storm.peer_addresses") != 1 {
+		t.Errorf("storm span: status %v, attributes %v", s.Status, s.Attributes)
+	}
+	// It spans the connections it stands for: from the first folded to the last.
+	if got, want := time.Unix(0, int64(s.EndTimeUnixNano)), at(1000); !got.Equal(want) {
+		t.Errorf("storm ends at %v, want %v", got, want)
+	}
+}
+
+// Folding is bounded: past maxFolds kinds at once, the queue's overflow is
+// dropped and counted, as without folding.
+func TestFullQueueDropsPastMaxFolds(t *testing.T) {
+	mem := &memClient{block: make(chan struct{})}
+	e, err := New(nil, WithClient(mem), WithMaxBatchSize(10), WithMaxQueueSize(40),
+		WithMaxConcurrentExports(1), WithBatchTimeout(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000
+	for i := range n {
+		c := refused()
+		c.Remote = netip.AddrPortFrom(c.Remote.Addr(), uint16(10000+i)) // a kind each
+		e.Export(c)
+	}
+	close(mem.block)
+	if err := e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := e.Stats()
+	spans := mem.spans()
+	if len(stormSpans(spans)) != 0 || st.Folded != 0 || st.Recorded != n ||
+		st.Exported != uint64(len(spans)) || st.Dropped() != n-uint64(len(spans)) || st.Dropped() < n-maxFolds-51 {
+		t.Errorf("stats %+v, %d spans received: want %d kinds folded (one span each) and the rest past 40-50 dropped", st, len(spans), maxFolds)
+	}
+}
+
+// stormSpans returns the spans with tcp.storm.count.
+func stormSpans(spans []gotSpan) []gotSpan {
+	var out []gotSpan
+	for _, sp := range spans {
+		if attrInt(sp, "tcp.storm.count") >= 0 {
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
+// accounted is how many connections spans stand for: one each, or a
+// storm's count.
+func accounted(spans []gotSpan) int64 {
+	var n int64
+	for _, sp := range spans {
+		if c := attrInt(sp, "tcp.storm.count"); c >= 0 {
+			n += c
+		} else {
+			n++
+		}
+	}
+	return n
+}
+
+// Folds go out once their window has passed, while the agent runs: not
+// only at Shutdown.
+func TestFoldSentAfterItsWindow(t *testing.T) {
+	mem := &memClient{block: make(chan struct{})}
+	e, err := New(nil, WithClient(mem), WithMaxBatchSize(2), WithMaxQueueSize(4),
+		WithMaxConcurrentExports(1), WithBatchTimeout(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	for range 50 {
+		e.Export(refused())
+	}
+	close(mem.block)
+	deadline := time.Now().Add(foldWindow + 3*time.Second)
+	for len(stormSpans(mem.spans())) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := accounted(mem.spans()); n != 50 {
+		t.Errorf("before Shutdown, the spans account for %d of 50 connections; stats %+v", n, e.Stats())
 	}
 }
 
@@ -216,9 +313,12 @@ func TestSmallQueue(t *testing.T) {
 	if err := e.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	// 16 queued, plus the batch of 8 the sender was blocked on.
-	if st := e.Stats(); st.Exported < 16 || st.Exported > 24 || st.Recorded != 100 || st.Dropped() != 100-st.Exported {
-		t.Errorf("stats %+v: want 16-24 exported, the rest dropped", st)
+	// 16 queued, plus the batch of 8 the sender was blocked on, plus the
+	// storm span of the rest.
+	st := e.Stats()
+	spans := mem.spans()
+	if st.Exported < 17 || st.Exported > 25 || st.Exported != uint64(len(spans)) || accounted(spans) != 100 || st.Dropped() != 0 {
+		t.Errorf("stats %+v, spans account for %d: want 16-24 exported, the rest in a storm", st, accounted(spans))
 	}
 }
 

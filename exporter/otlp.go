@@ -177,8 +177,13 @@ func WithServiceResolver(f func(conn.Process) string) Option {
 
 // Stats are the exporter's own counts.
 type Stats struct {
-	Recorded     uint64 // spans built for export, or dropped from a full queue
-	SampledOut   uint64 // clean connections not exported (WithCleanRatio)
+	Recorded   uint64 // spans built for export, or dropped from a full queue
+	SampledOut uint64 // clean connections not exported (WithCleanRatio)
+	// Folded counts connections the full queue could not take, folded
+	// into the storm span of their kind (tcp.storm.count) instead of
+	// dropped. The first of each kind is recorded as that span: spans
+	// recorded, sampled out and folded add up to the connections given.
+	Folded       uint64
 	Exported     uint64 // spans the backend accepted
 	ExportFailed uint64 // spans in batches the backend refused or never got
 	Services     int    // per-process resources kept
@@ -225,6 +230,9 @@ type Exporter struct {
 	spareFailures []*failureRing
 	// lastFailure is the end of the latest failure remembered (UnixNano).
 	lastFailure int64
+	// folds are the kinds of connection being folded while the queue is
+	// full (fold.go).
+	folds map[foldKey]*fold
 
 	queue    chan *batch // full batches, bounded: maxQueue spans in all
 	free     chan *batch // sent batches, kept with their buffers' capacity
@@ -236,6 +244,7 @@ type Exporter struct {
 
 	recorded   atomic.Uint64
 	sampledOut atomic.Uint64
+	folded     atomic.Uint64
 	exported   atomic.Uint64
 	failed     atomic.Uint64
 }
@@ -339,6 +348,7 @@ func New(base *resource.Resource, opts ...Option) (*Exporter, error) {
 		mapper:    newCachingMapper(),
 		resources: make(map[resourceKey]*resourceEntry),
 		failures:  make(map[uint32]*failureRing),
+		folds:     make(map[foldKey]*fold),
 		// The batch being filled counts towards the queue, so the channel
 		// holds the rest.
 		queue:    make(chan *batch, max(cfg.maxQueue/cfg.maxBatch-1, 1)),
@@ -368,8 +378,9 @@ func envInt(name string, def int) int {
 }
 
 // Export records c as a span, unless it is clean and sampled out. It never
-// blocks on the network: spans queue for background senders, and a full
-// queue drops them (counted in [Stats]). It implements the agent's sink,
+// blocks on the network: spans queue for background senders. When the
+// queue is full, c is folded into a storm span of its kind (see fold.go),
+// or, past maxFolds kinds, dropped; both are counted in [Stats]. It implements the agent's sink,
 // and keeps nothing of c once it returns (the span is encoded at once), so
 // the tracker may reuse c's memory (conn.WithReuse).
 func (e *Exporter) Export(c *conn.Connection) {
@@ -387,12 +398,17 @@ func (e *Exporter) Export(c *conn.Connection) {
 	if e.closed {
 		return
 	}
-	e.recorded.Add(1)
 	if e.cur.spans >= e.cfg.maxBatch && !e.pushLocked() &&
 		(c.Storm == nil || e.cur.spans >= e.cfg.maxBatch+maxStormOverflow) {
-		return // the queue is full: dropped, and counted by Stats.Dropped
+		// The queue is full: fold c into a storm span of its kind, or,
+		// if too many kinds are being folded, drop it (counted by
+		// Stats.Dropped).
+		if !e.foldLocked(c, key, errType, isErr, time.Now()) {
+			e.recorded.Add(1)
+		}
+		return
 	}
-	res := e.resourceLocked(key)
+	e.recorded.Add(1)
 	tid, sid := newIDs()
 	var link *spanLink
 	var l spanLink
@@ -403,16 +419,7 @@ func (e *Exporter) Export(c *conn.Connection) {
 	if isErr && c.Side == conn.SideClient && c.Owner.PID != 0 {
 		e.rememberFailure(c.Owner.PID, failure{trace: tid, span: sid, end: c.End.UnixNano()})
 	}
-	g := e.cur.group(res)
-	g.spans = e.enc.appendConn(g.spans, e.mapper, c, errType, desc, isErr, tid, sid, link)
-	g.n++
-	if e.cur.spans == 0 {
-		e.cur.started = time.Now()
-	}
-	e.cur.spans++
-	if e.cur.spans >= e.cfg.maxBatch {
-		e.pushLocked() // if the queue is full, the next span retries
-	}
+	e.appendLocked(c, errType, desc, isErr, key, tid, sid, link)
 }
 
 // maxStormOverflow is how many storm spans may go past a full batch when
@@ -497,7 +504,8 @@ func (b *batch) group(res *resourceEntry) *group {
 	return g
 }
 
-// tick sends a batch that waited long enough, however full.
+// tick sends a batch that waited long enough, however full, and the folds
+// whose window closed.
 func (e *Exporter) tick() {
 	period := max(e.cfg.batchTimeout/4, time.Millisecond)
 	t := time.NewTicker(period)
@@ -508,8 +516,11 @@ func (e *Exporter) tick() {
 			return
 		case now := <-t.C:
 			e.mu.Lock()
-			if !e.closed && e.cur.spans > 0 && now.Sub(e.cur.started) >= e.cfg.batchTimeout {
-				e.pushLocked()
+			if !e.closed {
+				e.flushFoldsLocked(now, false)
+				if e.cur.spans > 0 && now.Sub(e.cur.started) >= e.cfg.batchTimeout {
+					e.pushLocked()
+				}
 			}
 			e.mu.Unlock()
 		}
@@ -694,6 +705,7 @@ func (e *Exporter) Stats() Stats {
 	return Stats{
 		Recorded:     e.recorded.Load(),
 		SampledOut:   e.sampledOut.Load(),
+		Folded:       e.folded.Load(),
 		Exported:     e.exported.Load(),
 		ExportFailed: e.failed.Load(),
 		Services:     services,
@@ -709,6 +721,7 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 		e.mu.Unlock()
 		return nil
 	}
+	e.flushFoldsLocked(time.Time{}, true)
 	e.closed = true
 	last := e.cur
 	e.cur = nil

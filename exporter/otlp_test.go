@@ -347,7 +347,7 @@ func TestUnreachableCollectorIsCounted(t *testing.T) {
 }
 
 // A storm span stands for many orphans: with the queue full it still goes
-// out, past the batch's size, while ordinary spans are dropped.
+// out, past the batch's size, while ordinary spans are folded.
 func TestStormSpanKeptWhenQueueFull(t *testing.T) {
 	e, mem := newTestExporter(t, WithMaxQueueSize(4))
 	mem.block = make(chan struct{})
@@ -358,7 +358,7 @@ func TestStormSpanKeptWhenQueueFull(t *testing.T) {
 	storm.Storm = &conn.Storm{Count: 4211, Peers: 1, First: storm.Start, Last: storm.End}
 	storm.Storm.Events[conn.EventRSTSent] = 4211
 	e.Export(storm)
-	if e.Stats().Dropped() == 0 {
+	if e.Stats().Folded == 0 {
 		t.Fatalf("the queue of 4 never filled: %+v", e.Stats())
 	}
 	close(mem.block)
@@ -368,16 +368,38 @@ func TestStormSpanKeptWhenQueueFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	var found bool
-	for _, sp := range mem.spans() {
-		for _, a := range sp.Attributes {
-			if a.Key == "tcp.storm.count" && a.Value.GetIntValue() == 4211 {
-				found = true
-			}
-		}
+	for _, s := range stormSpans(mem.spans()) {
+		found = found || attrInt(s, "tcp.storm.count") == 4211
 	}
 	st := e.Stats()
-	if !found || st.Exported+st.Dropped() != st.Recorded || st.Recorded != 101 {
-		t.Errorf("storm span exported: %v; stats %+v", found, st)
+	if n := accounted(mem.spans()); !found || st.Dropped() != 0 || n != 100+4211 {
+		t.Errorf("storm span exported: %v; spans account for %d connections; stats %+v", found, n, st)
+	}
+}
+
+// A tracker storm that finds even its overflow room taken is folded with
+// others of its kind: the counts add up.
+func TestStormSpansFoldWhenQueueFull(t *testing.T) {
+	e, mem := newTestExporter(t, WithMaxQueueSize(4), WithMaxBatchSize(2))
+	mem.block = make(chan struct{})
+	for range 200 {
+		storm := noSocket()
+		storm.Storm = &conn.Storm{Count: 10, Peers: 3, First: storm.Start, Last: storm.End}
+		storm.Storm.Events[conn.EventRSTSent] = 10
+		e.Export(storm)
+	}
+	close(mem.block)
+	if err := e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	spans := mem.spans()
+	if n := accounted(spans); n != 2000 || e.Stats().Dropped() != 0 || len(spans) >= 200 {
+		t.Errorf("%d spans account for %d orphans, want fewer than 200 for 2000; stats %+v", len(spans), n, e.Stats())
+	}
+	for _, s := range stormSpans(spans) {
+		if attrInt(s, "tcp.storm.peer_addresses") != 3 || attrInt(s, "tcp.storm.events.rst_sent") != attrInt(s, "tcp.storm.count") {
+			t.Errorf("storm span attributes %v", s.Attributes)
+		}
 	}
 }
 
@@ -424,6 +446,44 @@ func TestResetLinksToTheFailureBeforeIt(t *testing.T) {
 	}
 	if linked != 1 {
 		t.Errorf("%d spans linked, want only the reset closed 1 ms after the failure, by the same process", linked)
+	}
+}
+
+// Under a storm the queue is full, and rinetd's refused upstream connects
+// are folded: the resets it sends its clients then link to the storm span
+// that stands for them, not to an older failure.
+func TestResetLinksToAFoldedFailure(t *testing.T) {
+	e, mem := newTestExporter(t, WithMaxQueueSize(4), WithMaxBatchSize(2))
+	mem.block = make(chan struct{})
+	for i := range 20 {
+		c := refused()
+		c.Owner = rinetd
+		c.Local = netip.AddrPortFrom(c.Local.Addr(), uint16(40000+i))
+		c.Start, c.End = at(3), at(4)
+		e.Export(c)
+	}
+	if e.Stats().Folded == 0 {
+		t.Fatalf("the queue of 4 never filled: %+v", e.Stats())
+	}
+	e.Export(rinetdAbort("TCP_ABORT_ON_CLOSE")) // closed at 5 ms, after the failures
+	close(mem.block)
+	if err := e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var storm, abort gotSpan
+	for _, s := range mem.spans() {
+		switch {
+		case s.Kind == tracepb.Span_SPAN_KIND_CLIENT && attrInt(s, "tcp.storm.count") > 0:
+			storm = s
+		case s.Kind == tracepb.Span_SPAN_KIND_SERVER:
+			abort = s
+		}
+	}
+	if storm.Span == nil || abort.Span == nil {
+		t.Fatalf("no storm span of refused connects, or no reset span, in %d spans", len(mem.spans()))
+	}
+	if len(abort.Links) != 1 || !bytes.Equal(abort.Links[0].SpanId, storm.SpanId) || !bytes.Equal(abort.Links[0].TraceId, storm.TraceId) {
+		t.Errorf("reset links %v, want the storm span %x", abort.Links, storm.SpanId)
 	}
 }
 

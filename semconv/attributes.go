@@ -235,11 +235,15 @@ const (
 	TCPEventsDroppedKey = attribute.Key("tcp.events.dropped")
 
 	// TCPStormCountKey is the attribute Key for "tcp.storm.count". It
-	// represents that the span stands for this many orphans of the same kind
-	// (same local address and port, owner, kinds of event and reasons) that
-	// came within a short window: a storm, folded into one span. The span's
-	// events are the first folded orphan's; its start and end span them all;
-	// the totals are in tcp.storm.events.<event>. Only set on such spans.
+	// represents that the span stands for this many connections of the same
+	// kind that came within a short window: a storm, folded into one span.
+	// Orphans are folded by the tracker (same local address and port, owner,
+	// kinds of event and reasons), and connections the full export queue
+	// cannot take by the exporter (same process, side, ends without the
+	// ephemeral port, diagnosis, kinds of event and reasons). The span's
+	// events are the first folded connection's; its start and end span them
+	// all; the totals are in tcp.storm.events.<event>. Only set on such
+	// spans.
 	//
 	// Type: int
 	// Stability: Development
@@ -249,7 +253,7 @@ const (
 
 	// TCPStormPeerAddressesKey is the attribute Key for
 	// "tcp.storm.peer_addresses". It represents the distinct peer addresses
-	// among a storm's orphans, counted up to 1024.
+	// among a storm's connections, counted up to 1024 (at least that many).
 	//
 	// Type: int
 	// Stability: Development
@@ -260,7 +264,8 @@ const (
 
 // TCPStormEventsPrefix starts the template attribute
 // "tcp.storm.events.<event>": how many events of that kind (an event name
-// without its "tcp." prefix, e.g. rst_sent) a storm's orphans had in all.
+// without its "tcp." prefix, e.g. rst_sent) a storm's connections had in
+// all.
 const TCPStormEventsPrefix = "tcp.storm.events."
 
 // Namespace: tcp (span event attributes: one kernel event)
@@ -419,7 +424,7 @@ func TCPOwnerFromListener(val bool) attribute.KeyValue { return TCPOwnerFromList
 func TCPEventsDropped(val int) attribute.KeyValue { return TCPEventsDroppedKey.Int(val) }
 
 // TCPStormCount returns an attribute KeyValue for "tcp.storm.count": the
-// orphans a storm span stands for.
+// connections a storm span stands for.
 func TCPStormCount(val int) attribute.KeyValue { return TCPStormCountKey.Int(val) }
 
 // TCPStormPeerAddresses returns an attribute KeyValue for

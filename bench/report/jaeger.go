@@ -63,18 +63,20 @@ func cmdJaeger(args []string) error {
 					}
 					seen[sp.SpanID] = true
 					n.Spans++
+					// A storm span (tcp.storm.count) stands for many
+					// connections: orphans, or what a full queue folded.
+					n.Connections += int64(sp.Connections())
 					if sp.Status.Code == jaegerapi.StatusError {
 						n.ErrorSpans++
 					}
-					// A storm span (tcp.storm.count) stands for many orphans.
 					n.RSTSent += int64(sp.EventCount("tcp.rst_sent"))
 					n.RSTReceived += int64(sp.EventCount("tcp.rst_received"))
 				}
 			}
 		}
 	}
-	fmt.Printf("jaeger_spans=%d\njaeger_error_spans=%d\njaeger_rst_sent=%d\njaeger_rst_received=%d\njaeger_query_seconds=%.1f\n",
-		n.Spans, n.ErrorSpans, n.RSTSent, n.RSTReceived, time.Since(start).Seconds())
+	fmt.Printf("jaeger_spans=%d\njaeger_connections=%d\njaeger_error_spans=%d\njaeger_rst_sent=%d\njaeger_rst_received=%d\njaeger_query_seconds=%.1f\n",
+		n.Spans, n.Connections, n.ErrorSpans, n.RSTSent, n.RSTReceived, time.Since(start).Seconds())
 	return nil
 }
 

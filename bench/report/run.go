@@ -76,6 +76,7 @@ type Run struct {
 	SpansExported  int64             `json:"spans_exported"`
 	SpansFailed    int64             `json:"spans_failed"`
 	SpansDropped   int64             `json:"spans_dropped"`
+	SpansFolded    int64             `json:"spans_folded"`
 	SampledOut     int64             `json:"sampled_out"`
 	RecordsPerConn float64           `json:"records_per_connection"`
 	// Midlife counts connections first seen mid-life (kernel side).
@@ -96,6 +97,7 @@ type Run struct {
 // JaegerCount is what Jaeger's query API returns for a run's time window.
 type JaegerCount struct {
 	Spans        int64   `json:"spans"`
+	Connections  int64   `json:"connections"` // the spans stand for: a storm span's tcp.storm.count, else 1
 	ErrorSpans   int64   `json:"error_spans"`
 	RSTSent      int64   `json:"rst_sent_events"`
 	RSTReceived  int64   `json:"rst_received_events"`
@@ -297,7 +299,7 @@ func loadRun(dir string) (*Run, error) {
 	r.SinkSpans = i64(vals["sink_spans"])
 	if _, ok := vals["jaeger_spans"]; ok {
 		r.Jaeger = &JaegerCount{
-			Spans: i64(vals["jaeger_spans"]), ErrorSpans: i64(vals["jaeger_error_spans"]),
+			Spans: i64(vals["jaeger_spans"]), Connections: i64(vals["jaeger_connections"]), ErrorSpans: i64(vals["jaeger_error_spans"]),
 			RSTSent: i64(vals["jaeger_rst_sent"]), RSTReceived: i64(vals["jaeger_rst_received"]),
 			QuerySeconds: f64(vals["jaeger_query_seconds"]),
 		}
@@ -325,7 +327,7 @@ func (r *Run) readAgentLog(path string) {
 			r.Lost, r.Missed = i64(kv["lost"]), i64(kv["missed"])
 			r.SpansRecorded, r.SpansExported = i64(kv["spans_recorded"]), i64(kv["spans_exported"])
 			r.SpansFailed, r.SpansDropped = i64(kv["spans_failed"]), i64(kv["spans_dropped"])
-			r.SampledOut = i64(kv["sampled_out"])
+			r.SampledOut, r.SpansFolded = i64(kv["sampled_out"]), i64(kv["spans_folded"])
 			r.Midlife = i64(kv["midlife"])
 		case kv["level"] == "WARN" || kv["level"] == "ERROR":
 			w := kv["level"] + " " + kv["msg"]
@@ -429,7 +431,7 @@ func cmdLine(args []string) error {
 		if !r.Stopped {
 			fmt.Printf("  NO FINAL LINE")
 		} else {
-			fmt.Printf("  lost %d missed %d spans %d/%d dropped %d", r.Lost, r.Missed, r.SpansExported, r.SpansRecorded, r.SpansDropped)
+			fmt.Printf("  lost %d missed %d spans %d/%d dropped %d folded %d", r.Lost, r.Missed, r.SpansExported, r.SpansRecorded, r.SpansDropped, r.SpansFolded)
 		}
 	}
 	fmt.Println()

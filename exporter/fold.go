@@ -1,0 +1,210 @@
+package exporter
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/tcpspan/tcpspan/conn"
+)
+
+// Folding under back-pressure. When the export queue is full, a span would
+// be dropped. In the storms this agent exists to explain (a forwarder's
+// refused upstream connects, tens of thousands a second) the spans that do
+// not fit are alike: the same process, the same peer, the same diagnosis.
+// So instead of dropping one, the exporter folds it into a storm span of
+// its kind (tcp.storm.count, as the tracker does for orphans), sent once
+// the kind's window has passed and the queue has room. Nothing changes
+// while the backend keeps up; when it does not, what it cannot take is
+// still accounted for, by kind, in a few spans.
+
+// foldWindow is how long connections of one kind are folded into one span
+// before it is sent: the tracker's window for orphans.
+const foldWindow = conn.DefaultStormWindow
+
+// maxFolds bounds the kinds folded at once; beyond it spans are dropped
+// (and counted) as before. Each holds a copy of its first connection and
+// up to maxFoldPeers addresses: about 40 KB at most.
+const maxFolds = 256
+
+// maxFoldPeers bounds the distinct peer addresses a fold counts; more read
+// as that many (tcp.storm.peer_addresses says "at least").
+const maxFoldPeers = 1024
+
+// foldKey says which connections are "of the same kind" for folding: the
+// same process and service, side, local and remote ends (without the
+// ephemeral port: a client's local port, a server's peer), and the same
+// diagnosis, kinds of event and reasons.
+type foldKey struct {
+	res        resourceKey
+	owner      uint32
+	netns      uint32
+	side       conn.Side
+	orphan     bool
+	local      netip.AddrPort
+	remote     netip.AddrPort
+	errType    string
+	kinds      uint32
+	rstReason  string
+	dropReason string
+}
+
+func foldKeyOf(c *conn.Connection, res resourceKey, errType string) foldKey {
+	k := foldKey{res: res, owner: c.Owner.PID, netns: c.Netns, side: c.Side, orphan: c.Orphan,
+		local: c.Local, remote: c.Remote, errType: errType}
+	switch {
+	case c.Orphan || c.Side == conn.SideServer:
+		// Many peers, one local end: a listener's port, or the port
+		// that orphans of one kind share.
+		k.remote = netip.AddrPort{}
+	case c.Side == conn.SideClient:
+		// One peer, from many ephemeral ports.
+		k.local = netip.AddrPortFrom(c.Local.Addr(), 0)
+	}
+	for i := range c.Events {
+		e := &c.Events[i]
+		k.kinds |= 1 << e.Kind
+		switch {
+		case e.Kind == conn.EventRSTSent && k.rstReason == "":
+			k.rstReason = e.Reason
+		case e.Kind == conn.EventDrop && k.dropReason == "":
+			k.dropReason = e.Reason
+		}
+	}
+	return k
+}
+
+// fold is one kind of connection being folded: the first one, kept as the
+// example, and the totals. Its span's ids are chosen when it opens, so
+// that a later connection its process closes after one of these failures
+// can link to it (causeOf) before it is sent.
+type fold struct {
+	c      conn.Connection // the first, copied: the tracker reuses its memory
+	closer conn.Close
+	storm  conn.Storm
+	peers  map[netip.Addr]struct{}
+	// stormPeers is the most peers of a folded tracker storm, whose
+	// addresses are not known: Peers is then at least that.
+	stormPeers uint32
+	res        resourceKey
+	tid        traceID
+	sid        spanID
+	link       *spanLink
+	linkTo     spanLink
+	until      time.Time // when the window closes (wall clock)
+}
+
+// foldLocked folds c, which the full queue cannot take, into the fold of
+// its kind, opening one if there is room. It reports whether c was
+// folded; if not, the caller drops it. e.mu is held.
+func (e *Exporter) foldLocked(c *conn.Connection, res resourceKey, errType string, isErr bool, now time.Time) bool {
+	k := foldKeyOf(c, res, errType)
+	f, ok := e.folds[k]
+	if !ok {
+		if len(e.folds) >= maxFolds {
+			return false
+		}
+		f = &fold{c: *c, res: res, until: now.Add(foldWindow), peers: make(map[netip.Addr]struct{})}
+		f.c.Events = append([]conn.Event(nil), c.Events...)
+		if c.Closer != nil {
+			f.closer = *c.Closer
+			f.c.Closer = &f.closer
+		}
+		f.c.Storm = nil
+		f.tid, f.sid = newIDs()
+		if l, ok := e.causeOf(c, isErr); ok {
+			f.linkTo = spanLink{trace: l.trace, span: l.span, attrs: closedAfterFailure}
+			f.link = &f.linkTo
+		}
+		if s := c.Storm; s != nil {
+			f.storm.First, f.storm.Last = s.First, s.Last
+		} else {
+			f.storm.First, f.storm.Last = c.Start, c.End
+		}
+		e.folds[k] = f
+		// The first is the example of the fold's span: it is recorded
+		// as that span, the others as folded (Stats.Folded).
+		e.recorded.Add(1)
+	} else {
+		e.folded.Add(1)
+	}
+	st := &f.storm
+	if s := c.Storm; s != nil {
+		// A tracker storm the queue could not take either.
+		st.Count += s.Count
+		for i, n := range s.Events {
+			st.Events[i] += n
+		}
+		f.stormPeers = max(f.stormPeers, s.Peers)
+		st.First, st.Last = minTime(st.First, s.First), maxTime(st.Last, s.Last)
+	} else {
+		st.Count++
+		for i := range c.Events {
+			if kind := int(c.Events[i].Kind); kind < len(st.Events) {
+				st.Events[kind]++
+			}
+		}
+		if len(f.peers) < maxFoldPeers {
+			f.peers[c.Remote.Addr()] = struct{}{}
+		}
+		st.First, st.Last = minTime(st.First, c.Start), maxTime(st.Last, c.End)
+	}
+	st.Peers = max(uint32(len(f.peers)), f.stormPeers)
+	if isErr && c.Side == conn.SideClient && c.Owner.PID != 0 {
+		// The fold's span stands for this failure: link to it.
+		e.rememberFailure(c.Owner.PID, failure{trace: f.tid, span: f.sid, end: c.End.UnixNano()})
+	}
+	return true
+}
+
+// flushFoldsLocked sends the folds whose window closed by now (all of
+// them if all is set) as storm spans, as far as the batch takes them: up
+// to maxStormOverflow past its size, or without limit if all is set (at
+// Shutdown). Folds that do not fit stay, and go on folding. e.mu is held.
+func (e *Exporter) flushFoldsLocked(now time.Time, all bool) {
+	for k, f := range e.folds {
+		if !all && now.Before(f.until) {
+			continue
+		}
+		if !all && e.cur.spans >= e.cfg.maxBatch && !e.pushLocked() && e.cur.spans >= e.cfg.maxBatch+maxStormOverflow {
+			return
+		}
+		delete(e.folds, k)
+		c := &f.c
+		if f.storm.Count > 1 {
+			c.Storm = &f.storm
+			c.Start, c.End = f.storm.First, f.storm.Last
+		}
+		errType, desc, isErr := Diagnose(c)
+		e.appendLocked(c, errType, desc, isErr, f.res, f.tid, f.sid, f.link)
+	}
+}
+
+// appendLocked encodes c's span, under the resource of res, into the
+// batch being filled, and hands the batch over once full. e.mu is held.
+func (e *Exporter) appendLocked(c *conn.Connection, errType, desc string, isErr bool, res resourceKey,
+	tid traceID, sid spanID, link *spanLink) {
+	g := e.cur.group(e.resourceLocked(res))
+	g.spans = e.enc.appendConn(g.spans, e.mapper, c, errType, desc, isErr, tid, sid, link)
+	g.n++
+	if e.cur.spans == 0 {
+		e.cur.started = time.Now()
+	}
+	e.cur.spans++
+	if e.cur.spans >= e.cfg.maxBatch {
+		e.pushLocked() // if the queue is full, the next span retries
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
