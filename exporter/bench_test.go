@@ -58,6 +58,33 @@ func BenchmarkExportClean(b *testing.B) { benchExport(b, cleanClient(), cleanSer
 // rinetd resetting its client after its upstream connect was refused.
 func BenchmarkExportReset(b *testing.B) { benchExport(b, refused(), rinetdAbort("TCP_ABORT_ON_CLOSE")) }
 
+// A backend that takes nothing: every connection meets a full queue and is
+// folded, the refused upstream connects and the resets alike. What Export
+// costs the reader's goroutine in a storm the backend cannot keep up with.
+func BenchmarkExportFolded(b *testing.B) {
+	mem := &memClient{block: make(chan struct{})}
+	e, err := New(nil, WithClient(mem), WithMaxBatchSize(1), WithMaxQueueSize(2), WithMaxConcurrentExports(1),
+		WithBatchTimeout(time.Hour), WithServiceResolver(func(p conn.Process) string { return p.Comm }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	conns := []*conn.Connection{refused(), rinetdAbort("TCP_ABORT_ON_CLOSE")}
+	for i := range 8 {
+		e.Export(conns[i%2]) // fill the queue
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		e.Export(conns[i%2])
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(e.Stats().Folded)/float64(b.N), "folded/op")
+	close(mem.block)
+	if err := e.Shutdown(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // cpuTime is the process's user plus system CPU time so far.
 func cpuTime(b *testing.B) time.Duration {
 	var ru syscall.Rusage

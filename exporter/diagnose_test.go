@@ -235,6 +235,10 @@ func TestDiagnose(t *testing.T) {
 					t.Errorf("description names %q, a task interrupted by softirq: %q", bad, gotDesc)
 				}
 			}
+			// Export samples clean connections out by Problem alone.
+			if gotErr && !tt.conn.Problem() {
+				t.Errorf("an error (%s) on a connection without a Problem", gotType)
+			}
 		})
 	}
 }

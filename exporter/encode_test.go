@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -193,6 +194,46 @@ func TestFullQueueFoldsAndCounts(t *testing.T) {
 	// It spans the connections it stands for: from the first folded to the last.
 	if got, want := time.Unix(0, int64(s.EndTimeUnixNano)), at(1000); !got.Equal(want) {
 		t.Errorf("storm ends at %v, want %v", got, want)
+	}
+}
+
+// Only alike connections fold together: the same peer refusing some
+// connections and resetting others gives two storm spans, each with its own
+// diagnosis, though their events are of the same kinds.
+func TestFoldKeepsDiagnosesApart(t *testing.T) {
+	mem := &memClient{block: make(chan struct{})}
+	e, err := New(nil, WithClient(mem), WithMaxBatchSize(10), WithMaxQueueSize(40),
+		WithMaxConcurrentExports(1), WithBatchTimeout(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reset := func() *conn.Connection {
+		c := refused()
+		c.Events = []conn.Event{c.Events[0], ev(1, conn.EventRSTReceived, conn.ContextKernel, curl, conn.StateEstablished),
+			errEv(1, syscall.ECONNRESET, conn.StateEstablished), c.Events[3]}
+		return c
+	}
+	for i := range 1000 {
+		if i%2 == 0 {
+			e.Export(refused())
+		} else {
+			e.Export(reset())
+		}
+	}
+	close(mem.block)
+	if err := e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]int64{}
+	for _, s := range stormSpans(mem.spans()) {
+		for _, a := range s.Attributes {
+			if a.Key == "error.type" {
+				types[a.Value.GetStringValue()] += attrInt(s, "tcp.storm.count")
+			}
+		}
+	}
+	if len(types) != 2 || types["tcp.refused"] == 0 || types["tcp.rst_received"] == 0 || accounted(mem.spans()) != 1000 {
+		t.Errorf("storm spans by error.type: %v; the spans account for %d of 1000", types, accounted(mem.spans()))
 	}
 }
 

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/tcpspan/tcpspan/conn"
@@ -33,7 +34,9 @@ const maxFoldPeers = 1024
 // foldKey says which connections are "of the same kind" for folding: the
 // same process and service, side, local and remote ends (without the
 // ephemeral port: a client's local port, a server's peer), and the same
-// diagnosis, kinds of event and reasons.
+// kinds of event and what Diagnose's verdict depends on besides (the first
+// reset's kind and state, the first errno, the first reasons), so that
+// the diagnosis is the same without being written for each.
 type foldKey struct {
 	res        resourceKey
 	owner      uint32
@@ -42,15 +45,17 @@ type foldKey struct {
 	orphan     bool
 	local      netip.AddrPort
 	remote     netip.AddrPort
-	errType    string
 	kinds      uint32
+	reset      conn.EventKind
+	resetState conn.State
+	errno      syscall.Errno
 	rstReason  string
 	dropReason string
 }
 
-func foldKeyOf(c *conn.Connection, res resourceKey, errType string) foldKey {
+func foldKeyOf(c *conn.Connection, res resourceKey) foldKey {
 	k := foldKey{res: res, owner: c.Owner.PID, netns: c.Netns, side: c.Side, orphan: c.Orphan,
-		local: c.Local, remote: c.Remote, errType: errType}
+		local: c.Local, remote: c.Remote}
 	switch {
 	case c.Orphan || c.Side == conn.SideServer:
 		// Many peers, one local end: a listener's port, or the port
@@ -63,11 +68,16 @@ func foldKeyOf(c *conn.Connection, res resourceKey, errType string) foldKey {
 	for i := range c.Events {
 		e := &c.Events[i]
 		k.kinds |= 1 << e.Kind
+		if (e.Kind == conn.EventRSTSent || e.Kind == conn.EventRSTReceived) && k.reset == 0 {
+			k.reset, k.resetState = e.Kind, e.State
+		}
 		switch {
 		case e.Kind == conn.EventRSTSent && k.rstReason == "":
 			k.rstReason = e.Reason
 		case e.Kind == conn.EventDrop && k.dropReason == "":
 			k.dropReason = e.Reason
+		case e.Kind == conn.EventError && k.errno == 0:
+			k.errno = e.Errno
 		}
 	}
 	return k
@@ -86,6 +96,7 @@ type fold struct {
 	// addresses are not known: Peers is then at least that.
 	stormPeers uint32
 	res        resourceKey
+	isErr      bool // Diagnose's verdict, the same for all of them
 	tid        traceID
 	sid        spanID
 	link       *spanLink
@@ -96,14 +107,15 @@ type fold struct {
 // foldLocked folds c, which the full queue cannot take, into the fold of
 // its kind, opening one if there is room. It reports whether c was
 // folded; if not, the caller drops it. e.mu is held.
-func (e *Exporter) foldLocked(c *conn.Connection, res resourceKey, errType string, isErr bool, now time.Time) bool {
-	k := foldKeyOf(c, res, errType)
+func (e *Exporter) foldLocked(c *conn.Connection, res resourceKey) bool {
+	k := foldKeyOf(c, res)
 	f, ok := e.folds[k]
 	if !ok {
 		if len(e.folds) >= maxFolds {
 			return false
 		}
-		f = &fold{c: *c, res: res, until: now.Add(foldWindow), peers: make(map[netip.Addr]struct{})}
+		_, _, isErr := Diagnose(c)
+		f = &fold{c: *c, res: res, isErr: isErr, until: time.Now().Add(foldWindow), peers: make(map[netip.Addr]struct{})}
 		f.c.Events = append([]conn.Event(nil), c.Events...)
 		if c.Closer != nil {
 			f.closer = *c.Closer
@@ -149,7 +161,7 @@ func (e *Exporter) foldLocked(c *conn.Connection, res resourceKey, errType strin
 		st.First, st.Last = minTime(st.First, c.Start), maxTime(st.Last, c.End)
 	}
 	st.Peers = max(uint32(len(f.peers)), f.stormPeers)
-	if isErr && c.Side == conn.SideClient && c.Owner.PID != 0 {
+	if f.isErr && c.Side == conn.SideClient && c.Owner.PID != 0 {
 		// The fold's span stands for this failure: link to it.
 		e.rememberFailure(c.Owner.PID, failure{trace: f.tid, span: f.sid, end: c.End.UnixNano()})
 	}

@@ -385,9 +385,9 @@ func envInt(name string, def int) int {
 // the tracker may reuse c's memory (conn.WithReuse).
 func (e *Exporter) Export(c *conn.Connection) {
 	// Decide before mapping: a clean connection that is sampled out costs
-	// a diagnosis (a few ns), not a span.
-	errType, desc, isErr := Diagnose(c)
-	if !isErr && !c.Problem() && !e.keepClean() {
+	// a look at its events, not a span. (Diagnose finds an error only
+	// where there is a Problem.)
+	if !c.Problem() && !e.keepClean() {
 		e.sampledOut.Add(1)
 		return
 	}
@@ -403,11 +403,12 @@ func (e *Exporter) Export(c *conn.Connection) {
 		// The queue is full: fold c into a storm span of its kind, or,
 		// if too many kinds are being folded, drop it (counted by
 		// Stats.Dropped).
-		if !e.foldLocked(c, key, errType, isErr, time.Now()) {
+		if !e.foldLocked(c, key) {
 			e.recorded.Add(1)
 		}
 		return
 	}
+	errType, desc, isErr := Diagnose(c)
 	e.recorded.Add(1)
 	tid, sid := newIDs()
 	var link *spanLink
