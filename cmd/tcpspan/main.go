@@ -36,7 +36,8 @@ kernel saw: handshake, close() and the process that called it, resets with
 the kernel's reason, retransmits, drops and accept-queue overflows.
 
 With no OTLP endpoint configured it prints one line per finished connection
-that had a problem, the diagnosis first (-v adds clean connections). With an
+that had a problem, the diagnosis first (-v adds clean connections); in a
+storm, one line per kind a second and a count of the others. With an
 endpoint it exports spans over OTLP; -terminal prints as well.
 
 Environment (OpenTelemetry conventions):
@@ -129,6 +130,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if o.endpoint == "" || o.terminal {
 		view = newTerminal(stdout, o.verbose)
 		sinks = append(sinks, view.print)
+		go func() {
+			// The end of a storm shows within a second, not with the
+			// next connection.
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case now := <-tick.C:
+					view.flush(now)
+				}
+			}
+		}()
 	}
 	var spans *exporter.Exporter
 	errs := newRateLimitedErrors(log, 10*time.Second)

@@ -4,8 +4,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/tcpspan/tcpspan/conn"
 	"github.com/tcpspan/tcpspan/exporter"
@@ -13,7 +17,13 @@ import (
 
 // terminal prints finished connections, one line each, diagnosis first,
 // and a summary of what it saw when the agent stops.
+//
+// A storm prints one line per kind a second, not one per connection,
+// which no one could read: the first of a kind as it comes, then one line
+// for the others of its kind that ended within lineFoldWindow of it (or
+// that other itself, if it was the only one).
 type terminal struct {
+	mu      sync.Mutex
 	w       io.Writer
 	verbose bool
 	printed uint64
@@ -21,31 +31,200 @@ type terminal struct {
 	connections uint64
 	errorTypes  map[string]uint64 // connections by error.type
 	events      map[string]uint64 // kernel events by kind and reason
+	folds       map[lineKey]*lineFold
+	nextDue     time.Time // the earliest window end among folds
+}
+
+// lineFoldWindow is how long the lines of one kind are folded after the
+// first is printed: the tracker's window for orphans.
+const lineFoldWindow = conn.DefaultStormWindow
+
+// maxLineFolds bounds the kinds folded at once; past it lines print as
+// they come.
+const maxLineFolds = 1024
+
+// lineKey says which lines read alike: the same verdict (error type, the
+// first reset's and drop's reasons), side and owner, and the same ends but
+// for the port that changes from one connection to the next (a client's
+// own, a server's peer's).
+type lineKey struct {
+	errorType  string
+	problem    bool
+	rstReason  string
+	dropReason string
+	side       conn.Side
+	owner      uint32
+	local      netip.AddrPort
+	remote     netip.AddrPort
+}
+
+func lineKeyOf(c *conn.Connection, errorType string, problem bool) lineKey {
+	k := lineKey{errorType: errorType, problem: problem, side: c.Side, owner: c.Owner.PID, local: c.Local, remote: c.Remote}
+	switch c.Side {
+	case conn.SideClient:
+		k.local = netip.AddrPortFrom(c.Local.Addr(), 0)
+	case conn.SideServer:
+		k.remote = netip.AddrPort{}
+	}
+	if e := c.First(conn.EventRSTSent); e != nil {
+		k.rstReason = e.Reason
+	}
+	if e := c.First(conn.EventDrop); e != nil {
+		k.dropReason = e.Reason
+	}
+	return k
+}
+
+// lineFold is a kind whose first line was printed, and what followed it.
+type lineFold struct {
+	first time.Time               // the printed first's end
+	until time.Time               // first plus lineFoldWindow
+	kind  string                  // what the kind's lines say, for the summary line
+	n     uint64                  // folded since
+	one   string                  // the line of the only one folded, printed if no other comes
+	last  time.Time               // the last folded's end
+	peers map[netip.Addr]struct{} // distinct peers folded, up to 1024
 }
 
 func newTerminal(w io.Writer, verbose bool) *terminal {
-	return &terminal{w: w, verbose: verbose, errorTypes: map[string]uint64{}, events: map[string]uint64{}}
+	return &terminal{w: w, verbose: verbose, errorTypes: map[string]uint64{}, events: map[string]uint64{},
+		folds: map[lineKey]*lineFold{}}
 }
 
 func (t *terminal) print(c *conn.Connection) {
 	errorType, diagnosis, isError := exporter.Diagnose(c)
-	t.connections++
-	if isError {
-		t.errorTypes[errorType]++
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := uint64(1)
+	if c.Storm != nil {
+		n = uint64(c.Storm.Count) // the tracker's storm of alike orphans
 	}
-	for _, e := range c.Events {
+	t.connections += n
+	if isError {
+		t.errorTypes[errorType] += n
+	}
+	for i := range c.Events {
+		e := &c.Events[i]
+		key := e.Kind.String()
 		switch e.Kind {
 		case conn.EventRSTSent, conn.EventDrop:
-			t.events[e.Kind.String()+" "+e.Reason]++
+			key += " " + e.Reason
 		case conn.EventRSTReceived, conn.EventSYNOverflow, conn.EventACKOverflow, conn.EventRetransmit:
-			t.events[e.Kind.String()]++
+		default:
+			continue
+		}
+		if c.Storm == nil {
+			t.events[key]++
+		} else if c.First(e.Kind) == e {
+			// A storm's totals, under its example's reasons: the
+			// orphans of a storm share their first reset's and drop's.
+			t.events[key] += uint64(c.Storm.EventCount(e.Kind))
 		}
 	}
-	if !isError && !c.Problem() && !t.verbose {
+	problem := isError || c.Problem()
+	if !problem && !t.verbose {
 		return
 	}
-	t.printed++
-	fmt.Fprintln(t.w, line(c, diagnosis))
+	t.flushLocked(c.End, false)
+	if c.Storm != nil {
+		// The tracker's storm of orphans: already one line a second.
+		t.printed++
+		fmt.Fprintln(t.w, line(c, diagnosis))
+		return
+	}
+	k := lineKeyOf(c, errorType, problem)
+	f, ok := t.folds[k]
+	if !ok {
+		t.printed++
+		fmt.Fprintln(t.w, line(c, diagnosis))
+		if len(t.folds) < maxLineFolds {
+			until := c.End.Add(lineFoldWindow)
+			t.folds[k] = &lineFold{first: c.End, until: until, kind: kindText(c, diagnosis, k)}
+			if len(t.folds) == 1 || until.Before(t.nextDue) {
+				t.nextDue = until
+			}
+		}
+		return
+	}
+	if f.n == 0 {
+		f.one, f.peers = line(c, diagnosis), map[netip.Addr]struct{}{}
+	}
+	f.n++
+	f.last = c.End
+	if len(f.peers) < 1024 {
+		f.peers[c.Remote.Addr()] = struct{}{}
+	}
+}
+
+// flush prints the folds whose window has passed by now. The agent calls
+// it every second, so that the end of a storm shows without waiting for
+// the next connection.
+func (t *terminal) flush(now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.flushLocked(now, false)
+}
+
+// flushLocked prints the folds whose window passed by now (all of them if
+// all is set), in the order their windows close, and forgets them: the
+// next connection of such a kind opens a new window. t.mu is held.
+func (t *terminal) flushLocked(now time.Time, all bool) {
+	if len(t.folds) == 0 || !all && now.Before(t.nextDue) {
+		return
+	}
+	var due []lineKey
+	t.nextDue = time.Time{}
+	for k, f := range t.folds {
+		switch {
+		case all || !now.Before(f.until):
+			due = append(due, k)
+		case t.nextDue.IsZero() || f.until.Before(t.nextDue):
+			t.nextDue = f.until
+		}
+	}
+	slices.SortFunc(due, func(a, b lineKey) int { return t.folds[a].until.Compare(t.folds[b].until) })
+	for _, k := range due {
+		f := t.folds[k]
+		delete(t.folds, k)
+		switch f.n {
+		case 0:
+		case 1:
+			t.printed++
+			fmt.Fprintln(t.w, f.one)
+		default:
+			t.printed++
+			fmt.Fprintf(t.w, "%s  … %d more in %s from %s: %s\n", f.last.Format("15:04:05.000"), f.n,
+				f.last.Sub(f.first).Round(time.Millisecond), plural(len(f.peers), "peer"), f.kind)
+		}
+	}
+}
+
+// kindText is what a fold's summary line says of its kind: the first's
+// diagnosis (or what a clean line says), side, owner and the ends the kind
+// shares (a changing port left out).
+func kindText(c *conn.Connection, diagnosis string, k lineKey) string {
+	var b strings.Builder
+	writeWhat(&b, c, diagnosis, endText(k.local), endText(k.remote))
+	return b.String()
+}
+
+// endText is an end of a kind: address and port, the address alone when
+// the port changes, or "*" when both do.
+func endText(ap netip.AddrPort) string {
+	switch {
+	case !ap.IsValid():
+		return "*"
+	case ap.Port() == 0:
+		return ap.Addr().String()
+	}
+	return ap.String()
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
 }
 
 // line renders one connection: time, diagnosis (or "ok"), then who and where.
@@ -53,23 +232,7 @@ func line(c *conn.Connection, diagnosis string) string {
 	var b strings.Builder
 	b.WriteString(c.End.Format("15:04:05.000"))
 	b.WriteString("  ")
-	switch {
-	case diagnosis != "":
-		b.WriteString(diagnosis)
-	case c.Retransmits > 0:
-		fmt.Fprintf(&b, "%d retransmits", c.Retransmits)
-	default:
-		b.WriteString("ok")
-	}
-	b.WriteString("  |  ")
-	arrow := "->"
-	if c.Side != conn.SideClient {
-		arrow = "<-"
-	}
-	fmt.Fprintf(&b, "%s %s %s %s", c.Side, c.Local, arrow, c.Remote)
-	if c.Owner.PID != 0 {
-		fmt.Fprintf(&b, "  %s", c.Owner)
-	}
+	writeWhat(&b, c, diagnosis, c.Local.String(), c.Remote.String())
 	fmt.Fprintf(&b, "  %s", c.End.Sub(c.Start).Round(10e3))
 	if c.BytesSent+c.BytesReceived > 0 {
 		fmt.Fprintf(&b, "  tx %dB rx %dB", c.BytesSent, c.BytesReceived)
@@ -80,10 +243,34 @@ func line(c *conn.Connection, diagnosis string) string {
 	return b.String()
 }
 
+// writeWhat writes a line's diagnosis (or "ok"), side, ends and owner.
+func writeWhat(b *strings.Builder, c *conn.Connection, diagnosis, local, remote string) {
+	switch {
+	case diagnosis != "":
+		b.WriteString(diagnosis)
+	case c.Retransmits > 0:
+		fmt.Fprintf(b, "%d retransmits", c.Retransmits)
+	default:
+		b.WriteString("ok")
+	}
+	b.WriteString("  |  ")
+	arrow := "->"
+	if c.Side != conn.SideClient {
+		arrow = "<-"
+	}
+	fmt.Fprintf(b, "%s %s %s %s", c.Side, local, arrow, remote)
+	if c.Owner.PID != 0 {
+		fmt.Fprintf(b, "  %s", c.Owner)
+	}
+}
+
 // summary prints what the terminal saw, for comparison with the kernel's
 // own counters (nstat). cleanInKernel is the clean connections the kernel
 // side counted without sending them.
 func (t *terminal) summary(cleanInKernel uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.flushLocked(time.Time{}, true)
 	fmt.Fprintf(t.w, "\n%d connections", t.connections+cleanInKernel)
 	if cleanInKernel > 0 {
 		fmt.Fprintf(t.w, " (%d clean, counted in the kernel)", cleanInKernel)
