@@ -380,9 +380,10 @@ func envInt(name string, def int) int {
 // Export records c as a span, unless it is clean and sampled out. It never
 // blocks on the network: spans queue for background senders. When the
 // queue is full, c is folded into a storm span of its kind (see fold.go),
-// or, past maxFolds kinds, dropped; both are counted in [Stats]. It implements the agent's sink,
-// and keeps nothing of c once it returns (the span is encoded at once), so
-// the tracker may reuse c's memory (conn.WithReuse).
+// or, past maxFolds kinds, dropped; both are counted in [Stats]. It
+// implements the agent's sink, and keeps nothing of c once it returns (the
+// span is encoded, or the fold copies it), so the tracker may reuse c's
+// memory (conn.WithReuse).
 func (e *Exporter) Export(c *conn.Connection) {
 	// Decide before mapping: a clean connection that is sampled out costs
 	// a look at its events, not a span. (Diagnose finds an error only
