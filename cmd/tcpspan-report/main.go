@@ -125,9 +125,10 @@ func report(w io.Writer, c jaegerapi.Client, spans []jaegerapi.Span, start, end 
 		sp := &spans[i]
 		if sp.Connections() > 1 {
 			storms++
-			// A storm span stands for many orphans of one kind: its
-			// events are one example, the totals are attributes. Every
-			// reset in a storm has the span's reason.
+			// A storm span stands for many connections of one kind
+			// (orphans the tracker folded, or what a full export queue
+			// folded): its events are one example, the totals are
+			// attributes. Every reset in a storm has the span's reason.
 			for _, e := range sp.Events {
 				if seen[e.Name] {
 					continue
@@ -161,9 +162,9 @@ func report(w io.Writer, c jaegerapi.Client, spans []jaegerapi.Span, start, end 
 		groups[key].count += sp.Connections()
 	}
 
-	fmt.Fprintf(w, "== from Jaeger: %d spans, %d with status Error (%d of them storms of alike orphans), %s to %s\n\n",
+	fmt.Fprintf(w, "== from Jaeger: %d spans, %d with status Error (%d of them storms of alike connections), %s to %s\n\n",
 		len(spans), errorSpans, storms, start.Format("15:04:05"), end.Format("15:04:05"))
-	fmt.Fprintln(w, "connections with an error, by diagnosis (a storm span counts its orphans; numbers masked as N):")
+	fmt.Fprintln(w, "connections with an error, by diagnosis (a storm span counts its connections; numbers masked as N):")
 	sorted := slices.Collect(maps.Values(groups))
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].count > sorted[j].count })
 	for _, g := range sorted {

@@ -39,7 +39,7 @@ func TestReportGroupsByDiagnosis(t *testing.T) {
 		[]string{"tcp.rst_sent:TCP_ABORT_ON_CLOSE", "tcp.accept_queue_overflow"})
 	text := out.String()
 	for _, want := range []string{
-		"6 spans, 5 with status Error (1 of them storms of alike orphans)",
+		"6 spans, 5 with status Error (1 of them storms of alike connections)",
 		"   4212  tcpspan  server  RST sent (NO_SOCKET): no socket on :N for N.N.N.N:N\n",
 		"   4212  tcp.rst_sent NO_SOCKET",
 		"      3  rinetd   server  RST sent (TCP_ABORT_ON_CLOSE): rinetd[N] closed fd N with N bytes unread",
