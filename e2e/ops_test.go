@@ -387,6 +387,47 @@ func TestOverload(t *testing.T) {
 	}
 }
 
+// A storm in the terminal view: a line per kind a second with the count of
+// the others, not a line per connection, and a summary that adds up to
+// the kernel's own counters.
+func TestTerminalStorm(t *testing.T) {
+	testutil.RequireBPF(t)
+	bin := buildAgent(t)
+	ns := testutil.NewNetNS(t)
+	a := startAgentWith(t, bin, []string{"-netns", ns.Path, "-orphan-idle", "200ms", "-health-interval", "0"},
+		"OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=", "OTEL_METRICS_EXPORTER=none")
+	before := ns.Counters(t)
+	const n = 3000
+	refuse(t, ns, n)
+	time.Sleep(500 * time.Millisecond) // the orphans idle out
+	a.stop(t)
+	rsts := ns.Counters(t)["TcpOutRsts"] - before["TcpOutRsts"]
+
+	more := regexp.MustCompile(`^\S+  … (\d+) more in \S+ from \d+ peers?: connection refused`)
+	var lines, refused int
+	var summary string
+	for _, l := range strings.Split(readFile(a.logPath), "\n") {
+		switch {
+		case strings.Contains(l, " connections, "):
+			summary = l
+		case more.MatchString(l):
+			lines++
+			c, _ := strconv.Atoi(more.FindStringSubmatch(l)[1])
+			refused += c
+		case strings.Contains(l, "connection refused: RST received (ECONNREFUSED)"):
+			lines++
+			refused++
+		}
+	}
+	t.Logf("%d refused connects in %d lines; summary: %s", refused, lines, summary)
+	if refused != n || lines > 20 {
+		t.Errorf("the terminal shows %d refused connects in %d lines, want all %d in a few", refused, lines, n)
+	}
+	if want := fmt.Sprintf("%d tcp.refused, %d tcp.rst_sent", n, rsts); rsts != n || !strings.Contains(summary, want) {
+		t.Errorf("summary %q, want %q (TcpOutRsts +%d)", summary, want, rsts)
+	}
+}
+
 // listening returns the local addresses of the TCP sockets in state
 // LISTEN that process pid holds, as hex "ADDR:PORT" from /proc/net/tcp{,6}.
 func listening(t *testing.T, pid int) []string {
