@@ -105,21 +105,45 @@ func (t *Tracker) foldOrphan(c *Connection, now time.Time) {
 		c.Storm = &Storm{First: c.Start, Last: c.End}
 		s.peers = make(map[netip.Addr]struct{})
 	}
+	s.add(c.Events, c.Start, c.End, c.Remote.Addr())
+}
+
+// foldNoSocketReset folds ev, an RST for no socket, into the storm of its
+// kind if that storm has its example already, without building a
+// connection for it: in a closed-port storm that is nearly every reset.
+// It reports whether it did; if not, the reset goes the usual way.
+func (t *Tracker) foldNoSocketReset(ev *Event, netns uint32, local, remote netip.AddrPort) bool {
+	if t.cfg.stormWindow <= 0 {
+		return false
+	}
+	// stormKeyOf of the one-event orphan the usual way would build.
+	s, ok := t.storms[stormKey{netns: netns, local: local, kinds: 1 << ev.Kind, rstReason: ev.Reason}]
+	if !ok || s.conn == nil {
+		return false
+	}
+	t.stats.OrphansFolded++
+	s.add([]Event{*ev}, ev.Time, ev.Time, remote.Addr())
+	return true
+}
+
+// add counts one more orphan, with these events, start, end and peer, in
+// the storm.
+func (s *storm) add(events []Event, start, end time.Time, peer netip.Addr) {
 	st := s.conn.Storm
 	st.Count++
-	for i := range c.Events {
-		if k := c.Events[i].Kind; int(k) < numEventKinds {
+	for i := range events {
+		if k := events[i].Kind; int(k) < numEventKinds {
 			st.Events[k]++
 		}
 	}
-	if c.Start.Before(st.First) {
-		st.First = c.Start
+	if start.Before(st.First) {
+		st.First = start
 	}
-	if c.End.After(st.Last) {
-		st.Last = c.End
+	if end.After(st.Last) {
+		st.Last = end
 	}
 	if len(s.peers) < maxStormPeers {
-		s.peers[c.Remote.Addr()] = struct{}{}
+		s.peers[peer] = struct{}{}
 		st.Peers = uint32(len(s.peers))
 	}
 }

@@ -163,3 +163,24 @@ func TestStormFoldingOff(t *testing.T) {
 		t.Errorf("%d out, stats %+v", len(*out), tk.Stats())
 	}
 }
+
+// BenchmarkHandleOrphanStorm measures a closed-port storm's resets as the
+// tracker takes them once the storm of their kind is open: folded.
+func BenchmarkHandleOrphanStorm(b *testing.B) {
+	tk := New(fakeNames{}, func(*Connection) {}, WithBootClock(clock), WithStormWindow(time.Hour))
+	records := make([]*bpf.OrphanRecord, 1024)
+	for i := range records {
+		records[i] = noSocketResetRecord(peerN(i), uint64(1000+i))
+	}
+	tk.HandleOrphan(records[0]) // emitted
+	tk.HandleOrphan(records[1]) // the storm's example
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		tk.HandleOrphan(records[i%len(records)])
+	}
+	b.StopTimer()
+	if st := tk.Stats(); st.OrphansFolded != uint64(b.N)+1 {
+		b.Fatalf("stats %+v: not every reset was folded", st)
+	}
+}

@@ -284,7 +284,6 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 	}
 	local, remote, network := endpoints(&r.Tuple)
 	key := keyOf(r.Tuple.Netns, local, remote)
-	now := time.Now()
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -297,6 +296,10 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 		return
 	}
 	p, ok := t.orphans[key]
+	if !ok && noSocketReset(&ev, r.OwnerPid) && t.foldNoSocketReset(&ev, r.Tuple.Netns, local, remote) {
+		return
+	}
+	now := time.Now()
 	if !ok {
 		if len(t.orphans) >= t.cfg.maxOrphans {
 			t.evictOldest(now)
