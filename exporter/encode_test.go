@@ -290,25 +290,40 @@ func accounted(spans []gotSpan) int64 {
 }
 
 // Folds go out once their window has passed, while the agent runs: not
-// only at Shutdown.
+// only at Shutdown, and not only when a batch has waited its time.
 func TestFoldSentAfterItsWindow(t *testing.T) {
-	mem := &memClient{block: make(chan struct{})}
-	e, err := New(nil, WithClient(mem), WithMaxBatchSize(2), WithMaxQueueSize(4),
-		WithMaxConcurrentExports(1), WithBatchTimeout(10*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown(context.Background())
-	for range 50 {
-		e.Export(refused())
-	}
-	close(mem.block)
-	deadline := time.Now().Add(foldWindow + 3*time.Second)
-	for len(stormSpans(mem.spans())) == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := accounted(mem.spans()); n != 50 {
-		t.Errorf("before Shutdown, the spans account for %d of 50 connections; stats %+v", n, e.Stats())
+	for _, batchTimeout := range []time.Duration{10 * time.Millisecond, time.Hour} {
+		mem := &memClient{block: make(chan struct{})}
+		e, err := New(nil, WithClient(mem), WithMaxBatchSize(2), WithMaxQueueSize(4),
+			WithMaxConcurrentExports(1), WithBatchTimeout(batchTimeout))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 50 {
+			e.Export(refused())
+		}
+		close(mem.block)
+		deadline := time.Now().Add(2*foldWindow + time.Second)
+		folding := func() int {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			return len(e.folds)
+		}
+		for folding() > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		// The batch the storm span went into is sent when full or when
+		// its time is up.
+		e.mu.Lock()
+		e.pushLocked()
+		e.mu.Unlock()
+		for accounted(mem.spans()) < 50 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := accounted(mem.spans()); n != 50 {
+			t.Errorf("batch timeout %v: before Shutdown, the spans account for %d of 50 connections; stats %+v", batchTimeout, n, e.Stats())
+		}
+		e.Shutdown(context.Background())
 	}
 }
 

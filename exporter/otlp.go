@@ -509,7 +509,8 @@ func (b *batch) group(res *resourceEntry) *group {
 // tick sends a batch that waited long enough, however full, and the folds
 // whose window closed.
 func (e *Exporter) tick() {
-	period := max(e.cfg.batchTimeout/4, time.Millisecond)
+	// Folds go out a window after they open, however long batches wait.
+	period := max(min(e.cfg.batchTimeout/4, foldWindow), time.Millisecond)
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
