@@ -57,11 +57,66 @@ type stormKey struct {
 	dropReason string // of the first drop
 }
 
+// StormTally adds up a storm: the totals its Storm holds, and the distinct
+// peers behind Storm.Peers. The tracker folds alike orphans with it, the
+// exporter what a full export queue cannot take, the terminal alike lines.
+type StormTally struct {
+	Storm Storm
+	peers map[netip.Addr]struct{}
+	// minPeers is the most peers of a storm merged whole, whose
+	// addresses are not known: Peers is at least that.
+	minPeers uint32
+}
+
+// Add counts one more connection, with these events, start and end, from
+// peer.
+func (t *StormTally) Add(events []Event, start, end time.Time, peer netip.Addr) {
+	st := &t.Storm
+	st.Count++
+	for i := range events {
+		if k := events[i].Kind; int(k) < numEventKinds {
+			st.Events[k]++
+		}
+	}
+	t.span(start, end)
+	if t.peers == nil {
+		t.peers = make(map[netip.Addr]struct{})
+	}
+	if len(t.peers) < maxStormPeers {
+		t.peers[peer] = struct{}{}
+	}
+	st.Peers = max(uint32(len(t.peers)), t.minPeers)
+}
+
+// Merge counts a storm folded whole: its totals and times, and its peers
+// as a floor, their addresses not being known.
+func (t *StormTally) Merge(s *Storm) {
+	st := &t.Storm
+	st.Count += s.Count
+	for i, n := range s.Events {
+		st.Events[i] += n
+	}
+	t.span(s.First, s.Last)
+	t.minPeers = max(t.minPeers, s.Peers)
+	st.Peers = max(uint32(len(t.peers)), t.minPeers)
+}
+
+// span widens the storm's times to cover start and end.
+func (t *StormTally) span(start, end time.Time) {
+	st := &t.Storm
+	if st.First.IsZero() || start.Before(st.First) {
+		st.First = start
+	}
+	if end.After(st.Last) {
+		st.Last = end
+	}
+}
+
 // storm is one kind of orphan being folded in the current window.
 type storm struct {
 	until time.Time   // wall time the window closes
 	conn  *Connection // the folded connection, nil until a second orphan comes
-	peers map[netip.Addr]struct{}
+	tally StormTally  // conn.Storm points to its Storm
 }
 
 func stormKeyOf(c *Connection) stormKey {
@@ -102,10 +157,9 @@ func (t *Tracker) foldOrphan(c *Connection, now time.Time) {
 	t.stats.OrphansFolded++
 	if s.conn == nil {
 		s.conn = c
-		c.Storm = &Storm{First: c.Start, Last: c.End}
-		s.peers = make(map[netip.Addr]struct{})
+		c.Storm = &s.tally.Storm
 	}
-	s.add(c.Events, c.Start, c.End, c.Remote.Addr())
+	s.tally.Add(c.Events, c.Start, c.End, c.Remote.Addr())
 }
 
 // foldNoSocketReset folds ev, an RST for no socket, into the storm of its
@@ -122,30 +176,8 @@ func (t *Tracker) foldNoSocketReset(ev *Event, netns uint32, local, remote netip
 		return false
 	}
 	t.stats.OrphansFolded++
-	s.add([]Event{*ev}, ev.Time, ev.Time, remote.Addr())
+	s.tally.Add([]Event{*ev}, ev.Time, ev.Time, remote.Addr())
 	return true
-}
-
-// add counts one more orphan, with these events, start, end and peer, in
-// the storm.
-func (s *storm) add(events []Event, start, end time.Time, peer netip.Addr) {
-	st := s.conn.Storm
-	st.Count++
-	for i := range events {
-		if k := events[i].Kind; int(k) < numEventKinds {
-			st.Events[k]++
-		}
-	}
-	if start.Before(st.First) {
-		st.First = start
-	}
-	if end.After(st.Last) {
-		st.Last = end
-	}
-	if len(s.peers) < maxStormPeers {
-		s.peers[peer] = struct{}{}
-		st.Peers = uint32(len(s.peers))
-	}
 }
 
 // flushStorms emits the storms whose window closed by now (all of them if

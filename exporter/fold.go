@@ -24,12 +24,8 @@ const foldWindow = conn.DefaultStormWindow
 
 // maxFolds bounds the kinds folded at once; beyond it spans are dropped
 // (and counted) as before. Each holds a copy of its first connection and
-// up to maxFoldPeers addresses: about 40 KB at most.
+// up to 1024 peer addresses (conn.StormTally): about 40 KB at most.
 const maxFolds = 256
-
-// maxFoldPeers bounds the distinct peer addresses a fold counts; more read
-// as that many (tcp.storm.peer_addresses says "at least").
-const maxFoldPeers = 1024
 
 // foldKey says which connections are "of the same kind" for folding: the
 // same process and service, side, local and remote ends (without the
@@ -90,18 +86,14 @@ func foldKeyOf(c *conn.Connection, res resourceKey) foldKey {
 type fold struct {
 	c      conn.Connection // the first, copied: the tracker reuses its memory
 	closer conn.Close
-	storm  conn.Storm
-	peers  map[netip.Addr]struct{}
-	// stormPeers is the most peers of a folded tracker storm, whose
-	// addresses are not known: Peers is then at least that.
-	stormPeers uint32
-	res        resourceKey
-	isErr      bool // Diagnose's verdict, the same for all of them
-	tid        traceID
-	sid        spanID
-	link       *spanLink
-	linkTo     spanLink
-	until      time.Time // when the window closes (wall clock)
+	tally  conn.StormTally
+	res    resourceKey
+	isErr  bool // Diagnose's verdict, the same for all of them
+	tid    traceID
+	sid    spanID
+	link   *spanLink
+	linkTo spanLink
+	until  time.Time // when the window closes (wall clock)
 }
 
 // foldLocked folds c, which the full queue cannot take, into the fold of
@@ -115,7 +107,7 @@ func (e *Exporter) foldLocked(c *conn.Connection, res resourceKey) bool {
 			return false
 		}
 		_, _, isErr := Diagnose(c)
-		f = &fold{c: *c, res: res, isErr: isErr, until: time.Now().Add(foldWindow), peers: make(map[netip.Addr]struct{})}
+		f = &fold{c: *c, res: res, isErr: isErr, until: time.Now().Add(foldWindow)}
 		f.c.Events = append([]conn.Event(nil), c.Events...)
 		if c.Closer != nil {
 			f.closer = *c.Closer
@@ -127,11 +119,6 @@ func (e *Exporter) foldLocked(c *conn.Connection, res resourceKey) bool {
 			f.linkTo = spanLink{trace: l.trace, span: l.span, attrs: closedAfterFailure}
 			f.link = &f.linkTo
 		}
-		if s := c.Storm; s != nil {
-			f.storm.First, f.storm.Last = s.First, s.Last
-		} else {
-			f.storm.First, f.storm.Last = c.Start, c.End
-		}
 		e.folds[k] = f
 		// The first is the example of the fold's span: it is recorded
 		// as that span, the others as folded (Stats.Folded).
@@ -139,28 +126,11 @@ func (e *Exporter) foldLocked(c *conn.Connection, res resourceKey) bool {
 	} else {
 		e.folded.Add(1)
 	}
-	st := &f.storm
 	if s := c.Storm; s != nil {
-		// A tracker storm the queue could not take either.
-		st.Count += s.Count
-		for i, n := range s.Events {
-			st.Events[i] += n
-		}
-		f.stormPeers = max(f.stormPeers, s.Peers)
-		st.First, st.Last = minTime(st.First, s.First), maxTime(st.Last, s.Last)
+		f.tally.Merge(s) // a tracker storm the queue could not take either
 	} else {
-		st.Count++
-		for i := range c.Events {
-			if kind := int(c.Events[i].Kind); kind < len(st.Events) {
-				st.Events[kind]++
-			}
-		}
-		if len(f.peers) < maxFoldPeers {
-			f.peers[c.Remote.Addr()] = struct{}{}
-		}
-		st.First, st.Last = minTime(st.First, c.Start), maxTime(st.Last, c.End)
+		f.tally.Add(c.Events, c.Start, c.End, c.Remote.Addr())
 	}
-	st.Peers = max(uint32(len(f.peers)), f.stormPeers)
 	if f.isErr && c.Side == conn.SideClient && c.Owner.PID != 0 {
 		// The fold's span stands for this failure: link to it.
 		e.rememberFailure(c.Owner.PID, failure{trace: f.tid, span: f.sid, end: c.End.UnixNano()})
@@ -182,9 +152,9 @@ func (e *Exporter) flushFoldsLocked(now time.Time, all bool) {
 		}
 		delete(e.folds, k)
 		c := &f.c
-		if f.storm.Count > 1 {
-			c.Storm = &f.storm
-			c.Start, c.End = f.storm.First, f.storm.Last
+		if st := &f.tally.Storm; st.Count > 1 {
+			c.Storm = st
+			c.Start, c.End = st.First, st.Last
 		}
 		errType, desc, isErr := Diagnose(c)
 		e.appendLocked(c, errType, desc, isErr, f.res, f.tid, f.sid, f.link)
@@ -205,18 +175,4 @@ func (e *Exporter) appendLocked(c *conn.Connection, errType, desc string, isErr 
 	if e.cur.spans >= e.cfg.maxBatch {
 		e.pushLocked() // if the queue is full, the next span retries
 	}
-}
-
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }

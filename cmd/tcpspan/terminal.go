@@ -77,13 +77,11 @@ func lineKeyOf(c *conn.Connection, errorType string, problem bool) lineKey {
 
 // lineFold is a kind whose first line was printed, and what followed it.
 type lineFold struct {
-	first time.Time               // the printed first's end
-	until time.Time               // first plus lineFoldWindow
-	kind  string                  // what the kind's lines say, for the summary line
-	n     uint64                  // folded since
-	one   string                  // the line of the only one folded, printed if no other comes
-	last  time.Time               // the last folded's end
-	peers map[netip.Addr]struct{} // distinct peers folded, up to 1024
+	first  time.Time       // the printed first's end
+	until  time.Time       // first plus lineFoldWindow
+	kind   string          // what the kind's lines say, for the summary line
+	one    string          // the line of the only one folded, printed if no other comes
+	folded conn.StormTally // the ones folded since: count, last end, peers
 }
 
 func newTerminal(w io.Writer, verbose bool) *terminal {
@@ -146,14 +144,10 @@ func (t *terminal) print(c *conn.Connection) {
 		}
 		return
 	}
-	if f.n == 0 {
-		f.one, f.peers = line(c, diagnosis), map[netip.Addr]struct{}{}
+	if f.folded.Storm.Count == 0 {
+		f.one = line(c, diagnosis)
 	}
-	f.n++
-	f.last = c.End
-	if len(f.peers) < 1024 {
-		f.peers[c.Remote.Addr()] = struct{}{}
-	}
+	f.folded.Add(c.Events, c.Start, c.End, c.Remote.Addr())
 }
 
 // flush prints the folds whose window has passed by now. The agent calls
@@ -186,15 +180,15 @@ func (t *terminal) flushLocked(now time.Time, all bool) {
 	for _, k := range due {
 		f := t.folds[k]
 		delete(t.folds, k)
-		switch f.n {
+		switch st := &f.folded.Storm; st.Count {
 		case 0:
 		case 1:
 			t.printed++
 			fmt.Fprintln(t.w, f.one)
 		default:
 			t.printed++
-			fmt.Fprintf(t.w, "%s  … %d more in %s from %s: %s\n", f.last.Format("15:04:05.000"), f.n,
-				f.last.Sub(f.first).Round(time.Millisecond), plural(len(f.peers), "peer"), f.kind)
+			fmt.Fprintf(t.w, "%s  … %d more in %s from %s: %s\n", st.Last.Format("15:04:05.000"), st.Count,
+				st.Last.Sub(f.first).Round(time.Millisecond), plural(int(st.Peers), "peer"), f.kind)
 		}
 	}
 }
