@@ -252,6 +252,8 @@ func parseInetDiagMsg(b []byte) (Socket, error) {
 	dst := id[20:36]
 	ifindex := ne.Uint32(id[36:40])
 	cookie := uint64(ne.Uint32(id[40:44])) | uint64(ne.Uint32(id[44:48]))<<32
+	rqueue := ne.Uint32(b[4+sizeofInetDiagSockID+4:])
+	wqueue := ne.Uint32(b[4+sizeofInetDiagSockID+8:])
 	inode := ne.Uint32(b[4+sizeofInetDiagSockID+16:])
 
 	var local, remote netip.Addr
@@ -273,6 +275,8 @@ func parseInetDiagMsg(b []byte) (Socket, error) {
 		Remote: netip.AddrPortFrom(remote, dport),
 		Inode:  uint64(inode),
 		Cookie: cookie,
+		RQueue: rqueue,
+		WQueue: wqueue,
 	}, nil
 }
 

@@ -47,6 +47,10 @@ type Socket struct {
 	// underlying TCP subflow: Inode and Owners are those of the MPTCP socket,
 	// but Cookie is the subflow's, which differs from SO_COOKIE on the fd.
 	Cookie uint64
+	// RQueue and WQueue are, for a listener, its accept queue's length and
+	// limit (sk_ack_backlog, sk_max_ack_backlog); for a connection, the
+	// bytes not yet read and not yet acknowledged.
+	RQueue, WQueue uint32
 	// NetnsInode is the inode number of the network namespace the socket was
 	// listed in.
 	NetnsInode uint32
