@@ -43,6 +43,8 @@ type Config struct {
 	// counted (Health.Kernel.CleanSkipped), for when nothing would export
 	// or print them (see bpf.WithSkipClean).
 	SkipClean bool
+	// SynWatch says when the SYN watch is attached (see bpf.SynWatchAuto).
+	SynWatch bpf.SynWatchMode
 	// RingBufferBytes and MaxConnections size the kernel side; zero
 	// means bpf's defaults.
 	RingBufferBytes int
@@ -121,6 +123,8 @@ func Run(ctx context.Context, cfg Config, sink func(*conn.Connection)) (Health, 
 	opts := []bpf.Option{
 		bpf.WithWarnings(func(s string) { log.Warn(s) }),
 		bpf.WithVerifierLogs(true),
+		bpf.WithSynWatch(cfg.SynWatch),
+		bpf.WithNotices(func(s string) { log.Info(s) }),
 	}
 	var netns uint32
 	if cfg.NetnsPath != "" {
@@ -247,6 +251,7 @@ func (h Health) LogAttrs() []any {
 		"tracked", h.Tracked, "capacity", h.Capacity, "clean_in_kernel", h.Kernel.CleanSkipped,
 		"midlife", h.Kernel.ConnMidlife, "untracked", h.Kernel.DestroyedUntracked, "stale", h.Kernel.ConnStale, "missed", h.Missed(),
 		"orphans_forced", h.Tracker.OrphansForced, "orphans_folded", h.Tracker.OrphansFolded,
+		"syn_watch_on", h.Kernel.SynWatchOn, "syn_watch_attaches", h.Kernel.SynWatchAttaches,
 	}
 	if h.Export.On {
 		st := h.Export.Spans
@@ -275,7 +280,7 @@ func seed(tr *bpf.Tracer, tk *conn.Tracker, netnsPath string) error {
 		}
 		owner := conn.Process{PID: s.Owners[0].PID, Comm: s.Owners[0].Comm}
 		if conn.State(s.State) == conn.StateListen {
-			if err := tr.AddListener(s.NetnsInode, s.Local.Port(), owner.PID, owner.Comm); err != nil {
+			if err := tr.AddListener(s.NetnsInode, s.Local.Port(), owner.PID, owner.Comm, s.RQueue, s.WQueue); err != nil {
 				return err
 			}
 			continue

@@ -38,7 +38,8 @@ func startCapture(t *testing.T, ns *testutil.NetNS, orphanIdle time.Duration, op
 	t.Helper()
 	testutil.RequireBPF(t)
 	tr, err := bpf.Load(append([]bpf.Option{bpf.WithNetns(ns.Inode), bpf.WithVerifierLogs(true),
-		bpf.WithWarnings(func(s string) { t.Log("warning:", s) })}, opts...)...)
+		bpf.WithWarnings(func(s string) { t.Log("warning:", s) }),
+		bpf.WithNotices(func(s string) { t.Log("notice:", s) })}, opts...)...)
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}

@@ -59,6 +59,8 @@ type config struct {
 	kernelBTF      *btf.Spec
 	skipPrivileges bool
 	skipClean      bool
+	synWatch       SynWatchMode
+	notice         func(string)
 	// softirqInTask: the kernel runs softirqs on the task's stack
 	// (PREEMPT_RT); nil means read /sys/kernel/realtime.
 	softirqInTask *bool
@@ -72,6 +74,7 @@ func newConfig(opts ...Option) config {
 		pollMin:     PollInterval,
 		pollMax:     MaxPollInterval,
 		warn:        func(string) {},
+		notice:      func(string) {},
 	}
 	for _, o := range opts {
 		c = o.apply(c)
@@ -140,6 +143,9 @@ type Tracer struct {
 	// pollMin and pollMax bound Read's sleeps; drains counts its passes.
 	pollMin, pollMax time.Duration
 	drains           atomic.Uint64
+	// watch attaches the SYN watch on demand ([SynWatchAuto]); nil when
+	// it is always on, or cannot be.
+	watch *synWatch
 }
 
 // Load checks privileges and kernel support, loads the BPF object and
@@ -227,6 +233,7 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 		tcpspanVarKfreeHasReason:       protos.kfreeReason,
 		tcpspanVarKfreeHasRxSk:         protos.kfreeRxSk,
 		tcpspanVarSoftirqInTask:        rt,
+		tcpspanVarSynWatchAuto:         cfg.synWatch == SynWatchAuto,
 	} {
 		if err := spec.Variables[name].Set(value); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
@@ -310,16 +317,28 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 		}
 	}
 	if cgroup != "" {
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: ebpf.AttachCGroupInetIngress, Program: t.objs.SynIngress})
+		attach := func() (link.Link, error) {
+			return link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: ebpf.AttachCGroupInetIngress, Program: t.objs.SynIngress})
+		}
+		// In auto mode too, attach once now: a failure shows at start.
+		l, err := attach()
 		if err != nil {
 			cfg.warn(fmt.Sprintf("SYN accept-queue overflow detection off: attach cgroup_skb/ingress to %s: %v", cgroup, err))
 			t.features.set(Capability{Name: CapSYNOverflow, Why: fmt.Sprintf("attach cgroup_skb/ingress to %s: %v", cgroup, err)})
 		} else {
-			t.links = append(t.links, l)
+			how := "cgroup_skb/ingress on " + cgroup
+			if cfg.synWatch == SynWatchAuto {
+				l.Close()
+				t.watch = newSynWatch(attach, t.objs.Listeners, cfg.notice)
+				how += ", attached while an accept queue is half full or more (SYN watch auto)"
+			} else {
+				t.links = append(t.links, l)
+			}
 			t.progs["cgroup_skb/ingress"] = t.objs.SynIngress
 			t.features.SYNOverflow = true
 			t.features.CgroupPath = cgroup
-			t.features.set(Capability{Name: CapSYNOverflow, On: true, How: "cgroup_skb/ingress on " + cgroup})
+			t.features.SynWatch = cfg.synWatch
+			t.features.set(Capability{Name: CapSYNOverflow, On: true, How: how})
 		}
 	}
 	for _, c := range t.features.Caps {
@@ -393,6 +412,9 @@ func (t *Tracer) Names() *KernelNames { return t.names }
 // Close detaches every hook and frees the maps. It unblocks [Tracer.Read].
 func (t *Tracer) Close() error {
 	var errs []error
+	if t.watch != nil {
+		errs = append(errs, t.watch.close())
+	}
 	if t.reader != nil {
 		errs = append(errs, t.reader.Close())
 	}
@@ -484,16 +506,26 @@ func NetnsInode(path string) (uint32, error) {
 }
 
 // AddListener records the owner of a listening socket that predates the
-// agent, so that children and orphans on its port name their process.
-func (t *Tracer) AddListener(netns uint32, port uint16, pid uint32, comm string) error {
+// agent, so that children and orphans on its port name their process, and
+// its accept queue's length and limit: a queue half full or more turns the
+// SYN watch on (see [SynWatchAuto]).
+func (t *Tracer) AddListener(netns uint32, port uint16, pid uint32, comm string, backlog, max uint32) error {
 	key := tcpspanListenerKey{Netns: netns, Port: port}
-	val := tcpspanOwner{Pid: pid}
-	for i := 0; i < len(comm) && i < len(val.Comm)-1; i++ {
-		val.Comm[i] = int8(comm[i])
+	var val tcpspanListenerState
+	val.Owner.Pid = pid
+	for i := 0; i < len(comm) && i < len(val.Owner.Comm)-1; i++ {
+		val.Owner.Comm[i] = int8(comm[i])
+	}
+	high := queueHigh(backlog, max)
+	if high {
+		val.QueueHigh = 1
 	}
 	// NoExist: an entry from a listen() seen live is fresher.
 	if err := t.objs.Listeners.Update(&key, &val, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
 		return fmt.Errorf("add listener :%d: %w", port, err)
+	}
+	if high && t.watch != nil {
+		t.watch.ask(&SynWatchAsk{Netns: netns, Port: port, Why: WatchQueueHigh, Backlog: backlog, Max: max})
 	}
 	return nil
 }

@@ -26,6 +26,9 @@ const volatile bool kfree_has_rx_sk = false;  /* kfree_skb(..., reason, rx_sk): 
 /* Softirqs run in task context, on the task's own stack (PREEMPT_RT, from
  * /sys/kernel/realtime): see closing_fd. */
 const volatile bool softirq_in_task = false;
+/* The SYN watch (syn_ingress) is attached on demand, while an accept queue
+ * is high: the hooks ask for it (syn_watch_ask). Off: it is always on. */
+const volatile bool syn_watch_auto = false;
 
 /* fetch_add atomically adds v to *p and returns the old value. Atomic fetch
  * instructions need 5.12+; the object built with TCPSPAN_COMPAT (see gen.go),
@@ -74,7 +77,18 @@ struct owner {
 	char comm[16];
 };
 
-/* listeners: (netns, port) -> owner of the listening socket.
+/* listener_state is what is known of a listening socket. */
+struct listener_state {
+	struct owner owner;
+	/* queue_high: its accept queue was half full or more when last seen
+	 * (see queue_high); user space keeps the SYN watch on while any is. */
+	__u32 queue_high;
+	/* sk: its kernel address, to read its queue; 0 while unknown. Known
+	 * from listen(), or learned at the first accept() or SYN seen. */
+	__u64 sk;
+};
+
+/* listeners: (netns, port) -> struct listener_state.
  * Inserted at CLOSE->LISTEN, which runs in the listen() caller's context.
  * Deleted at LISTEN->CLOSE. Read when a child is created and for orphans at
  * that port. Listeners that predate the agent are filled by user space. */
@@ -82,8 +96,12 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, struct listener_key);
-	__type(value, struct owner);
+	__type(value, struct listener_state);
 } listeners SEC(".maps");
+
+/* syn_watch_asked_ns: when each reason (enum syn_watch_why) last asked for
+ * the SYN watch, monotonic ns: asks are rate-limited (syn_watch_ask). */
+__u64 syn_watch_asked_ns[4] = {};
 
 /* handshake is what is known of a connection before its child socket exists. */
 struct handshake {

@@ -59,6 +59,11 @@ type Counters struct {
 	Missed map[string]uint64
 	// Malformed counts records the reader could not decode.
 	Malformed uint64
+	// SynWatchOn says whether the SYN watch is attached now, and
+	// SynWatchAttaches how often it was attached on demand (see
+	// [SynWatchAuto]).
+	SynWatchOn       bool
+	SynWatchAttaches uint64
 }
 
 // Read delivers records to h until ctx is done or the Tracer is closed. It
@@ -209,6 +214,12 @@ func (t *Tracer) drain(buf []byte, h Handler) (int, error) {
 		default:
 			return n, fmt.Errorf("read ring buffer: %w", err)
 		}
+		if a := decodeSynWatch(sample); a != nil {
+			if t.watch != nil {
+				t.watch.ask(a)
+			}
+			continue
+		}
 		c, o, err := Decode(sample)
 		switch {
 		case err != nil:
@@ -237,7 +248,13 @@ func (t *Tracer) Counters() (Counters, error) {
 			sums[i] += v
 		}
 	}
+	on, attaches := t.features.SYNOverflow && t.watch == nil, uint64(0)
+	if t.watch != nil {
+		on, attaches = t.watch.on.Load(), t.watch.attaches.Load()
+	}
 	return Counters{
+		SynWatchOn:         on,
+		SynWatchAttaches:   attaches,
 		Missed:             missed,
 		RingbufLostConn:    sums[tcpspanCounterCOUNTER_RINGBUF_LOST_CONN],
 		RingbufLostOrphan:  sums[tcpspanCounterCOUNTER_RINGBUF_LOST_ORPHAN],

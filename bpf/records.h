@@ -23,12 +23,13 @@
 enum record_kind {
 	RECORD_CONN = 1,   /* struct conn: one finished connection */
 	RECORD_ORPHAN = 2, /* struct orphan: an event with no tracked socket */
+	RECORD_SYN_WATCH = 3, /* struct syn_watch_ask: attach the SYN watch */
 };
 
 /* What happened, in struct conn_event.type. */
 enum event_type {
 	EVENT_STATE = 1,           /* state change: state = new, arg = old */
-	EVENT_SYN = 2,             /* SYN seen at the listener (cgroup_skb) */
+	EVENT_SYN = 2,             /* SYN seen at the listener (cgroup_skb); arg = SYN_ESTIMATED if placed by the RTT */
 	EVENT_ACCEPT = 3,          /* accept() returned it: pid, arg = fd */
 	EVENT_CLOSE = 4,           /* close() syscall: pid, arg = fd, arg2 = tid */
 	EVENT_RST_SENT = 5,        /* tcp_send_reset: arg = reason, arg2 = syscall nr in CTX_PROCESS */
@@ -53,6 +54,21 @@ enum conn_flags {
 	CONN_MIDLIFE = 1,             /* first seen after it opened */
 	CONN_OWNER_FROM_LISTENER = 2, /* owner is the listener's, not the acceptor's */
 	CONN_END_UNSEEN = 4,          /* its socket address was reused before its destroy was seen */
+	/* The kernel side's own bookkeeping, meaningless to user space: */
+	CONN_SYN_UNSEEN = 8,          /* a child whose SYN the watch did not see: estimate it */
+	CONN_LISTENER_UNLEARNED = 16, /* its listener's address is unknown: learn it at accept() */
+	CONN_LISTENER_HIGH = 32,      /* its listener's queue was high: look again at accept() */
+};
+
+/* EVENT_SYN's arg when the SYN was not seen, but placed one handshake RTT
+ * before the handshake completed: at the SYN-ACK, microseconds after it. */
+#define SYN_ESTIMATED 1
+
+/* Why the kernel side asks for the SYN watch, in struct syn_watch_ask.why. */
+enum syn_watch_why {
+	WATCH_UNLEARNED_LISTENER = 1, /* a child of a listener whose address is unknown */
+	WATCH_QUEUE_HIGH = 2,         /* an accept queue is half full or more */
+	WATCH_OVERFLOW = 3,           /* an accept queue overflowed */
 };
 
 /* Special values of conn_event.arg for resets. */
@@ -126,6 +142,18 @@ struct orphan {
 	struct tuple tuple;
 	char comm[16];       /* actor's comm, in CTX_PROCESS */
 	char owner_comm[16]; /* listener owner's comm */
+};
+
+/* syn_watch_ask asks user space to attach the SYN watch (see syn_watch_ask
+ * in tcpspan.bpf.c). backlog and max are the queue's, when known. */
+struct syn_watch_ask {
+	__u32 kind; /* RECORD_SYN_WATCH */
+	__u32 netns;
+	__u32 backlog;
+	__u32 max;
+	__u16 port;
+	__u8 why; /* enum syn_watch_why */
+	__u8 _pad;
 };
 
 /* Counters in the per-CPU "counters" map. Every record or event the kernel

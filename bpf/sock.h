@@ -196,12 +196,12 @@ static __always_inline __u64 rb_flags(void)
 static __always_inline void owner_lookup(__u32 netns, __u16 port, __u32 *pid, char *comm)
 {
 	struct listener_key k = { .netns = netns, .port = port };
-	struct owner *o = bpf_map_lookup_elem(&listeners, &k);
+	struct listener_state *l = bpf_map_lookup_elem(&listeners, &k);
 
-	if (!o)
+	if (!l)
 		return;
-	*pid = o->pid;
-	__builtin_memcpy(comm, o->comm, 16);
+	*pid = l->owner.pid;
+	__builtin_memcpy(comm, l->owner.comm, 16);
 }
 
 #define NR_CLOSE 3              /* x86_64 */
@@ -289,6 +289,25 @@ static __always_inline __s64 closing_fd(const void *ctx, const struct sock *sk)
 			return -1;
 	}
 	return (__u32)fd;
+}
+
+/* syscall_arg0 is the first argument of the system call the current task is
+ * in, from its saved user registers, which the call leaves as they were:
+ * still there when its exit tracepoint runs. */
+static __always_inline __u64 syscall_arg0(void)
+{
+	__u64 arg = 0;
+#ifdef TCPSPAN_COMPAT
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct pt_regs *regs = (struct pt_regs *)((__u64)BPF_CORE_READ(task, stack) + COMPAT_THREAD_SIZE) - 1;
+
+	bpf_probe_read_kernel(&arg, sizeof(arg), &regs->di);
+#else
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+
+	arg = regs->di;
+#endif
+	return arg;
 }
 
 #endif /* TCPSPAN_SOCK_H */

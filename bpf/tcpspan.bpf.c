@@ -30,10 +30,12 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 
 /* Keep the record types in the object's BTF, for bpf2go -type. */
 const struct orphan *unused_orphan __attribute__((unused));
+const struct syn_watch_ask *unused_syn_watch_ask __attribute__((unused));
 const enum record_kind unused_record_kind __attribute__((unused));
 const enum event_type unused_event_type __attribute__((unused));
 const enum exec_ctx unused_exec_ctx __attribute__((unused));
 const enum conn_flags unused_conn_flags __attribute__((unused));
+const enum syn_watch_why unused_syn_watch_why __attribute__((unused));
 const enum counter unused_counter __attribute__((unused));
 
 /* The syscall tracepoint layout, from
@@ -60,8 +62,10 @@ static __always_inline void handshake_join(struct conn *c)
 {
 	struct handshake *hs = bpf_map_lookup_elem(&handshakes, &c->tuple);
 
-	if (!hs)
+	if (!hs) {
+		c->flags |= CONN_SYN_UNSEEN;
 		return;
+	}
 	c->start_ns = hs->syn_ns;
 	conn_event(c, hs->syn_ns, EVENT_SYN, TCP_LISTEN, CTX_KERNEL, 0, 0, 0);
 	if (hs->synack_retrans)
@@ -69,15 +73,144 @@ static __always_inline void handshake_join(struct conn *c)
 	bpf_map_delete_elem(&handshakes, &c->tuple);
 }
 
+/* SYN_WATCH_ASK_NS: each reason asks for the SYN watch at most this often. */
+#define SYN_WATCH_ASK_NS (100 * 1000 * 1000ULL)
+
+/* syn_watch_ask asks user space for the SYN watch (syn_ingress), which sees
+ * each SYN a full accept queue drops. In auto mode it is attached only while
+ * it is needed: its hook runs for every packet the host receives, 0.9 to
+ * 1.9 us per loopback connection in the benchmarks (docs/performance.md).
+ * The ask wakes the reader at once. A lost ask (ring buffer full) is asked
+ * again by the next event, after the rate limit. */
+static __always_inline void syn_watch_ask(__u8 why, __u32 netns, __u16 port, __u32 backlog, __u32 max)
+{
+	struct syn_watch_ask *a;
+	__u64 now;
+
+	if (!syn_watch_auto)
+		return;
+	now = bpf_ktime_get_ns();
+	if (now - syn_watch_asked_ns[why & 3] < SYN_WATCH_ASK_NS)
+		return;
+	syn_watch_asked_ns[why & 3] = now;
+	a = bpf_ringbuf_reserve(&events, sizeof(*a), 0);
+	if (!a)
+		return;
+	a->kind = RECORD_SYN_WATCH;
+	a->netns = netns;
+	a->port = port;
+	a->why = why;
+	a->_pad = 0;
+	a->backlog = backlog;
+	a->max = max;
+	bpf_ringbuf_submit(a, BPF_RB_FORCE_WAKEUP);
+}
+
+/* queue_high says whether an accept queue of backlog connections, at most
+ * max + 1 (sk_acceptq_is_full), is half full or more. A listener with a
+ * high queue keeps the SYN watch on, before SYNs overflow it. */
+static __always_inline bool queue_high(__u32 backlog, __u32 max)
+{
+	return backlog > 0 && 2 * (__u64)backlog >= max;
+}
+
+/* listener_watch notes a listener's queue in its entry: high or not, and
+ * asks for the SYN watch while it is high. */
+static __always_inline bool listener_watch(struct listener_state *l, const struct listener_key *k, __u32 backlog,
+					   __u32 max)
+{
+	if (!queue_high(backlog, max)) {
+		if (l->queue_high)
+			l->queue_high = 0;
+		return false;
+	}
+	if (!l->queue_high)
+		l->queue_high = 1;
+	syn_watch_ask(WATCH_QUEUE_HIGH, k->netns, k->port, backlog, max);
+	return true;
+}
+
+/* child_listener names a new child's owner from its listener. In auto mode
+ * it also looks at the listener's accept queue, which the child is about to
+ * join: high, it asks for the SYN watch; unknown (a listener that predates
+ * the agent), the child's accept() will learn it. */
+static __always_inline void child_listener(struct conn *c)
+{
+	struct listener_key k = { .netns = c->tuple.netns, .port = c->tuple.sport };
+	struct listener_state *l = bpf_map_lookup_elem(&listeners, &k);
+	const struct sock *lsk;
+
+	if (!l)
+		return;
+	c->owner_pid = l->owner.pid;
+	__builtin_memcpy(c->owner_comm, l->owner.comm, 16);
+	if (!syn_watch_auto)
+		return;
+	if (!l->sk) {
+		c->flags |= CONN_LISTENER_UNLEARNED;
+		syn_watch_ask(WATCH_UNLEARNED_LISTENER, k.netns, k.port, 0, 0);
+		return;
+	}
+	lsk = (const struct sock *)l->sk;
+	if (listener_watch(l, &k, BPF_CORE_READ(lsk, sk_ack_backlog) + 1, BPF_CORE_READ(lsk, sk_max_ack_backlog)))
+		c->flags |= CONN_LISTENER_HIGH;
+}
+
+/* listener_accepted runs when a child of a listener that was unknown or high
+ * is accepted: accept()'s first argument is the listener, so it is learned;
+ * and its queue, one shorter, is looked at again. */
+static __always_inline void listener_accepted(const struct conn *c)
+{
+	struct listener_key k = { .netns = c->tuple.netns, .port = c->tuple.sport };
+	struct listener_state *l = bpf_map_lookup_elem(&listeners, &k);
+	const struct sock *lsk;
+
+	if (!l)
+		return;
+	if (!l->sk) {
+		lsk = sk_from_fd(syscall_arg0());
+		if (!lsk || sk_state(lsk) != TCP_LISTEN || sk_local_port(lsk) != k.port || sk_netns(lsk) != k.netns)
+			return;
+		l->sk = (__u64)lsk;
+	}
+	lsk = (const struct sock *)l->sk;
+	listener_watch(l, &k, BPF_CORE_READ(lsk, sk_ack_backlog), BPF_CORE_READ(lsk, sk_max_ack_backlog));
+}
+
+/* syn_estimate places the SYN of a child whose SYN the watch did not see (it
+ * was off, or the SYN came before the agent) by the handshake's RTT, which
+ * the kernel has just measured from its SYN-ACK to this ACK: at the SYN-ACK,
+ * microseconds after the SYN. A retransmitted SYN-ACK gives no RTT sample
+ * (Karn): its child only says how many there were. */
+static __always_inline void syn_estimate(struct conn *c, const struct sock *sk)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u32 srtt = BPF_CORE_READ(tp, srtt_us) >> 3;
+	__u32 retrans = BPF_CORE_READ(tp, total_retrans);
+	__u64 ts;
+
+	c->flags &= ~CONN_SYN_UNSEEN;
+	if (retrans) {
+		conn_event(c, 0, EVENT_SYNACK_RETRANS, TCP_SYN_RECV, CTX_KERNEL, 0, retrans, 0);
+		return;
+	}
+	ts = bpf_ktime_get_boot_ns() - (__u64)srtt * 1000;
+	if (!srtt || ts >= c->start_ns)
+		return;
+	c->start_ns = ts;
+	conn_event(c, ts, EVENT_SYN, TCP_LISTEN, CTX_KERNEL, 0, SYN_ESTIMATED, 0);
+}
+
 /* A passive open: the child socket is created when the handshake ACK
- * arrives. Its span starts at the SYN when cgroup_skb saw one. */
+ * arrives. Its span starts at the SYN when cgroup_skb saw one, or else at
+ * its estimate (syn_estimate). */
 static __always_inline void child_created(const struct sock *sk)
 {
 	struct conn *c = conn_create(sk, SIDE_SERVER, CONN_OWNER_FROM_LISTENER);
 
 	if (!c)
 		return;
-	owner_lookup(c->tuple.netns, c->tuple.sport, &c->owner_pid, c->owner_comm);
+	child_listener(c);
 	conn_event(c, 0, EVENT_STATE, TCP_SYN_RECV, CTX_KERNEL, 0, TCP_LISTEN, 0);
 	/* On 5.10, 6.1 and 6.12 (not on 6.18) the clone enters SYN_RECV
 	 * before the peer's address is copied from the request: then the
@@ -113,12 +246,12 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 	if (newstate == TCP_LISTEN) {
 		/* listen() runs in the owner's context. */
 		struct listener_key k = listener_of(sk);
-		struct owner o = { .pid = current_tgid() };
+		struct listener_state l = { .owner.pid = current_tgid(), .sk = (__u64)sk };
 
 		if (filter_netns && k.netns != filter_netns)
 			return 0;
-		bpf_get_current_comm(o.comm, sizeof(o.comm));
-		bpf_map_update_elem(&listeners, &k, &o, BPF_ANY);
+		bpf_get_current_comm(l.owner.comm, sizeof(l.owner.comm));
+		bpf_map_update_elem(&listeners, &k, &l, BPF_ANY);
 		return 0;
 	}
 	if (oldstate == TCP_LISTEN) {
@@ -156,6 +289,8 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 			c->tuple.sport = sk_local_port(sk);
 		handshake_join(c);
 	}
+	if ((c->flags & CONN_SYN_UNSEEN) && newstate == TCP_ESTABLISHED)
+		syn_estimate(c, sk);
 	fd = closing_fd(ctx, sk);
 	if (fd < 0) {
 		conn_event(c, 0, EVENT_STATE, newstate, CTX_KERNEL, 0, oldstate, 0);
@@ -411,9 +546,19 @@ int kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 		if (hs)
 			hs->overflowed = 1;
 		if (rx_sk) {
+			struct listener_key k = { .netns = t.netns, .port = t.sport };
+			struct listener_state *l = bpf_map_lookup_elem(&listeners, &k);
+
 			backlog = BPF_CORE_READ(rx_sk, sk_ack_backlog);
 			max = BPF_CORE_READ(rx_sk, sk_max_ack_backlog);
+			if (l) {
+				if (!l->sk)
+					l->sk = (__u64)rx_sk;
+				if (!l->queue_high)
+					l->queue_high = 1;
+			}
 		}
+		syn_watch_ask(WATCH_OVERFLOW, t.netns, t.sport, backlog, max);
 		o = orphan_begin();
 		if (!o)
 			return 0;
@@ -453,8 +598,10 @@ static __always_inline void accepted(struct syscall_exit_ctx *ctx)
 	c = bpf_map_lookup_elem(&conns, &key);
 	if (!c)
 		return;
+	if (c->flags & (CONN_LISTENER_UNLEARNED | CONN_LISTENER_HIGH))
+		listener_accepted(c);
 	owner_from_current(c);
-	c->flags &= ~CONN_OWNER_FROM_LISTENER;
+	c->flags &= ~(CONN_OWNER_FROM_LISTENER | CONN_LISTENER_UNLEARNED | CONN_LISTENER_HIGH);
 	conn_event(c, 0, EVENT_ACCEPT, sk_state(sk), CTX_PROCESS, c->owner_pid, (__u32)ctx->ret, ctx->nr);
 }
 
@@ -525,7 +672,20 @@ int syn_ingress(struct __sk_buff *skb)
 
 	backlog = tp->inet_conn.icsk_inet.sk.sk_ack_backlog;
 	max = tp->inet_conn.icsk_inet.sk.sk_max_ack_backlog;
+	if (syn_watch_auto) {
+		/* Learn a listener that predates the agent, and keep the watch
+		 * on while its queue is high. */
+		struct listener_key k = { .netns = t.netns, .port = t.sport };
+		struct listener_state *l = bpf_map_lookup_elem(&listeners, &k);
+
+		if (l) {
+			if (!l->sk)
+				l->sk = address_of(tp);
+			listener_watch(l, &k, backlog, max);
+		}
+	}
 	if (backlog > max) {
+		syn_watch_ask(WATCH_OVERFLOW, t.netns, t.sport, backlog, max);
 		o = orphan_begin();
 		if (!o)
 			return 1;

@@ -59,6 +59,9 @@ const (
 	tcpspanConnFlagsCONN_MIDLIFE             tcpspanConnFlags = 1
 	tcpspanConnFlagsCONN_OWNER_FROM_LISTENER tcpspanConnFlags = 2
 	tcpspanConnFlagsCONN_END_UNSEEN          tcpspanConnFlags = 4
+	tcpspanConnFlagsCONN_SYN_UNSEEN          tcpspanConnFlags = 8
+	tcpspanConnFlagsCONN_LISTENER_UNLEARNED  tcpspanConnFlags = 16
+	tcpspanConnFlagsCONN_LISTENER_HIGH       tcpspanConnFlags = 32
 )
 
 type tcpspanCounter uint32
@@ -116,6 +119,17 @@ type tcpspanListenerKey struct {
 	Pad   [2]uint8
 }
 
+type tcpspanListenerState struct {
+	_     structs.HostLayout
+	Owner struct {
+		_    structs.HostLayout
+		Pid  uint32
+		Comm [16]int8
+	}
+	QueueHigh uint32
+	Sk        uint64
+}
+
 type tcpspanOrphan struct {
 	_        structs.HostLayout
 	Kind     uint32
@@ -136,17 +150,31 @@ type tcpspanOrphan struct {
 	OwnerComm [16]int8
 }
 
-type tcpspanOwner struct {
-	_    structs.HostLayout
-	Pid  uint32
-	Comm [16]int8
-}
-
 type tcpspanRecordKind uint32
 
 const (
-	tcpspanRecordKindRECORD_CONN   tcpspanRecordKind = 1
-	tcpspanRecordKindRECORD_ORPHAN tcpspanRecordKind = 2
+	tcpspanRecordKindRECORD_CONN      tcpspanRecordKind = 1
+	tcpspanRecordKindRECORD_ORPHAN    tcpspanRecordKind = 2
+	tcpspanRecordKindRECORD_SYN_WATCH tcpspanRecordKind = 3
+)
+
+type tcpspanSynWatchAsk struct {
+	_       structs.HostLayout
+	Kind    uint32
+	Netns   uint32
+	Backlog uint32
+	Max     uint32
+	Port    uint16
+	Why     uint8
+	Pad     uint8
+}
+
+type tcpspanSynWatchWhy uint32
+
+const (
+	tcpspanSynWatchWhyWATCH_UNLEARNED_LISTENER tcpspanSynWatchWhy = 1
+	tcpspanSynWatchWhyWATCH_QUEUE_HIGH         tcpspanSynWatchWhy = 2
+	tcpspanSynWatchWhyWATCH_OVERFLOW           tcpspanSynWatchWhy = 3
 )
 
 type tcpspanTuple struct {
@@ -193,12 +221,16 @@ const (
 	tcpspanVarRstHasReason              = "rst_has_reason"
 	tcpspanVarSkipClean                 = "skip_clean"
 	tcpspanVarSoftirqInTask             = "softirq_in_task"
+	tcpspanVarSynWatchAskedNs           = "syn_watch_asked_ns"
+	tcpspanVarSynWatchAuto              = "syn_watch_auto"
 	tcpspanVarUnusedConnFlags           = "unused_conn_flags"
 	tcpspanVarUnusedCounter             = "unused_counter"
 	tcpspanVarUnusedEventType           = "unused_event_type"
 	tcpspanVarUnusedExecCtx             = "unused_exec_ctx"
 	tcpspanVarUnusedOrphan              = "unused_orphan"
 	tcpspanVarUnusedRecordKind          = "unused_record_kind"
+	tcpspanVarUnusedSynWatchAsk         = "unused_syn_watch_ask"
+	tcpspanVarUnusedSynWatchWhy         = "unused_syn_watch_why"
 	tcpspanVarWakeupBytes               = "wakeup_bytes"
 	tcpspanVarZeroConn                  = "zero_conn"
 )
@@ -286,12 +318,16 @@ type tcpspanVariableSpecs struct {
 	RstHasReason         *ebpf.VariableSpec `ebpf:"rst_has_reason"`
 	SkipClean            *ebpf.VariableSpec `ebpf:"skip_clean"`
 	SoftirqInTask        *ebpf.VariableSpec `ebpf:"softirq_in_task"`
+	SynWatchAskedNs      *ebpf.VariableSpec `ebpf:"syn_watch_asked_ns"`
+	SynWatchAuto         *ebpf.VariableSpec `ebpf:"syn_watch_auto"`
 	UnusedConnFlags      *ebpf.VariableSpec `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
 	UnusedExecCtx        *ebpf.VariableSpec `ebpf:"unused_exec_ctx"`
 	UnusedOrphan         *ebpf.VariableSpec `ebpf:"unused_orphan"`
 	UnusedRecordKind     *ebpf.VariableSpec `ebpf:"unused_record_kind"`
+	UnusedSynWatchAsk    *ebpf.VariableSpec `ebpf:"unused_syn_watch_ask"`
+	UnusedSynWatchWhy    *ebpf.VariableSpec `ebpf:"unused_syn_watch_why"`
 	WakeupBytes          *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 	ZeroConn             *ebpf.VariableSpec `ebpf:"zero_conn"`
 }
@@ -347,12 +383,16 @@ type tcpspanVariables struct {
 	RstHasReason         *ebpf.Variable `ebpf:"rst_has_reason"`
 	SkipClean            *ebpf.Variable `ebpf:"skip_clean"`
 	SoftirqInTask        *ebpf.Variable `ebpf:"softirq_in_task"`
+	SynWatchAskedNs      *ebpf.Variable `ebpf:"syn_watch_asked_ns"`
+	SynWatchAuto         *ebpf.Variable `ebpf:"syn_watch_auto"`
 	UnusedConnFlags      *ebpf.Variable `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`
 	UnusedExecCtx        *ebpf.Variable `ebpf:"unused_exec_ctx"`
 	UnusedOrphan         *ebpf.Variable `ebpf:"unused_orphan"`
 	UnusedRecordKind     *ebpf.Variable `ebpf:"unused_record_kind"`
+	UnusedSynWatchAsk    *ebpf.Variable `ebpf:"unused_syn_watch_ask"`
+	UnusedSynWatchWhy    *ebpf.Variable `ebpf:"unused_syn_watch_why"`
 	WakeupBytes          *ebpf.Variable `ebpf:"wakeup_bytes"`
 	ZeroConn             *ebpf.Variable `ebpf:"zero_conn"`
 }

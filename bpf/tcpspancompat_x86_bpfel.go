@@ -59,6 +59,9 @@ const (
 	tcpspanCompatConnFlagsCONN_MIDLIFE             tcpspanCompatConnFlags = 1
 	tcpspanCompatConnFlagsCONN_OWNER_FROM_LISTENER tcpspanCompatConnFlags = 2
 	tcpspanCompatConnFlagsCONN_END_UNSEEN          tcpspanCompatConnFlags = 4
+	tcpspanCompatConnFlagsCONN_SYN_UNSEEN          tcpspanCompatConnFlags = 8
+	tcpspanCompatConnFlagsCONN_LISTENER_UNLEARNED  tcpspanCompatConnFlags = 16
+	tcpspanCompatConnFlagsCONN_LISTENER_HIGH       tcpspanCompatConnFlags = 32
 )
 
 type tcpspanCompatCounter uint32
@@ -116,17 +119,31 @@ type tcpspanCompatListenerKey struct {
 	Pad   [2]uint8
 }
 
-type tcpspanCompatOwner struct {
-	_    structs.HostLayout
-	Pid  uint32
-	Comm [16]int8
+type tcpspanCompatListenerState struct {
+	_     structs.HostLayout
+	Owner struct {
+		_    structs.HostLayout
+		Pid  uint32
+		Comm [16]int8
+	}
+	QueueHigh uint32
+	Sk        uint64
 }
 
 type tcpspanCompatRecordKind uint32
 
 const (
-	tcpspanCompatRecordKindRECORD_CONN   tcpspanCompatRecordKind = 1
-	tcpspanCompatRecordKindRECORD_ORPHAN tcpspanCompatRecordKind = 2
+	tcpspanCompatRecordKindRECORD_CONN      tcpspanCompatRecordKind = 1
+	tcpspanCompatRecordKindRECORD_ORPHAN    tcpspanCompatRecordKind = 2
+	tcpspanCompatRecordKindRECORD_SYN_WATCH tcpspanCompatRecordKind = 3
+)
+
+type tcpspanCompatSynWatchWhy uint32
+
+const (
+	tcpspanCompatSynWatchWhyWATCH_UNLEARNED_LISTENER tcpspanCompatSynWatchWhy = 1
+	tcpspanCompatSynWatchWhyWATCH_QUEUE_HIGH         tcpspanCompatSynWatchWhy = 2
+	tcpspanCompatSynWatchWhyWATCH_OVERFLOW           tcpspanCompatSynWatchWhy = 3
 )
 
 type tcpspanCompatTuple struct {
@@ -173,12 +190,16 @@ const (
 	tcpspanCompatVarRstHasReason              = "rst_has_reason"
 	tcpspanCompatVarSkipClean                 = "skip_clean"
 	tcpspanCompatVarSoftirqInTask             = "softirq_in_task"
+	tcpspanCompatVarSynWatchAskedNs           = "syn_watch_asked_ns"
+	tcpspanCompatVarSynWatchAuto              = "syn_watch_auto"
 	tcpspanCompatVarUnusedConnFlags           = "unused_conn_flags"
 	tcpspanCompatVarUnusedCounter             = "unused_counter"
 	tcpspanCompatVarUnusedEventType           = "unused_event_type"
 	tcpspanCompatVarUnusedExecCtx             = "unused_exec_ctx"
 	tcpspanCompatVarUnusedOrphan              = "unused_orphan"
 	tcpspanCompatVarUnusedRecordKind          = "unused_record_kind"
+	tcpspanCompatVarUnusedSynWatchAsk         = "unused_syn_watch_ask"
+	tcpspanCompatVarUnusedSynWatchWhy         = "unused_syn_watch_why"
 	tcpspanCompatVarWakeupBytes               = "wakeup_bytes"
 	tcpspanCompatVarZeroConn                  = "zero_conn"
 )
@@ -266,12 +287,16 @@ type tcpspanCompatVariableSpecs struct {
 	RstHasReason         *ebpf.VariableSpec `ebpf:"rst_has_reason"`
 	SkipClean            *ebpf.VariableSpec `ebpf:"skip_clean"`
 	SoftirqInTask        *ebpf.VariableSpec `ebpf:"softirq_in_task"`
+	SynWatchAskedNs      *ebpf.VariableSpec `ebpf:"syn_watch_asked_ns"`
+	SynWatchAuto         *ebpf.VariableSpec `ebpf:"syn_watch_auto"`
 	UnusedConnFlags      *ebpf.VariableSpec `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
 	UnusedExecCtx        *ebpf.VariableSpec `ebpf:"unused_exec_ctx"`
 	UnusedOrphan         *ebpf.VariableSpec `ebpf:"unused_orphan"`
 	UnusedRecordKind     *ebpf.VariableSpec `ebpf:"unused_record_kind"`
+	UnusedSynWatchAsk    *ebpf.VariableSpec `ebpf:"unused_syn_watch_ask"`
+	UnusedSynWatchWhy    *ebpf.VariableSpec `ebpf:"unused_syn_watch_why"`
 	WakeupBytes          *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 	ZeroConn             *ebpf.VariableSpec `ebpf:"zero_conn"`
 }
@@ -327,12 +352,16 @@ type tcpspanCompatVariables struct {
 	RstHasReason         *ebpf.Variable `ebpf:"rst_has_reason"`
 	SkipClean            *ebpf.Variable `ebpf:"skip_clean"`
 	SoftirqInTask        *ebpf.Variable `ebpf:"softirq_in_task"`
+	SynWatchAskedNs      *ebpf.Variable `ebpf:"syn_watch_asked_ns"`
+	SynWatchAuto         *ebpf.Variable `ebpf:"syn_watch_auto"`
 	UnusedConnFlags      *ebpf.Variable `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`
 	UnusedExecCtx        *ebpf.Variable `ebpf:"unused_exec_ctx"`
 	UnusedOrphan         *ebpf.Variable `ebpf:"unused_orphan"`
 	UnusedRecordKind     *ebpf.Variable `ebpf:"unused_record_kind"`
+	UnusedSynWatchAsk    *ebpf.Variable `ebpf:"unused_syn_watch_ask"`
+	UnusedSynWatchWhy    *ebpf.Variable `ebpf:"unused_syn_watch_why"`
 	WakeupBytes          *ebpf.Variable `ebpf:"wakeup_bytes"`
 	ZeroConn             *ebpf.Variable `ebpf:"zero_conn"`
 }

@@ -90,6 +90,15 @@ var Definitions = []Definition{
 		func(h agent.Health) []Point { return one(uint64(h.Capacity)) }},
 	{"tcpspan.connections.clean_in_kernel", "{connection}", "Connections with no problem that the kernel side counted without sending a record, because nothing would export or print them (-clean-ratio 0 without -v).", Counter,
 		func(h agent.Health) []Point { return one(h.Kernel.CleanSkipped) }},
+	{"tcpspan.syn_watch.attaches", "{attach}", "Times the SYN watch (cgroup_skb/ingress, which sees SYNs a full accept queue drops) was attached because an accept queue was half full or more (-syn-watch auto).", Counter,
+		func(h agent.Health) []Point { return one(h.Kernel.SynWatchAttaches) }},
+	{"tcpspan.syn_watch.on", "{watch}", "1 while the SYN watch is attached, else 0.", Gauge,
+		func(h agent.Health) []Point {
+			if h.Kernel.SynWatchOn {
+				return one(1)
+			}
+			return one(0)
+		}},
 	{"tcpspan.connections.untracked", "{connection}", "Connections that ended with no kernel entry, so no record.", Counter,
 		func(h agent.Health) []Point { return one(h.Kernel.DestroyedUntracked) }},
 	{"tcpspan.connections.stale", "{connection}", "Connections emitted when a new one reused their socket address: their end was never seen.", Counter,

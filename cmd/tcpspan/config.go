@@ -49,6 +49,7 @@ type config struct {
 	healthAddr string // host:port of the health endpoint; "" for none
 	statsFile  string
 	memoryMiB  int // soft limit of the Go runtime's memory; 0 for none
+	synWatch   string
 }
 
 // defaultMemoryMiB bounds the Go heap: with the 16 MiB ring buffer and the
@@ -82,6 +83,7 @@ func flagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.health, "health-interval", c.health, "how often to log the agent's own counts (0 to disable)")
 	fs.StringVar(&c.healthAddr, "health-addr", c.healthAddr, "serve /healthz and /metrics (the agent's own counts) on this address; a bare port binds 127.0.0.1 (default: no listening port)")
 	fs.StringVar(&c.statsFile, "stats-file", c.statsFile, "on exit, write the agent's final counts to this file as JSON")
+	fs.StringVar(&c.synWatch, "syn-watch", c.synWatch, "when to watch every SYN a listener receives, to see the ones a full accept queue drops: auto (while a queue is half full or more; cheaper) or always")
 	fs.IntVar(&c.memoryMiB, "memory-limit", c.memoryMiB, "soft limit, in MiB, of the Go runtime's memory: the garbage collector works harder near it (0: none); the ring buffer (-ring-buffer-bytes) and the binary come on top")
 	return fs
 }
@@ -96,6 +98,7 @@ func defaultConfig() config {
 		orphanIdle:      conn.DefaultOrphanIdle,
 		health:          agent.DefaultHealthInterval,
 		memoryMiB:       defaultMemoryMiB,
+		synWatch:        bpf.SynWatchAuto.String(),
 	}
 }
 
@@ -134,6 +137,9 @@ func parseConfigLines(args []string, lookupEnv func(string) (string, bool)) (con
 	}
 	if c.exportQueue <= 0 || c.exportQueue > 1<<24 {
 		return c, fmt.Errorf("-export-queue %d: must be between 1 and %d", c.exportQueue, 1<<24)
+	}
+	if _, err := bpf.ParseSynWatchMode(c.synWatch); err != nil {
+		return c, fmt.Errorf("-syn-watch %q: must be auto or always", c.synWatch)
 	}
 	if c.memoryMiB < 0 || c.memoryMiB > 1<<20 {
 		return c, fmt.Errorf("-memory-limit %d: must be between 0 and %d MiB", c.memoryMiB, 1<<20)
@@ -296,6 +302,7 @@ func (c config) args() []string {
 		add("stats-file", c.statsFile)
 	}
 	add("memory-limit", strconv.Itoa(c.memoryMiB))
+	add("syn-watch", c.synWatch)
 	return a
 }
 

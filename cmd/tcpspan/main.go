@@ -184,8 +184,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// Otherwise the kernel side counts them and sends nothing: most of the
 	// agent's cost per connection is gone.
 	skipClean := !(spans != nil && o.cleanRatio > 0) && !(view != nil && o.verbose)
+	synWatch, _ := bpf.ParseSynWatchMode(o.synWatch) // checked by parseConfig
 	cfg := agent.Config{
 		SkipClean: skipClean,
+		SynWatch:  synWatch,
 		// The terminal and the exporter are done with a connection when
 		// they return: the exporter encodes the span at once.
 		ReuseConnections: true,

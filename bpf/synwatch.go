@@ -1,0 +1,260 @@
+package bpf
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// SynWatchMode says when the SYN watch is attached: the cgroup_skb/ingress
+// program that sees each SYN reach a listener, and so each SYN a full
+// accept queue drops, which nothing else in the kernel reports.
+type SynWatchMode uint8
+
+const (
+	// SynWatchAuto attaches the SYN watch only while an accept queue is
+	// half full or more, or overflows (the kernel side asks for it), and for
+	// [SynWatchLinger] after. The cgroup hook runs for every packet the host
+	// receives, wanted or not: 0.9 to 1.9 µs per loopback connection in the
+	// benchmarks (docs/performance.md). While it is off, a server span's
+	// SYN is placed one handshake RTT before the handshake completed (the
+	// kernel's own sample): at its SYN-ACK, microseconds after the SYN. The
+	// SYNs of a burst that fills a queue faster than the watch attaches
+	// (80-180 µs in the tests, once the reader is woken) are not seen; the
+	// kernel still counts them in TcpExtListenOverflows.
+	SynWatchAuto SynWatchMode = iota
+	// SynWatchAlways keeps the SYN watch attached: every SYN seen, at its
+	// own time, whatever it costs.
+	SynWatchAlways
+)
+
+func (m SynWatchMode) String() string {
+	if m == SynWatchAlways {
+		return "always"
+	}
+	return "auto"
+}
+
+// ParseSynWatchMode reads "auto" or "always".
+func ParseSynWatchMode(s string) (SynWatchMode, error) {
+	switch s {
+	case "auto":
+		return SynWatchAuto, nil
+	case "always":
+		return SynWatchAlways, nil
+	}
+	return 0, fmt.Errorf("SYN watch %q: want auto or always", s)
+}
+
+// WithSynWatch sets when the SYN watch is attached. Default [SynWatchAuto].
+func WithSynWatch(m SynWatchMode) Option {
+	return optionFunc(func(c config) config { c.synWatch = m; return c })
+}
+
+// WithNotices receives notices of what the Tracer does on its own, such as
+// attaching the SYN watch and why.
+func WithNotices(f func(string)) Option {
+	return optionFunc(func(c config) config { c.notice = f; return c })
+}
+
+// SynWatchLinger is how long the SYN watch stays on in [SynWatchAuto] after
+// the kernel side last asked for it, once no accept queue is high.
+const SynWatchLinger = 2 * time.Second
+
+// synWatchLearnWait is how long a listener that predates the agent may take
+// to be learned at its first accept() before the watch goes on to learn it
+// from its SYNs: a listener whose process accepts nothing may be filling.
+const synWatchLearnWait = 200 * time.Millisecond
+
+// synWatchTick is how often the watch looks at its deadlines.
+const synWatchTick = 100 * time.Millisecond
+
+// SynWatchAsk is the kernel side's request for the SYN watch (struct
+// syn_watch_ask).
+type SynWatchAsk = tcpspanSynWatchAsk
+
+// Why the kernel side asks.
+const (
+	WatchUnlearnedListener = uint8(tcpspanSynWatchWhyWATCH_UNLEARNED_LISTENER)
+	WatchQueueHigh         = uint8(tcpspanSynWatchWhyWATCH_QUEUE_HIGH)
+	WatchOverflow          = uint8(tcpspanSynWatchWhyWATCH_OVERFLOW)
+)
+
+const kindSynWatch = uint32(tcpspanRecordKindRECORD_SYN_WATCH)
+
+// decodeSynWatch reads a SYN watch request, or returns nil if b is another
+// kind of record.
+func decodeSynWatch(b []byte) *SynWatchAsk {
+	if len(b) < int(unsafe.Sizeof(SynWatchAsk{})) || *(*uint32)(unsafe.Pointer(&b[0])) != kindSynWatch {
+		return nil
+	}
+	return (*SynWatchAsk)(unsafe.Pointer(&b[0]))
+}
+
+// queueHigh mirrors queue_high in tcpspan.bpf.c: an accept queue of backlog
+// connections (at most max+1) is half full or more.
+func queueHigh(backlog, max uint32) bool {
+	return backlog > 0 && 2*uint64(backlog) >= uint64(max)
+}
+
+// synWatch attaches and detaches the SYN watch in [SynWatchAuto]. The reader
+// hands it the kernel side's asks; its own goroutine attaches (a static key
+// and the cgroups' program arrays updated), so that the reader never waits.
+type synWatch struct {
+	attach    func() (link.Link, error)
+	listeners *ebpf.Map
+	notice    func(string)
+	asks      chan SynWatchAsk
+	stop      chan struct{}
+	done      chan struct{}
+
+	mu       sync.Mutex // guards l against Close
+	l        link.Link
+	on       atomic.Bool
+	attaches atomic.Uint64
+	failed   atomic.Uint64
+}
+
+func newSynWatch(attach func() (link.Link, error), listeners *ebpf.Map, notice func(string)) *synWatch {
+	w := &synWatch{
+		attach:    attach,
+		listeners: listeners,
+		notice:    notice,
+		asks:      make(chan SynWatchAsk, 64),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	go w.run()
+	return w
+}
+
+// ask passes on a request from the kernel side without waiting. Asks repeat
+// while their cause lasts, so one that finds the queue full is not missed.
+func (w *synWatch) ask(a *SynWatchAsk) {
+	select {
+	case w.asks <- *a:
+	default:
+	}
+}
+
+func (w *synWatch) run() {
+	defer close(w.done)
+	tick := time.NewTicker(synWatchTick)
+	defer tick.Stop()
+	var last time.Time                              // the last ask that needs the watch on
+	unlearned := map[tcpspanListenerKey]time.Time{} // listeners to learn, since
+	for {
+		now := time.Now()
+		select {
+		case <-w.stop:
+			w.set(false, "")
+			return
+		case a := <-w.asks:
+			key := tcpspanListenerKey{Netns: a.Netns, Port: a.Port}
+			if a.Why == WatchUnlearnedListener {
+				if _, ok := unlearned[key]; !ok {
+					unlearned[key] = now
+				}
+				break
+			}
+			last = now
+			w.set(true, describeAsk(&a))
+		case <-tick.C:
+		}
+		for key, since := range unlearned {
+			var l tcpspanListenerState
+			if err := w.listeners.Lookup(&key, &l); err != nil || l.Sk != 0 {
+				delete(unlearned, key) // closed, or learned
+				continue
+			}
+			if now.Sub(since) >= synWatchLearnWait {
+				delete(unlearned, key)
+				last = now
+				w.set(true, fmt.Sprintf("listener :%d in netns %d predates the agent and accepted nothing for %v: learning it from its SYNs",
+					key.Port, key.Netns, synWatchLearnWait))
+			}
+		}
+		if w.on.Load() && now.Sub(last) >= SynWatchLinger {
+			if high := w.highListener(); high != nil {
+				last = now
+				continue
+			}
+			w.set(false, fmt.Sprintf("no accept queue high for %v", SynWatchLinger))
+		}
+	}
+}
+
+// highListener returns a listener whose queue was high when last seen, if
+// any: the watch stays on while one is, though no child or SYN asks.
+func (w *synWatch) highListener() *tcpspanListenerKey {
+	var key tcpspanListenerKey
+	var l tcpspanListenerState
+	it := w.listeners.Iterate()
+	for it.Next(&key, &l) {
+		if l.QueueHigh != 0 {
+			return &key
+		}
+	}
+	return nil
+}
+
+func describeAsk(a *SynWatchAsk) string {
+	what := "half full or more"
+	if a.Why == WatchOverflow {
+		what = "overflowing"
+	}
+	if a.Max == 0 && a.Backlog == 0 {
+		return fmt.Sprintf("accept queue of :%d in netns %d %s", a.Port, a.Netns, what)
+	}
+	return fmt.Sprintf("accept queue of :%d in netns %d %s (%d queued, limit %d)", a.Port, a.Netns, what, a.Backlog, a.Max)
+}
+
+// set attaches or detaches the watch, and says why.
+func (w *synWatch) set(on bool, why string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if on == (w.l != nil) {
+		return
+	}
+	if !on {
+		err := w.l.Close()
+		w.l = nil
+		w.on.Store(false)
+		if err != nil {
+			w.notice(fmt.Sprintf("SYN watch off: detach: %v", err))
+		} else if why != "" {
+			w.notice("SYN watch off: " + why)
+		}
+		return
+	}
+	start := time.Now()
+	l, err := w.attach()
+	if err != nil {
+		// Asked again while the cause lasts; said once per failure run.
+		if w.failed.Add(1) == 1 {
+			w.notice(fmt.Sprintf("SYN watch could not attach (%s): %v", why, err))
+		}
+		return
+	}
+	w.failed.Store(0)
+	w.l = l
+	w.on.Store(true)
+	w.attaches.Add(1)
+	w.notice(fmt.Sprintf("SYN watch on in %v: %s", time.Since(start).Round(10*time.Microsecond), why))
+}
+
+func (w *synWatch) close() error {
+	select {
+	case <-w.stop:
+		return nil
+	default:
+	}
+	close(w.stop)
+	<-w.done
+	return nil
+}
