@@ -19,7 +19,7 @@ type SynWatchMode uint8
 const (
 	// SynWatchAuto attaches the SYN watch only while an accept queue is
 	// half full or more, or overflows (the kernel side asks for it), and for
-	// [SynWatchLinger] after. The cgroup hook runs for every packet the host
+	// [SynWatchLinger] after ([SynWatchOverflowLinger] after an overflow). The cgroup hook runs for every packet the host
 	// receives, wanted or not: 0.9 to 1.9 µs per loopback connection in the
 	// benchmarks (docs/performance.md). While it is off, a server span's
 	// SYN is placed one handshake RTT before the handshake completed (the
@@ -65,6 +65,11 @@ func WithNotices(f func(string)) Option {
 // SynWatchLinger is how long the SYN watch stays on in [SynWatchAuto] after
 // the kernel side last asked for it, once no accept queue is high.
 const SynWatchLinger = 2 * time.Second
+
+// SynWatchOverflowLinger is how long it stays on after an accept queue last
+// overflowed. Clients retry dropped SYNs 1, 3, 7 and 15 s later, in waves
+// that refill a small queue in microseconds, faster than the watch attaches.
+const SynWatchOverflowLinger = 30 * time.Second
 
 // synWatchLearnWait is how long a listener that predates the agent may take
 // to be learned at its first accept() before the watch goes on to learn it
@@ -146,7 +151,7 @@ func (w *synWatch) run() {
 	defer close(w.done)
 	tick := time.NewTicker(synWatchTick)
 	defer tick.Stop()
-	var last time.Time                              // the last ask that needs the watch on
+	var last, overflow time.Time                    // the last ask that needs the watch on, the last overflow
 	unlearned := map[tcpspanListenerKey]time.Time{} // listeners to learn, since
 	for {
 		now := time.Now()
@@ -163,6 +168,9 @@ func (w *synWatch) run() {
 				break
 			}
 			last = now
+			if a.Why == WatchOverflow {
+				overflow = now
+			}
 			w.set(true, describeAsk(&a))
 		case <-tick.C:
 		}
@@ -179,12 +187,12 @@ func (w *synWatch) run() {
 					key.Port, key.Netns, synWatchLearnWait))
 			}
 		}
-		if w.on.Load() && now.Sub(last) >= SynWatchLinger {
+		if w.on.Load() && now.Sub(last) >= SynWatchLinger && now.Sub(overflow) >= SynWatchOverflowLinger {
 			if high := w.highListener(); high != nil {
 				last = now
 				continue
 			}
-			w.set(false, fmt.Sprintf("no accept queue high for %v", SynWatchLinger))
+			w.set(false, fmt.Sprintf("no accept queue high for %v, none overflowed for %v", SynWatchLinger, SynWatchOverflowLinger))
 		}
 	}
 }
