@@ -330,7 +330,7 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 			if cfg.synWatch == SynWatchAuto {
 				l.Close()
 				t.watch = newSynWatch(attach, t.objs.Listeners, cfg.notice)
-				how += ", attached while an accept queue is half full or more (SYN watch auto)"
+				how += ", attached while an accept queue is half full or more, or a listener's limit is below 64 (SYN watch auto)"
 			} else {
 				t.links = append(t.links, l)
 			}
@@ -507,8 +507,8 @@ func NetnsInode(path string) (uint32, error) {
 
 // AddListener records the owner of a listening socket that predates the
 // agent, so that children and orphans on its port name their process, and
-// its accept queue's length and limit: a queue half full or more turns the
-// SYN watch on (see [SynWatchAuto]).
+// its accept queue's length and limit: a queue half full or more, or a limit
+// below 64, turns the SYN watch on (see [SynWatchAuto]).
 func (t *Tracer) AddListener(netns uint32, port uint16, pid uint32, comm string, backlog, max uint32) error {
 	key := tcpspanListenerKey{Netns: netns, Port: port}
 	var val tcpspanListenerState
@@ -520,12 +520,20 @@ func (t *Tracer) AddListener(netns uint32, port uint16, pid uint32, comm string,
 	if high {
 		val.QueueHigh = 1
 	}
+	small := max < smallQueue
+	if small {
+		val.QueueSmall = 1
+	}
 	// NoExist: an entry from a listen() seen live is fresher.
 	if err := t.objs.Listeners.Update(&key, &val, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
 		return fmt.Errorf("add listener :%d: %w", port, err)
 	}
-	if high && t.watch != nil {
+	switch {
+	case t.watch == nil:
+	case high:
 		t.watch.ask(&SynWatchAsk{Netns: netns, Port: port, Why: WatchQueueHigh, Backlog: backlog, Max: max})
+	case small:
+		t.watch.ask(&SynWatchAsk{Netns: netns, Port: port, Why: WatchSmallQueue, Max: max})
 	}
 	return nil
 }

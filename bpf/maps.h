@@ -81,8 +81,11 @@ struct owner {
 struct listener_state {
 	struct owner owner;
 	/* queue_high: its accept queue was half full or more when last seen
-	 * (see queue_high); user space keeps the SYN watch on while any is. */
-	__u32 queue_high;
+	 * (see queue_high). queue_small: its limit is below SMALL_QUEUE, so a
+	 * burst fills it before the watch could attach. User space keeps the
+	 * SYN watch on while any listener has either. */
+	__u16 queue_high;
+	__u16 queue_small;
 	/* sk: its kernel address, to read its queue; 0 while unknown. Known
 	 * from listen(), or learned at the first accept() or SYN seen. */
 	__u64 sk;
@@ -101,7 +104,7 @@ struct {
 
 /* syn_watch_asked_ns: when each reason (enum syn_watch_why) last asked for
  * the SYN watch, monotonic ns: asks are rate-limited (syn_watch_ask). */
-__u64 syn_watch_asked_ns[4] = {};
+__u64 syn_watch_asked_ns[8] = {};
 
 /* handshake is what is known of a connection before its child socket exists. */
 struct handshake {

@@ -69,7 +69,15 @@ enum syn_watch_why {
 	WATCH_UNLEARNED_LISTENER = 1, /* a child of a listener whose address is unknown */
 	WATCH_QUEUE_HIGH = 2,         /* an accept queue is half full or more */
 	WATCH_OVERFLOW = 3,           /* an accept queue overflowed */
+	WATCH_SMALL_QUEUE = 4,        /* a listener with a limit below SMALL_QUEUE */
 };
+
+/* SMALL_QUEUE: an accept queue with a lower limit can be filled by one burst
+ * of connections (a handshake every 10 us or so on loopback) in the 80-180
+ * us the SYN watch takes to attach. While such a listener exists, the watch
+ * stays on. (Python's socketserver and rinetd use 5, Java's ServerSocket
+ * 50; nginx 511, Go somaxconn.) */
+#define SMALL_QUEUE 64
 
 /* Special values of conn_event.arg for resets. */
 #define RESET_REASON_UNKNOWN 0xffffffff /* the kernel does not say (before 6.10) */

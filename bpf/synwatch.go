@@ -18,7 +18,8 @@ type SynWatchMode uint8
 
 const (
 	// SynWatchAuto attaches the SYN watch only while an accept queue is
-	// half full or more, or overflows (the kernel side asks for it), and for
+	// half full or more, or overflows, or while a listener with a limit
+	// below 64 exists (the kernel side asks for it), and for
 	// [SynWatchLinger] after ([SynWatchOverflowLinger] after an overflow). The cgroup hook runs for every packet the host
 	// receives, wanted or not: 0.9 to 1.9 µs per loopback connection in the
 	// benchmarks (docs/performance.md). While it is off, a server span's
@@ -88,7 +89,13 @@ const (
 	WatchUnlearnedListener = uint8(tcpspanSynWatchWhyWATCH_UNLEARNED_LISTENER)
 	WatchQueueHigh         = uint8(tcpspanSynWatchWhyWATCH_QUEUE_HIGH)
 	WatchOverflow          = uint8(tcpspanSynWatchWhyWATCH_OVERFLOW)
+	WatchSmallQueue        = uint8(tcpspanSynWatchWhyWATCH_SMALL_QUEUE)
 )
+
+// smallQueue mirrors SMALL_QUEUE in records.h: a listener whose accept
+// queue's limit is lower keeps the SYN watch on while it exists, because
+// one burst of connections fills it faster than the watch attaches.
+const smallQueue = 64
 
 const kindSynWatch = uint32(tcpspanRecordKindRECORD_SYN_WATCH)
 
@@ -197,14 +204,15 @@ func (w *synWatch) run() {
 	}
 }
 
-// highListener returns a listener whose queue was high when last seen, if
-// any: the watch stays on while one is, though no child or SYN asks.
+// highListener returns a listener whose queue was high when last seen, or
+// whose limit is small, if any: the watch stays on while one is, though no
+// child or SYN asks.
 func (w *synWatch) highListener() *tcpspanListenerKey {
 	var key tcpspanListenerKey
 	var l tcpspanListenerState
 	it := w.listeners.Iterate()
 	for it.Next(&key, &l) {
-		if l.QueueHigh != 0 {
+		if l.QueueHigh != 0 || l.QueueSmall != 0 {
 			return &key
 		}
 	}
@@ -212,6 +220,10 @@ func (w *synWatch) highListener() *tcpspanListenerKey {
 }
 
 func describeAsk(a *SynWatchAsk) string {
+	if a.Why == WatchSmallQueue {
+		return fmt.Sprintf("listener :%d in netns %d has a small accept queue (limit %d): one burst fills it faster than the watch attaches",
+			a.Port, a.Netns, a.Max)
+	}
 	what := "half full or more"
 	if a.Why == WatchOverflow {
 		what = "overflowing"

@@ -57,18 +57,19 @@ func TestSynWatchOnDemand(t *testing.T) {
 	c := startCapture(t, ns, 200*time.Millisecond)
 	requireCapability(t, c, bpf.CapSYNOverflow)
 
-	fd, server := rawListener(t, ns, 8) // half full at 4 queued
-	for i := 0; i < 3; i++ {
+	// A limit of 64 is not small (SMALL_QUEUE): half full at 32 queued.
+	fd, server := rawListener(t, ns, 64)
+	for i := 0; i < 31; i++ {
 		connectFrom(t, ns, 0, server)
 	}
 	time.Sleep(300 * time.Millisecond)
 	if on, n := synWatch(t, c); on || n != 0 {
-		t.Fatalf("SYN watch on=%v after %d attaches with 3 of 8 queued, want off, never attached", on, n)
+		t.Fatalf("SYN watch on=%v after %d attaches with 31 of 64 queued, want off, never attached", on, n)
 	}
 	connectFrom(t, ns, 0, server)
 	waitSynWatch(t, c, true, 2*time.Second)
 
-	for i := 0; i < 4; i++ {
+	for i := 0; i < 32; i++ {
 		acceptOne(t, ns, fd)
 	}
 	waitSynWatch(t, c, false, bpf.SynWatchLinger+2*time.Second)
@@ -83,13 +84,12 @@ func TestSynWatchOnDemand(t *testing.T) {
 // nothing turns the watch on to learn it from its SYNs.
 func TestSynWatchLearnsListener(t *testing.T) {
 	ns := testutil.NewNetNS(t)
-	fd, server := rawListener(t, ns, 8)
-	idleFD, idle := rawListener(t, ns, 8)
-	_ = idleFD
+	fd, server := rawListener(t, ns, 64)
+	_, idle := rawListener(t, ns, 64)
 	c := startCapture(t, ns, 200*time.Millisecond)
 	requireCapability(t, c, bpf.CapSYNOverflow)
 	for _, addr := range []netip.AddrPort{server, idle} {
-		if err := c.tracer.AddListener(ns.Inode, addr.Port(), uint32(os.Getpid()), "bpf.test", 0, 8); err != nil {
+		if err := c.tracer.AddListener(ns.Inode, addr.Port(), uint32(os.Getpid()), "bpf.test", 0, 64); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -101,12 +101,12 @@ func TestSynWatchLearnsListener(t *testing.T) {
 	if on, n := synWatch(t, c); on || n != 0 {
 		t.Fatalf("SYN watch on=%v after %d attaches for a listener learned at accept(), want off, never attached", on, n)
 	}
-	// Learned: its queue is read. 4 of 8 is half full.
-	for i := 0; i < 4; i++ {
+	// Learned: its queue is read. 32 of 64 is half full.
+	for i := 0; i < 32; i++ {
 		connectFrom(t, ns, 0, server)
 	}
 	waitSynWatch(t, c, true, 2*time.Second)
-	for i := 0; i < 4; i++ {
+	for i := 0; i < 32; i++ {
 		acceptOne(t, ns, fd)
 	}
 	waitSynWatch(t, c, false, bpf.SynWatchLinger+2*time.Second)
@@ -189,4 +189,21 @@ func TestSynWatchSeededHighQueue(t *testing.T) {
 	if e := got[0].First(conn.EventSYNOverflow); e.Backlog != 2 || e.MaxBacklog != 1 {
 		t.Errorf("SYN overflow at backlog %d/%d, want 2/1", e.Backlog, e.MaxBacklog)
 	}
+}
+
+// TestSynWatchSmallQueue: a listener whose limit is small (below 64) turns
+// the watch on at listen(), before any connection, since one burst fills it
+// faster than the watch attaches; it goes off once that listener closes.
+func TestSynWatchSmallQueue(t *testing.T) {
+	ns := testutil.NewNetNS(t)
+	c := startCapture(t, ns, 200*time.Millisecond)
+	requireCapability(t, c, bpf.CapSYNOverflow)
+	fd, _ := rawListener(t, ns, 5)
+	waitSynWatch(t, c, true, 2*time.Second)
+	time.Sleep(bpf.SynWatchLinger + 500*time.Millisecond)
+	if on, _ := synWatch(t, c); !on {
+		t.Fatal("SYN watch went off while a listener with a limit of 5 exists")
+	}
+	unix.Close(fd)
+	waitSynWatch(t, c, false, bpf.SynWatchLinger+2*time.Second)
 }

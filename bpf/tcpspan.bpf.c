@@ -90,9 +90,9 @@ static __always_inline void syn_watch_ask(__u8 why, __u32 netns, __u16 port, __u
 	if (!syn_watch_auto)
 		return;
 	now = bpf_ktime_get_ns();
-	if (now - syn_watch_asked_ns[why & 3] < SYN_WATCH_ASK_NS)
+	if (now - syn_watch_asked_ns[why & 7] < SYN_WATCH_ASK_NS)
 		return;
-	syn_watch_asked_ns[why & 3] = now;
+	syn_watch_asked_ns[why & 7] = now;
 	a = bpf_ringbuf_reserve(&events, sizeof(*a), 0);
 	if (!a)
 		return;
@@ -114,11 +114,23 @@ static __always_inline bool queue_high(__u32 backlog, __u32 max)
 	return backlog > 0 && 2 * (__u64)backlog >= max;
 }
 
+/* listener_small notes a listener whose queue's limit is small (see
+ * SMALL_QUEUE), and asks for the SYN watch for it. */
+static __always_inline void listener_small(struct listener_state *l, const struct listener_key *k, __u32 max)
+{
+	if (max >= SMALL_QUEUE)
+		return;
+	if (!l->queue_small)
+		l->queue_small = 1;
+	syn_watch_ask(WATCH_SMALL_QUEUE, k->netns, k->port, 0, max);
+}
+
 /* listener_watch notes a listener's queue in its entry: high or not, and
  * asks for the SYN watch while it is high. */
 static __always_inline bool listener_watch(struct listener_state *l, const struct listener_key *k, __u32 backlog,
 					   __u32 max)
 {
+	listener_small(l, k, max);
 	if (!queue_high(backlog, max)) {
 		if (l->queue_high)
 			l->queue_high = 0;
@@ -247,10 +259,15 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 		/* listen() runs in the owner's context. */
 		struct listener_key k = listener_of(sk);
 		struct listener_state l = { .owner.pid = current_tgid(), .sk = (__u64)sk };
+		__u32 max = BPF_CORE_READ(sk, sk_max_ack_backlog); /* listen() set it first */
 
 		if (filter_netns && k.netns != filter_netns)
 			return 0;
 		bpf_get_current_comm(l.owner.comm, sizeof(l.owner.comm));
+		if (syn_watch_auto && max < SMALL_QUEUE) {
+			l.queue_small = 1;
+			syn_watch_ask(WATCH_SMALL_QUEUE, k.netns, k.port, 0, max);
+		}
 		bpf_map_update_elem(&listeners, &k, &l, BPF_ANY);
 		return 0;
 	}

@@ -126,8 +126,9 @@ type tcpspanListenerState struct {
 		Pid  uint32
 		Comm [16]int8
 	}
-	QueueHigh uint32
-	Sk        uint64
+	QueueHigh  uint16
+	QueueSmall uint16
+	Sk         uint64
 }
 
 type tcpspanOrphan struct {
@@ -175,6 +176,7 @@ const (
 	tcpspanSynWatchWhyWATCH_UNLEARNED_LISTENER tcpspanSynWatchWhy = 1
 	tcpspanSynWatchWhyWATCH_QUEUE_HIGH         tcpspanSynWatchWhy = 2
 	tcpspanSynWatchWhyWATCH_OVERFLOW           tcpspanSynWatchWhy = 3
+	tcpspanSynWatchWhyWATCH_SMALL_QUEUE        tcpspanSynWatchWhy = 4
 )
 
 type tcpspanTuple struct {

@@ -126,8 +126,9 @@ type tcpspanCompatListenerState struct {
 		Pid  uint32
 		Comm [16]int8
 	}
-	QueueHigh uint32
-	Sk        uint64
+	QueueHigh  uint16
+	QueueSmall uint16
+	Sk         uint64
 }
 
 type tcpspanCompatRecordKind uint32
@@ -144,6 +145,7 @@ const (
 	tcpspanCompatSynWatchWhyWATCH_UNLEARNED_LISTENER tcpspanCompatSynWatchWhy = 1
 	tcpspanCompatSynWatchWhyWATCH_QUEUE_HIGH         tcpspanCompatSynWatchWhy = 2
 	tcpspanCompatSynWatchWhyWATCH_OVERFLOW           tcpspanCompatSynWatchWhy = 3
+	tcpspanCompatSynWatchWhyWATCH_SMALL_QUEUE        tcpspanCompatSynWatchWhy = 4
 )
 
 type tcpspanCompatTuple struct {
