@@ -61,6 +61,9 @@ const (
 const (
 	ResetReasonUnknown = 0xffffffff
 	SyscallNone        = 0xffffffff
+	// SynEstimated is EventSYN's argument when the SYN was not seen but
+	// placed by the handshake's RTT (SYN_ESTIMATED).
+	SynEstimated = 1
 )
 
 // MaxConnEvents is how many events a ConnRecord holds (MAX_CONN_EVENTS).

@@ -157,6 +157,9 @@ func TestSynEstimated(t *testing.T) {
 	if !est.Time.Before(child.Time) || child.State != conn.StateSynRecv {
 		t.Errorf("estimated SYN %v not before the child's %v at %v", est.Time, child.State, child.Time)
 	}
+	if !est.Estimated || seen.Estimated {
+		t.Errorf("SYN estimated=%v with the watch off, %v with it on; want true, false", est.Estimated, seen.Estimated)
+	}
 	if !server.Start.Equal(est.Time) {
 		t.Errorf("server span starts at %v, want its estimated SYN %v", server.Start, est.Time)
 	}

@@ -624,6 +624,8 @@ func (t *Tracker) decodeEvent(ev *Event, ts uint64, typ, state, ctx uint8, pid, 
 		}
 	case bpf.EventError:
 		ev.Errno = syscall.Errno(arg)
+	case bpf.EventSYN:
+		ev.Estimated = arg == bpf.SynEstimated
 	case bpf.EventSYNACKRetrans:
 		ev.Count = arg
 	case bpf.EventDrop:

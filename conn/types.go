@@ -140,11 +140,14 @@ type Event struct {
 	// Reason is the kernel's reason for EventRSTSent and EventDrop, without
 	// prefix (e.g. "TCP_ABORT_ON_CLOSE"). ReasonUnknown when the kernel
 	// does not report one.
-	Reason     string
-	Errno      syscall.Errno // EventError
-	Count      uint32        // EventSYNACKRetransmit: retransmits so far
-	Backlog    uint32        // overflows: accept queue length
-	MaxBacklog uint32        // overflows: accept queue limit
+	Reason string
+	Errno  syscall.Errno // EventError
+	Count  uint32        // EventSYNACKRetransmit: retransmits so far
+	// Estimated: EventSYN was not seen but placed by the handshake's RTT
+	// (see bpf.SynWatchAuto).
+	Estimated  bool
+	Backlog    uint32 // overflows: accept queue length
+	MaxBacklog uint32 // overflows: accept queue limit
 }
 
 // ReasonUnknown is Event.Reason when the running kernel does not report

@@ -139,6 +139,7 @@ var (
 	attrTypeIPv6              = newConst(semconv.NetworkTypeIPv6)
 	attrOwnerFromListener     = newConst(tcpsemconv.TCPOwnerFromListener(true))
 	attrObservedMidlife       = newConst(tcpsemconv.TCPObservedMidlife(true))
+	attrSYNEstimated          = newConst(tcpsemconv.TCPSYNEstimated(true))
 	attrOrphan                = newConst(tcpsemconv.TCPOrphan(true))
 	attrEndUnseen             = newConst(tcpsemconv.TCPEndUnseen(true))
 	attrInitiatorLocal        = newConst(tcpsemconv.TCPCloseInitiatorLocal)

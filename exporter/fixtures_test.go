@@ -33,6 +33,11 @@ func state(ms int, ctx conn.Context, p conn.Process, from, to conn.State) conn.E
 	return conn.Event{Time: at(ms), Kind: conn.EventState, OldState: from, State: to, Context: ctx, Process: p, FD: -1}
 }
 
+func estimated(e conn.Event) conn.Event {
+	e.Estimated = true
+	return e
+}
+
 func ev(ms int, k conn.EventKind, ctx conn.Context, p conn.Process, s conn.State) conn.Event {
 	return conn.Event{Time: at(ms), Kind: k, State: s, Context: ctx, Process: p, FD: -1}
 }
@@ -235,7 +240,8 @@ func ipv6Abort() *conn.Connection {
 		Owner:  nginx,
 		Closer: &conn.Close{Time: at(20), Process: nginx, TID: 200, FD: 9},
 		Events: []conn.Event{
-			ev(0, conn.EventSYN, conn.ContextKernel, compile, conn.StateListen),
+			// Its SYN was not seen: placed by the handshake's RTT.
+			estimated(ev(0, conn.EventSYN, conn.ContextKernel, compile, conn.StateListen)),
 			acceptEv(1, nginx, 9),
 			closeEv(20, nginx, 9, conn.StateEstablished),
 			state(20, conn.ContextProcess, nginx, conn.StateEstablished, conn.StateFinWait1),

@@ -339,6 +339,10 @@ func writeEventAttributes(w attrWriter, e *conn.Event) {
 		if e.Errno != 0 {
 			w.str(keyErrno, errnoName(e.Errno))
 		}
+	case conn.EventSYN:
+		if e.Estimated {
+			w.constant(attrSYNEstimated)
+		}
 	case conn.EventSYNACKRetransmit:
 		if e.Count > 0 {
 			w.int(keySYNACKRetransmits, int64(e.Count))

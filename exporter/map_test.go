@@ -291,7 +291,7 @@ func TestMap(t *testing.T) {
 					one(attribute.String("tcp.reset.direction", "sent"), attribute.String("tcp.reset.reason", "TCP_ABORT_ON_DATA"),
 						attribute.String("tcp.reset.context", "kernel"), attribute.String("error.type", "tcp.rst_sent"))),
 				Events: []EventData{
-					{"tcp.syn", at(0), kvs(atState("LISTEN"), inKernel)},
+					{"tcp.syn", at(0), kvs(atState("LISTEN"), inKernel, one(attribute.Bool("tcp.syn.estimated", true)))},
 					{"tcp.accept", at(1), kvs(atState("ESTABLISHED"), inProcess(nginx), accepted(9))},
 					{"tcp.close", at(20), kvs(atState("ESTABLISHED"), inProcess(nginx), closed(200, 9))},
 					{"tcp.state", at(20), kvs(st("FIN_WAIT1", "ESTABLISHED"), inProcess(nginx))},

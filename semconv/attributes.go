@@ -161,6 +161,18 @@ const (
 	// Examples: 35, 20000
 	TCPRTTKey = attribute.Key("tcp.rtt")
 
+	// TCPSYNEstimatedKey is the attribute Key for "tcp.syn.estimated". It
+	// represents, on a tcp.syn event, that the SYN was not seen but placed
+	// one handshake RTT (as the kernel measured it) before the handshake
+	// completed: at the SYN-ACK, microseconds after the SYN. Only set when
+	// true.
+	//
+	// Type: boolean
+	// Stability: Development
+	//
+	// Examples: true
+	TCPSYNEstimatedKey = attribute.Key("tcp.syn.estimated")
+
 	// TCPObservedMidlifeKey is the attribute Key for "tcp.observed_midlife".
 	// It represents that the connection was already open when tcpspan first
 	// saw it, so the span starts late and its early events are missing. Only
@@ -393,6 +405,10 @@ func TCPSYNACKRetransmits(val int) attribute.KeyValue { return TCPSYNACKRetransm
 // TCPRTT returns an attribute KeyValue for "tcp.rtt": the smoothed
 // round-trip time in microseconds.
 func TCPRTT(val int) attribute.KeyValue { return TCPRTTKey.Int(val) }
+
+// TCPSYNEstimated returns an attribute KeyValue for "tcp.syn.estimated":
+// the SYN's time is estimated from the handshake RTT.
+func TCPSYNEstimated(val bool) attribute.KeyValue { return TCPSYNEstimatedKey.Bool(val) }
 
 // TCPObservedMidlife returns an attribute KeyValue for
 // "tcp.observed_midlife": the connection was open before it was first seen.

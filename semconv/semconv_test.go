@@ -90,6 +90,7 @@ func TestConstructors(t *testing.T) {
 		{TCPSYNACKRetransmits(2), attribute.Int("tcp.synack.retransmits", 2)},
 		{TCPRTT(35), attribute.Int("tcp.rtt", 35)},
 		{TCPObservedMidlife(true), attribute.Bool("tcp.observed_midlife", true)},
+		{TCPSYNEstimated(true), attribute.Bool("tcp.syn.estimated", true)},
 		{TCPOrphan(true), attribute.Bool("tcp.orphan", true)},
 		{TCPEndUnseen(true), attribute.Bool("tcp.end_unseen", true)},
 		{TCPLinkReasonClosedAfterFailure, attribute.String("tcp.link.reason", "closed_after_failure")},
