@@ -192,8 +192,11 @@ static __always_inline void listener_accepted(const struct conn *c)
 /* syn_estimate places the SYN of a child whose SYN the watch did not see (it
  * was off, or the SYN came before the agent) by the handshake's RTT, which
  * the kernel has just measured from its SYN-ACK to this ACK: at the SYN-ACK,
- * microseconds after the SYN. A retransmitted SYN-ACK gives no RTT sample
- * (Karn): its child only says how many there were. */
+ * microseconds after the SYN. Never after the child was created: the
+ * measurement ends a moment before this state change, and an interrupt in
+ * between (seen under emulation) would put the estimate late. A
+ * retransmitted SYN-ACK gives no RTT sample (Karn): its child only says how
+ * many there were. */
 static __always_inline void syn_estimate(struct conn *c, const struct sock *sk)
 {
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
@@ -207,8 +210,8 @@ static __always_inline void syn_estimate(struct conn *c, const struct sock *sk)
 		return;
 	}
 	ts = bpf_ktime_get_boot_ns() - (__u64)srtt * 1000;
-	if (!srtt || ts >= c->start_ns)
-		return;
+	if (ts >= c->start_ns)
+		ts = c->start_ns - 1;
 	c->start_ns = ts;
 	conn_event(c, ts, EVENT_SYN, TCP_LISTEN, CTX_KERNEL, 0, SYN_ESTIMATED, 0);
 }
