@@ -206,7 +206,7 @@ func (w *synWatch) run() {
 
 // highListener returns a listener whose queue was high when last seen, or
 // whose limit is small, if any: the watch stays on while one is, though no
-// child or SYN asks.
+// child or SYN asks. A walk of the map that fails keeps it on too.
 func (w *synWatch) highListener() *tcpspanListenerKey {
 	var key tcpspanListenerKey
 	var l tcpspanListenerState
@@ -215,6 +215,9 @@ func (w *synWatch) highListener() *tcpspanListenerKey {
 		if l.QueueHigh != 0 || l.QueueSmall != 0 {
 			return &key
 		}
+	}
+	if it.Err() != nil {
+		return &key
 	}
 	return nil
 }
