@@ -83,7 +83,7 @@ func flagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.health, "health-interval", c.health, "how often to log the agent's own counts (0 to disable)")
 	fs.StringVar(&c.healthAddr, "health-addr", c.healthAddr, "serve /healthz and /metrics (the agent's own counts) on this address; a bare port binds 127.0.0.1 (default: no listening port)")
 	fs.StringVar(&c.statsFile, "stats-file", c.statsFile, "on exit, write the agent's final counts to this file as JSON")
-	fs.StringVar(&c.synWatch, "syn-watch", c.synWatch, "when to watch every SYN a listener receives, to see the ones a full accept queue drops: auto (while a queue is half full or more; cheaper) or always")
+	fs.StringVar(&c.synWatch, "syn-watch", c.synWatch, "when to watch every SYN a listener receives, to see the ones a full accept queue drops: auto (while a queue is half full or more, or a listener's limit is below 64; cheaper) or always")
 	fs.IntVar(&c.memoryMiB, "memory-limit", c.memoryMiB, "soft limit, in MiB, of the Go runtime's memory: the garbage collector works harder near it (0: none); the ring buffer (-ring-buffer-bytes) and the binary come on top")
 	return fs
 }
