@@ -45,7 +45,6 @@ type Features struct {
 	SYNOverflow      bool // cgroup_skb sees SYNs hitting a full accept queue (cgroup v2)
 	ClosedPortResets bool // RSTs for closed ports are seen (tracepoint, or kprobe fallback)
 	CgroupPath       string
-	SynWatch         SynWatchMode // when the SYN overflow program is attached
 	// Caps lists every capability, in a fixed order, with how it works or
 	// why it does not.
 	Caps []Capability

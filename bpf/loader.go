@@ -337,7 +337,6 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 			t.progs["cgroup_skb/ingress"] = t.objs.SynIngress
 			t.features.SYNOverflow = true
 			t.features.CgroupPath = cgroup
-			t.features.SynWatch = cfg.synWatch
 			t.features.set(Capability{Name: CapSYNOverflow, On: true, How: how})
 		}
 	}

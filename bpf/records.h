@@ -76,8 +76,10 @@ enum syn_watch_why {
  * of connections (a handshake every 10 us or so on loopback) in the 80-180
  * us the SYN watch takes to attach. While such a listener exists, the watch
  * stays on. (Python's socketserver and rinetd use 5, Java's ServerSocket
- * 50; nginx 511, Go somaxconn.) */
-#define SMALL_QUEUE 64
+ * 50; nginx 511, Go somaxconn.) An enum, so that Go reads it from bpf2go. */
+enum queue_limit {
+	SMALL_QUEUE = 64,
+};
 
 /* Special values of conn_event.arg for resets. */
 #define RESET_REASON_UNKNOWN 0xffffffff /* the kernel does not say (before 6.10) */

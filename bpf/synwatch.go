@@ -92,10 +92,10 @@ const (
 	WatchSmallQueue        = uint8(tcpspanSynWatchWhyWATCH_SMALL_QUEUE)
 )
 
-// smallQueue mirrors SMALL_QUEUE in records.h: a listener whose accept
-// queue's limit is lower keeps the SYN watch on while it exists, because
-// one burst of connections fills it faster than the watch attaches.
-const smallQueue = 64
+// smallQueue is SMALL_QUEUE in records.h: a listener whose accept queue's
+// limit is lower keeps the SYN watch on while it exists, because one burst
+// of connections fills it faster than the watch attaches.
+const smallQueue = uint32(tcpspanQueueLimitSMALL_QUEUE)
 
 const kindSynWatch = uint32(tcpspanRecordKindRECORD_SYN_WATCH)
 

@@ -36,6 +36,7 @@ const enum event_type unused_event_type __attribute__((unused));
 const enum exec_ctx unused_exec_ctx __attribute__((unused));
 const enum conn_flags unused_conn_flags __attribute__((unused));
 const enum syn_watch_why unused_syn_watch_why __attribute__((unused));
+const enum queue_limit unused_queue_limit __attribute__((unused));
 const enum counter unused_counter __attribute__((unused));
 
 /* The syscall tracepoint layout, from

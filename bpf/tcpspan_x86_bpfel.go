@@ -151,6 +151,12 @@ type tcpspanOrphan struct {
 	OwnerComm [16]int8
 }
 
+type tcpspanQueueLimit uint32
+
+const (
+	tcpspanQueueLimitSMALL_QUEUE tcpspanQueueLimit = 64
+)
+
 type tcpspanRecordKind uint32
 
 const (
@@ -230,6 +236,7 @@ const (
 	tcpspanVarUnusedEventType           = "unused_event_type"
 	tcpspanVarUnusedExecCtx             = "unused_exec_ctx"
 	tcpspanVarUnusedOrphan              = "unused_orphan"
+	tcpspanVarUnusedQueueLimit          = "unused_queue_limit"
 	tcpspanVarUnusedRecordKind          = "unused_record_kind"
 	tcpspanVarUnusedSynWatchAsk         = "unused_syn_watch_ask"
 	tcpspanVarUnusedSynWatchWhy         = "unused_syn_watch_why"
@@ -327,6 +334,7 @@ type tcpspanVariableSpecs struct {
 	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
 	UnusedExecCtx        *ebpf.VariableSpec `ebpf:"unused_exec_ctx"`
 	UnusedOrphan         *ebpf.VariableSpec `ebpf:"unused_orphan"`
+	UnusedQueueLimit     *ebpf.VariableSpec `ebpf:"unused_queue_limit"`
 	UnusedRecordKind     *ebpf.VariableSpec `ebpf:"unused_record_kind"`
 	UnusedSynWatchAsk    *ebpf.VariableSpec `ebpf:"unused_syn_watch_ask"`
 	UnusedSynWatchWhy    *ebpf.VariableSpec `ebpf:"unused_syn_watch_why"`
@@ -392,6 +400,7 @@ type tcpspanVariables struct {
 	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`
 	UnusedExecCtx        *ebpf.Variable `ebpf:"unused_exec_ctx"`
 	UnusedOrphan         *ebpf.Variable `ebpf:"unused_orphan"`
+	UnusedQueueLimit     *ebpf.Variable `ebpf:"unused_queue_limit"`
 	UnusedRecordKind     *ebpf.Variable `ebpf:"unused_record_kind"`
 	UnusedSynWatchAsk    *ebpf.Variable `ebpf:"unused_syn_watch_ask"`
 	UnusedSynWatchWhy    *ebpf.Variable `ebpf:"unused_syn_watch_why"`

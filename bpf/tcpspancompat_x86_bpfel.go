@@ -131,6 +131,12 @@ type tcpspanCompatListenerState struct {
 	Sk         uint64
 }
 
+type tcpspanCompatQueueLimit uint32
+
+const (
+	tcpspanCompatQueueLimitSMALL_QUEUE tcpspanCompatQueueLimit = 64
+)
+
 type tcpspanCompatRecordKind uint32
 
 const (
@@ -199,6 +205,7 @@ const (
 	tcpspanCompatVarUnusedEventType           = "unused_event_type"
 	tcpspanCompatVarUnusedExecCtx             = "unused_exec_ctx"
 	tcpspanCompatVarUnusedOrphan              = "unused_orphan"
+	tcpspanCompatVarUnusedQueueLimit          = "unused_queue_limit"
 	tcpspanCompatVarUnusedRecordKind          = "unused_record_kind"
 	tcpspanCompatVarUnusedSynWatchAsk         = "unused_syn_watch_ask"
 	tcpspanCompatVarUnusedSynWatchWhy         = "unused_syn_watch_why"
@@ -296,6 +303,7 @@ type tcpspanCompatVariableSpecs struct {
 	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
 	UnusedExecCtx        *ebpf.VariableSpec `ebpf:"unused_exec_ctx"`
 	UnusedOrphan         *ebpf.VariableSpec `ebpf:"unused_orphan"`
+	UnusedQueueLimit     *ebpf.VariableSpec `ebpf:"unused_queue_limit"`
 	UnusedRecordKind     *ebpf.VariableSpec `ebpf:"unused_record_kind"`
 	UnusedSynWatchAsk    *ebpf.VariableSpec `ebpf:"unused_syn_watch_ask"`
 	UnusedSynWatchWhy    *ebpf.VariableSpec `ebpf:"unused_syn_watch_why"`
@@ -361,6 +369,7 @@ type tcpspanCompatVariables struct {
 	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`
 	UnusedExecCtx        *ebpf.Variable `ebpf:"unused_exec_ctx"`
 	UnusedOrphan         *ebpf.Variable `ebpf:"unused_orphan"`
+	UnusedQueueLimit     *ebpf.Variable `ebpf:"unused_queue_limit"`
 	UnusedRecordKind     *ebpf.Variable `ebpf:"unused_record_kind"`
 	UnusedSynWatchAsk    *ebpf.Variable `ebpf:"unused_syn_watch_ask"`
 	UnusedSynWatchWhy    *ebpf.Variable `ebpf:"unused_syn_watch_why"`
