@@ -412,7 +412,7 @@ func (t *Tracer) Names() *KernelNames { return t.names }
 func (t *Tracer) Close() error {
 	var errs []error
 	if t.watch != nil {
-		errs = append(errs, t.watch.close())
+		t.watch.close()
 	}
 	if t.reader != nil {
 		errs = append(errs, t.reader.Close())

@@ -129,7 +129,7 @@ type synWatch struct {
 	l        link.Link
 	on       atomic.Bool
 	attaches atomic.Uint64
-	failed   atomic.Uint64
+	failed   uint64 // attach failures in a row; guarded by mu
 }
 
 func newSynWatch(attach func() (link.Link, error), listeners *ebpf.Map, notice func(string)) *synWatch {
@@ -195,7 +195,7 @@ func (w *synWatch) run() {
 			}
 		}
 		if w.on.Load() && now.Sub(last) >= SynWatchLinger && now.Sub(overflow) >= SynWatchOverflowLinger {
-			if high := w.highListener(); high != nil {
+			if w.anyListenerHigh() {
 				last = now
 				continue
 			}
@@ -204,22 +204,19 @@ func (w *synWatch) run() {
 	}
 }
 
-// highListener returns a listener whose queue was high when last seen, or
-// whose limit is small, if any: the watch stays on while one is, though no
-// child or SYN asks. A walk of the map that fails keeps it on too.
-func (w *synWatch) highListener() *tcpspanListenerKey {
+// anyListenerHigh says whether a listener's queue was high when last seen,
+// or its limit is small: the watch stays on while one is, though no child
+// or SYN asks. A walk of the map that fails keeps it on too.
+func (w *synWatch) anyListenerHigh() bool {
 	var key tcpspanListenerKey
 	var l tcpspanListenerState
 	it := w.listeners.Iterate()
 	for it.Next(&key, &l) {
 		if l.QueueHigh != 0 || l.QueueSmall != 0 {
-			return &key
+			return true
 		}
 	}
-	if it.Err() != nil {
-		return &key
-	}
-	return nil
+	return it.Err() != nil
 }
 
 func describeAsk(a *SynWatchAsk) string {
@@ -259,25 +256,25 @@ func (w *synWatch) set(on bool, why string) {
 	l, err := w.attach()
 	if err != nil {
 		// Asked again while the cause lasts; said once per failure run.
-		if w.failed.Add(1) == 1 {
+		if w.failed++; w.failed == 1 {
 			w.notice(fmt.Sprintf("SYN watch could not attach (%s): %v", why, err))
 		}
 		return
 	}
-	w.failed.Store(0)
+	w.failed = 0
 	w.l = l
 	w.on.Store(true)
 	w.attaches.Add(1)
 	w.notice(fmt.Sprintf("SYN watch on in %v: %s", time.Since(start).Round(10*time.Microsecond), why))
 }
 
-func (w *synWatch) close() error {
+// close detaches the watch and stops its goroutine; again, it does nothing.
+func (w *synWatch) close() {
 	select {
 	case <-w.stop:
-		return nil
+		return
 	default:
 	}
 	close(w.stop)
 	<-w.done
-	return nil
 }

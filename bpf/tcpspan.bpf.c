@@ -268,10 +268,7 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 		if (filter_netns && k.netns != filter_netns)
 			return 0;
 		bpf_get_current_comm(l.owner.comm, sizeof(l.owner.comm));
-		if (syn_watch_auto && max < SMALL_QUEUE) {
-			l.queue_small = 1;
-			syn_watch_ask(WATCH_SMALL_QUEUE, k.netns, k.port, 0, max);
-		}
+		listener_small(&l, &k, max);
 		bpf_map_update_elem(&listeners, &k, &l, BPF_ANY);
 		return 0;
 	}
