@@ -686,6 +686,21 @@ func TestAcceptQueueOverflow(t *testing.T) {
 			overflowed[x.Remote] = true
 		}
 	}
+	// Each overflowed handshake shares its client's numbers (the client's
+	// only, its SYNs never answered), and so its trace.
+	for _, x := range conns {
+		if !x.Has(conn.EventSYNOverflow) {
+			continue
+		}
+		if !x.ISN.HasClient || x.ISN.HasServer {
+			t.Errorf("SYN overflow of %s: ISNs %+v, want the client's only", x.Remote, x.ISN)
+		}
+		for _, y := range conns {
+			if y.Side == conn.SideClient && y.Local == x.Remote && y.ISN != x.ISN {
+				t.Errorf("SYN overflow of %s: ISNs %+v, its client's %+v", x.Remote, x.ISN, y.ISN)
+			}
+		}
+	}
 	if len(overflowed) != clients-2 {
 		t.Errorf("%d 4-tuples with SYN overflow, want %d\n%s", len(overflowed), clients-2, c.dump())
 	}
@@ -773,6 +788,12 @@ func TestHandshakeDroppedThenListenerReset(t *testing.T) {
 		t.Errorf("owner %v, want the listener's owner %v", orphan.Owner, self())
 	}
 	unix.Close(victim)
+	// The listener's side knows both numbers (from the dropped ACK, or the
+	// segment it answered), and they are the victim's.
+	client := c.wait(5*time.Second, func(x *conn.Connection) bool { return x.Side == conn.SideClient && x.Local == victimAddr })[0]
+	if !orphan.ISN.HasServer || orphan.ISN != client.ISN {
+		t.Errorf("listener side's ISNs %+v, the victim's %+v: want both known and equal", orphan.ISN, client.ISN)
+	}
 	time.Sleep(2500 * time.Millisecond) // let the other orphans flush
 	if overflowCap.On {
 		requireCounterMatch(t, ns, before, c.all())

@@ -178,6 +178,45 @@ static __always_inline void conn_close(struct conn *c, const struct sock *sk, __
 	conn_event(c, 0, EVENT_CLOSE, state, CTX_PROCESS, pid_tgid >> 32, fd, (__u32)pid_tgid);
 }
 
+/* conn_isns records the handshake's initial sequence numbers (struct conn)
+ * as a state change ends it. At ESTABLISHED both SYNs are acknowledged:
+ * this end's is snd_una - 1 and the peer's rcv_nxt - 1 (a SYN counts one
+ * in sequence space). A connect() that leaves SYN_SENT otherwise (refused,
+ * timed out, closed) has only its own, unacknowledged: snd_una. A SYN that
+ * carried data (TCP Fast Open) would move snd_una further: its numbers are
+ * wrong, and so is its trace id. */
+static __always_inline void conn_isns(struct conn *c, const struct sock *sk, int oldstate, int newstate)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+
+	if (newstate == TCP_ESTABLISHED) {
+		c->isn_local = BPF_CORE_READ(tp, snd_una) - 1;
+		c->isn_remote = BPF_CORE_READ(tp, rcv_nxt) - 1;
+		c->flags |= CONN_ISN_LOCAL | CONN_ISN_REMOTE;
+	} else if (oldstate == TCP_SYN_SENT) {
+		c->isn_local = BPF_CORE_READ(tp, snd_una);
+		c->flags |= CONN_ISN_LOCAL;
+	}
+}
+
+/* orphan_isns fills an orphan's initial sequence numbers from the TCP header
+ * of the packet its event answers or drops, where the packet tells them: a
+ * SYN carries the client's; a handshake ACK (and the first segments after
+ * it, which a listener answers with RST when the ACK was dropped) carries
+ * the client's plus one as its sequence number and the server's plus one as
+ * its acknowledgment. */
+static __always_inline void orphan_isns(struct orphan *o, const struct tcphdr *th, bool handshake_ack)
+{
+	if (th->syn && !th->ack) {
+		o->isn_client = bpf_ntohl(th->seq);
+		o->isn_known = ISN_CLIENT;
+	} else if (handshake_ack && th->ack && !th->syn && !th->rst) {
+		o->isn_client = bpf_ntohl(th->seq) - 1;
+		o->isn_server = bpf_ntohl(th->ack_seq) - 1;
+		o->isn_known = ISN_CLIENT | ISN_SERVER;
+	}
+}
+
 /* Event types that make a connection worth a look: the kernel-side mirror of
  * conn.Connection.Problem in Go. */
 #define PROBLEM_EVENTS                                                                                     \

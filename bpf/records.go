@@ -48,6 +48,15 @@ const (
 	FlagMidlife           = uint8(tcpspanConnFlagsCONN_MIDLIFE)
 	FlagOwnerFromListener = uint8(tcpspanConnFlagsCONN_OWNER_FROM_LISTENER)
 	FlagEndUnseen         = uint8(tcpspanConnFlagsCONN_END_UNSEEN)
+	// FlagISNLocal and FlagISNRemote: IsnLocal and IsnRemote are known.
+	FlagISNLocal  = uint8(tcpspanConnFlagsCONN_ISN_LOCAL)
+	FlagISNRemote = uint8(tcpspanConnFlagsCONN_ISN_REMOTE)
+)
+
+// What an orphan knows of its handshake (OrphanRecord.IsnKnown).
+const (
+	ISNClient = uint8(tcpspanIsnKnownISN_CLIENT)
+	ISNServer = uint8(tcpspanIsnKnownISN_SERVER)
 )
 
 // Sides (ConnRecord.Side).

@@ -58,6 +58,15 @@ enum conn_flags {
 	CONN_SYN_UNSEEN = 8,          /* a child whose SYN the watch did not see: estimate it */
 	CONN_LISTENER_UNLEARNED = 16, /* its listener's address is unknown: learn it at accept() */
 	CONN_LISTENER_HIGH = 32,      /* its listener's queue was high: look again at accept() */
+	/* Which initial sequence numbers are known (isn_local, isn_remote). */
+	CONN_ISN_LOCAL = 64,
+	CONN_ISN_REMOTE = 128,
+};
+
+/* Which initial sequence numbers an orphan knows, in struct orphan.isn_known. */
+enum isn_known {
+	ISN_CLIENT = 1, /* isn_client: the SYN's sequence number */
+	ISN_SERVER = 2, /* isn_server: the SYN-ACK's */
 };
 
 /* EVENT_SYN's arg when the SYN was not seen, but placed one handshake RTT
@@ -134,6 +143,12 @@ struct conn {
 	__u32 unread_bytes;  /* bytes received but unread at close() */
 	__u32 events_seen;      /* events seen; the first MAX_CONN_EVENTS are in events[] */
 	__u32 retrans_seen;  /* tcp_retransmit_skb hits */
+	/* The initial sequence numbers of this end (its SYN or SYN-ACK) and of
+	 * the peer, read when the handshake ends (CONN_ISN_*). Both ends see
+	 * them, and NAT leaves them alone: user space derives the connection's
+	 * trace id from them. */
+	__u32 isn_local;
+	__u32 isn_remote;
 	__u32 _pad;
 	struct tuple tuple;
 	char owner_comm[16];
@@ -152,6 +167,12 @@ struct orphan {
 	struct tuple tuple;
 	char comm[16];       /* actor's comm, in CTX_PROCESS */
 	char owner_comm[16]; /* listener owner's comm */
+	/* The handshake's initial sequence numbers, as far as the packet or
+	 * request socket tells them (isn_known, enum isn_known). */
+	__u32 isn_client;
+	__u32 isn_server;
+	__u8 isn_known;
+	__u8 _pad[7];
 };
 
 /* syn_watch_ask asks user space to attach the SYN watch (see syn_watch_ask

@@ -35,6 +35,7 @@ const enum record_kind unused_record_kind __attribute__((unused));
 const enum event_type unused_event_type __attribute__((unused));
 const enum exec_ctx unused_exec_ctx __attribute__((unused));
 const enum conn_flags unused_conn_flags __attribute__((unused));
+const enum isn_known unused_isn_known __attribute__((unused));
 const enum syn_watch_why unused_syn_watch_why __attribute__((unused));
 const enum queue_limit unused_queue_limit __attribute__((unused));
 const enum counter unused_counter __attribute__((unused));
@@ -297,6 +298,7 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 	c = conn_get(sk);
 	if (!c)
 		return 0;
+	conn_isns(c, sk, oldstate, newstate);
 	if (newstate == TCP_ESTABLISHED && c->tuple.sport == 0)
 		c->tuple.sport = sk_local_port(sk);
 	if (c->side == SIDE_SERVER && c->tuple.dport == 0) {
@@ -386,12 +388,17 @@ int tcp_send_reset(struct bpf_raw_tracepoint_args *ctx)
 	if (!o)
 		return 0;
 	if (skb) {
-		if (tuple_from_skb(&o->tuple, skb)) {
+		struct tcphdr th;
+
+		if (tuple_from_skb_th(&o->tuple, skb, &th)) {
 			orphan_discard(o);
 			return 0;
 		}
 		if (sk)
 			o->tuple.netns = sk_netns(sk);
+		/* A listener answers a segment of a handshake it does not know:
+		 * one whose ACK its full accept queue dropped. */
+		orphan_isns(o, &th, state == TCP_LISTEN);
 	} else {
 		tuple_from_sk(&o->tuple, sk);
 	}
@@ -425,6 +432,7 @@ static __always_inline int reset_no_socket(const struct sock *sk, const struct s
 		orphan_discard(o);
 		return 0;
 	}
+	orphan_isns(o, &th, false);
 	orphan_emit(o, EVENT_RST_SENT, 0, CTX_KERNEL, RESET_REASON_UNKNOWN, SYSCALL_NONE);
 	return 0;
 }
@@ -516,6 +524,9 @@ int tcp_retransmit_synack(struct bpf_raw_tracepoint_args *ctx)
 	if (!o)
 		return 0;
 	o->tuple = t;
+	o->isn_client = BPF_CORE_READ((const struct tcp_request_sock *)req, rcv_isn);
+	o->isn_server = BPF_CORE_READ((const struct tcp_request_sock *)req, snt_isn);
+	o->isn_known = ISN_CLIENT | ISN_SERVER;
 	orphan_emit(o, EVENT_SYNACK_RETRANS, TCP_SYN_RECV, CTX_KERNEL, n, 0);
 	return 0;
 }
@@ -526,6 +537,7 @@ int kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 	const struct sk_buff *skb = (const struct sk_buff *)ctx->args[0];
 	const struct sock *rx_sk = NULL;
 	struct tuple t = {};
+	struct tcphdr th;
 	struct orphan *o;
 	__u32 reason;
 
@@ -549,7 +561,7 @@ int kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	}
 
-	if (tuple_from_skb(&t, skb))
+	if (tuple_from_skb_th(&t, skb, &th))
 		return 0;
 	if (rx_sk)
 		t.netns = sk_netns(rx_sk);
@@ -581,6 +593,7 @@ int kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 		if (!o)
 			return 0;
 		o->tuple = t;
+		orphan_isns(o, &th, true);
 		orphan_emit(o, EVENT_ACK_OVERFLOW, TCP_LISTEN, CTX_KERNEL, backlog, max);
 		return 0;
 	}
@@ -597,6 +610,7 @@ int kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 	if (!o)
 		return 0;
 	o->tuple = t;
+	orphan_isns(o, &th, false);
 	orphan_emit(o, EVENT_DROP, rx_sk ? sk_state(rx_sk) : 0, CTX_KERNEL, reason, 0);
 	return 0;
 }
@@ -708,6 +722,8 @@ int syn_ingress(struct __sk_buff *skb)
 		if (!o)
 			return 1;
 		o->tuple = t;
+		o->isn_client = bpf_ntohl(tcp.seq);
+		o->isn_known = ISN_CLIENT;
 		orphan_emit(o, EVENT_SYN_OVERFLOW, TCP_LISTEN, CTX_KERNEL, backlog, max);
 		return 1;
 	}

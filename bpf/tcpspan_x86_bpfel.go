@@ -36,6 +36,8 @@ type tcpspanConn struct {
 	UnreadBytes   uint32
 	EventsSeen    uint32
 	RetransSeen   uint32
+	IsnLocal      uint32
+	IsnRemote     uint32
 	Pad           uint32
 	Tuple         tcpspanTuple
 	OwnerComm     [16]int8
@@ -62,6 +64,8 @@ const (
 	tcpspanConnFlagsCONN_SYN_UNSEEN          tcpspanConnFlags = 8
 	tcpspanConnFlagsCONN_LISTENER_UNLEARNED  tcpspanConnFlags = 16
 	tcpspanConnFlagsCONN_LISTENER_HIGH       tcpspanConnFlags = 32
+	tcpspanConnFlagsCONN_ISN_LOCAL           tcpspanConnFlags = 64
+	tcpspanConnFlagsCONN_ISN_REMOTE          tcpspanConnFlags = 128
 )
 
 type tcpspanCounter uint32
@@ -112,6 +116,13 @@ type tcpspanHandshake struct {
 	Overflowed    uint32
 }
 
+type tcpspanIsnKnown uint32
+
+const (
+	tcpspanIsnKnownISN_CLIENT tcpspanIsnKnown = 1
+	tcpspanIsnKnownISN_SERVER tcpspanIsnKnown = 2
+)
+
 type tcpspanListenerKey struct {
 	_     structs.HostLayout
 	Netns uint32
@@ -149,6 +160,10 @@ type tcpspanOrphan struct {
 	Tuple     tcpspanTuple
 	Comm      [16]int8
 	OwnerComm [16]int8
+	IsnClient uint32
+	IsnServer uint32
+	IsnKnown  uint8
+	Pad       [7]uint8
 }
 
 type tcpspanQueueLimit uint32
@@ -235,6 +250,7 @@ const (
 	tcpspanVarUnusedCounter             = "unused_counter"
 	tcpspanVarUnusedEventType           = "unused_event_type"
 	tcpspanVarUnusedExecCtx             = "unused_exec_ctx"
+	tcpspanVarUnusedIsnKnown            = "unused_isn_known"
 	tcpspanVarUnusedOrphan              = "unused_orphan"
 	tcpspanVarUnusedQueueLimit          = "unused_queue_limit"
 	tcpspanVarUnusedRecordKind          = "unused_record_kind"
@@ -333,6 +349,7 @@ type tcpspanVariableSpecs struct {
 	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
 	UnusedExecCtx        *ebpf.VariableSpec `ebpf:"unused_exec_ctx"`
+	UnusedIsnKnown       *ebpf.VariableSpec `ebpf:"unused_isn_known"`
 	UnusedOrphan         *ebpf.VariableSpec `ebpf:"unused_orphan"`
 	UnusedQueueLimit     *ebpf.VariableSpec `ebpf:"unused_queue_limit"`
 	UnusedRecordKind     *ebpf.VariableSpec `ebpf:"unused_record_kind"`
@@ -399,6 +416,7 @@ type tcpspanVariables struct {
 	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`
 	UnusedExecCtx        *ebpf.Variable `ebpf:"unused_exec_ctx"`
+	UnusedIsnKnown       *ebpf.Variable `ebpf:"unused_isn_known"`
 	UnusedOrphan         *ebpf.Variable `ebpf:"unused_orphan"`
 	UnusedQueueLimit     *ebpf.Variable `ebpf:"unused_queue_limit"`
 	UnusedRecordKind     *ebpf.Variable `ebpf:"unused_record_kind"`

@@ -36,6 +36,8 @@ type tcpspanCompatConn struct {
 	UnreadBytes   uint32
 	EventsSeen    uint32
 	RetransSeen   uint32
+	IsnLocal      uint32
+	IsnRemote     uint32
 	Pad           uint32
 	Tuple         tcpspanCompatTuple
 	OwnerComm     [16]int8
@@ -62,6 +64,8 @@ const (
 	tcpspanCompatConnFlagsCONN_SYN_UNSEEN          tcpspanCompatConnFlags = 8
 	tcpspanCompatConnFlagsCONN_LISTENER_UNLEARNED  tcpspanCompatConnFlags = 16
 	tcpspanCompatConnFlagsCONN_LISTENER_HIGH       tcpspanCompatConnFlags = 32
+	tcpspanCompatConnFlagsCONN_ISN_LOCAL           tcpspanCompatConnFlags = 64
+	tcpspanCompatConnFlagsCONN_ISN_REMOTE          tcpspanCompatConnFlags = 128
 )
 
 type tcpspanCompatCounter uint32
@@ -111,6 +115,13 @@ type tcpspanCompatHandshake struct {
 	SynackRetrans uint32
 	Overflowed    uint32
 }
+
+type tcpspanCompatIsnKnown uint32
+
+const (
+	tcpspanCompatIsnKnownISN_CLIENT tcpspanCompatIsnKnown = 1
+	tcpspanCompatIsnKnownISN_SERVER tcpspanCompatIsnKnown = 2
+)
 
 type tcpspanCompatListenerKey struct {
 	_     structs.HostLayout
@@ -204,6 +215,7 @@ const (
 	tcpspanCompatVarUnusedCounter             = "unused_counter"
 	tcpspanCompatVarUnusedEventType           = "unused_event_type"
 	tcpspanCompatVarUnusedExecCtx             = "unused_exec_ctx"
+	tcpspanCompatVarUnusedIsnKnown            = "unused_isn_known"
 	tcpspanCompatVarUnusedOrphan              = "unused_orphan"
 	tcpspanCompatVarUnusedQueueLimit          = "unused_queue_limit"
 	tcpspanCompatVarUnusedRecordKind          = "unused_record_kind"
@@ -302,6 +314,7 @@ type tcpspanCompatVariableSpecs struct {
 	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
 	UnusedExecCtx        *ebpf.VariableSpec `ebpf:"unused_exec_ctx"`
+	UnusedIsnKnown       *ebpf.VariableSpec `ebpf:"unused_isn_known"`
 	UnusedOrphan         *ebpf.VariableSpec `ebpf:"unused_orphan"`
 	UnusedQueueLimit     *ebpf.VariableSpec `ebpf:"unused_queue_limit"`
 	UnusedRecordKind     *ebpf.VariableSpec `ebpf:"unused_record_kind"`
@@ -368,6 +381,7 @@ type tcpspanCompatVariables struct {
 	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`
 	UnusedExecCtx        *ebpf.Variable `ebpf:"unused_exec_ctx"`
+	UnusedIsnKnown       *ebpf.Variable `ebpf:"unused_isn_known"`
 	UnusedOrphan         *ebpf.Variable `ebpf:"unused_orphan"`
 	UnusedQueueLimit     *ebpf.Variable `ebpf:"unused_queue_limit"`
 	UnusedRecordKind     *ebpf.Variable `ebpf:"unused_record_kind"`

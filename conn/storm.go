@@ -32,7 +32,15 @@ type Storm struct {
 	// First and Last are the first and last event times of all of them
 	// (also the connection's Start and End).
 	First, Last time.Time
+	// Sample holds the handshakes of the first of them whose handshake is
+	// known, up to StormSample: the exporter links the storm's span to
+	// their traces. Samples says how many of Sample are filled.
+	Sample  [StormSample]ISN
+	Samples int
 }
+
+// StormSample bounds the connections a storm names (Storm.Sample).
+const StormSample = 8
 
 // numEventKinds sizes per-kind counts: EventKind values are 1..EventACKOverflow.
 const numEventKinds = int(EventACKOverflow) + 1
@@ -69,10 +77,11 @@ type StormTally struct {
 }
 
 // Add counts one more connection, with these events, start and end, from
-// peer.
-func (t *StormTally) Add(events []Event, start, end time.Time, peer netip.Addr) {
+// peer, whose handshake was isn.
+func (t *StormTally) Add(events []Event, start, end time.Time, peer netip.Addr, isn ISN) {
 	st := &t.Storm
 	st.Count++
+	st.sample(isn)
 	for i := range events {
 		if k := events[i].Kind; int(k) < numEventKinds {
 			st.Events[k]++
@@ -97,8 +106,19 @@ func (t *StormTally) Merge(s *Storm) {
 		st.Events[i] += n
 	}
 	t.span(s.First, s.Last)
+	for _, isn := range s.Sample[:s.Samples] {
+		st.sample(isn)
+	}
 	t.minPeers = max(t.minPeers, s.Peers)
 	st.Peers = max(uint32(len(t.peers)), t.minPeers)
+}
+
+// sample keeps isn in the sample, if it is known and there is room.
+func (s *Storm) sample(isn ISN) {
+	if isn.HasClient && s.Samples < len(s.Sample) {
+		s.Sample[s.Samples] = isn
+		s.Samples++
+	}
 }
 
 // span widens the storm's times to cover start and end.
@@ -159,14 +179,14 @@ func (t *Tracker) foldOrphan(c *Connection, now time.Time) {
 		s.conn = c
 		c.Storm = &s.tally.Storm
 	}
-	s.tally.Add(c.Events, c.Start, c.End, c.Remote.Addr())
+	s.tally.Add(c.Events, c.Start, c.End, c.Remote.Addr(), c.ISN)
 }
 
 // foldNoSocketReset folds ev, an RST for no socket, into the storm of its
 // kind if that storm has its example already, without building a
 // connection for it: in a closed-port storm that is nearly every reset.
 // It reports whether it did; if not, the reset goes the usual way.
-func (t *Tracker) foldNoSocketReset(ev *Event, netns uint32, local, remote netip.AddrPort) bool {
+func (t *Tracker) foldNoSocketReset(ev *Event, netns uint32, local, remote netip.AddrPort, isn ISN) bool {
 	if t.cfg.stormWindow <= 0 {
 		return false
 	}
@@ -176,7 +196,7 @@ func (t *Tracker) foldNoSocketReset(ev *Event, netns uint32, local, remote netip
 		return false
 	}
 	t.stats.OrphansFolded++
-	s.tally.Add([]Event{*ev}, ev.Time, ev.Time, remote.Addr())
+	s.tally.Add([]Event{*ev}, ev.Time, ev.Time, remote.Addr(), isn)
 	return true
 }
 

@@ -284,6 +284,8 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 	}
 	local, remote, network := endpoints(&r.Tuple)
 	key := keyOf(r.Tuple.Netns, local, remote)
+	isn := ISN{Client: r.IsnClient, Server: r.IsnServer,
+		HasClient: r.IsnKnown&bpf.ISNClient != 0, HasServer: r.IsnKnown&bpf.ISNServer != 0}
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -296,7 +298,7 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 		return
 	}
 	p, ok := t.orphans[key]
-	if !ok && noSocketReset(&ev, r.OwnerPid) && t.foldNoSocketReset(&ev, r.Tuple.Netns, local, remote) {
+	if !ok && noSocketReset(&ev, r.OwnerPid) && t.foldNoSocketReset(&ev, r.Tuple.Netns, local, remote, isn) {
 		return
 	}
 	now := time.Now()
@@ -314,6 +316,7 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 			Start:             ev.Time,
 			Owner:             Process{PID: r.OwnerPid, Comm: t.comms.get(r.OwnerComm[:])},
 			OwnerFromListener: r.OwnerPid != 0,
+			ISN:               isn,
 		}}
 		if noSocketReset(&ev, r.OwnerPid) {
 			// Nothing can follow: no socket and no listener to join.
@@ -329,6 +332,11 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 	}
 	p.last = now
 	c := p.conn
+	if isn.better(c.ISN) {
+		// The handshake ACK a full queue dropped knows both numbers;
+		// the SYNs before it only the client's.
+		c.ISN = isn
+	}
 	c.Events = append(c.Events, ev)
 	if ev.Time.Before(c.Start) {
 		c.Start = ev.Time
@@ -509,6 +517,8 @@ func (t *Tracker) fromConnRecord(r *bpf.ConnRecord, a *connAlloc) *connAlloc {
 		SegsIn:            r.SegsIn,
 		Retransmits:       r.TotalRetrans,
 		SRTT:              time.Duration(r.SrttUs) * time.Microsecond,
+		ISN: isnOf(Side(r.Side), r.IsnLocal, r.IsnRemote,
+			r.Flags&bpf.FlagISNLocal != 0, r.Flags&bpf.FlagISNRemote != 0),
 	}
 	if r.CloserPid != 0 {
 		a.closer = Close{

@@ -230,6 +230,37 @@ type Connection struct {
 	SRTT          time.Duration
 
 	CloseInitiator Initiator
+
+	// ISN holds the handshake's initial sequence numbers, as far as this
+	// side saw them: what both ends of a connection share, through NAT.
+	ISN ISN
+}
+
+// ISN is what a connection's two ends both know of its handshake: the
+// initial sequence numbers of the client's SYN and of the server's SYN-ACK.
+// Address and port translation leave them alone. A connection that never
+// got its SYN-ACK (refused, timed out, dropped by a full accept queue) has
+// only the client's.
+type ISN struct {
+	Client, Server       uint32
+	HasClient, HasServer bool
+}
+
+// isnOf maps a socket's own and its peer's numbers to the client's and the
+// server's by the side that opened it. An unknown side knows neither.
+func isnOf(side Side, local, remote uint32, hasLocal, hasRemote bool) ISN {
+	switch side {
+	case SideClient:
+		return ISN{Client: local, Server: remote, HasClient: hasLocal, HasServer: hasRemote}
+	case SideServer:
+		return ISN{Client: remote, Server: local, HasClient: hasRemote, HasServer: hasLocal}
+	}
+	return ISN{}
+}
+
+// better reports whether i knows more of the handshake than o.
+func (i ISN) better(o ISN) bool {
+	return i.HasClient && (!o.HasClient || i.HasServer && !o.HasServer)
 }
 
 // Has reports whether any event is of kind k.

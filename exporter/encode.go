@@ -29,6 +29,7 @@ const (
 
 	fieldSpanTraceID    protowire.Number = 1
 	fieldSpanSpanID     protowire.Number = 2
+	fieldSpanParentID   protowire.Number = 4
 	fieldSpanName       protowire.Number = 5
 	fieldSpanKind       protowire.Number = 6
 	fieldSpanStart      protowire.Number = 7
@@ -65,10 +66,15 @@ const (
 // any, is local).
 const spanFlags = uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK) | 0x01
 
+// remoteParentFlags are the flags of a sampled span whose parent is another
+// process's: a diagnosis span under an application's request span.
+const remoteParentFlags = spanFlags | uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK)
+
 type traceID [16]byte
 type spanID [8]byte
 
-// spanLink is a link to another span of the agent.
+// spanLink is a link to another span: of the agent, of the other end of
+// the connection, or of an application.
 type spanLink struct {
 	trace traceID
 	span  spanID
@@ -99,14 +105,14 @@ const (
 )
 
 // appendConn appends the span of c, already diagnosed, with its ids and
-// optional link, to dst as one element of ScopeSpans.spans. It writes what
+// links, to dst as one element of ScopeSpans.spans. It writes what
 // appendSpan writes for the SpanData of m.mapInto (TestEncodingIsProtoMarshal),
 // without building it: the attributes go straight into the wire format.
 func (enc *spanEncoder) appendConn(dst []byte, m *mapper, c *conn.Connection, errType, desc string, isErr bool,
-	tid traceID, sid spanID, link *spanLink) []byte {
+	tid traceID, sid spanID, links []spanLink) []byte {
 	dst = appendTag(dst, fieldScopeSpansSpans, protowire.BytesType)
 	b, span := openLen(dst, spanLenBytes)
-	b = appendSpanHead(b, tid, sid, m.spanName(c), spanKind(c), c.Start, c.End)
+	b = appendSpanHead(b, tid, sid, spanID{}, m.spanName(c), spanKind(c), c.Start, c.End)
 	w := &enc.w
 	w.b, w.tag = b, tagSpanAttributes
 	m.writeSpanAttributes(w, c, errType, isErr)
@@ -125,16 +131,18 @@ func (enc *spanEncoder) appendConn(dst []byte, m *mapper, c *conn.Connection, er
 	if isErr {
 		status = codes.Error
 	}
-	b = appendSpanTail(b, link, status, desc)
+	b = appendSpanTail(b, links, status, desc, spanFlags)
 	return closeLen(b, span, spanLenBytes)
 }
 
-// appendSpan appends sd, with its ids and optional link, to dst as one
-// element of ScopeSpans.spans.
-func (enc *spanEncoder) appendSpan(dst []byte, sd *SpanData, tid traceID, sid spanID, link *spanLink) []byte {
+// appendSpan appends sd, with its ids, parent (none if zero) and links, to
+// dst as one element of ScopeSpans.spans. flags are the span's: spanFlags,
+// or remoteParentFlags for a span whose parent is another process's.
+func (enc *spanEncoder) appendSpan(dst []byte, sd *SpanData, tid traceID, sid, parent spanID, links []spanLink,
+	flags uint32) []byte {
 	dst = appendTag(dst, fieldScopeSpansSpans, protowire.BytesType)
 	b, span := openLen(dst, spanLenBytes)
-	b = appendSpanHead(b, tid, sid, sd.Name, sd.Kind, sd.Start, sd.End)
+	b = appendSpanHead(b, tid, sid, parent, sd.Name, sd.Kind, sd.Start, sd.End)
 	for i := range sd.Attributes {
 		b = appendKeyValue(b, fieldSpanAttributes, &sd.Attributes[i])
 	}
@@ -149,16 +157,21 @@ func (enc *spanEncoder) appendSpan(dst []byte, sd *SpanData, tid traceID, sid sp
 		}
 		b = closeLen(b, sub, subLenBytes)
 	}
-	b = appendSpanTail(b, link, sd.StatusCode, sd.StatusDescription)
+	b = appendSpanTail(b, links, sd.StatusCode, sd.StatusDescription, flags)
 	return closeLen(b, span, spanLenBytes)
 }
 
-// appendSpanHead appends the fields of a span before its attributes.
-func appendSpanHead(b []byte, tid traceID, sid spanID, name string, kind trace.SpanKind, start, end time.Time) []byte {
+// appendSpanHead appends the fields of a span before its attributes. A zero
+// parent is none.
+func appendSpanHead(b []byte, tid traceID, sid, parent spanID, name string, kind trace.SpanKind, start, end time.Time) []byte {
 	b = appendTag(b, fieldSpanTraceID, protowire.BytesType)
 	b = appendBytes(b, tid[:])
 	b = appendTag(b, fieldSpanSpanID, protowire.BytesType)
 	b = appendBytes(b, sid[:])
+	if parent != (spanID{}) {
+		b = appendTag(b, fieldSpanParentID, protowire.BytesType)
+		b = appendBytes(b, parent[:])
+	}
 	b = appendTag(b, fieldSpanName, protowire.BytesType)
 	b = appendString(b, name)
 	// trace.SpanKind has the numbers of OTLP's Span.SpanKind.
@@ -178,10 +191,11 @@ func appendEventHead(b []byte, t time.Time, name string) []byte {
 	return appendString(b, name)
 }
 
-// appendSpanTail appends the fields of a span after its events: its link,
+// appendSpanTail appends the fields of a span after its events: its links,
 // status and flags.
-func appendSpanTail(b []byte, link *spanLink, status codes.Code, desc string) []byte {
-	if link != nil {
+func appendSpanTail(b []byte, links []spanLink, status codes.Code, desc string, flags uint32) []byte {
+	for i := range links {
+		link := &links[i]
 		b = appendTag(b, fieldSpanLinks, protowire.BytesType)
 		var sub int
 		b, sub = openLen(b, subLenBytes)
@@ -207,7 +221,7 @@ func appendSpanTail(b []byte, link *spanLink, status codes.Code, desc string) []
 		b = closeLen(b, sub, subLenBytes)
 	}
 	b = appendTag(b, fieldSpanFlags, protowire.Fixed32Type)
-	return protowire.AppendFixed32(b, spanFlags)
+	return protowire.AppendFixed32(b, flags)
 }
 
 // openLen reserves n bytes for the length of a message about to be appended

@@ -133,7 +133,7 @@ func TestKeyValueTypes(t *testing.T) {
 		}
 		e.mu.Lock()
 		g := e.cur.group(e.resourceLocked(resourceKey{service: "s"}))
-		g.spans = enc.appendSpan(g.spans, &sd, traceID{1}, spanID{1}, nil)
+		g.spans = enc.appendSpan(g.spans, &sd, traceID{1}, spanID{1}, spanID{}, nil, spanFlags)
 		g.n++
 		e.cur.spans++
 		e.mu.Unlock()
@@ -407,34 +407,48 @@ func TestEncodingIsProtoMarshal(t *testing.T) {
 	for i, c := range conns {
 		errType, desc, isErr := Diagnose(c)
 		m.mapInto(&sd, c, errType, desc, isErr)
-		for _, link := range []*spanLink{nil, {trace: traceID{9}, span: spanID{8}, attrs: closedAfterFailure}} {
-			want := protowire.AppendTag([]byte{0xff}, fieldScopeSpansSpans, protowire.BytesType)
-			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(spanProto(&sd, traceID{1, 2}, spanID{3}, link))
-			if err != nil {
-				t.Fatal(err)
-			}
-			want = protowire.AppendBytes(want, b)
-			got := enc.appendSpan([]byte{0xff}, &sd, traceID{1, 2}, spanID{3}, link)
-			if !bytes.Equal(got, want) {
-				t.Errorf("connection %d (%s), link %v: appendSpan differs from proto.Marshal\n got %x\nwant %x", i, sd.Name, link != nil, got, want)
-			}
-			got = enc.appendConn([]byte{0xff}, m, c, errType, desc, isErr, traceID{1, 2}, spanID{3}, link)
-			if !bytes.Equal(got, want) {
-				t.Errorf("connection %d (%s), link %v: appendConn differs from proto.Marshal\n got %x\nwant %x", i, sd.Name, link != nil, got, want)
+		peer := spanLink{trace: traceID{1, 2}, span: spanID{7}, attrs: peerLinkAttrs}
+		cause := spanLink{trace: traceID{9}, span: spanID{8}, attrs: closedAfterFailure}
+		for _, links := range [][]spanLink{nil, {cause}, {peer, cause}} {
+			for _, parent := range []spanID{{}, {4, 5}} {
+				flags := spanFlags
+				if parent != (spanID{}) {
+					flags = remoteParentFlags
+				}
+				want := protowire.AppendTag([]byte{0xff}, fieldScopeSpansSpans, protowire.BytesType)
+				b, err := proto.MarshalOptions{Deterministic: true}.Marshal(spanProto(&sd, traceID{1, 2}, spanID{3}, parent, links, flags))
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = protowire.AppendBytes(want, b)
+				got := enc.appendSpan([]byte{0xff}, &sd, traceID{1, 2}, spanID{3}, parent, links, flags)
+				if !bytes.Equal(got, want) {
+					t.Errorf("connection %d (%s), %d links, parent %x: appendSpan differs from proto.Marshal\n got %x\nwant %x", i, sd.Name, len(links), parent, got, want)
+				}
+				if parent != (spanID{}) {
+					continue // connection spans have no parent
+				}
+				got = enc.appendConn([]byte{0xff}, m, c, errType, desc, isErr, traceID{1, 2}, spanID{3}, links)
+				if !bytes.Equal(got, want) {
+					t.Errorf("connection %d (%s), %d links: appendConn differs from proto.Marshal\n got %x\nwant %x", i, sd.Name, len(links), got, want)
+				}
 			}
 		}
 	}
 }
 
 // spanProto builds the OTLP message of a span, as the SDK's exporter would.
-func spanProto(sd *SpanData, tid traceID, sid spanID, link *spanLink) *tracepb.Span {
+func spanProto(sd *SpanData, tid traceID, sid, parent spanID, links []spanLink, flags uint32) *tracepb.Span {
 	s := &tracepb.Span{TraceId: tid[:], SpanId: sid[:], Name: sd.Name, Kind: tracepb.Span_SpanKind(sd.Kind),
 		StartTimeUnixNano: unixNano(sd.Start), EndTimeUnixNano: unixNano(sd.End),
-		Attributes: keyValues(sd.Attributes), Flags: spanFlags}
+		Attributes: keyValues(sd.Attributes), Flags: flags}
+	if parent != (spanID{}) {
+		s.ParentSpanId = parent[:]
+	}
 	for _, ev := range sd.Events {
 		s.Events = append(s.Events, &tracepb.Span_Event{TimeUnixNano: unixNano(ev.Time), Name: ev.Name, Attributes: keyValues(ev.Attributes)})
 	}
-	if link != nil {
+	for _, link := range links {
 		s.Links = append(s.Links, &tracepb.Span_Link{TraceId: link.trace[:], SpanId: link.span[:],
 			Attributes: keyValues(link.attrs), Flags: spanFlags})
 	}

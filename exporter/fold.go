@@ -84,16 +84,16 @@ func foldKeyOf(c *conn.Connection, res resourceKey) foldKey {
 // that a later connection its process closes after one of these failures
 // can link to it (causeOf) before it is sent.
 type fold struct {
-	c      conn.Connection // the first, copied: the tracker reuses its memory
-	closer conn.Close
-	tally  conn.StormTally
-	res    resourceKey
-	isErr  bool // Diagnose's verdict, the same for all of them
-	tid    traceID
-	sid    spanID
-	link   *spanLink
-	linkTo spanLink
-	until  time.Time // when the window closes (wall clock)
+	c        conn.Connection // the first, copied: the tracker reuses its memory
+	closer   conn.Close
+	tally    conn.StormTally
+	res      resourceKey
+	isErr    bool // Diagnose's verdict, the same for all of them
+	tid      traceID
+	sid      spanID
+	cause    spanLink // the link to its cause, if hasCause
+	hasCause bool
+	until    time.Time // when the window closes (wall clock)
 }
 
 // foldLocked folds c, which the full queue cannot take, into the fold of
@@ -116,8 +116,8 @@ func (e *Exporter) foldLocked(c *conn.Connection, res resourceKey) bool {
 		f.c.Storm = nil
 		f.tid, f.sid = newIDs()
 		if l, ok := e.causeOf(c, isErr); ok {
-			f.linkTo = spanLink{trace: l.trace, span: l.span, attrs: closedAfterFailure}
-			f.link = &f.linkTo
+			f.cause = spanLink{trace: l.trace, span: l.span, attrs: closedAfterFailure}
+			f.hasCause = true
 		}
 		e.folds[k] = f
 		// The first is the example of the fold's span: it is recorded
@@ -129,7 +129,7 @@ func (e *Exporter) foldLocked(c *conn.Connection, res resourceKey) bool {
 	if s := c.Storm; s != nil {
 		f.tally.Merge(s) // a tracker storm the queue could not take either
 	} else {
-		f.tally.Add(c.Events, c.Start, c.End, c.Remote.Addr())
+		f.tally.Add(c.Events, c.Start, c.End, c.Remote.Addr(), c.ISN)
 	}
 	if f.isErr && c.Side == conn.SideClient && c.Owner.PID != 0 {
 		// The fold's span stands for this failure: link to it.
@@ -157,16 +157,22 @@ func (e *Exporter) flushFoldsLocked(now time.Time, all bool) {
 			c.Start, c.End = st.First, st.Last
 		}
 		errType, desc, isErr := Diagnose(c)
-		e.appendLocked(c, errType, desc, isErr, f.res, f.tid, f.sid, f.link)
+		links := e.links[:0]
+		if f.hasCause {
+			links = append(links, f.cause)
+		}
+		links = appendStormSample(links, c.Storm)
+		e.appendLocked(c, errType, desc, isErr, f.res, f.tid, f.sid, links)
+		e.links = links[:0]
 	}
 }
 
 // appendLocked encodes c's span, under the resource of res, into the
 // batch being filled, and hands the batch over once full. e.mu is held.
 func (e *Exporter) appendLocked(c *conn.Connection, errType, desc string, isErr bool, res resourceKey,
-	tid traceID, sid spanID, link *spanLink) {
+	tid traceID, sid spanID, links []spanLink) {
 	g := e.cur.group(e.resourceLocked(res))
-	g.spans = e.enc.appendConn(g.spans, e.mapper, c, errType, desc, isErr, tid, sid, link)
+	g.spans = e.enc.appendConn(g.spans, e.mapper, c, errType, desc, isErr, tid, sid, links)
 	g.n++
 	if e.cur.spans == 0 {
 		e.cur.started = time.Now()

@@ -233,6 +233,8 @@ type Exporter struct {
 	// folds are the kinds of connection being folded while the queue is
 	// full (fold.go).
 	folds map[foldKey]*fold
+	// links is the span links of the span being encoded, reused.
+	links []spanLink
 
 	queue    chan *batch // full batches, bounded: maxQueue spans in all
 	free     chan *batch // sent batches, kept with their buffers' capacity
@@ -411,17 +413,20 @@ func (e *Exporter) Export(c *conn.Connection) {
 	}
 	errType, desc, isErr := Diagnose(c)
 	e.recorded.Add(1)
-	tid, sid := newIDs()
-	var link *spanLink
-	var l spanLink
-	if f, ok := e.causeOf(c, isErr); ok {
-		l = spanLink{trace: f.trace, span: f.span, attrs: closedAfterFailure}
-		link = &l
+	tid, sid, peer, derived := connIDs(c)
+	links := e.links[:0]
+	if derived {
+		links = append(links, peer)
 	}
+	if f, ok := e.causeOf(c, isErr); ok {
+		links = append(links, spanLink{trace: f.trace, span: f.span, attrs: closedAfterFailure})
+	}
+	links = appendStormSample(links, c.Storm)
 	if isErr && c.Side == conn.SideClient && c.Owner.PID != 0 {
 		e.rememberFailure(c.Owner.PID, failure{trace: tid, span: sid, end: c.End.UnixNano()})
 	}
-	e.appendLocked(c, errType, desc, isErr, key, tid, sid, link)
+	e.appendLocked(c, errType, desc, isErr, key, tid, sid, links)
+	e.links = links[:0] // keep the grown array
 }
 
 // maxStormOverflow is how many storm spans may go past a full batch when

@@ -207,13 +207,17 @@ const (
 	TCPEndUnseenKey = attribute.Key("tcp.end_unseen")
 
 	// TCPLinkReasonKey is the attribute Key for "tcp.link.reason", on a span
-	// link. It says why a connection's span links to another: the process
-	// that closed this connection had just seen the linked one fail.
+	// link. It says why a span links to another: "peer" (the other end of
+	// the same connection), "closed_after_failure" (the process that closed
+	// this connection had just seen the linked one fail), "traceparent" (an
+	// application span whose request the connection carried),
+	// "storm_sample" (one of the connections a storm span stands for) or
+	// "connection" (from a diagnosis span to its connection's span).
 	//
 	// Type: string
 	// Stability: Development
 	//
-	// Examples: "closed_after_failure"
+	// Examples: "peer", "closed_after_failure"
 	TCPLinkReasonKey = attribute.Key("tcp.link.reason")
 
 	// TCPNetnsKey is the attribute Key for "tcp.netns". It represents the inode
@@ -422,6 +426,22 @@ func TCPOrphan(val bool) attribute.KeyValue { return TCPOrphanKey.Bool(val) }
 // process closed to the connection of the same process that failed just
 // before, such as a forwarder's refused upstream connect.
 var TCPLinkReasonClosedAfterFailure = TCPLinkReasonKey.String("closed_after_failure")
+
+// TCPLinkReasonPeer marks a link to the span of the other end of the same
+// connection, in the same trace (the trace id comes from the handshake).
+var TCPLinkReasonPeer = TCPLinkReasonKey.String("peer")
+
+// TCPLinkReasonStormSample marks a link from a storm span to one of the
+// connections it stands for (a bounded sample of them).
+var TCPLinkReasonStormSample = TCPLinkReasonKey.String("storm_sample")
+
+// TCPLinkReasonTraceparent marks a link to the application span named by
+// a W3C traceparent header of a request the connection carried.
+var TCPLinkReasonTraceparent = TCPLinkReasonKey.String("traceparent")
+
+// TCPLinkReasonConnection marks a link from a diagnosis span, in an
+// application's trace, to the connection span it diagnoses.
+var TCPLinkReasonConnection = TCPLinkReasonKey.String("connection")
 
 // TCPEndUnseen returns an attribute KeyValue for "tcp.end_unseen": the
 // socket's end was never seen.

@@ -147,7 +147,7 @@ func (t *terminal) print(c *conn.Connection) {
 	if f.folded.Storm.Count == 0 {
 		f.one = line(c, diagnosis)
 	}
-	f.folded.Add(c.Events, c.Start, c.End, c.Remote.Addr())
+	f.folded.Add(c.Events, c.Start, c.End, c.Remote.Addr(), c.ISN)
 }
 
 // flush prints the folds whose window has passed by now. The agent calls
