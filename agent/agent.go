@@ -45,6 +45,9 @@ type Config struct {
 	SkipClean bool
 	// SynWatch says when the SYN watch is attached (see bpf.SynWatchAuto).
 	SynWatch bpf.SynWatchMode
+	// NoTraceparent turns off the capture of traceparent headers (see
+	// bpf.WithTraceparent).
+	NoTraceparent bool
 	// RingBufferBytes and MaxConnections size the kernel side; zero
 	// means bpf's defaults.
 	RingBufferBytes int
@@ -97,7 +100,7 @@ type ExportHealth struct {
 
 // Lost is the number of records lost anywhere before the tracker.
 func (h Health) Lost() uint64 {
-	return h.Kernel.RingbufLostConn + h.Kernel.RingbufLostOrphan + h.Kernel.ConnMapFull + h.Kernel.Malformed
+	return h.Kernel.RingbufLostConn + h.Kernel.RingbufLostOrphan + h.Kernel.RingbufLostTraceparent + h.Kernel.ConnMapFull + h.Kernel.Malformed
 }
 
 // Missed is the number of kernel events whose program the kernel skipped
@@ -124,6 +127,7 @@ func Run(ctx context.Context, cfg Config, sink func(*conn.Connection)) (Health, 
 		bpf.WithWarnings(func(s string) { log.Warn(s) }),
 		bpf.WithVerifierLogs(true),
 		bpf.WithSynWatch(cfg.SynWatch),
+		bpf.WithTraceparent(!cfg.NoTraceparent),
 		bpf.WithNotices(func(s string) { log.Info(s) }),
 	}
 	var netns uint32
@@ -246,7 +250,7 @@ func logHealth(log *slog.Logger, h Health) {
 func (h Health) LogAttrs() []any {
 	attrs := []any{
 		"connections", h.Tracker.Connections, "orphans", h.Tracker.Orphans,
-		"lost", h.Lost(), "lost_ringbuf", h.Kernel.RingbufLostConn + h.Kernel.RingbufLostOrphan,
+		"lost", h.Lost(), "lost_ringbuf", h.Kernel.RingbufLostConn + h.Kernel.RingbufLostOrphan + h.Kernel.RingbufLostTraceparent,
 		"lost_map_full", h.Kernel.ConnMapFull, "events_truncated", h.Kernel.ConnEventsLost,
 		"tracked", h.Tracked, "capacity", h.Capacity, "clean_in_kernel", h.Kernel.CleanSkipped,
 		"midlife", h.Kernel.ConnMidlife, "untracked", h.Kernel.DestroyedUntracked, "stale", h.Kernel.ConnStale, "missed", h.Missed(),
@@ -257,6 +261,7 @@ func (h Health) LogAttrs() []any {
 		st := h.Export.Spans
 		attrs = append(attrs, "spans_recorded", st.Recorded, "spans_exported", st.Exported,
 			"spans_failed", st.ExportFailed, "spans_dropped", st.Dropped(), "spans_folded", st.Folded, "sampled_out", st.SampledOut,
+			"diagnosis_spans", st.Diagnoses,
 			"export_errors", h.Export.Errors)
 	}
 	return attrs

@@ -252,7 +252,9 @@ static __always_inline void conn_finish(struct conn *c, const struct sock *sk)
 
 	/* conn_clean needs it. */
 	c->total_retrans = BPF_CORE_READ(tp, total_retrans);
-	if (skip_clean && conn_clean(c)) {
+	/* One that carried a traceparent is sent: its traceparent records
+	 * wait for it in user space. */
+	if (skip_clean && !c->traceparents && conn_clean(c)) {
 		count(COUNTER_CONNS_CLEAN_SKIPPED);
 	} else {
 		c->end_ns = bpf_ktime_get_boot_ns();

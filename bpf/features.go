@@ -23,6 +23,7 @@ const (
 	CapListenOverflow   = "listen-overflow"    // handshake ACKs dropped by a full accept queue (a drop reason)
 	CapSYNOverflow      = "syn-overflow"       // SYNs dropped by a full accept queue
 	CapAtomicSlots      = "atomic-event-slots" // events of one connection never share a slot
+	CapTraceparent      = "traceparent"        // W3C traceparent headers of HTTP/1.x requests, as span links
 )
 
 // Capability says whether one thing tcpspan observes works on the running
@@ -210,20 +211,30 @@ func isPointerTo(t btf.Type, structName string) bool {
 // haveModernObjectNeeds says whether the kernel can load the object built
 // for current kernels: atomic fetch instructions (5.12) and, to read the
 // syscall a task is in, bpf_get_current_task_btf and bpf_task_pt_regs
-// (5.15). Otherwise the compatible object is loaded.
+// (5.15), and bpf_loop (5.17) for the traceparent scan. Otherwise the
+// compatible object is loaded.
 func haveModernObjectNeeds() (bool, error) {
 	fetch, err := haveAtomicFetch()
 	if err != nil || !fetch {
 		return false, err
 	}
-	switch err := features.HaveProgramHelper(ebpf.RawTracepoint, asm.FnTaskPtRegs); {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, ebpf.ErrNotSupported):
-		return false, nil
-	default:
-		return false, fmt.Errorf("probe bpf_task_pt_regs: %w", err)
+	for _, h := range []struct {
+		prog   ebpf.ProgramType
+		helper asm.BuiltinFunc
+		name   string
+	}{
+		{ebpf.RawTracepoint, asm.FnTaskPtRegs, "bpf_task_pt_regs"},
+		{ebpf.CGroupSKB, asm.FnLoop, "bpf_loop"},
+	} {
+		switch err := features.HaveProgramHelper(h.prog, h.helper); {
+		case err == nil:
+		case errors.Is(err, ebpf.ErrNotSupported):
+			return false, nil
+		default:
+			return false, fmt.Errorf("probe %s: %w", h.name, err)
+		}
 	}
+	return true, nil
 }
 
 // haveAtomicFetch says whether the kernel accepts atomic fetch instructions

@@ -33,6 +33,7 @@ var expectedFeatures = map[string]map[string]string{
 		bpf.CapListenOverflow:   "off",
 		bpf.CapSYNOverflow:      "on",
 		bpf.CapAtomicSlots:      "off", // no atomic fetch before 5.12
+		bpf.CapTraceparent:      "on",
 	},
 	"6.1": {
 		bpf.CapConnections:      "on",
@@ -44,6 +45,7 @@ var expectedFeatures = map[string]map[string]string{
 		bpf.CapListenOverflow:   "off", // drop reasons, but not TCP_LISTEN_OVERFLOW
 		bpf.CapSYNOverflow:      "on",
 		bpf.CapAtomicSlots:      "on",
+		bpf.CapTraceparent:      "on",
 	},
 	"6.12": {
 		bpf.CapConnections:      "on",
@@ -55,6 +57,7 @@ var expectedFeatures = map[string]map[string]string{
 		bpf.CapListenOverflow:   "off", // no SKB_DROP_REASON_TCP_LISTEN_OVERFLOW in its BTF
 		bpf.CapSYNOverflow:      "on",
 		bpf.CapAtomicSlots:      "on",
+		bpf.CapTraceparent:      "on",
 	},
 	"6.18": {
 		bpf.CapConnections:      "on",
@@ -66,6 +69,7 @@ var expectedFeatures = map[string]map[string]string{
 		bpf.CapListenOverflow:   "on",
 		bpf.CapSYNOverflow:      "on",
 		bpf.CapAtomicSlots:      "on",
+		bpf.CapTraceparent:      "on",
 	},
 }
 

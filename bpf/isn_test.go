@@ -138,7 +138,9 @@ func TestHandshakeISNs(t *testing.T) {
 
 	got := c.wait(5*time.Second, between(clientAddr, serverAddr, conn.SideClient),
 		between(serverAddr, clientAddr, conn.SideServer),
-		func(x *conn.Connection) bool { return x.Side == conn.SideClient && x.Remote == serverAddr && x.Local != clientAddr },
+		func(x *conn.Connection) bool {
+			return x.Side == conn.SideClient && x.Remote == serverAddr && x.Local != clientAddr
+		},
 		func(x *conn.Connection) bool { return x.Orphan && x.Local == serverAddr })
 	client, server, refused, reset := got[0], got[1], got[2], got[3]
 	refusedFrom = refused.Local

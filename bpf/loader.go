@@ -60,6 +60,7 @@ type config struct {
 	skipPrivileges bool
 	skipClean      bool
 	synWatch       SynWatchMode
+	noTraceparent  bool
 	notice         func(string)
 	// softirqInTask: the kernel runs softirqs on the task's stack
 	// (PREEMPT_RT); nil means read /sys/kernel/realtime.
@@ -113,6 +114,12 @@ func WithMaxConnections(n int) Option {
 // the kernel and the record's whole path in the agent.
 func WithSkipClean(on bool) Option {
 	return optionFunc(func(c config) config { c.skipClean = on; return c })
+}
+
+// WithTraceparent turns on or off the capture of W3C traceparent headers
+// in HTTP/1.x requests (see [CapTraceparent]). Default on.
+func WithTraceparent(on bool) Option {
+	return optionFunc(func(c config) config { c.noTraceparent = !on; return c })
 }
 
 // WithCgroupPath sets the cgroup v2 directory the SYN-overflow program
@@ -340,6 +347,7 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 			t.features.set(Capability{Name: CapSYNOverflow, On: true, How: how})
 		}
 	}
+	t.attachTraceparent(cfg, cgroup)
 	for _, c := range t.features.Caps {
 		if !c.On {
 			cfg.warn(fmt.Sprintf("%s off: %s", c.Name, c.Why))
@@ -354,6 +362,46 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 	// name reasons; names keeps what it needs. Let the agent run small.
 	debug.FreeOSMemory()
 	return t, nil
+}
+
+// attachTraceparent attaches the programs that find traceparent headers in
+// requests (bpf/traceparent.h), in both directions, to the cgroup v2 root.
+func (t *Tracer) attachTraceparent(cfg config, cgroup string) {
+	if cfg.noTraceparent {
+		t.features.set(Capability{Name: CapTraceparent, Why: "turned off (-traceparent=false)"})
+		return
+	}
+	if cgroup == "" {
+		t.features.set(Capability{Name: CapTraceparent, Why: "no cgroup v2 mount to attach to"})
+		return
+	}
+	var links []link.Link
+	for _, p := range []struct {
+		name   string
+		attach ebpf.AttachType
+		prog   *ebpf.Program
+	}{
+		{"cgroup_skb/ingress (requests)", ebpf.AttachCGroupInetIngress, t.objs.RequestIngress},
+		{"cgroup_skb/egress (requests)", ebpf.AttachCGroupInetEgress, t.objs.RequestEgress},
+	} {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: p.attach, Program: p.prog})
+		if err != nil {
+			for _, l := range links {
+				l.Close()
+			}
+			t.features.set(Capability{Name: CapTraceparent, Why: fmt.Sprintf("attach %s to %s: %v", p.name, cgroup, err)})
+			return
+		}
+		links = append(links, l)
+		t.progs[p.name] = p.prog
+	}
+	t.links = append(t.links, links...)
+	window := "the first 2048 bytes"
+	if atomic, _ := t.features.Capability(CapAtomicSlots); !atomic.On {
+		window = "the first 192 bytes (no bpf_loop on this kernel)"
+	}
+	t.features.set(Capability{Name: CapTraceparent, On: true,
+		How: "cgroup_skb/ingress and egress on " + cgroup + ": HTTP/1.x requests, header in " + window})
 }
 
 // attachClosedPortKprobes attaches the optional fallback for RSTs sent for

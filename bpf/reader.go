@@ -31,17 +31,21 @@ const MaxPollInterval = 250 * time.Millisecond
 type Handler interface {
 	HandleConn(*ConnRecord)
 	HandleOrphan(*OrphanRecord)
+	HandleTraceparent(*TraceparentRecord)
 }
 
 // Counters are the kernel side's own counts, summed over CPUs.
 type Counters struct {
 	RingbufLostConn   uint64 // connection records lost: ring buffer full
 	RingbufLostOrphan uint64 // orphan records lost: ring buffer full
-	ConnMapFull       uint64 // connections not tracked: map update failed
-	ConnEventsLost    uint64 // events beyond a connection's MaxConnEvents
-	ConnMidlife       uint64 // connections first seen mid-life, or re-tracked after eviction
-	ConnsEmitted      uint64
-	OrphansEmitted    uint64
+	// RingbufLostTraceparent counts traceparent records lost: ring
+	// buffer full (their connections' spans miss those links).
+	RingbufLostTraceparent uint64
+	ConnMapFull            uint64 // connections not tracked: map update failed
+	ConnEventsLost         uint64 // events beyond a connection's MaxConnEvents
+	ConnMidlife            uint64 // connections first seen mid-life, or re-tracked after eviction
+	ConnsEmitted           uint64
+	OrphansEmitted         uint64
 	// DestroyedUntracked counts connections that ended with no kernel
 	// entry: evicted from a full map (see WithMaxConnections), or open
 	// and idle since before the agent started.
@@ -220,6 +224,10 @@ func (t *Tracer) drain(buf []byte, h Handler) (int, error) {
 			}
 			continue
 		}
+		if r := decodeTraceparent(sample); r != nil {
+			h.HandleTraceparent(r)
+			continue
+		}
 		c, o, err := Decode(sample)
 		switch {
 		case err != nil:
@@ -253,20 +261,21 @@ func (t *Tracer) Counters() (Counters, error) {
 		on, attaches = t.watch.on.Load(), t.watch.attaches.Load()
 	}
 	return Counters{
-		SynWatchOn:         on,
-		SynWatchAttaches:   attaches,
-		Missed:             missed,
-		RingbufLostConn:    sums[tcpspanCounterCOUNTER_RINGBUF_LOST_CONN],
-		RingbufLostOrphan:  sums[tcpspanCounterCOUNTER_RINGBUF_LOST_ORPHAN],
-		ConnMapFull:        sums[tcpspanCounterCOUNTER_CONN_MAP_FULL],
-		ConnEventsLost:     sums[tcpspanCounterCOUNTER_CONN_EVENTS_LOST],
-		ConnMidlife:        sums[tcpspanCounterCOUNTER_CONN_MIDLIFE],
-		ConnsEmitted:       sums[tcpspanCounterCOUNTER_CONNS_EMITTED],
-		OrphansEmitted:     sums[tcpspanCounterCOUNTER_ORPHANS_EMITTED],
-		DestroyedUntracked: sums[tcpspanCounterCOUNTER_DESTROYED_UNTRACKED],
-		ConnStale:          sums[tcpspanCounterCOUNTER_CONN_STALE],
-		CleanSkipped:       sums[tcpspanCounterCOUNTER_CONNS_CLEAN_SKIPPED],
-		Malformed:          t.malformed.Load(),
+		SynWatchOn:             on,
+		SynWatchAttaches:       attaches,
+		Missed:                 missed,
+		RingbufLostConn:        sums[tcpspanCounterCOUNTER_RINGBUF_LOST_CONN],
+		RingbufLostOrphan:      sums[tcpspanCounterCOUNTER_RINGBUF_LOST_ORPHAN],
+		RingbufLostTraceparent: sums[tcpspanCounterCOUNTER_RINGBUF_LOST_TRACEPARENT],
+		ConnMapFull:            sums[tcpspanCounterCOUNTER_CONN_MAP_FULL],
+		ConnEventsLost:         sums[tcpspanCounterCOUNTER_CONN_EVENTS_LOST],
+		ConnMidlife:            sums[tcpspanCounterCOUNTER_CONN_MIDLIFE],
+		ConnsEmitted:           sums[tcpspanCounterCOUNTER_CONNS_EMITTED],
+		OrphansEmitted:         sums[tcpspanCounterCOUNTER_ORPHANS_EMITTED],
+		DestroyedUntracked:     sums[tcpspanCounterCOUNTER_DESTROYED_UNTRACKED],
+		ConnStale:              sums[tcpspanCounterCOUNTER_CONN_STALE],
+		CleanSkipped:           sums[tcpspanCounterCOUNTER_CONNS_CLEAN_SKIPPED],
+		Malformed:              t.malformed.Load(),
 	}, nil
 }
 

@@ -12,6 +12,9 @@ type (
 	ConnRecord = tcpspanConn
 	// OrphanRecord is one event without a tracked socket (struct orphan).
 	OrphanRecord = tcpspanOrphan
+	// TraceparentRecord is the traceparent header of a request a tracked
+	// connection carried (struct traceparent).
+	TraceparentRecord = tcpspanTraceparent
 	// Tuple is a connection's endpoints seen from this host (struct tuple).
 	Tuple = tcpspanTuple
 	// EventType says what a kernel event is (enum event_type).
@@ -77,6 +80,23 @@ const (
 
 // MaxConnEvents is how many events a ConnRecord holds (MAX_CONN_EVENTS).
 const MaxConnEvents = len(ConnRecord{}.Events)
+
+// Directions of a request (TraceparentRecord.Dir).
+const (
+	RequestSent     = uint8(tcpspanRequestDirREQUEST_SENT)
+	RequestReceived = uint8(tcpspanRequestDirREQUEST_RECEIVED)
+)
+
+const kindTraceparent = uint32(tcpspanRecordKindRECORD_TRACEPARENT)
+
+// decodeTraceparent reads a traceparent record, or returns nil if b is
+// another kind of record.
+func decodeTraceparent(b []byte) *TraceparentRecord {
+	if len(b) < int(unsafe.Sizeof(TraceparentRecord{})) || *(*uint32)(unsafe.Pointer(&b[0])) != kindTraceparent {
+		return nil
+	}
+	return (*TraceparentRecord)(unsafe.Pointer(&b[0]))
+}
 
 // Record kinds (the first 4 bytes of every record).
 const (

@@ -24,6 +24,7 @@ enum record_kind {
 	RECORD_CONN = 1,   /* struct conn: one finished connection */
 	RECORD_ORPHAN = 2, /* struct orphan: an event with no tracked socket */
 	RECORD_SYN_WATCH = 3, /* struct syn_watch_ask: attach the SYN watch */
+	RECORD_TRACEPARENT = 4, /* struct traceparent: a request's W3C trace context */
 };
 
 /* What happened, in struct conn_event.type. */
@@ -149,7 +150,7 @@ struct conn {
 	 * trace id from them. */
 	__u32 isn_local;
 	__u32 isn_remote;
-	__u32 _pad;
+	__u32 traceparents; /* traceparent records sent for it (struct traceparent) */
 	struct tuple tuple;
 	char owner_comm[16];
 	char closer_comm[16];
@@ -187,6 +188,34 @@ struct syn_watch_ask {
 	__u8 _pad;
 };
 
+/* TRACEPARENT_VALUE is how much of a traceparent header's value is copied:
+ * a version 00 value is 55 characters. */
+#define TRACEPARENT_VALUE 64
+
+/* Directions of a request, in struct traceparent.dir. */
+enum request_dir {
+	REQUEST_SENT = 1,     /* this end sent it: a client */
+	REQUEST_RECEIVED = 2, /* this end received it: a server */
+};
+
+/* traceparent is the value of a W3C traceparent header in an HTTP/1.x
+ * request that a tracked connection carried, and nothing else of the
+ * request. User space parses the value and joins it to the connection's
+ * record by sk; conn.traceparents counts them, so that stale ones are told. */
+struct traceparent {
+	__u32 kind; /* RECORD_TRACEPARENT */
+	__u8 dir;   /* enum request_dir */
+	__u8 len;   /* bytes of value, up to the end of the line or of the packet */
+	__u8 _pad[2];
+	__u64 sk;    /* the socket: struct conn.sk */
+	__u64 ts_ns; /* when the packet passed, boot ns */
+	/* The answer's byte count when the request passed: bytes received for
+	 * a request sent, bytes sent for one received. Equal at the end, no
+	 * answer came: the request was in flight when the connection ended. */
+	__u64 answer_bytes;
+	char value[TRACEPARENT_VALUE];
+};
+
 /* Counters in the per-CPU "counters" map. Every record or event the kernel
  * side fails to keep lands in one of these. */
 enum counter {
@@ -205,7 +234,8 @@ enum counter {
 	COUNTER_CONN_STALE = 8,
 	/* clean connections not sent: skip_clean (nothing would export them) */
 	COUNTER_CONNS_CLEAN_SKIPPED = 9,
-	COUNTER_MAX = 10,
+	COUNTER_RINGBUF_LOST_TRACEPARENT = 10, /* ring buffer full: traceparent record lost */
+	COUNTER_MAX = 11,
 };
 
 #endif /* TCPSPAN_RECORDS_H */

@@ -597,3 +597,5 @@ type nopHandler struct{}
 
 func (nopHandler) HandleConn(*ConnRecord)     {}
 func (nopHandler) HandleOrphan(*OrphanRecord) {}
+
+func (nopHandler) HandleTraceparent(*TraceparentRecord) {}

@@ -25,12 +25,15 @@
 #include "maps.h"
 #include "sock.h"
 #include "conn.h"
+#include "traceparent.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
 /* Keep the record types in the object's BTF, for bpf2go -type. */
 const struct orphan *unused_orphan __attribute__((unused));
 const struct syn_watch_ask *unused_syn_watch_ask __attribute__((unused));
+const struct traceparent *unused_traceparent __attribute__((unused));
+const enum request_dir unused_request_dir __attribute__((unused));
 const enum record_kind unused_record_kind __attribute__((unused));
 const enum event_type unused_event_type __attribute__((unused));
 const enum exec_ctx unused_exec_ctx __attribute__((unused));
@@ -732,5 +735,23 @@ int syn_ingress(struct __sk_buff *skb)
 
 	/* NOEXIST: a retransmitted SYN keeps the first one's time. */
 	bpf_map_update_elem(&handshakes, &t, &hs, BPF_NOEXIST);
+	return 1;
+}
+
+/* The traceparent of HTTP/1.x requests (traceparent.h): requests a server
+ * receives, including those it never reads, and requests a client sends.
+ * Attached only with -traceparent (the default). Always return 1: they
+ * never filter. */
+SEC("cgroup_skb/ingress")
+int request_ingress(struct __sk_buff *skb)
+{
+	request_traceparent(skb, REQUEST_RECEIVED);
+	return 1;
+}
+
+SEC("cgroup_skb/egress")
+int request_egress(struct __sk_buff *skb)
+{
+	request_traceparent(skb, REQUEST_SENT);
 	return 1;
 }

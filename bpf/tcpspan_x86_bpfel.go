@@ -38,7 +38,7 @@ type tcpspanConn struct {
 	RetransSeen   uint32
 	IsnLocal      uint32
 	IsnRemote     uint32
-	Pad           uint32
+	Traceparents  uint32
 	Tuple         tcpspanTuple
 	OwnerComm     [16]int8
 	CloserComm    [16]int8
@@ -71,17 +71,18 @@ const (
 type tcpspanCounter uint32
 
 const (
-	tcpspanCounterCOUNTER_RINGBUF_LOST_CONN   tcpspanCounter = 0
-	tcpspanCounterCOUNTER_RINGBUF_LOST_ORPHAN tcpspanCounter = 1
-	tcpspanCounterCOUNTER_CONN_MAP_FULL       tcpspanCounter = 2
-	tcpspanCounterCOUNTER_CONN_EVENTS_LOST    tcpspanCounter = 3
-	tcpspanCounterCOUNTER_CONN_MIDLIFE        tcpspanCounter = 4
-	tcpspanCounterCOUNTER_CONNS_EMITTED       tcpspanCounter = 5
-	tcpspanCounterCOUNTER_ORPHANS_EMITTED     tcpspanCounter = 6
-	tcpspanCounterCOUNTER_DESTROYED_UNTRACKED tcpspanCounter = 7
-	tcpspanCounterCOUNTER_CONN_STALE          tcpspanCounter = 8
-	tcpspanCounterCOUNTER_CONNS_CLEAN_SKIPPED tcpspanCounter = 9
-	tcpspanCounterCOUNTER_MAX                 tcpspanCounter = 10
+	tcpspanCounterCOUNTER_RINGBUF_LOST_CONN        tcpspanCounter = 0
+	tcpspanCounterCOUNTER_RINGBUF_LOST_ORPHAN      tcpspanCounter = 1
+	tcpspanCounterCOUNTER_CONN_MAP_FULL            tcpspanCounter = 2
+	tcpspanCounterCOUNTER_CONN_EVENTS_LOST         tcpspanCounter = 3
+	tcpspanCounterCOUNTER_CONN_MIDLIFE             tcpspanCounter = 4
+	tcpspanCounterCOUNTER_CONNS_EMITTED            tcpspanCounter = 5
+	tcpspanCounterCOUNTER_ORPHANS_EMITTED          tcpspanCounter = 6
+	tcpspanCounterCOUNTER_DESTROYED_UNTRACKED      tcpspanCounter = 7
+	tcpspanCounterCOUNTER_CONN_STALE               tcpspanCounter = 8
+	tcpspanCounterCOUNTER_CONNS_CLEAN_SKIPPED      tcpspanCounter = 9
+	tcpspanCounterCOUNTER_RINGBUF_LOST_TRACEPARENT tcpspanCounter = 10
+	tcpspanCounterCOUNTER_MAX                      tcpspanCounter = 11
 )
 
 type tcpspanEventType uint32
@@ -175,10 +176,25 @@ const (
 type tcpspanRecordKind uint32
 
 const (
-	tcpspanRecordKindRECORD_CONN      tcpspanRecordKind = 1
-	tcpspanRecordKindRECORD_ORPHAN    tcpspanRecordKind = 2
-	tcpspanRecordKindRECORD_SYN_WATCH tcpspanRecordKind = 3
+	tcpspanRecordKindRECORD_CONN        tcpspanRecordKind = 1
+	tcpspanRecordKindRECORD_ORPHAN      tcpspanRecordKind = 2
+	tcpspanRecordKindRECORD_SYN_WATCH   tcpspanRecordKind = 3
+	tcpspanRecordKindRECORD_TRACEPARENT tcpspanRecordKind = 4
 )
+
+type tcpspanRequestDir uint32
+
+const (
+	tcpspanRequestDirREQUEST_SENT     tcpspanRequestDir = 1
+	tcpspanRequestDirREQUEST_RECEIVED tcpspanRequestDir = 2
+)
+
+type tcpspanScanBuf struct {
+	_     structs.HostLayout
+	B     [4096]int8
+	Found uint32
+	Pad   uint32
+}
 
 type tcpspanSynWatchAsk struct {
 	_       structs.HostLayout
@@ -200,6 +216,18 @@ const (
 	tcpspanSynWatchWhyWATCH_SMALL_QUEUE        tcpspanSynWatchWhy = 4
 )
 
+type tcpspanTraceparent struct {
+	_           structs.HostLayout
+	Kind        uint32
+	Dir         uint8
+	Len         uint8
+	Pad         [2]uint8
+	Sk          uint64
+	TsNs        uint64
+	AnswerBytes uint64
+	Value       [64]int8
+}
+
 type tcpspanTuple struct {
 	_      structs.HostLayout
 	Saddr  [16]uint8
@@ -220,9 +248,12 @@ const (
 	tcpspanMapEvents                    = "events"
 	tcpspanMapHandshakes                = "handshakes"
 	tcpspanMapListeners                 = "listeners"
+	tcpspanMapScanBufs                  = "scan_bufs"
 	tcpspanProgInetSkErrorReport        = "inet_sk_error_report"
 	tcpspanProgInetSockSetState         = "inet_sock_set_state"
 	tcpspanProgKfreeSkb                 = "kfree_skb"
+	tcpspanProgRequestEgress            = "request_egress"
+	tcpspanProgRequestIngress           = "request_ingress"
 	tcpspanProgSockDefErrorReportKprobe = "sock_def_error_report_kprobe"
 	tcpspanProgSynIngress               = "syn_ingress"
 	tcpspanProgSysExitAccept            = "sys_exit_accept"
@@ -254,8 +285,10 @@ const (
 	tcpspanVarUnusedOrphan              = "unused_orphan"
 	tcpspanVarUnusedQueueLimit          = "unused_queue_limit"
 	tcpspanVarUnusedRecordKind          = "unused_record_kind"
+	tcpspanVarUnusedRequestDir          = "unused_request_dir"
 	tcpspanVarUnusedSynWatchAsk         = "unused_syn_watch_ask"
 	tcpspanVarUnusedSynWatchWhy         = "unused_syn_watch_why"
+	tcpspanVarUnusedTraceparent         = "unused_traceparent"
 	tcpspanVarWakeupBytes               = "wakeup_bytes"
 	tcpspanVarZeroConn                  = "zero_conn"
 )
@@ -305,6 +338,8 @@ type tcpspanProgramSpecs struct {
 	InetSkErrorReport        *ebpf.ProgramSpec `ebpf:"inet_sk_error_report"`
 	InetSockSetState         *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
 	KfreeSkb                 *ebpf.ProgramSpec `ebpf:"kfree_skb"`
+	RequestEgress            *ebpf.ProgramSpec `ebpf:"request_egress"`
+	RequestIngress           *ebpf.ProgramSpec `ebpf:"request_ingress"`
 	SockDefErrorReportKprobe *ebpf.ProgramSpec `ebpf:"sock_def_error_report_kprobe"`
 	SynIngress               *ebpf.ProgramSpec `ebpf:"syn_ingress"`
 	SysExitAccept            *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
@@ -327,6 +362,7 @@ type tcpspanMapSpecs struct {
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	Handshakes *ebpf.MapSpec `ebpf:"handshakes"`
 	Listeners  *ebpf.MapSpec `ebpf:"listeners"`
+	ScanBufs   *ebpf.MapSpec `ebpf:"scan_bufs"`
 }
 
 // tcpspanVariableSpecs contains global variables before they are loaded into the kernel.
@@ -353,8 +389,10 @@ type tcpspanVariableSpecs struct {
 	UnusedOrphan         *ebpf.VariableSpec `ebpf:"unused_orphan"`
 	UnusedQueueLimit     *ebpf.VariableSpec `ebpf:"unused_queue_limit"`
 	UnusedRecordKind     *ebpf.VariableSpec `ebpf:"unused_record_kind"`
+	UnusedRequestDir     *ebpf.VariableSpec `ebpf:"unused_request_dir"`
 	UnusedSynWatchAsk    *ebpf.VariableSpec `ebpf:"unused_syn_watch_ask"`
 	UnusedSynWatchWhy    *ebpf.VariableSpec `ebpf:"unused_syn_watch_why"`
+	UnusedTraceparent    *ebpf.VariableSpec `ebpf:"unused_traceparent"`
 	WakeupBytes          *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 	ZeroConn             *ebpf.VariableSpec `ebpf:"zero_conn"`
 }
@@ -384,6 +422,7 @@ type tcpspanMaps struct {
 	Events     *ebpf.Map `ebpf:"events"`
 	Handshakes *ebpf.Map `ebpf:"handshakes"`
 	Listeners  *ebpf.Map `ebpf:"listeners"`
+	ScanBufs   *ebpf.Map `ebpf:"scan_bufs"`
 }
 
 func (m *tcpspanMaps) Close() error {
@@ -393,6 +432,7 @@ func (m *tcpspanMaps) Close() error {
 		m.Events,
 		m.Handshakes,
 		m.Listeners,
+		m.ScanBufs,
 	)
 }
 
@@ -420,8 +460,10 @@ type tcpspanVariables struct {
 	UnusedOrphan         *ebpf.Variable `ebpf:"unused_orphan"`
 	UnusedQueueLimit     *ebpf.Variable `ebpf:"unused_queue_limit"`
 	UnusedRecordKind     *ebpf.Variable `ebpf:"unused_record_kind"`
+	UnusedRequestDir     *ebpf.Variable `ebpf:"unused_request_dir"`
 	UnusedSynWatchAsk    *ebpf.Variable `ebpf:"unused_syn_watch_ask"`
 	UnusedSynWatchWhy    *ebpf.Variable `ebpf:"unused_syn_watch_why"`
+	UnusedTraceparent    *ebpf.Variable `ebpf:"unused_traceparent"`
 	WakeupBytes          *ebpf.Variable `ebpf:"wakeup_bytes"`
 	ZeroConn             *ebpf.Variable `ebpf:"zero_conn"`
 }
@@ -433,6 +475,8 @@ type tcpspanPrograms struct {
 	InetSkErrorReport        *ebpf.Program `ebpf:"inet_sk_error_report"`
 	InetSockSetState         *ebpf.Program `ebpf:"inet_sock_set_state"`
 	KfreeSkb                 *ebpf.Program `ebpf:"kfree_skb"`
+	RequestEgress            *ebpf.Program `ebpf:"request_egress"`
+	RequestIngress           *ebpf.Program `ebpf:"request_ingress"`
 	SockDefErrorReportKprobe *ebpf.Program `ebpf:"sock_def_error_report_kprobe"`
 	SynIngress               *ebpf.Program `ebpf:"syn_ingress"`
 	SysExitAccept            *ebpf.Program `ebpf:"sys_exit_accept"`
@@ -451,6 +495,8 @@ func (p *tcpspanPrograms) Close() error {
 		p.InetSkErrorReport,
 		p.InetSockSetState,
 		p.KfreeSkb,
+		p.RequestEgress,
+		p.RequestIngress,
 		p.SockDefErrorReportKprobe,
 		p.SynIngress,
 		p.SysExitAccept,

@@ -38,7 +38,7 @@ type tcpspanCompatConn struct {
 	RetransSeen   uint32
 	IsnLocal      uint32
 	IsnRemote     uint32
-	Pad           uint32
+	Traceparents  uint32
 	Tuple         tcpspanCompatTuple
 	OwnerComm     [16]int8
 	CloserComm    [16]int8
@@ -71,17 +71,18 @@ const (
 type tcpspanCompatCounter uint32
 
 const (
-	tcpspanCompatCounterCOUNTER_RINGBUF_LOST_CONN   tcpspanCompatCounter = 0
-	tcpspanCompatCounterCOUNTER_RINGBUF_LOST_ORPHAN tcpspanCompatCounter = 1
-	tcpspanCompatCounterCOUNTER_CONN_MAP_FULL       tcpspanCompatCounter = 2
-	tcpspanCompatCounterCOUNTER_CONN_EVENTS_LOST    tcpspanCompatCounter = 3
-	tcpspanCompatCounterCOUNTER_CONN_MIDLIFE        tcpspanCompatCounter = 4
-	tcpspanCompatCounterCOUNTER_CONNS_EMITTED       tcpspanCompatCounter = 5
-	tcpspanCompatCounterCOUNTER_ORPHANS_EMITTED     tcpspanCompatCounter = 6
-	tcpspanCompatCounterCOUNTER_DESTROYED_UNTRACKED tcpspanCompatCounter = 7
-	tcpspanCompatCounterCOUNTER_CONN_STALE          tcpspanCompatCounter = 8
-	tcpspanCompatCounterCOUNTER_CONNS_CLEAN_SKIPPED tcpspanCompatCounter = 9
-	tcpspanCompatCounterCOUNTER_MAX                 tcpspanCompatCounter = 10
+	tcpspanCompatCounterCOUNTER_RINGBUF_LOST_CONN        tcpspanCompatCounter = 0
+	tcpspanCompatCounterCOUNTER_RINGBUF_LOST_ORPHAN      tcpspanCompatCounter = 1
+	tcpspanCompatCounterCOUNTER_CONN_MAP_FULL            tcpspanCompatCounter = 2
+	tcpspanCompatCounterCOUNTER_CONN_EVENTS_LOST         tcpspanCompatCounter = 3
+	tcpspanCompatCounterCOUNTER_CONN_MIDLIFE             tcpspanCompatCounter = 4
+	tcpspanCompatCounterCOUNTER_CONNS_EMITTED            tcpspanCompatCounter = 5
+	tcpspanCompatCounterCOUNTER_ORPHANS_EMITTED          tcpspanCompatCounter = 6
+	tcpspanCompatCounterCOUNTER_DESTROYED_UNTRACKED      tcpspanCompatCounter = 7
+	tcpspanCompatCounterCOUNTER_CONN_STALE               tcpspanCompatCounter = 8
+	tcpspanCompatCounterCOUNTER_CONNS_CLEAN_SKIPPED      tcpspanCompatCounter = 9
+	tcpspanCompatCounterCOUNTER_RINGBUF_LOST_TRACEPARENT tcpspanCompatCounter = 10
+	tcpspanCompatCounterCOUNTER_MAX                      tcpspanCompatCounter = 11
 )
 
 type tcpspanCompatEventType uint32
@@ -151,10 +152,25 @@ const (
 type tcpspanCompatRecordKind uint32
 
 const (
-	tcpspanCompatRecordKindRECORD_CONN      tcpspanCompatRecordKind = 1
-	tcpspanCompatRecordKindRECORD_ORPHAN    tcpspanCompatRecordKind = 2
-	tcpspanCompatRecordKindRECORD_SYN_WATCH tcpspanCompatRecordKind = 3
+	tcpspanCompatRecordKindRECORD_CONN        tcpspanCompatRecordKind = 1
+	tcpspanCompatRecordKindRECORD_ORPHAN      tcpspanCompatRecordKind = 2
+	tcpspanCompatRecordKindRECORD_SYN_WATCH   tcpspanCompatRecordKind = 3
+	tcpspanCompatRecordKindRECORD_TRACEPARENT tcpspanCompatRecordKind = 4
 )
+
+type tcpspanCompatRequestDir uint32
+
+const (
+	tcpspanCompatRequestDirREQUEST_SENT     tcpspanCompatRequestDir = 1
+	tcpspanCompatRequestDirREQUEST_RECEIVED tcpspanCompatRequestDir = 2
+)
+
+type tcpspanCompatScanBuf struct {
+	_     structs.HostLayout
+	B     [4096]int8
+	Found uint32
+	Pad   uint32
+}
 
 type tcpspanCompatSynWatchWhy uint32
 
@@ -185,9 +201,12 @@ const (
 	tcpspanCompatMapEvents                    = "events"
 	tcpspanCompatMapHandshakes                = "handshakes"
 	tcpspanCompatMapListeners                 = "listeners"
+	tcpspanCompatMapScanBufs                  = "scan_bufs"
 	tcpspanCompatProgInetSkErrorReport        = "inet_sk_error_report"
 	tcpspanCompatProgInetSockSetState         = "inet_sock_set_state"
 	tcpspanCompatProgKfreeSkb                 = "kfree_skb"
+	tcpspanCompatProgRequestEgress            = "request_egress"
+	tcpspanCompatProgRequestIngress           = "request_ingress"
 	tcpspanCompatProgSockDefErrorReportKprobe = "sock_def_error_report_kprobe"
 	tcpspanCompatProgSynIngress               = "syn_ingress"
 	tcpspanCompatProgSysExitAccept            = "sys_exit_accept"
@@ -219,8 +238,10 @@ const (
 	tcpspanCompatVarUnusedOrphan              = "unused_orphan"
 	tcpspanCompatVarUnusedQueueLimit          = "unused_queue_limit"
 	tcpspanCompatVarUnusedRecordKind          = "unused_record_kind"
+	tcpspanCompatVarUnusedRequestDir          = "unused_request_dir"
 	tcpspanCompatVarUnusedSynWatchAsk         = "unused_syn_watch_ask"
 	tcpspanCompatVarUnusedSynWatchWhy         = "unused_syn_watch_why"
+	tcpspanCompatVarUnusedTraceparent         = "unused_traceparent"
 	tcpspanCompatVarWakeupBytes               = "wakeup_bytes"
 	tcpspanCompatVarZeroConn                  = "zero_conn"
 )
@@ -270,6 +291,8 @@ type tcpspanCompatProgramSpecs struct {
 	InetSkErrorReport        *ebpf.ProgramSpec `ebpf:"inet_sk_error_report"`
 	InetSockSetState         *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
 	KfreeSkb                 *ebpf.ProgramSpec `ebpf:"kfree_skb"`
+	RequestEgress            *ebpf.ProgramSpec `ebpf:"request_egress"`
+	RequestIngress           *ebpf.ProgramSpec `ebpf:"request_ingress"`
 	SockDefErrorReportKprobe *ebpf.ProgramSpec `ebpf:"sock_def_error_report_kprobe"`
 	SynIngress               *ebpf.ProgramSpec `ebpf:"syn_ingress"`
 	SysExitAccept            *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
@@ -292,6 +315,7 @@ type tcpspanCompatMapSpecs struct {
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	Handshakes *ebpf.MapSpec `ebpf:"handshakes"`
 	Listeners  *ebpf.MapSpec `ebpf:"listeners"`
+	ScanBufs   *ebpf.MapSpec `ebpf:"scan_bufs"`
 }
 
 // tcpspanCompatVariableSpecs contains global variables before they are loaded into the kernel.
@@ -318,8 +342,10 @@ type tcpspanCompatVariableSpecs struct {
 	UnusedOrphan         *ebpf.VariableSpec `ebpf:"unused_orphan"`
 	UnusedQueueLimit     *ebpf.VariableSpec `ebpf:"unused_queue_limit"`
 	UnusedRecordKind     *ebpf.VariableSpec `ebpf:"unused_record_kind"`
+	UnusedRequestDir     *ebpf.VariableSpec `ebpf:"unused_request_dir"`
 	UnusedSynWatchAsk    *ebpf.VariableSpec `ebpf:"unused_syn_watch_ask"`
 	UnusedSynWatchWhy    *ebpf.VariableSpec `ebpf:"unused_syn_watch_why"`
+	UnusedTraceparent    *ebpf.VariableSpec `ebpf:"unused_traceparent"`
 	WakeupBytes          *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 	ZeroConn             *ebpf.VariableSpec `ebpf:"zero_conn"`
 }
@@ -349,6 +375,7 @@ type tcpspanCompatMaps struct {
 	Events     *ebpf.Map `ebpf:"events"`
 	Handshakes *ebpf.Map `ebpf:"handshakes"`
 	Listeners  *ebpf.Map `ebpf:"listeners"`
+	ScanBufs   *ebpf.Map `ebpf:"scan_bufs"`
 }
 
 func (m *tcpspanCompatMaps) Close() error {
@@ -358,6 +385,7 @@ func (m *tcpspanCompatMaps) Close() error {
 		m.Events,
 		m.Handshakes,
 		m.Listeners,
+		m.ScanBufs,
 	)
 }
 
@@ -385,8 +413,10 @@ type tcpspanCompatVariables struct {
 	UnusedOrphan         *ebpf.Variable `ebpf:"unused_orphan"`
 	UnusedQueueLimit     *ebpf.Variable `ebpf:"unused_queue_limit"`
 	UnusedRecordKind     *ebpf.Variable `ebpf:"unused_record_kind"`
+	UnusedRequestDir     *ebpf.Variable `ebpf:"unused_request_dir"`
 	UnusedSynWatchAsk    *ebpf.Variable `ebpf:"unused_syn_watch_ask"`
 	UnusedSynWatchWhy    *ebpf.Variable `ebpf:"unused_syn_watch_why"`
+	UnusedTraceparent    *ebpf.Variable `ebpf:"unused_traceparent"`
 	WakeupBytes          *ebpf.Variable `ebpf:"wakeup_bytes"`
 	ZeroConn             *ebpf.Variable `ebpf:"zero_conn"`
 }
@@ -398,6 +428,8 @@ type tcpspanCompatPrograms struct {
 	InetSkErrorReport        *ebpf.Program `ebpf:"inet_sk_error_report"`
 	InetSockSetState         *ebpf.Program `ebpf:"inet_sock_set_state"`
 	KfreeSkb                 *ebpf.Program `ebpf:"kfree_skb"`
+	RequestEgress            *ebpf.Program `ebpf:"request_egress"`
+	RequestIngress           *ebpf.Program `ebpf:"request_ingress"`
 	SockDefErrorReportKprobe *ebpf.Program `ebpf:"sock_def_error_report_kprobe"`
 	SynIngress               *ebpf.Program `ebpf:"syn_ingress"`
 	SysExitAccept            *ebpf.Program `ebpf:"sys_exit_accept"`
@@ -416,6 +448,8 @@ func (p *tcpspanCompatPrograms) Close() error {
 		p.InetSkErrorReport,
 		p.InetSockSetState,
 		p.KfreeSkb,
+		p.RequestEgress,
+		p.RequestIngress,
 		p.SockDefErrorReportKprobe,
 		p.SynIngress,
 		p.SysExitAccept,

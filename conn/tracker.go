@@ -103,6 +103,12 @@ type Stats struct {
 	OrphansForced uint64 // orphan 4-tuples emitted early: too many pending
 	OrphansFolded uint64 // orphan connections folded into a storm
 	Storms        uint64 // storm connections emitted (each counts its folded orphans)
+	// Requests counts traceparent headers received; RequestsMalformed
+	// those that did not parse; RequestsDropped those of sockets beyond
+	// the pending bound.
+	Requests          uint64
+	RequestsMalformed uint64
+	RequestsDropped   uint64
 }
 
 // tupleKey is a connection's 4-tuple in its network namespace, as one
@@ -169,6 +175,9 @@ type Tracker struct {
 	// reused 4-tuple), and Flush moves the rest back to the front.
 	heldHead int
 	owners   map[tupleKey]Process // from a sock_diag snapshot, for mid-life connections
+	// requests holds, by socket address, the traceparents of requests on
+	// connections whose record has not come yet.
+	requests map[uint64]*socketRequests
 	stats    Stats
 	// free holds connAllocs for reuse (WithReuse), and freeLow the fewest
 	// it held since the last Flush: so many were not needed.
@@ -185,7 +194,8 @@ func New(names Names, out func(*Connection), opts ...Option) *Tracker {
 		cfg = o.apply(cfg)
 	}
 	return &Tracker{cfg: cfg, names: names, out: out, orphans: make(map[tupleKey]*pending),
-		held: make(map[tupleKey]*pending), owners: make(map[tupleKey]Process), storms: make(map[stormKey]*storm)}
+		held: make(map[tupleKey]*pending), owners: make(map[tupleKey]Process), storms: make(map[stormKey]*storm),
+		requests: make(map[uint64]*socketRequests)}
 }
 
 // SeedOwner records the owner of a connection that was open before the
@@ -209,6 +219,9 @@ func (t *Tracker) HandleConn(r *bpf.ConnRecord) {
 	defer t.mu.Unlock()
 	a := t.fromConnRecord(r, t.newConnAlloc())
 	c := &a.conn
+	if len(t.requests) > 0 {
+		t.joinRequests(c, r)
+	}
 	key := keyOf(c.Netns, c.Local, c.Remote)
 	if c.Midlife && c.Owner.PID == 0 {
 		if p, ok := t.owners[key]; ok {
@@ -498,7 +511,9 @@ func (t *Tracker) fromConnRecord(r *bpf.ConnRecord, a *connAlloc) *connAlloc {
 	local, remote, network := endpoints(&r.Tuple)
 	c := &a.conn
 	events := c.Events[:0] // a reused connAlloc keeps its array
+	requests := c.Requests[:0]
 	*c = Connection{
+		Requests:          requests,
 		Side:              Side(r.Side),
 		Network:           network,
 		Local:             local,

@@ -231,6 +231,14 @@ type Connection struct {
 
 	CloseInitiator Initiator
 
+	// Requests are the latest requests with a W3C traceparent header the
+	// connection carried (at most MaxRequests), in time order;
+	// RequestsSeen counts them all, and RequestsMalformed the headers
+	// that did not parse.
+	Requests          []Request
+	RequestsSeen      uint32
+	RequestsMalformed uint32
+
 	// ISN holds the handshake's initial sequence numbers, as far as this
 	// side saw them: what both ends of a connection share, through NAT.
 	ISN ISN

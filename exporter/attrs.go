@@ -120,6 +120,8 @@ var (
 	keyResetReason        = newKey(tcpsemconv.TCPResetReasonKey)
 	keyErrno              = newKey(tcpsemconv.TCPErrnoKey)
 	keyEventsDropped      = newKey(tcpsemconv.TCPEventsDroppedKey)
+	keyTraceparents       = newKey(tcpsemconv.TCPTraceparentCountKey)
+	keyTraceparentsBad    = newKey(tcpsemconv.TCPTraceparentMalformedKey)
 	keyStormCount         = newKey(tcpsemconv.TCPStormCountKey)
 	keyStormPeerAddresses = newKey(tcpsemconv.TCPStormPeerAddressesKey)
 	keyState              = newKey(tcpsemconv.TCPStateKey)

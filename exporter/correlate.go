@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tcpspan/tcpspan/conn"
 	tcpsemconv "github.com/tcpspan/tcpspan/semconv"
@@ -143,3 +145,68 @@ func appendStormSample(links []spanLink, st *conn.Storm) []spanLink {
 	}
 	return links
 }
+
+// appendRequestLinks appends a link to the application span of each request
+// c carried with a traceparent header (the latest conn.MaxRequests).
+func appendRequestLinks(links []spanLink, c *conn.Connection) []spanLink {
+	for i := range c.Requests {
+		q := &c.Requests[i]
+		links = append(links, spanLink{trace: q.TraceID, span: q.SpanID, attrs: traceparentLinkAttrs})
+	}
+	return links
+}
+
+// requestInFlight returns the request c was carrying when it ended: its
+// latest, if no answer came after it.
+func requestInFlight(c *conn.Connection) *conn.Request {
+	if n := len(c.Requests); n > 0 && c.Requests[n-1].InFlight {
+		return &c.Requests[n-1]
+	}
+	return nil
+}
+
+// diagnosisNames names diagnosis spans by error.type: low-cardinality.
+var diagnosisNames = map[string]string{
+	tcpsemconv.ErrorTypeRSTSent:             "TCP reset sent",
+	tcpsemconv.ErrorTypeRSTReceived:         "TCP reset received",
+	tcpsemconv.ErrorTypeRefused:             "TCP connection refused",
+	tcpsemconv.ErrorTypeTimeout:             "TCP timeout",
+	tcpsemconv.ErrorTypeAcceptQueueOverflow: "TCP accept queue overflow",
+	tcpsemconv.ErrorTypeHandshakeDropped:    "TCP handshake dropped",
+}
+
+func diagnosisName(errType string) string {
+	if n, ok := diagnosisNames[errType]; ok {
+		return n
+	}
+	return "TCP connection error"
+}
+
+// diagnosisSpan fills sd with the span that puts c's diagnosis into the
+// trace of q, the request c failed while carrying: a child of the span that
+// sent the request, from the request to the failure, named by errType and
+// described by desc. It links to c's span (tid, sid).
+func (m *mapper) diagnosisSpan(sd *SpanData, c *conn.Connection, q *conn.Request, errType, desc string) {
+	end := c.End
+	if end.Before(q.Time) {
+		end = q.Time
+	}
+	attrs := append(sd.Attributes[:0], tcpsemconv.TCPDiagnosisOf(c.Side.String()),
+		attribute.String("error.type", errType))
+	if c.Remote.IsValid() {
+		attrs = append(attrs, attribute.String("network.peer.address", m.addr(c.Remote.Addr())),
+			attribute.Int("network.peer.port", int(c.Remote.Port())))
+	}
+	if c.Local.IsValid() {
+		attrs = append(attrs, attribute.String("network.local.address", m.addr(c.Local.Addr())),
+			attribute.Int("network.local.port", int(c.Local.Port())))
+	}
+	if c.Owner.PID != 0 {
+		attrs = append(attrs, attribute.Int("process.pid", int(c.Owner.PID)))
+	}
+	*sd = SpanData{Name: diagnosisName(errType), Kind: trace.SpanKindInternal, Start: q.Time, End: end,
+		Attributes: attrs, Events: sd.Events[:0], StatusCode: codes.Error, StatusDescription: desc}
+}
+
+var traceparentLinkAttrs = []attribute.KeyValue{tcpsemconv.TCPLinkReasonTraceparent}
+var connectionLinkAttrs = []attribute.KeyValue{tcpsemconv.TCPLinkReasonConnection}

@@ -1,8 +1,12 @@
 package exporter
 
 import (
+	"bytes"
+	"context"
 	"encoding/hex"
 	"testing"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/tcpspan/tcpspan/conn"
 )
@@ -85,5 +89,66 @@ func TestStormLinksSample(t *testing.T) {
 	want := conn.ISN{Client: 2, HasClient: true}
 	if l, _ := isnLink(want); links[1].trace != l.trace || links[1].span != l.span {
 		t.Errorf("second link %x, want the client span of %+v", links[1].trace, want)
+	}
+}
+
+// A connection that fails while carrying a request puts its diagnosis into
+// the request's trace, under the span that sent it, and links to it from
+// its own span; a request that was answered gets nothing extra.
+func TestDiagnosisInTheRequestsTrace(t *testing.T) {
+	e, mem := newTestExporter(t)
+	failed := rinetdAbort("TCP_ABORT_ON_CLOSE")
+	failed.ISN = conn.ISN{Client: 1, Server: 2, HasClient: true, HasServer: true}
+	answered := conn.Request{Time: at(1), TraceID: [16]byte{1}, SpanID: [8]byte{1}}
+	inFlight := conn.Request{Time: at(2), TraceID: [16]byte{2}, SpanID: [8]byte{2}, InFlight: true}
+	failed.Requests, failed.RequestsSeen = []conn.Request{answered, inFlight}, 2
+	clean := cleanServer()
+	clean.Requests, clean.RequestsSeen = []conn.Request{{Time: at(1), TraceID: [16]byte{3}, SpanID: [8]byte{3}, InFlight: true}}, 1
+	e.Export(failed)
+	e.Export(clean)
+	e.Shutdown(context.Background())
+
+	spans := mem.spans()
+	if len(spans) != 3 {
+		t.Fatalf("%d spans, want the two connections' and one diagnosis", len(spans))
+	}
+	var connSpan, diag gotSpan
+	for _, s := range spans {
+		switch {
+		case bytes.Equal(s.TraceId, inFlight.TraceID[:]):
+			diag = s
+		case s.Status.GetCode() == tracepb.Status_STATUS_CODE_ERROR:
+			connSpan = s
+		}
+	}
+	if diag.Span == nil || connSpan.Span == nil {
+		t.Fatalf("no diagnosis span in the request's trace, or no error span: %v", spans)
+	}
+	if !bytes.Equal(diag.ParentSpanId, inFlight.SpanID[:]) || diag.Name != "TCP reset sent" ||
+		diag.Status.GetCode() != tracepb.Status_STATUS_CODE_ERROR || diag.Status.GetMessage() != connSpan.Status.GetMessage() {
+		t.Errorf("diagnosis span %q parent %x status %v, want a child of %x, named TCP reset sent, with the connection's diagnosis %q",
+			diag.Name, diag.ParentSpanId, diag.Status, inFlight.SpanID, connSpan.Status.GetMessage())
+	}
+	if !nanos(diag.StartTimeUnixNano).Equal(at(2)) || diag.EndTimeUnixNano != connSpan.EndTimeUnixNano {
+		t.Errorf("diagnosis from %v to %d, want from the request (%v) to the connection's end", nanos(diag.StartTimeUnixNano), diag.EndTimeUnixNano, at(2))
+	}
+	if len(diag.Links) != 1 || !bytes.Equal(diag.Links[0].SpanId, connSpan.SpanId) || !bytes.Equal(diag.Links[0].TraceId, connSpan.TraceId) {
+		t.Errorf("diagnosis links %v, want one to the connection span", diag.Links)
+	}
+	if resourceValue(diag, "service.name") != resourceValue(connSpan, "service.name") {
+		t.Errorf("diagnosis under service %q, want the connection's %q", resourceValue(diag, "service.name"), resourceValue(connSpan, "service.name"))
+	}
+	// The connection span: a root, linked to its peer and both requests.
+	if len(connSpan.ParentSpanId) != 0 {
+		t.Errorf("connection span has a parent %x: it must never be under a request", connSpan.ParentSpanId)
+	}
+	var toRequests int
+	for _, l := range connSpan.Links {
+		if anyText(l.Attributes[0].Value) == "traceparent" {
+			toRequests++
+		}
+	}
+	if toRequests != 2 {
+		t.Errorf("%d links to requests, want 2: %v", toRequests, connSpan.Links)
 	}
 }

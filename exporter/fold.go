@@ -109,6 +109,7 @@ func (e *Exporter) foldLocked(c *conn.Connection, res resourceKey) bool {
 		_, _, isErr := Diagnose(c)
 		f = &fold{c: *c, res: res, isErr: isErr, until: time.Now().Add(foldWindow)}
 		f.c.Events = append([]conn.Event(nil), c.Events...)
+		f.c.Requests = append([]conn.Request(nil), c.Requests...)
 		if c.Closer != nil {
 			f.closer = *c.Closer
 			f.c.Closer = &f.closer

@@ -241,6 +241,12 @@ func (m *mapper) writeSpanAttributes(w attrWriter, c *conn.Connection, errType s
 			w.int(keyRTT, int64(c.SRTT/time.Microsecond))
 		}
 	}
+	if c.RequestsSeen > 0 {
+		w.int(keyTraceparents, int64(c.RequestsSeen))
+	}
+	if c.RequestsMalformed > 0 {
+		w.int(keyTraceparentsBad, int64(c.RequestsMalformed))
+	}
 	if c.Has(conn.EventSYNACKRetransmit) {
 		w.int(keySYNACKRetransmits, int64(synackRetransmits(c)))
 	}

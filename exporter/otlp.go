@@ -183,7 +183,10 @@ type Stats struct {
 	// into the storm span of their kind (tcp.storm.count) instead of
 	// dropped. The first of each kind is recorded as that span: spans
 	// recorded, sampled out and folded add up to the connections given.
-	Folded       uint64
+	Folded uint64
+	// Diagnoses counts the diagnosis spans sent into applications'
+	// traces, beside the connections' own spans (Recorded).
+	Diagnoses    uint64
 	Exported     uint64 // spans the backend accepted
 	ExportFailed uint64 // spans in batches the backend refused or never got
 	Services     int    // per-process resources kept
@@ -194,10 +197,10 @@ type Stats struct {
 // is exactly the spans dropped.
 func (s Stats) Dropped() uint64 {
 	done := s.Exported + s.ExportFailed
-	if done > s.Recorded {
+	if done > s.Recorded+s.Diagnoses {
 		return 0
 	}
-	return s.Recorded - done
+	return s.Recorded + s.Diagnoses - done
 }
 
 // Exporter turns finished connections into spans, one per connection, and
@@ -235,6 +238,8 @@ type Exporter struct {
 	folds map[foldKey]*fold
 	// links is the span links of the span being encoded, reused.
 	links []spanLink
+	// diag is the diagnosis span being encoded, reused.
+	diag SpanData
 
 	queue    chan *batch // full batches, bounded: maxQueue spans in all
 	free     chan *batch // sent batches, kept with their buffers' capacity
@@ -247,6 +252,7 @@ type Exporter struct {
 	recorded   atomic.Uint64
 	sampledOut atomic.Uint64
 	folded     atomic.Uint64
+	diagnoses  atomic.Uint64
 	exported   atomic.Uint64
 	failed     atomic.Uint64
 }
@@ -422,11 +428,33 @@ func (e *Exporter) Export(c *conn.Connection) {
 		links = append(links, spanLink{trace: f.trace, span: f.span, attrs: closedAfterFailure})
 	}
 	links = appendStormSample(links, c.Storm)
+	links = appendRequestLinks(links, c)
 	if isErr && c.Side == conn.SideClient && c.Owner.PID != 0 {
 		e.rememberFailure(c.Owner.PID, failure{trace: tid, span: sid, end: c.End.UnixNano()})
 	}
 	e.appendLocked(c, errType, desc, isErr, key, tid, sid, links)
 	e.links = links[:0] // keep the grown array
+	if q := requestInFlight(c); isErr && q != nil {
+		e.appendDiagnosisLocked(c, q, errType, desc, key, tid, sid)
+	}
+}
+
+// appendDiagnosisLocked encodes the span that puts c's diagnosis into the
+// trace of q, the request it failed while carrying (see
+// mapper.diagnosisSpan), under c's resource. e.mu is held.
+func (e *Exporter) appendDiagnosisLocked(c *conn.Connection, q *conn.Request, errType, desc string, res resourceKey,
+	tid traceID, sid spanID) {
+	e.mapper.diagnosisSpan(&e.diag, c, q, errType, desc)
+	_, own := newIDs()
+	link := spanLink{trace: tid, span: sid, attrs: connectionLinkAttrs}
+	g := e.cur.group(e.resourceLocked(res))
+	g.spans = e.enc.appendSpan(g.spans, &e.diag, traceID(q.TraceID), own, spanID(q.SpanID), []spanLink{link}, remoteParentFlags)
+	g.n++
+	e.cur.spans++
+	e.diagnoses.Add(1)
+	if e.cur.spans >= e.cfg.maxBatch {
+		e.pushLocked()
+	}
 }
 
 // maxStormOverflow is how many storm spans may go past a full batch when
@@ -714,6 +742,7 @@ func (e *Exporter) Stats() Stats {
 		Recorded:     e.recorded.Load(),
 		SampledOut:   e.sampledOut.Load(),
 		Folded:       e.folded.Load(),
+		Diagnoses:    e.diagnoses.Load(),
 		Exported:     e.exported.Load(),
 		ExportFailed: e.failed.Load(),
 		Services:     services,

@@ -4,6 +4,7 @@
 #
 #   scripts/tools.sh jaeger    Jaeger v2 (trace store with a query API), tools/jaeger
 #   scripts/tools.sh otelcol   OpenTelemetry Collector (builder output), tools/otelcol
+#   scripts/tools.sh otelapp   otelhttp-instrumented HTTP client and server, tools/otelapp
 #
 # The binary goes to ${TCPSPAN_TOOLS_DIR:-$HOME/.cache/tcpspan/bin}. The build
 # is skipped while the binary is newer than the tool's go.mod, go.sum and Go
@@ -15,7 +16,7 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 jaeger|otelcol" >&2
+	echo "usage: $0 jaeger|otelcol|otelapp" >&2
 	exit 2
 }
 [ $# -eq 1 ] || usage
@@ -49,6 +50,15 @@ otelcol)
 	version=$(cd "$dir" && GOWORK=off "$GO" list -m -f '{{.Version}}' go.opentelemetry.io/collector/otelcol)
 	label="OpenTelemetry Collector $version (tcpspan build)"
 	first="first time: a few minutes"
+	ldflags=""
+	;;
+otelapp)
+	dir=$root/tools/otelapp
+	pkg=.
+	name=otelapp
+	version=$(cd "$dir" && GOWORK=off "$GO" list -m -f '{{.Version}}' go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp)
+	label="otelapp (otelhttp $version)"
+	first="first time: about a minute"
 	ldflags=""
 	;;
 *)

@@ -62,12 +62,13 @@ var Definitions = []Definition{
 		func(h agent.Health) []Point {
 			return []Point{{[]attribute.KeyValue{attrConn}, h.Kernel.ConnsEmitted}, {[]attribute.KeyValue{attrOrphan}, h.Kernel.OrphansEmitted}}
 		}},
-	{"tcpspan.records.lost", "{record}", "Records lost before the tracker, by cause: ring_buffer_full (the agent did not read fast enough; by kind), map_full (a connection could not be tracked), malformed (undecodable).", Counter,
+	{"tcpspan.records.lost", "{record}", "Records lost before the tracker, by cause: ring_buffer_full (the agent did not read fast enough; by kind: connection, orphan, traceparent), map_full (a connection could not be tracked), malformed (undecodable).", Counter,
 		func(h agent.Health) []Point {
 			full := attribute.String("cause", "ring_buffer_full")
 			return []Point{
 				{[]attribute.KeyValue{full, attrConn}, h.Kernel.RingbufLostConn},
 				{[]attribute.KeyValue{full, attrOrphan}, h.Kernel.RingbufLostOrphan},
+				{[]attribute.KeyValue{full, attribute.String("kind", "traceparent")}, h.Kernel.RingbufLostTraceparent},
 				{[]attribute.KeyValue{attribute.String("cause", "map_full")}, h.Kernel.ConnMapFull},
 				{[]attribute.KeyValue{attribute.String("cause", "malformed")}, h.Kernel.Malformed},
 			}

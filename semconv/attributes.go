@@ -240,6 +240,39 @@ const (
 	// Examples: true
 	TCPOwnerFromListenerKey = attribute.Key("tcp.owner.from_listener")
 
+	// TCPDiagnosisOfKey is the attribute Key for "tcp.diagnosis.of", on a
+	// diagnosis span: a span in an application's trace, under the span of
+	// a request that a connection failed while carrying. It says which end
+	// of the connection the diagnosis is from: "client" or "server".
+	//
+	// Type: string
+	// Stability: Development
+	//
+	// Examples: "server"
+	TCPDiagnosisOfKey = attribute.Key("tcp.diagnosis.of")
+
+	// TCPTraceparentCountKey is the attribute Key for
+	// "tcp.traceparent.count": the requests with a W3C traceparent header
+	// the connection carried. The span links to the latest of them (at most
+	// 8); this counts them all. Only set when not zero.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 3
+	TCPTraceparentCountKey = attribute.Key("tcp.traceparent.count")
+
+	// TCPTraceparentMalformedKey is the attribute Key for
+	// "tcp.traceparent.malformed": traceparent headers on the connection
+	// whose value did not parse (or was cut by the end of its packet). Only
+	// set when not zero.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 1
+	TCPTraceparentMalformedKey = attribute.Key("tcp.traceparent.malformed")
+
 	// TCPEventsDroppedKey is the attribute Key for "tcp.events.dropped". It
 	// represents the events the kernel saw on the connection but could not
 	// keep, so the span's event list is incomplete. Only set when non-zero.
@@ -426,6 +459,10 @@ func TCPOrphan(val bool) attribute.KeyValue { return TCPOrphanKey.Bool(val) }
 // process closed to the connection of the same process that failed just
 // before, such as a forwarder's refused upstream connect.
 var TCPLinkReasonClosedAfterFailure = TCPLinkReasonKey.String("closed_after_failure")
+
+// TCPDiagnosisOf returns an attribute KeyValue for "tcp.diagnosis.of": the
+// end of the connection a diagnosis span is from.
+func TCPDiagnosisOf(side string) attribute.KeyValue { return TCPDiagnosisOfKey.String(side) }
 
 // TCPLinkReasonPeer marks a link to the span of the other end of the same
 // connection, in the same trace (the trace id comes from the handshake).

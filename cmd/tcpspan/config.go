@@ -50,6 +50,8 @@ type config struct {
 	statsFile  string
 	memoryMiB  int // soft limit of the Go runtime's memory; 0 for none
 	synWatch   string
+	// traceparent: capture traceparent headers of HTTP/1.x requests.
+	traceparent bool
 }
 
 // defaultMemoryMiB bounds the Go heap: with the 16 MiB ring buffer and the
@@ -84,6 +86,7 @@ func flagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.healthAddr, "health-addr", c.healthAddr, "serve /healthz and /metrics (the agent's own counts) on this address; a bare port binds 127.0.0.1 (default: no listening port)")
 	fs.StringVar(&c.statsFile, "stats-file", c.statsFile, "on exit, write the agent's final counts to this file as JSON")
 	fs.StringVar(&c.synWatch, "syn-watch", c.synWatch, "when to watch every SYN a listener receives, to see the ones a full accept queue drops: auto (while a queue is half full or more, or a listener's limit is below 64; cheaper) or always")
+	fs.BoolVar(&c.traceparent, "traceparent", c.traceparent, "link each connection's span to the application spans named by the W3C traceparent headers of its HTTP/1.x requests, and put the diagnosis of a failed one into that request's trace (only the header's value leaves the kernel)")
 	fs.IntVar(&c.memoryMiB, "memory-limit", c.memoryMiB, "soft limit, in MiB, of the Go runtime's memory: the garbage collector works harder near it (0: none); the ring buffer (-ring-buffer-bytes) and the binary come on top")
 	return fs
 }
@@ -99,6 +102,7 @@ func defaultConfig() config {
 		health:          agent.DefaultHealthInterval,
 		memoryMiB:       defaultMemoryMiB,
 		synWatch:        bpf.SynWatchAuto.String(),
+		traceparent:     true,
 	}
 }
 
@@ -303,6 +307,7 @@ func (c config) args() []string {
 	}
 	add("memory-limit", strconv.Itoa(c.memoryMiB))
 	add("syn-watch", c.synWatch)
+	add("traceparent", strconv.FormatBool(c.traceparent))
 	return a
 }
 

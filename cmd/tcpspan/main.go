@@ -188,6 +188,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfg := agent.Config{
 		SkipClean: skipClean,
 		SynWatch:  synWatch,
+		// Off, the capture costs nothing: its programs are not attached.
+		NoTraceparent: !o.traceparent,
 		// The terminal and the exporter are done with a connection when
 		// they return: the exporter encodes the span at once.
 		ReuseConnections: true,
