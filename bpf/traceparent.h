@@ -23,6 +23,11 @@
  * 55-character value and "\r\n\r\n". Shorter packets (ACKs) pass at once. */
 #define MIN_REQUEST (20 + 20 + 16 + 13 + 55 + 4)
 
+/* REQUEST_STATES: the socket states in which a request is looked for. */
+#define REQUEST_STATES                                                                                     \
+	((1u << BPF_TCP_ESTABLISHED) | (1u << BPF_TCP_CLOSE_WAIT) | (1u << BPF_TCP_FIN_WAIT1) |            \
+	 (1u << BPF_TCP_FIN_WAIT2))
+
 /* scan_buf holds the scanned part of a request, per CPU: too big for the
  * stack. The second half is slack, so that reads past the scanned part
  * stay inside the buffer (and are cut off by length). */
@@ -197,9 +202,13 @@ static __always_inline void request_traceparent(struct __sk_buff *skb, __u8 dir)
 
 	if (skb->len < MIN_REQUEST || !bsk)
 		return;
-	/* A UDP socket may be ESTABLISHED too: payload_offset turns it away,
-	 * and bpf_skc_to_tcp_sock anything else that is not TCP. */
-	if (bsk->state != BPF_TCP_ESTABLISHED)
+	/* Requests flow in ESTABLISHED, and also after one end has closed: a
+	 * client sends into a connection whose FIN it has not yet read
+	 * (CLOSE_WAIT), and a server that closed first receives it
+	 * (FIN_WAIT1/2), then resets it. A UDP socket may be ESTABLISHED too:
+	 * payload_offset turns it away, and bpf_skc_to_tcp_sock anything else
+	 * that is not TCP. */
+	if (!((1u << (bsk->state & 31)) & REQUEST_STATES))
 		return;
 	off = payload_offset(skb);
 	if (!off || off >= skb->len || skb->len - off < MIN_REQUEST - 40)
@@ -252,9 +261,13 @@ static __always_inline void request_traceparent(struct __sk_buff *skb, __u8 dir)
 	r->len = len;
 	r->sk = key;
 	r->ts_ns = bpf_ktime_get_boot_ns();
-	if (dir == REQUEST_SENT)
+	if (dir == REQUEST_SENT) {
+		/* bytes_received counts the peer's FIN: the agent's count of
+		 * bytes received at the end does not (conn.finReceived). */
 		r->answer_bytes = tp->bytes_received;
-	else
+		if (bsk->state == BPF_TCP_CLOSE_WAIT && r->answer_bytes > 0)
+			r->answer_bytes--;
+	} else
 		r->answer_bytes = tp->bytes_sent - tp->bytes_retrans;
 	fetch_add(&c->traceparents, 1);
 	bpf_ringbuf_submit(r, rb_flags());

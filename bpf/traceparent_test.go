@@ -12,6 +12,7 @@ import (
 	"github.com/tcpspan/tcpspan/bpf"
 	"github.com/tcpspan/tcpspan/conn"
 	"github.com/tcpspan/tcpspan/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // request is an HTTP/1.1 request with the given header lines.
@@ -115,5 +116,33 @@ func TestTraceparentOff(t *testing.T) {
 	x := c.wait(5*time.Second, between(endpoint(cl.LocalAddr()), endpoint(ln.Addr()), conn.SideClient))[0]
 	if len(x.Requests) != 0 || x.RequestsSeen != 0 {
 		t.Errorf("requests %+v with the capture off", x.Requests)
+	}
+}
+
+// TestTraceparentAfterServerClose is the race a forwarder loses when its
+// upstream fails fast: it closes the client's connection before the request
+// arrives. The client sends it into CLOSE_WAIT, the server's orphaned
+// socket in FIN_WAIT2 gets it and resets. Both ends still see the request,
+// in flight.
+func TestTraceparentAfterServerClose(t *testing.T) {
+	ns := testutil.NewNetNS(t)
+	c := startCapture(t, ns, 200*time.Millisecond)
+	requireCapability(t, c, bpf.CapTraceparent)
+	const trace, span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+	ln, cl, srv := ns.ConnectedPair(t, "tcp4", "127.0.0.1:0")
+	srv.Close()
+	waitState(t, cl.(*net.TCPConn), unix.BPF_TCP_CLOSE_WAIT)
+	if _, err := cl.Write(request("traceparent: " + traceparentOf(trace, span) + "\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	cl.Read(make([]byte, 1)) // EOF, or the reset
+	cl.Close()
+	ln.Close()
+	got := c.wait(5*time.Second, between(endpoint(cl.LocalAddr()), endpoint(ln.Addr()), conn.SideClient),
+		between(endpoint(ln.Addr()), endpoint(cl.LocalAddr()), conn.SideServer))
+	for _, x := range got {
+		if len(x.Requests) != 1 || hex.EncodeToString(x.Requests[0].SpanID[:]) != span || !x.Requests[0].InFlight {
+			t.Errorf("%s: requests %+v, want the one sent after the server's FIN, in flight\n%s", x.Side, x.Requests, describe(x))
+		}
 	}
 }

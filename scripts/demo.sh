@@ -28,6 +28,7 @@ echo "demo: building tcpspan"
 go build -o bin/tcpspan ./cmd/tcpspan
 go build -o bin/tcpspan-report ./cmd/tcpspan-report
 jaeger=$(./scripts/tools.sh jaeger)
+otelapp=$(./scripts/tools.sh otelapp)
 
 work=$(mktemp -d /tmp/tcpspan-demo.XXXXXX)
 pids=()
@@ -84,9 +85,32 @@ for _ in $(seq 50); do
 	sleep 0.1
 done
 
+# The shop: an application instrumented with OpenTelemetry (otelhttp), whose
+# requests through rinetd carry W3C traceparent headers. It runs in the
+# namespace beside wrk; its own spans reach Jaeger through a relay to the
+# host's loopback.
+cat >"$work/relay.sh" <<RELAY
+#!/bin/sh
+exec nsenter --net=/proc/$$/ns/net socat STDIO TCP4:127.0.0.1:14318
+RELAY
+chmod +x "$work/relay.sh"
+ip netns exec "$NS" socat TCP-LISTEN:14318,bind=127.0.0.1,reuseaddr,fork EXEC:"$work/relay.sh" &
+pids+=($!)
+shop() {
+	ip netns exec "$NS" env OTEL_SERVICE_NAME=shop OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf \
+		OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:14318 "$otelapp" client -url http://127.0.0.1:92/checkout "$@"
+}
+
 ip netns exec "$NS" nstat -n
 echo "demo: wrk -c$CONNECTIONS -d$DURATION against rinetd on 127.0.0.1:92 (backend down, backlog 5)"
-ip netns exec "$NS" wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --timeout 2s http://127.0.0.1:92/ >"$work/wrk.out" 2>&1 || true
+ip netns exec "$NS" wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --timeout 2s http://127.0.0.1:92/ >"$work/wrk.out" 2>&1 &
+wrk=$!
+# The shop's requests, each in its own trace: three during the load, two
+# after it.
+sleep 1
+shop -n 3 >"$work/shop.out" 2>"$work/shop.err" || true
+wait "$wrk" || true
+shop -n 2 >>"$work/shop.out" 2>>"$work/shop.err" || true
 # Handshakes dropped by the full queue end with the listener's RST seconds
 # later; wait for them, and for tcpspan to join their events.
 echo "demo: waiting for late resets and retransmits to settle"
@@ -102,7 +126,11 @@ for pattern in 'RST sent (TCP_ABORT_ON_CLOSE)' 'handshake dropped' 'connection r
 	grep -m1 -F "$pattern" "$work/tcpspan.out" || true
 done
 echo
-./bin/tcpspan-report -jaeger http://127.0.0.1:16686 -since "$(($(date +%s) - started + 5))s"
+echo "== the shop's requests through rinetd (otelhttp; trace and request span ids)"
+sed 's/^/  /' "$work/shop.out"
+traces=$(grep -o '"trace_id":"[0-9a-f]*"' "$work/shop.out" | cut -d'"' -f4 | paste -sd, -)
+echo
+./bin/tcpspan-report -jaeger http://127.0.0.1:16686 -since "$(($(date +%s) - started + 5))s" -traces "$traces"
 echo
 echo "== rinetd's log"
 awk '{print $NF}' "$work/rinetd.log" | sort | uniq -c

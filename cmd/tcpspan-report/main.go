@@ -32,6 +32,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	slice := fs.Duration("slice", time.Second, "query Jaeger in windows of this length (bounds each answer)")
 	examples := fs.String("examples", "tcp.accept_queue_overflow,tcp.rst_sent:TCP_ABORT_ON_CLOSE",
 		"error types (optionally :reset reason) to print one full example span of, comma-separated")
+	traceIDs := fs.String("traces", "", "application trace ids (comma-separated) to print as trees, with tcpspan's diagnosis spans inside")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stdout, "Usage: tcpspan-report [-jaeger URL] [-since 15m] [-examples list]")
@@ -55,6 +56,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	report(stdout, client, spans, start, end, strings.Split(*examples, ","))
+	for _, id := range strings.Split(*traceIDs, ",") {
+		if id = strings.TrimSpace(id); id == "" {
+			continue
+		}
+		tr, err := client.Trace(id)
+		if err != nil {
+			fmt.Fprintf(stderr, "tcpspan-report: trace %s: %v\n", id, err)
+			return 1
+		}
+		printTrace(stdout, tr)
+	}
 	return 0
 }
 
@@ -247,5 +259,58 @@ func printSpan(w io.Writer, sp *jaegerapi.Span, spanByID map[string]*jaegerapi.S
 		}
 		fmt.Fprintf(w, "    %s  +%-10s %-22s %s\n", e.Time.Format("15:04:05.000000"),
 			e.Time.Sub(sp.Start).Round(time.Microsecond), e.Name, strings.Join(parts, " "))
+	}
+}
+
+// printTrace prints an application's trace as a tree, as a trace view
+// would: each span under its parent, in start order, with its service,
+// duration and, for errors, the status message; tcpspan's diagnosis spans
+// sit under the request span they explain.
+func printTrace(w io.Writer, tr jaegerapi.Trace) {
+	fmt.Fprintf(w, "\n== the application's trace %s (%d spans)\n", tr.TraceID, len(tr.Spans))
+	if len(tr.Spans) == 0 {
+		fmt.Fprintln(w, "  (not in Jaeger)")
+		return
+	}
+	children := map[string][]*jaegerapi.Span{}
+	ids := map[string]bool{}
+	for i := range tr.Spans {
+		ids[tr.Spans[i].SpanID] = true
+	}
+	var roots []*jaegerapi.Span
+	for i := range tr.Spans {
+		sp := &tr.Spans[i]
+		if sp.ParentSpanID == "" || !ids[sp.ParentSpanID] {
+			roots = append(roots, sp)
+			continue
+		}
+		children[sp.ParentSpanID] = append(children[sp.ParentSpanID], sp)
+	}
+	t0 := tr.Spans[0].Start
+	for _, sp := range tr.Spans {
+		if sp.Start.Before(t0) {
+			t0 = sp.Start
+		}
+	}
+	var walk func(sp *jaegerapi.Span, depth int)
+	walk = func(sp *jaegerapi.Span, depth int) {
+		line := fmt.Sprintf("  %s%-*s %-14s +%-9s %9s", strings.Repeat("  ", depth), 28-2*depth, sp.Name, sp.Service,
+			sp.Start.Sub(t0).Round(time.Microsecond), sp.End.Sub(sp.Start).Round(time.Microsecond))
+		if sp.Status.Code == jaegerapi.StatusError {
+			line += "  ERROR " + sp.Status.Message
+		}
+		if sp.ParentSpanID != "" && !ids[sp.ParentSpanID] {
+			line += "  (parent " + sp.ParentSpanID + " not in Jaeger)"
+		}
+		fmt.Fprintln(w, line)
+		kids := children[sp.SpanID]
+		sort.SliceStable(kids, func(i, j int) bool { return kids[i].Start.Before(kids[j].Start) })
+		for _, k := range kids {
+			walk(k, depth+1)
+		}
+	}
+	sort.SliceStable(roots, func(i, j int) bool { return roots[i].Start.Before(roots[j].Start) })
+	for _, r := range roots {
+		walk(r, 0)
 	}
 }

@@ -216,6 +216,26 @@ func (c Client) Traces(service string, since, until time.Time) ([]Trace, error) 
 	return resp.Result.traces()
 }
 
+// Trace returns the spans of one trace (GET /api/v3/traces/ID), or an
+// empty trace when Jaeger has none of it.
+func (c Client) Trace(id string) (Trace, error) {
+	var resp struct {
+		Result otlpTracesData `json:"result"`
+	}
+	status, err := c.getJSON("/api/v3/traces/"+url.PathEscape(id), &resp)
+	if status == http.StatusNotFound {
+		return Trace{TraceID: id}, nil
+	}
+	if err != nil {
+		return Trace{}, err
+	}
+	traces, err := resp.Result.traces()
+	if err != nil || len(traces) == 0 {
+		return Trace{TraceID: id}, err
+	}
+	return traces[0], nil
+}
+
 func (c Client) getJSON(path string, v any) (int, error) {
 	client := &http.Client{Timeout: 60 * time.Second}
 	resp, err := client.Get(c.BaseURL + path)
