@@ -297,10 +297,20 @@ func (c *Connection) Count(k EventKind) int {
 	return n
 }
 
+// Unanswered returns the request the connection carried when it ended, if
+// no answer byte followed it: its latest one, if it is in flight.
+func (c *Connection) Unanswered() *Request {
+	if n := len(c.Requests); n > 0 && c.Requests[n-1].InFlight {
+		return &c.Requests[n-1]
+	}
+	return nil
+}
+
 // Problem reports whether the connection had anything worth a look: a
-// reset, an error, an overflow, a drop or a retransmit.
+// reset, an error, an overflow, a drop, a retransmit, or a request left
+// unanswered.
 func (c *Connection) Problem() bool {
-	if c.Orphan || c.Retransmits > 0 {
+	if c.Orphan || c.Retransmits > 0 || c.Unanswered() != nil {
 		return true
 	}
 	for i := range c.Events {

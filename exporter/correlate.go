@@ -156,15 +156,6 @@ func appendRequestLinks(links []spanLink, c *conn.Connection) []spanLink {
 	return links
 }
 
-// requestInFlight returns the request c was carrying when it ended: its
-// latest, if no answer came after it.
-func requestInFlight(c *conn.Connection) *conn.Request {
-	if n := len(c.Requests); n > 0 && c.Requests[n-1].InFlight {
-		return &c.Requests[n-1]
-	}
-	return nil
-}
-
 // diagnosisNames names diagnosis spans by error.type: low-cardinality.
 var diagnosisNames = map[string]string{
 	tcpsemconv.ErrorTypeRSTSent:             "TCP reset sent",
@@ -173,6 +164,7 @@ var diagnosisNames = map[string]string{
 	tcpsemconv.ErrorTypeTimeout:             "TCP timeout",
 	tcpsemconv.ErrorTypeAcceptQueueOverflow: "TCP accept queue overflow",
 	tcpsemconv.ErrorTypeHandshakeDropped:    "TCP handshake dropped",
+	tcpsemconv.ErrorTypeRequestUnanswered:   "TCP request unanswered",
 }
 
 func diagnosisName(errType string) string {

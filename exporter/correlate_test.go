@@ -103,7 +103,7 @@ func TestDiagnosisInTheRequestsTrace(t *testing.T) {
 	inFlight := conn.Request{Time: at(2), TraceID: [16]byte{2}, SpanID: [8]byte{2}, InFlight: true}
 	failed.Requests, failed.RequestsSeen = []conn.Request{answered, inFlight}, 2
 	clean := cleanServer()
-	clean.Requests, clean.RequestsSeen = []conn.Request{{Time: at(1), TraceID: [16]byte{3}, SpanID: [8]byte{3}, InFlight: true}}, 1
+	clean.Requests, clean.RequestsSeen = []conn.Request{{Time: at(1), TraceID: [16]byte{3}, SpanID: [8]byte{3}}}, 1
 	e.Export(failed)
 	e.Export(clean)
 	e.Shutdown(context.Background())
@@ -150,5 +150,24 @@ func TestDiagnosisInTheRequestsTrace(t *testing.T) {
 	}
 	if toRequests != 2 {
 		t.Errorf("%d links to requests, want 2: %v", toRequests, connSpan.Links)
+	}
+}
+
+// A connection that ends cleanly while its last request got no answer is a
+// failure the application saw (EOF): the peer closed it first.
+func TestUnansweredRequest(t *testing.T) {
+	c := cleanClient()
+	c.CloseInitiator = conn.InitiatorRemote
+	c.Requests = []conn.Request{{Time: at(1), Sent: true, TraceID: [16]byte{1}, SpanID: [8]byte{1}, InFlight: true}}
+	errType, desc, isErr := Diagnose(c)
+	if !isErr || errType != "tcp.request_unanswered" || desc != "request sent, unanswered: "+c.Remote.String()+" closed the connection (FIN) first" {
+		t.Errorf("Diagnose: %q %q %v", errType, desc, isErr)
+	}
+	if !c.Problem() {
+		t.Error("an unanswered request is no problem: it would be sampled out")
+	}
+	c.Requests[0].InFlight = false
+	if _, _, isErr := Diagnose(c); isErr || c.Problem() {
+		t.Error("an answered request made the connection an error")
 	}
 }

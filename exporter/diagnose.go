@@ -62,7 +62,29 @@ func diagnose(c *conn.Connection) (errorType string, description string, isError
 	if e := firstErrno(c); e != nil {
 		return errnoDiagnosis(c, e)
 	}
+	if q := c.Unanswered(); q != nil {
+		return tcpsemconv.ErrorTypeRequestUnanswered, unansweredDiagnosis(c), true
+	}
 	return "", "", false
+}
+
+// unansweredDiagnosis describes a connection that ended while it carried a
+// request nothing answered: who closed it first.
+func unansweredDiagnosis(c *conn.Connection) string {
+	what := "request received"
+	if c.Unanswered().Sent {
+		what = "request sent"
+	}
+	switch c.CloseInitiator {
+	case conn.InitiatorRemote:
+		return what + ", unanswered: " + peer(c.Remote) + " closed the connection (FIN) first"
+	case conn.InitiatorLocal:
+		if cl := c.Closer; cl != nil && cl.Process.PID != 0 {
+			return what + ", unanswered: " + cl.Process.String() + " closed the connection first"
+		}
+		return what + ", unanswered: this end closed the connection first"
+	}
+	return what + ", unanswered when the connection ended"
 }
 
 // overflowDiagnosis describes an orphan whose handshake the listener's full

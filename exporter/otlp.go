@@ -434,7 +434,7 @@ func (e *Exporter) Export(c *conn.Connection) {
 	}
 	e.appendLocked(c, errType, desc, isErr, key, tid, sid, links)
 	e.links = links[:0] // keep the grown array
-	if q := requestInFlight(c); isErr && q != nil {
+	if q := c.Unanswered(); isErr && q != nil {
 		e.appendDiagnosisLocked(c, q, errType, desc, key, tid, sid)
 	}
 }

@@ -21,4 +21,8 @@ const (
 	// another reason: a handshake packet was dropped, or SYN-ACKs went
 	// unanswered.
 	ErrorTypeHandshakeDropped = "tcp.handshake_dropped"
+	// ErrorTypeRequestUnanswered says the connection ended cleanly while
+	// it carried a request that got no answer: closed first by the peer
+	// or by this end.
+	ErrorTypeRequestUnanswered = "tcp.request_unanswered"
 )

@@ -132,9 +132,18 @@ func report(w io.Writer, c jaegerapi.Client, spans []jaegerapi.Span, start, end 
 	}
 	events := map[string]int{}
 	seen := map[string]bool{}
-	var errorSpans, storms int
+	var errorSpans, storms, diagnoses int
 	for i := range spans {
 		sp := &spans[i]
+		if sp.Scope != "" && !strings.HasPrefix(sp.Scope, "github.com/tcpspan/tcpspan") {
+			continue // an application's own span
+		}
+		if _, ok := sp.Attributes["tcp.diagnosis.of"]; ok {
+			// Not a connection: the diagnosis of one, in an
+			// application's trace (printed with -traces).
+			diagnoses++
+			continue
+		}
 		if sp.Connections() > 1 {
 			storms++
 			// A storm span stands for many connections of one kind
@@ -174,8 +183,12 @@ func report(w io.Writer, c jaegerapi.Client, spans []jaegerapi.Span, start, end 
 		groups[key].count += sp.Connections()
 	}
 
-	fmt.Fprintf(w, "== from Jaeger: %d spans, %d with status Error (%d of them storms of alike connections), %s to %s\n\n",
+	fmt.Fprintf(w, "== from Jaeger: %d spans, %d with status Error (%d of them storms of alike connections), %s to %s\n",
 		len(spans), errorSpans, storms, start.Format("15:04:05"), end.Format("15:04:05"))
+	if diagnoses > 0 {
+		fmt.Fprintf(w, "   and %d diagnosis spans in applications' traces (tcp.diagnosis.of)\n", diagnoses)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "connections with an error, by diagnosis (a storm span counts its connections; numbers masked as N):")
 	sorted := slices.Collect(maps.Values(groups))
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].count > sorted[j].count })
