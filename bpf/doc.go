@@ -6,6 +6,7 @@
 // needs no clang. [Load] checks privileges and kernel support, resolves
 // kernel enum names from the running kernel's BTF, loads the object and
 // attaches every hook. [Tracer.Read] then delivers decoded records: one
-// [ConnRecord] per finished connection and one [OrphanRecord] per event that
-// has no tracked socket.
+// [ConnRecord] per finished connection, one [OrphanRecord] per event that
+// has no tracked socket, and one [TraceparentRecord] per W3C traceparent
+// header found in a request of a tracked connection (traceparent.h).
 package bpf
