@@ -250,7 +250,10 @@ func allSpans(t *testing.T, jaeger *testutil.Jaeger, since time.Time, netns uint
 			}
 			for _, tr := range traces {
 				for _, sp := range tr.Spans {
-					if sp.Start.Before(from.Add(2*time.Second)) && attr(&sp, "tcp.netns") == strconv.Itoa(int(netns)) {
+					// A trace holds the spans of both ends of a
+					// connection: each span is counted under its own
+					// service only.
+					if sp.Service == svc && sp.Start.Before(from.Add(2*time.Second)) && attr(&sp, "tcp.netns") == strconv.Itoa(int(netns)) {
 						spans = append(spans, sp)
 					}
 				}

@@ -43,6 +43,10 @@
 #   PROFILE=0 (1: after the rounds, one more run of export-sink and
 #   errors-only under `perf record -g`, and storm-errors, with the kernel's
 #   BPF run-time stats: bench/profile.txt)
+#   WRK_HEADER= (a header for every request, e.g. "traceparent: 00-<32
+#   hex>-<16 hex>-01": what correlation costs when every request carries
+#   one; BIN_B="scripts/tcpspan-no-traceparent" compares it with the
+#   capture off)
 #   KEEP=0 (1: keep the work directory) OUT=bench (where results go).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +61,10 @@ PROFILE=${PROFILE:-0}
 KEEP=${KEEP:-0}
 OUT=${OUT:-bench}
 read -r -a AGENT_FLAGS <<<"${AGENT_FLAGS:-}"
+WRK_HEADERS=(-H 'Connection: close')
+if [ -n "${WRK_HEADER:-}" ]; then
+	WRK_HEADERS+=(-H "$WRK_HEADER")
+fi
 mkdir -p "$OUT"
 NS=tcpspan-bench-$$
 HTTP_PORT=8080
@@ -397,7 +405,7 @@ run_one() { # mode round
 			>"$dir/load.out" 2>"$dir/load.err" || true
 		;;
 	*)
-		(cg_exec load ip netns exec "$NS" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -H 'Connection: close' \
+		(cg_exec load ip netns exec "$NS" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "${WRK_HEADERS[@]}" \
 			"http://127.0.0.1:$HTTP_PORT/") >"$dir/load.out" 2>"$dir/load.err" || true
 		;;
 	esac
@@ -464,7 +472,7 @@ profile_run() { # mode
 		ip netns exec "$NS" "$work/rstorm" -addr "127.0.0.1:$CLOSED_PORT" -workers "$STORM_WORKERS" -d "${DURATION}s" >"$dir/load.out" 2>&1 || true
 		;;
 	*)
-		ip netns exec "$NS" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -H 'Connection: close' \
+		ip netns exec "$NS" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "${WRK_HEADERS[@]}" \
 			"http://127.0.0.1:$HTTP_PORT/" >"$dir/load.out" 2>&1 || true
 		;;
 	esac

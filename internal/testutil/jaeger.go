@@ -395,7 +395,13 @@ func (j *Jaeger) WaitSpans(tb testing.TB, service string, since time.Time, n int
 		}
 		var spans []Span
 		for _, t := range traces {
-			spans = append(spans, t.Spans...)
+			for _, sp := range t.Spans {
+				// A trace holds both ends of a connection: only
+				// the service's own spans count.
+				if sp.Service == service {
+					spans = append(spans, sp)
+				}
+			}
 		}
 		if len(spans) >= n {
 			sort.SliceStable(spans, func(a, b int) bool { return spans[a].Start.Before(spans[b].Start) })
