@@ -47,6 +47,16 @@ struct {
 	__type(value, struct scan_buf);
 } scan_bufs SEC(".maps");
 
+/* at_most bounds an index into a scan_buf. The barrier keeps the compiler
+ * from dropping the mask where it can prove the index small: older
+ * verifiers (5.10) cannot always prove it, and reject the access. */
+#define at_most(idx, mask)                                                                                 \
+	({                                                                                                 \
+		__u32 __i = (idx);                                                                         \
+		asm volatile("" : "+r"(__i));                                                              \
+		__i &(mask);                                                                               \
+	})
+
 /* is_method says whether 4 bytes start an HTTP/1.x request line. */
 static __always_inline bool is_method(__u32 w)
 {
@@ -99,8 +109,8 @@ static __always_inline bool header_at(const char *b, __u32 i)
 	__u64 w;
 	__u32 v;
 
-	__builtin_memcpy(&w, &b[i & (SCAN_BYTES - 1)], 8);
-	__builtin_memcpy(&v, &b[(i + 8) & (SCAN_BYTES - 1)], 4);
+	__builtin_memcpy(&w, &b[at_most(i, SCAN_BYTES - 1)], 8);
+	__builtin_memcpy(&v, &b[at_most(i + 8, SCAN_BYTES - 1)], 4);
 	/* Lower case by setting 0x20 in the letters. */
 	return (w | 0x2020202020202020ULL) == 0x7261706563617274ULL /* "tracepar" */ &&
 	       (v | 0x00202020) == 0x3a746e65 /* "ent:" */;
@@ -127,7 +137,7 @@ static __always_inline long scan_word(__u32 i, struct scan_ctx *sc)
 
 	if (i * 8 >= sc->n)
 		return 1;
-	__builtin_memcpy(&x, &buf->b[(i * 8) & (SCAN_BYTES - 1)], 8);
+	__builtin_memcpy(&x, &buf->b[at_most(i * 8, SCAN_BYTES - 1)], 8);
 	x ^= 0x0a0a0a0a0a0a0a0aULL;
 	z = (x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL;
 	if (!z)
@@ -229,7 +239,9 @@ static __always_inline void request_traceparent(struct __sk_buff *skb, __u8 dir)
 	n = skb->len - off;
 	if (n > SCAN_BYTES)
 		n = SCAN_BYTES;
-	if (n < 1 || bpf_skb_load_bytes(skb, off, buf->b, n))
+	/* 1 to SCAN_BYTES, in a form older verifiers follow. */
+	n = at_most(n - 1, SCAN_BYTES - 1) + 1;
+	if (bpf_skb_load_bytes(skb, off, buf->b, n))
 		return;
 	if (!scan(buf, n))
 		return;
@@ -238,7 +250,7 @@ static __always_inline void request_traceparent(struct __sk_buff *skb, __u8 dir)
 		return;
 	/* Optional whitespace before the value. */
 	for (int k = 0; k < 2; k++) {
-		char ch = buf->b[v & (2 * SCAN_BYTES - 1)];
+		char ch = buf->b[at_most(v, 2 * SCAN_BYTES - 1)];
 
 		if (v < n && (ch == ' ' || ch == '\t'))
 			v++;
@@ -250,7 +262,7 @@ static __always_inline void request_traceparent(struct __sk_buff *skb, __u8 dir)
 	}
 	__builtin_memset(r, 0, sizeof(*r));
 	for (len = 0; len < TRACEPARENT_VALUE; len++) {
-		char ch = buf->b[(v + len) & (2 * SCAN_BYTES - 1)];
+		char ch = buf->b[at_most(v + len, 2 * SCAN_BYTES - 1)];
 
 		if (v + len >= n || ch == '\r' || ch == '\n')
 			break;

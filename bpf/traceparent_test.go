@@ -121,9 +121,10 @@ func TestTraceparentOff(t *testing.T) {
 
 // TestTraceparentAfterServerClose is the race a forwarder loses when its
 // upstream fails fast: it closes the client's connection before the request
-// arrives. The client sends it into CLOSE_WAIT, the server's orphaned
-// socket in FIN_WAIT2 gets it and resets. Both ends still see the request,
-// in flight.
+// arrives. The client sends it into CLOSE_WAIT, and still sees the request,
+// in flight. The server's orphaned socket gets it in FIN_WAIT2 on some
+// kernels (6.18); on others (6.12) it has already become a time-wait
+// socket, which has no connection to join: then only the client has it.
 func TestTraceparentAfterServerClose(t *testing.T) {
 	ns := testutil.NewNetNS(t)
 	c := startCapture(t, ns, 200*time.Millisecond)
@@ -141,6 +142,10 @@ func TestTraceparentAfterServerClose(t *testing.T) {
 	got := c.wait(5*time.Second, between(endpoint(cl.LocalAddr()), endpoint(ln.Addr()), conn.SideClient),
 		between(endpoint(ln.Addr()), endpoint(cl.LocalAddr()), conn.SideServer))
 	for _, x := range got {
+		if x.Side == conn.SideServer && len(x.Requests) == 0 {
+			t.Logf("server: the request came after its socket became a time-wait socket")
+			continue
+		}
 		if len(x.Requests) != 1 || hex.EncodeToString(x.Requests[0].SpanID[:]) != span || !x.Requests[0].InFlight {
 			t.Errorf("%s: requests %+v, want the one sent after the server's FIN, in flight\n%s", x.Side, x.Requests, describe(x))
 		}
