@@ -13,9 +13,16 @@ import (
 const MaxRequests = 8
 
 // maxPendingRequestSockets bounds the sockets whose requests wait for their
-// connection's record; beyond it new ones are dropped and counted
-// (Stats.RequestsDropped).
+// connection's record (about 600 bytes each); beyond it new ones are
+// dropped and counted (Stats.RequestsDropped).
 const maxPendingRequestSockets = 65536
+
+// requestsIdle is how long the requests of a socket wait for its
+// connection's record after the latest of them: a connection the kernel
+// side stopped tracking (evicted from its full map) never sends one.
+// Longer-lived idle keep-alive connections lose their links; they are
+// counted in Stats.RequestsDropped.
+const requestsIdle = 10 * time.Minute
 
 // Request is a request a connection carried with a W3C traceparent header
 // (https://www.w3.org/TR/trace-context/): the application span that made
@@ -123,17 +130,19 @@ type socketRequests struct {
 	last      [MaxRequests]Request // a ring: the latest MaxRequests
 	n         uint32               // valid requests seen
 	malformed uint32               // headers that did not parse
+	seen      time.Time            // when the latest came (wall clock)
 }
 
 // HandleTraceparent takes the traceparent of a request on a tracked
 // socket. It implements [bpf.Handler]. The request joins its connection
 // when the connection's record comes.
 func (t *Tracker) HandleTraceparent(r *bpf.TraceparentRecord) {
-	value := make([]byte, 0, len(r.Value))
-	for _, c := range r.Value[:min(int(r.Len), len(r.Value))] {
-		value = append(value, byte(c))
+	var buf [len(r.Value)]byte
+	n := min(int(r.Len), len(r.Value))
+	for i, c := range r.Value[:n] {
+		buf[i] = byte(c)
 	}
-	trace, span, flags, err := ParseTraceparent(value)
+	trace, span, flags, err := ParseTraceparent(buf[:n])
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := t.requests[r.Sk]
@@ -145,6 +154,7 @@ func (t *Tracker) HandleTraceparent(r *bpf.TraceparentRecord) {
 		s = &socketRequests{}
 		t.requests[r.Sk] = s
 	}
+	s.seen = time.Now()
 	if err != nil {
 		s.malformed++
 		t.stats.RequestsMalformed++
@@ -190,4 +200,19 @@ func (t *Tracker) joinRequests(c *Connection, r *bpf.ConnRecord) {
 		c.RequestsSeen = s.n
 	}
 	c.RequestsMalformed = s.malformed
+}
+
+// expireRequests drops the requests of sockets idle for requestsIdle, at
+// most once a minute: a pass over all of them.
+func (t *Tracker) expireRequests(now time.Time) {
+	if len(t.requests) == 0 || now.Sub(t.requestsSwept) < time.Minute {
+		return
+	}
+	t.requestsSwept = now
+	for sk, s := range t.requests {
+		if now.Sub(s.seen) >= requestsIdle {
+			delete(t.requests, sk)
+			t.stats.RequestsDropped += uint64(min(s.n, MaxRequests))
+		}
+	}
 }

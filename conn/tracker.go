@@ -105,7 +105,8 @@ type Stats struct {
 	Storms        uint64 // storm connections emitted (each counts its folded orphans)
 	// Requests counts traceparent headers received; RequestsMalformed
 	// those that did not parse; RequestsDropped those of sockets beyond
-	// the pending bound.
+	// the pending bound, or whose connection sent no record for
+	// requestsIdle.
 	Requests          uint64
 	RequestsMalformed uint64
 	RequestsDropped   uint64
@@ -178,7 +179,9 @@ type Tracker struct {
 	// requests holds, by socket address, the traceparents of requests on
 	// connections whose record has not come yet.
 	requests map[uint64]*socketRequests
-	stats    Stats
+	// requestsSwept is when expireRequests last ran.
+	requestsSwept time.Time
+	stats         Stats
 	// free holds connAllocs for reuse (WithReuse), and freeLow the fewest
 	// it held since the last Flush: so many were not needed.
 	free    []*connAlloc
@@ -382,6 +385,7 @@ func (t *Tracker) Flush(now time.Time) {
 	clear(t.free[keep:])
 	t.free = t.free[:keep]
 	defer func() { t.freeLow = len(t.free) }()
+	t.expireRequests(now)
 	// In arrival order, so that a connection that failed is emitted before
 	// the one its process closed because of it.
 	n := t.heldHead
