@@ -318,13 +318,7 @@ func spansOf(t *testing.T, jaeger *testutil.Jaeger, service string, since time.T
 	t.Helper()
 	var spans []testutil.Span
 	for _, tr := range jaeger.Traces(t, service, since) {
-		for _, sp := range tr.Spans {
-			// A trace holds both ends of a connection: keep the
-			// service's own spans.
-			if sp.Service == service {
-				spans = append(spans, sp)
-			}
-		}
+		spans = append(spans, tr.ServiceSpans(service)...)
 	}
 	return spans
 }

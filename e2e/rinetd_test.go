@@ -249,11 +249,8 @@ func allSpans(t *testing.T, jaeger *testutil.Jaeger, since time.Time, netns uint
 				t.Fatal(err)
 			}
 			for _, tr := range traces {
-				for _, sp := range tr.Spans {
-					// A trace holds the spans of both ends of a
-					// connection: each span is counted under its own
-					// service only.
-					if sp.Service == svc && sp.Start.Before(from.Add(2*time.Second)) && attr(&sp, "tcp.netns") == strconv.Itoa(int(netns)) {
+				for _, sp := range tr.ServiceSpans(svc) {
+					if sp.Start.Before(from.Add(2*time.Second)) && attr(&sp, "tcp.netns") == strconv.Itoa(int(netns)) {
 						spans = append(spans, sp)
 					}
 				}

@@ -6,6 +6,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tcpspan/tcpspan/conn"
@@ -183,18 +184,15 @@ func (m *mapper) diagnosisSpan(sd *SpanData, c *conn.Connection, q *conn.Request
 	if end.Before(q.Time) {
 		end = q.Time
 	}
-	attrs := append(sd.Attributes[:0], tcpsemconv.TCPDiagnosisOf(c.Side.String()),
-		attribute.String("error.type", errType))
+	attrs := append(sd.Attributes[:0], tcpsemconv.TCPDiagnosisOf(c.Side.String()), semconv.ErrorTypeKey.String(errType))
 	if c.Remote.IsValid() {
-		attrs = append(attrs, attribute.String("network.peer.address", m.addr(c.Remote.Addr())),
-			attribute.Int("network.peer.port", int(c.Remote.Port())))
+		attrs = append(attrs, semconv.NetworkPeerAddress(m.addr(c.Remote.Addr())), semconv.NetworkPeerPort(int(c.Remote.Port())))
 	}
 	if c.Local.IsValid() {
-		attrs = append(attrs, attribute.String("network.local.address", m.addr(c.Local.Addr())),
-			attribute.Int("network.local.port", int(c.Local.Port())))
+		attrs = append(attrs, semconv.NetworkLocalAddress(m.addr(c.Local.Addr())), semconv.NetworkLocalPort(int(c.Local.Port())))
 	}
 	if c.Owner.PID != 0 {
-		attrs = append(attrs, attribute.Int("process.pid", int(c.Owner.PID)))
+		attrs = append(attrs, semconv.ProcessPID(int(c.Owner.PID)))
 	}
 	*sd = SpanData{Name: diagnosisName(errType), Kind: trace.SpanKindInternal, Start: q.Time, End: end,
 		Attributes: attrs, Events: sd.Events[:0], StatusCode: codes.Error, StatusDescription: desc}

@@ -174,6 +174,12 @@ func (e *Exporter) appendLocked(c *conn.Connection, errType, desc string, isErr 
 	tid traceID, sid spanID, links []spanLink) {
 	g := e.cur.group(e.resourceLocked(res))
 	g.spans = e.enc.appendConn(g.spans, e.mapper, c, errType, desc, isErr, tid, sid, links)
+	e.appendedLocked(g)
+}
+
+// appendedLocked counts a span just encoded into g, in the batch being
+// filled, and hands the batch over once full. e.mu is held.
+func (e *Exporter) appendedLocked(g *group) {
 	g.n++
 	if e.cur.spans == 0 {
 		e.cur.started = time.Now()

@@ -449,12 +449,8 @@ func (e *Exporter) appendDiagnosisLocked(c *conn.Connection, q *conn.Request, er
 	link := spanLink{trace: tid, span: sid, attrs: connectionLinkAttrs}
 	g := e.cur.group(e.resourceLocked(res))
 	g.spans = e.enc.appendSpan(g.spans, &e.diag, traceID(q.TraceID), own, spanID(q.SpanID), []spanLink{link}, remoteParentFlags)
-	g.n++
-	e.cur.spans++
 	e.diagnoses.Add(1)
-	if e.cur.spans >= e.cfg.maxBatch {
-		e.pushLocked()
-	}
+	e.appendedLocked(g)
 }
 
 // maxStormOverflow is how many storm spans may go past a full batch when

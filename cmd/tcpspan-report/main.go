@@ -88,11 +88,9 @@ func fetch(c jaegerapi.Client, start, end time.Time, slice time.Duration) ([]jae
 				return nil, fmt.Errorf("service %s: %w", svc, err)
 			}
 			for _, tr := range traces {
-				for _, sp := range tr.Spans {
-					// A span starting exactly on a boundary is in both
-					// windows; a trace holds both ends of a connection,
-					// and each is taken under its own service.
-					if sp.Service != svc || !sp.Start.Before(from.Add(slice)) {
+				for _, sp := range tr.ServiceSpans(svc) {
+					// A span starting exactly on a boundary is in both windows.
+					if !sp.Start.Before(from.Add(slice)) {
 						continue
 					}
 					spans = append(spans, sp)

@@ -32,6 +32,20 @@ type Trace struct {
 	Spans   []Span
 }
 
+// ServiceSpans returns the trace's spans of one service. A query by
+// service returns whole traces, and a tcpspan trace holds both ends of a
+// connection, often of two services: taking every span of every service's
+// traces would count each connection's spans twice.
+func (t Trace) ServiceSpans(service string) []Span {
+	var spans []Span
+	for _, sp := range t.Spans {
+		if sp.Service == service {
+			spans = append(spans, sp)
+		}
+	}
+	return spans
+}
+
 // Span is one span, decoded from OTLP/JSON, with the service.name of its
 // resource.
 type Span struct {

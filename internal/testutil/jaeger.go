@@ -395,13 +395,7 @@ func (j *Jaeger) WaitSpans(tb testing.TB, service string, since time.Time, n int
 		}
 		var spans []Span
 		for _, t := range traces {
-			for _, sp := range t.Spans {
-				// A trace holds both ends of a connection: only
-				// the service's own spans count.
-				if sp.Service == service {
-					spans = append(spans, sp)
-				}
-			}
+			spans = append(spans, t.ServiceSpans(service)...)
 		}
 		if len(spans) >= n {
 			sort.SliceStable(spans, func(a, b int) bool { return spans[a].Start.Before(spans[b].Start) })
