@@ -201,7 +201,7 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 
 	// Both objects have the same programs, maps and variables; the
 	// compatible one avoids atomic fetch instructions and the BTF task
-	// helpers (see closing_fd in sock.h).
+	// helpers (see release_by_task in sock.h).
 	load := loadTcpspan
 	if !modern {
 		load = loadTcpspanCompat

@@ -294,7 +294,7 @@ func (t *Tracker) recycle(a *connAlloc) {
 // HandleOrphan takes an event without a tracked socket. It implements
 // [bpf.Handler].
 func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
-	ev := t.event(r.Ev.TsNs, uint8(r.Ev.Type), r.Ev.State, uint8(r.Ev.Ctx), r.Ev.Pid, r.Ev.Arg, r.Ev.Arg2)
+	ev := t.event(r.Ev.TsNs, uint8(r.Ev.Type), r.Ev.State, uint8(r.Ev.Ctx), r.Ev.How, r.Ev.Pid, r.Ev.Arg, r.Ev.Arg2)
 	if ev.Context == ContextProcess {
 		ev.Process.Comm = t.comms.get(r.Comm[:])
 	}
@@ -545,8 +545,13 @@ func (t *Tracker) fromConnRecord(r *bpf.ConnRecord, a *connAlloc) *connAlloc {
 			TID:         r.CloserTid,
 			FD:          int32(r.CloserFd),
 			UnreadBytes: r.UnreadBytes,
+			ExitCode:    r.CloserExit,
+			Release:     Release(r.CloserHow),
 		}
 		c.Closer = &a.closer
+	}
+	if r.RetransSeen > uint32(bpf.MaxRetransEvents) {
+		c.RetransmitEventsDropped = r.RetransSeen - uint32(bpf.MaxRetransEvents)
 	}
 	n := int(r.EventsSeen)
 	if n > bpf.MaxConnEvents {
@@ -562,7 +567,7 @@ func (t *Tracker) fromConnRecord(r *bpf.ConnRecord, a *connAlloc) *connAlloc {
 	for i := range n {
 		e := &r.Events[i]
 		ev := &c.Events[i]
-		t.decodeEvent(ev, e.TsNs, e.Type, e.State, e.Ctx, e.Pid, e.Arg, e.Arg2)
+		t.decodeEvent(ev, e.TsNs, e.Type, e.State, e.Ctx, e.How, e.Pid, e.Arg, e.Arg2)
 		if ev.Context == ContextProcess {
 			ev.Process.Comm = c.actorComm(ev.Process.PID)
 		}
@@ -614,14 +619,14 @@ func (c *Connection) actorComm(pid uint32) string {
 }
 
 // event decodes one kernel event (struct conn_event).
-func (t *Tracker) event(ts uint64, typ, state, ctx uint8, pid, arg, arg2 uint32) Event {
+func (t *Tracker) event(ts uint64, typ, state, ctx, how uint8, pid, arg, arg2 uint32) Event {
 	var ev Event
-	t.decodeEvent(&ev, ts, typ, state, ctx, pid, arg, arg2)
+	t.decodeEvent(&ev, ts, typ, state, ctx, how, pid, arg, arg2)
 	return ev
 }
 
 // decodeEvent decodes one kernel event into ev, overwriting all of it.
-func (t *Tracker) decodeEvent(ev *Event, ts uint64, typ, state, ctx uint8, pid, arg, arg2 uint32) {
+func (t *Tracker) decodeEvent(ev *Event, ts uint64, typ, state, ctx, how uint8, pid, arg, arg2 uint32) {
 	*ev = Event{
 		Time:    t.cfg.bootTime(ts),
 		Kind:    eventKind(bpf.EventType(typ)),
@@ -631,6 +636,8 @@ func (t *Tracker) decodeEvent(ev *Event, ts uint64, typ, state, ctx uint8, pid, 
 	}
 	if ev.Context == ContextProcess {
 		ev.Process.PID = pid
+		ev.Release = Release(how & bpf.ReleaseMask)
+		ev.ViaListener = how&bpf.HowViaListener != 0
 	}
 	switch bpf.EventType(typ) {
 	case bpf.EventState:
@@ -641,15 +648,19 @@ func (t *Tracker) decodeEvent(ev *Event, ts uint64, typ, state, ctx uint8, pid, 
 	case bpf.EventClose:
 		ev.FD = int32(arg)
 		ev.TID = arg2
-		ev.Syscall = "close"
+		ev.Syscall = ev.Release.syscall()
 	case bpf.EventRSTSent:
 		if arg == bpf.ResetReasonUnknown {
 			ev.Reason = ReasonUnknown
 		} else {
 			ev.Reason = t.names.ResetReason(arg)
 		}
+		ev.Answer = how&bpf.HowAnswer != 0
 		if ev.Context == ContextProcess {
-			ev.Syscall = syscallName(arg2)
+			ev.Syscall = ev.Release.syscall()
+			if ev.ViaListener {
+				ev.Queued = arg2
+			}
 		}
 	case bpf.EventError:
 		ev.Errno = syscall.Errno(arg)

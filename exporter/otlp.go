@@ -679,8 +679,14 @@ func (e *Exporter) keepClean() bool {
 
 // resourceKeyOf names the service an owner's spans go under.
 func (e *Exporter) resourceKeyOf(owner conn.Process) resourceKey {
-	if e.cfg.singleService || owner.PID == 0 {
+	if e.cfg.singleService {
 		return resourceKey{service: e.cfg.agentService, pid: uint32(os.Getpid()), exe: "tcpspan"}
+	}
+	if owner.PID == 0 {
+		// No process owns it (a reset for no socket, a connection seen
+		// mid-life): the agent's service, but never the agent's process,
+		// which did not act.
+		return resourceKey{service: e.cfg.agentService}
 	}
 	name := e.cfg.serviceOf(owner)
 	if name == "" {
@@ -715,10 +721,13 @@ func (e *Exporter) resourceLocked(key resourceKey) *resourceEntry {
 }
 
 func (e *Exporter) resourceFor(k resourceKey) *resource.Resource {
-	own := resource.NewSchemaless(
-		semconv.ServiceName(k.service),
-		semconv.ProcessPID(int(k.pid)),
-		semconv.ProcessExecutableName(k.exe))
+	own := resource.NewSchemaless(semconv.ServiceName(k.service))
+	if k.pid != 0 {
+		own = resource.NewSchemaless(
+			semconv.ServiceName(k.service),
+			semconv.ProcessPID(int(k.pid)),
+			semconv.ProcessExecutableName(k.exe))
+	}
 	if e.cfg.base == nil {
 		return own
 	}
