@@ -226,7 +226,7 @@ type Close struct {
 	Time        time.Time
 	Process     Process
 	TID         uint32
-	FD          int32 // -1 when the release names none (exit, close_range of many)
+	FD          int32  // -1 when the release names none (exit, close_range of many)
 	UnreadBytes uint32 // received but never read by the application
 	Release     Release
 	// ExitCode is the task's exit code for ReleaseExit: see ExitSignal
