@@ -16,6 +16,7 @@ import (
 
 	"github.com/tcpspan/tcpspan/bpf"
 	"github.com/tcpspan/tcpspan/conn"
+	"github.com/tcpspan/tcpspan/exporter"
 	"github.com/tcpspan/tcpspan/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -561,6 +562,8 @@ func TestZeroLingerClose(t *testing.T) {
 	defer ln.Close()
 	mustWrite(t, cl, 10)
 	mustRead(t, srv, 10)
+	mustWrite(t, srv, 4)
+	mustRead(t, cl, 4)
 	if err := cl.SetLinger(0); err != nil {
 		t.Fatal(err)
 	}
@@ -587,6 +590,16 @@ func TestZeroLingerClose(t *testing.T) {
 	}
 	if e := server.First(conn.EventError); e == nil || e.Errno != syscall.ECONNRESET {
 		t.Errorf("server error %+v, want ECONNRESET", e)
+	}
+	// tcp_disconnect() zeroes the counters after the reset: they are read
+	// before.
+	if client.BytesSent != 10 || client.BytesReceived != 4 || server.BytesSent != 4 || server.BytesReceived != 10 {
+		t.Errorf("bytes: client sent %d received %d, server sent %d received %d; want 10/4 and 4/10",
+			client.BytesSent, client.BytesReceived, server.BytesSent, server.BytesReceived)
+	}
+	// The ECONNRESET the disconnect reports goes to no one: the reset leads.
+	if typ, desc, _ := exporter.Diagnose(client); typ != "tcp.rst_sent" || !strings.Contains(desc, "closed fd") {
+		t.Errorf("client diagnosis %s %q, want the reset its close() sent", typ, desc)
 	}
 	requireCounterMatch(t, ns, before, c.all())
 }

@@ -38,7 +38,7 @@ enum event_type {
 	EVENT_CLOSE = 4,           /* a process released the socket: pid, arg = fd (or -1), arg2 = tid, how */
 	EVENT_RST_SENT = 5,        /* tcp_send_reset: arg = reason, how; arg2 see HOW_VIA_LISTENER */
 	EVENT_RST_RECV = 6,        /* tcp_receive_reset */
-	EVENT_ERROR = 7,           /* inet_sk_error_report: arg = errno */
+	EVENT_ERROR = 7,           /* inet_sk_error_report: arg = errno, arg2 = the peer's receive window (snd_wnd) */
 	EVENT_RETRANS = 8,         /* tcp_retransmit_skb */
 	EVENT_SYNACK_RETRANS = 9,  /* tcp_retransmit_synack: arg = count so far */
 	EVENT_DROP = 10,           /* kfree_skb with a TCP reason: arg = reason */

@@ -531,7 +531,8 @@ static __always_inline int error_report(const struct sock *sk)
 		return 0;
 	c = conn_get(sk);
 	if (c)
-		conn_event(c, 0, EVENT_ERROR, sk_state(sk), CTX_KERNEL, 0, err, 0);
+		conn_event(c, 0, EVENT_ERROR, sk_state(sk), CTX_KERNEL, 0, err,
+			   BPF_CORE_READ((const struct tcp_sock *)sk, snd_wnd));
 	return 0;
 }
 

@@ -664,6 +664,7 @@ func (t *Tracker) decodeEvent(ev *Event, ts uint64, typ, state, ctx, how uint8, 
 		}
 	case bpf.EventError:
 		ev.Errno = syscall.Errno(arg)
+		ev.PeerWindow = arg2
 	case bpf.EventSYN:
 		ev.Estimated = arg == bpf.SynEstimated
 	case bpf.EventSYNACKRetrans:

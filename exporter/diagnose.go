@@ -284,7 +284,7 @@ func releaseText(who string, r conn.Release, cl *conn.Close, closed, closing str
 	case conn.ReleaseCloseRange:
 		return who + " " + closed + " (close_range())"
 	case conn.ReleaseDup:
-		return who + " " + closed + " by dup2() onto it"
+		return who + " " + closed + " by dup2() onto its number"
 	case conn.ReleaseExec:
 		return who + " " + closed + " as close-on-exec in execve()"
 	case conn.ReleaseExit:
@@ -358,6 +358,8 @@ func errnoDiagnosis(c *conn.Connection, e *conn.Event) (string, string, bool) {
 		d := "connection timed out (ETIMEDOUT) waiting for " + peer(c.Remote) + inState(" in ", stateAt(c, e))
 		if rst := keepaliveReset(c, e); rst != nil {
 			d += ": keepalive probes went unanswered, and the kernel sent RST (" + reasonText(rst.Reason) + ")"
+		} else if zeroWindow(c, e) {
+			d += ": its receive window stayed closed (zero window), as if its application stopped reading"
 		} else if n := retransmits(c); n > 0 {
 			d += " after " + plural(uint64(n), "retransmit")
 		}
@@ -385,6 +387,18 @@ func stateAt(c *conn.Connection, e *conn.Event) conn.State {
 		}
 	}
 	return s
+}
+
+// zeroWindow reports whether the timeout e came while the peer's receive
+// window was closed, in a connection that had carried data: the window
+// probes were answered, with a window of zero, until the user timeout ran
+// out.
+func zeroWindow(c *conn.Connection, e *conn.Event) bool {
+	switch stateAt(c, e) {
+	case conn.StateEstablished, conn.StateCloseWait:
+		return e.PeerWindow == 0
+	}
+	return false
 }
 
 // keepaliveReset returns the reset the kernel sent on its own just before

@@ -161,6 +161,18 @@ func TestDiagnose(t *testing.T) {
 				"then, 25ms later, RST sent (NO_SOCKET): no socket on :41000 for 10.0.0.2:80",
 		},
 		{
+			name: "timeout with the peer's window closed",
+			conn: func() *conn.Connection {
+				c := resetEstablished()
+				stall := errEv(1500, syscall.ETIMEDOUT, conn.StateClose)
+				stall.PeerWindow = 0
+				c.Events = append(c.Events[:2:2], state(1500, conn.ContextKernel, compile, conn.StateEstablished, conn.StateClose), stall)
+				return c
+			}(),
+			wantType: "tcp.timeout",
+			wantDesc: "connection timed out (ETIMEDOUT) waiting for 10.0.0.2:80 in ESTABLISHED: its receive window stayed closed (zero window), as if its application stopped reading",
+		},
+		{
 			name: "linger-0 close: the error reported after the release is no one's",
 			conn: func() *conn.Connection {
 				c := cleanServer()

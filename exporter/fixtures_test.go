@@ -71,7 +71,7 @@ func answering(e conn.Event) conn.Event {
 
 func errEv(ms int, errno syscall.Errno, s conn.State) conn.Event {
 	return conn.Event{Time: at(ms), Kind: conn.EventError, State: s, Context: conn.ContextKernel, Process: compile,
-		FD: -1, Errno: errno}
+		FD: -1, Errno: errno, PeerWindow: 65535}
 }
 
 func overflow(ms int, k conn.EventKind, backlog, max uint32) conn.Event {
