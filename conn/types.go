@@ -191,7 +191,7 @@ type Event struct {
 	// PeerWindow is, on EventError, the receive window the peer last
 	// advertised, in bytes: 0 when it stopped taking data.
 	PeerWindow uint32
-	Count  uint32        // EventSYNACKRetransmit: retransmits so far
+	Count      uint32 // EventSYNACKRetransmit: retransmits so far
 	// Estimated: EventSYN was not seen but placed by the handshake's RTT
 	// (see bpf.SynWatchAuto).
 	Estimated  bool
