@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"syscall"
@@ -343,4 +344,56 @@ func closeAll(fds []int) {
 		unix.Close(fd)
 		unix.Dup3(int(null.Fd()), fd, unix.O_CLOEXEC)
 	}
+}
+
+// A connect() whose SYNs go unanswered times out in SYN_SENT; the kernel
+// reports the error after moving the socket to CLOSE (since 6.10), and the
+// diagnosis names the state that timed out.
+func TestConnectTimeout(t *testing.T) {
+	ns := testutil.NewNetNS(t)
+	c := startCapture(t, ns, 200*time.Millisecond)
+	before := ns.Counters(t)
+
+	ln, cl0, srv0 := ns.ConnectedPair(t, "tcp4", "127.0.0.1:0")
+	cl0.Close()
+	srv0.Close()
+	defer ln.Close()
+	serverAddr := endpoint(ln.Addr())
+	cutPath(t, ns, serverAddr.Port())
+	var local netip.AddrPort
+	var connectErr error
+	ns.Do(t, func() {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		// Few retransmits of the SYN: a timeout within seconds.
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_SYNCNT, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			t.Fatal(err)
+		}
+		sa, _ := unix.Getsockname(fd)
+		local = netip.AddrPortFrom(serverAddr.Addr(), uint16(sa.(*unix.SockaddrInet4).Port))
+		connectErr = unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: int(serverAddr.Port())})
+	})
+	if connectErr != unix.ETIMEDOUT {
+		t.Fatalf("connect: %v, want ETIMEDOUT", connectErr)
+	}
+	client := c.wait(5*time.Second, between(local, serverAddr, conn.SideClient))[0]
+	after := ns.Counters(t)
+	retrans := after["TcpRetransSegs"] - before["TcpRetransSegs"]
+	if uint64(client.Retransmits) != retrans || uint64(client.SegsOut) != retrans+1 {
+		t.Errorf("retransmits %d, segments sent %d; TcpRetransSegs +%d: want equal, and one SYN more",
+			client.Retransmits, client.SegsOut, retrans)
+	}
+	typ, desc, _ := exporter.Diagnose(client)
+	want := fmt.Sprintf("in SYN_SENT after %d retransmit", retrans)
+	if typ != "tcp.timeout" || !strings.Contains(desc, want) {
+		t.Errorf("diagnosis %s %q, want a timeout %s\n%s", typ, desc, want, describe(client))
+	}
+	t.Logf("client: %s", desc)
+	requireCounterMatch(t, ns, before, c.all())
 }

@@ -282,7 +282,13 @@ func checkSpans(t *testing.T, jaeger *testutil.Jaeger, s scenario, since time.Ti
 		return attr(sp, "tcp.reset.reason") == "NO_SOCKET" && attr(sp, "network.local.port") == strconv.Itoa(s.refusedPort)
 	})
 	if noSocket == nil || !isError(noSocket) || noSocket.Kind != testutil.SpanKindServer {
-		t.Errorf("NO_SOCKET reset span under %s: %+v", agentService, noSocket)
+		t.Fatalf("NO_SOCKET reset span under %s: %+v", agentService, noSocket)
+	}
+	// Nobody acted but the kernel: not the agent's process either. An
+	// instant, it still lasts long enough for Jaeger to take as is.
+	if resourcePID(noSocket) != "" || noSocket.Attributes["@jaeger@warnings"] != nil {
+		t.Errorf("NO_SOCKET reset span: resource process.pid %q, Jaeger warnings %v; want neither",
+			resourcePID(noSocket), noSocket.Attributes["@jaeger@warnings"])
 	}
 
 	// The abort: under the server's own service, attributed to its pid,
