@@ -37,6 +37,12 @@ type capture struct {
 
 func startCapture(t *testing.T, ns *testutil.NetNS, orphanIdle time.Duration, opts ...bpf.Option) *capture {
 	t.Helper()
+	return startCaptureTracking(t, ns, orphanIdle, nil, opts...)
+}
+
+// startCaptureTracking is startCapture with options for the tracker.
+func startCaptureTracking(t *testing.T, ns *testutil.NetNS, orphanIdle time.Duration, track []conn.Option, opts ...bpf.Option) *capture {
+	t.Helper()
 	testutil.RequireBPF(t)
 	tr, err := bpf.Load(append([]bpf.Option{bpf.WithNetns(ns.Inode), bpf.WithVerifierLogs(true),
 		bpf.WithWarnings(func(s string) { t.Log("warning:", s) }),
@@ -49,11 +55,11 @@ func startCapture(t *testing.T, ns *testutil.NetNS, orphanIdle time.Duration, op
 		c.mu.Lock()
 		c.conns = append(c.conns, x)
 		c.mu.Unlock()
-	}, conn.WithOrphanIdle(orphanIdle),
+	}, append([]conn.Option{conn.WithOrphanIdle(orphanIdle),
 		// These tests check what the kernel side reports for each 4-tuple;
 		// folding alike orphans into storms is the tracker's own business,
 		// tested in conn/.
-		conn.WithStormWindow(0))
+		conn.WithStormWindow(0)}, track...)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	go func() {

@@ -430,7 +430,7 @@ func (t *Tracer) attachClosedPortKprobes() {
 	t.links = append(t.links, links...)
 	t.features.ClosedPortResets = true
 	t.features.set(Capability{Name: CapClosedPortResets, On: true,
-		How: "kprobes tcp_v4_send_reset, tcp_v6_send_reset (fallback)",
+		How: "kprobes tcp_v4_send_reset, tcp_v6_send_reset (fallback, also for resets from time-wait and request sockets)",
 		Why: "tcp_send_reset fires only with a socket on this kernel; no reason is given"})
 }
 

@@ -338,7 +338,8 @@ func TestConnectRefusedBlocking(t *testing.T) {
 	if connectErr != unix.ECONNREFUSED {
 		t.Fatalf("connect: %v, want ECONNREFUSED", connectErr)
 	}
-	client := c.wait(5*time.Second, between(local, server, conn.SideClient))[0]
+	client := c.wait(5*time.Second, between(local, server, conn.SideClient),
+		func(x *conn.Connection) bool { return x.Orphan && x.Local == server && x.Remote == local })[0]
 	if n := client.Count(conn.EventError); n != 1 {
 		t.Errorf("%d error events, want exactly one:\n%s", n, describe(client))
 	}

@@ -466,44 +466,58 @@ int tcp_send_reset(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* Resets for closed ports (no socket) on kernels whose tcp_send_reset
- * tracepoint fires only with a socket (the loader tells from the kernel's
- * BTF). An optional fallback: the loader attaches these kprobes only there,
- * and only where kprobes exist. The kernel gives no reason before 6.10, so
- * none is reported. This runs at entry, so it skips what the function itself
+/* Resets the tcp_send_reset tracepoint does not see, on kernels where it
+ * fires only with a full socket (the loader tells from the kernel's BTF):
+ * those for closed ports (no socket), and those a time-wait or request
+ * socket sends (data after a close, answered from TIME_WAIT). An optional
+ * fallback: the loader attaches these kprobes only there, and only where
+ * kprobes exist. The kernel gives no reason before 6.10, so none is
+ * reported. This runs at entry, so it skips what the function itself
  * refuses to answer, a reset; a packet for no socket whose destination is
  * not local is also refused there, which this cannot tell (the matrix tests
  * use loopback, where the count matches TcpOutRsts). */
-static __always_inline int reset_no_socket(const struct sock *sk, const struct sk_buff *skb)
+static __always_inline int reset_not_traced(const struct sock *sk, const struct sk_buff *skb)
 {
 	struct tcphdr th;
 	struct orphan *o;
+	__u8 state = 0;
 
-	if (sk || !skb)
+	if (!skb)
 		return 0;
+	if (sk) {
+		state = sk_state(sk);
+		if (state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV)
+			return 0; /* a full socket: the tracepoint fires */
+	}
 	o = orphan_begin();
 	if (!o)
 		return 0;
-	if (tuple_from_skb_th(&o->tuple, skb, &th) || th.rst || !tuple_wanted(&o->tuple)) {
+	if (tuple_from_skb_th(&o->tuple, skb, &th) || th.rst) {
+		orphan_discard(o);
+		return 0;
+	}
+	if (sk)
+		o->tuple.netns = sk_netns(sk);
+	if (!tuple_wanted(&o->tuple)) {
 		orphan_discard(o);
 		return 0;
 	}
 	orphan_isns(o, &th, false);
 	o->ev.how = HOW_ANSWER;
-	orphan_emit(o, EVENT_RST_SENT, 0, CTX_KERNEL, RESET_REASON_UNKNOWN, 0);
+	orphan_emit(o, EVENT_RST_SENT, state, CTX_KERNEL, RESET_REASON_UNKNOWN, 0);
 	return 0;
 }
 
 SEC("kprobe/tcp_v4_send_reset")
 int BPF_KPROBE(tcp_v4_send_reset_kprobe, const struct sock *sk, struct sk_buff *skb)
 {
-	return reset_no_socket(sk, skb);
+	return reset_not_traced(sk, skb);
 }
 
 SEC("kprobe/tcp_v6_send_reset")
 int BPF_KPROBE(tcp_v6_send_reset_kprobe, const struct sock *sk, struct sk_buff *skb)
 {
-	return reset_no_socket(sk, skb);
+	return reset_not_traced(sk, skb);
 }
 
 SEC("raw_tracepoint/tcp_receive_reset")

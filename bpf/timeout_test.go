@@ -73,7 +73,9 @@ func readErr(t *testing.T, c *net.TCPConn, timeout time.Duration) error {
 // the 3 kept as events are counted on the span.
 func TestTimeoutThenLateReset(t *testing.T) {
 	ns := testutil.NewNetNS(t)
-	c := startCapture(t, ns, 200*time.Millisecond)
+	// Held long enough for the late reset to join it, however slow the
+	// path's return (the agent holds a connection 100 ms).
+	c := startCaptureTracking(t, ns, 200*time.Millisecond, []conn.Option{conn.WithLinger(3 * time.Second)})
 	before := ns.Counters(t)
 
 	cl, srv, ln := acceptedPair(t, ns)

@@ -370,7 +370,7 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 // RST the kernel sent because no socket at all took the packet: with no
 // listener (owner) either, no later event can join it.
 func noSocketReset(ev *Event, owner uint32) bool {
-	return owner == 0 && ev.Kind == EventRSTSent && ev.Reason == "NO_SOCKET"
+	return owner == 0 && ev.NoSocket()
 }
 
 // Flush emits the connections whose linger time has passed and the orphan

@@ -199,6 +199,16 @@ type Event struct {
 	MaxBacklog uint32 // overflows: accept queue limit
 }
 
+// NoSocket reports whether e is a reset the kernel sent because no socket
+// at all took the packet it answers: reason NO_SOCKET, or, on kernels that
+// give no reasons (before 6.10), an answer sent with no socket, in no state.
+func (e *Event) NoSocket() bool {
+	if e.Kind != EventRSTSent {
+		return false
+	}
+	return e.Reason == "NO_SOCKET" || e.Reason == ReasonUnknown && e.Answer && e.State == 0 && e.Context == ContextKernel
+}
+
 // ReasonUnknown is Event.Reason when the running kernel does not report
 // reset reasons (before 6.10).
 const ReasonUnknown = "UNKNOWN"

@@ -178,7 +178,7 @@ func overflowDiagnosis(c *conn.Connection, ov *conn.Event) string {
 	case rst == nil:
 	case rst.Kind == conn.EventRSTReceived:
 		b.WriteString(", then RST received from " + peer(c.Remote))
-	case rst.Context != conn.ContextProcess && rst.Reason != "NO_SOCKET":
+	case rst.Context != conn.ContextProcess && !rst.NoSocket():
 		b.WriteString(", then RST from listener (" + reasonText(rst.Reason) + ")")
 	default:
 		b.WriteString(", then RST sent (" + reasonText(rst.Reason) + "): " + rstSentCause(c, rst))
@@ -188,7 +188,7 @@ func overflowDiagnosis(c *conn.Connection, ov *conn.Event) string {
 
 // rstSentCause says who sent the reset rst and how.
 func rstSentCause(c *conn.Connection, rst *conn.Event) string {
-	if rst.Reason == "NO_SOCKET" {
+	if rst.NoSocket() {
 		return "no socket on " + localPort(c.Local) + " for " + peer(c.Remote)
 	}
 	switch rst.Context {

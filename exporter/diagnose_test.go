@@ -81,6 +81,16 @@ func TestDiagnose(t *testing.T) {
 			wantDesc: "handshake dropped: accept queue of :92 full (6/5), then RST from listener (reason not reported: kernels before 6.10 give none)",
 		},
 		{
+			name: "reset for no socket on a kernel without reasons",
+			conn: func() *conn.Connection {
+				c := noSocket()
+				c.Events[0].Reason = conn.ReasonUnknown
+				return c
+			}(),
+			wantType: "tcp.rst_sent",
+			wantDesc: "RST sent (reason not reported: kernels before 6.10 give none): no socket on :9999 for 127.0.0.1:41234",
+		},
+		{
 			name: "accept queue overflow, SYNs only",
 			conn: func() *conn.Connection {
 				c := acceptOverflow()
