@@ -32,7 +32,7 @@ enum record_kind {
 
 /* What happened, in struct conn_event.type. */
 enum event_type {
-	EVENT_STATE = 1,           /* state change: state = new, arg = old */
+	EVENT_STATE = 1,           /* state change: state = new, arg = old, arg2 = sk_err entering CLOSE */
 	EVENT_SYN = 2,             /* SYN seen at the listener (cgroup_skb); arg = SYN_ESTIMATED if placed by the RTT */
 	EVENT_ACCEPT = 3,          /* accept() returned it: pid, arg = fd */
 	EVENT_CLOSE = 4,           /* a process released the socket: pid, arg = fd (or -1), arg2 = tid, how */

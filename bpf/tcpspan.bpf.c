@@ -294,6 +294,7 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 	struct conn_event *e;
 	struct release r;
 	struct conn *c;
+	__u32 err = 0;
 
 	if (sk_protocol(sk) != IPPROTO_TCP)
 		return 0;
@@ -351,12 +352,17 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 	if (newstate == TCP_CLOSE && (oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT ||
 				      oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV))
 		conn_counters(c, sk);
+	/* The error that ends it, if any, is set before the state changes:
+	 * the application may consume it (sock_error) before the kernel's
+	 * report of it runs, which then reads none. */
+	if (newstate == TCP_CLOSE)
+		err = BPF_CORE_READ(sk, sk_err);
 	if (!release_by_task(ctx, sk, &r)) {
-		conn_event(c, 0, EVENT_STATE, newstate, CTX_KERNEL, 0, oldstate, 0);
+		conn_event(c, 0, EVENT_STATE, newstate, CTX_KERNEL, 0, oldstate, err);
 		return 0;
 	}
 	conn_close(c, sk, &r, oldstate);
-	e = conn_event(c, 0, EVENT_STATE, newstate, CTX_PROCESS, current_tgid(), oldstate, 0);
+	e = conn_event(c, 0, EVENT_STATE, newstate, CTX_PROCESS, current_tgid(), oldstate, err);
 	if (e)
 		e->how = r.how;
 	return 0;

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpspan/tcpspan/bpf"
 	"github.com/tcpspan/tcpspan/conn"
 	"github.com/tcpspan/tcpspan/exporter"
 	"github.com/tcpspan/tcpspan/internal/testutil"
@@ -287,8 +288,12 @@ func TestSYNCookies(t *testing.T) {
 	c := startCapture(t, ns, 200*time.Millisecond)
 	before := ns.Counters(t)
 
+	requireCapability(t, c, bpf.CapSYNOverflow)
 	const backlog, clients = 2, 5
 	lfd, addr := rawListener(t, ns, backlog)
+	// The SYN watch attaches for a listener this small; the SYNs must not
+	// come before it.
+	waitSynWatch(t, c, true, 2*time.Second)
 	var fds []int
 	for range clients {
 		fds = append(fds, connectFrom(t, ns, 0, addr))

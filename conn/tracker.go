@@ -642,6 +642,7 @@ func (t *Tracker) decodeEvent(ev *Event, ts uint64, typ, state, ctx, how uint8, 
 	switch bpf.EventType(typ) {
 	case bpf.EventState:
 		ev.OldState = State(arg)
+		ev.Errno = syscall.Errno(arg2)
 	case bpf.EventAccept:
 		ev.FD = int32(arg)
 		ev.Syscall = syscallName(arg2)

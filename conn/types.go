@@ -187,7 +187,10 @@ type Event struct {
 	// prefix (e.g. "TCP_ABORT_ON_CLOSE"). ReasonUnknown when the kernel
 	// does not report one.
 	Reason string
-	Errno  syscall.Errno // EventError
+	// Errno: on EventError, the error reported to the application; on an
+	// EventState into CLOSE, the socket's error as it closed, if any (the
+	// application may read it before the kernel's report of it runs).
+	Errno syscall.Errno
 	// PeerWindow is, on EventError, the receive window the peer last
 	// advertised, in bytes: 0 when it stopped taking data.
 	PeerWindow uint32

@@ -94,7 +94,7 @@ func appErrno(c *conn.Connection) *conn.Event {
 		switch {
 		case e.Kind == conn.EventClose && e.Context == conn.ContextProcess:
 			return nil
-		case e.Kind == conn.EventError && e.Errno != 0:
+		case errnoEvent(e):
 			return e
 		}
 	}
@@ -396,7 +396,14 @@ func stateAt(c *conn.Connection, e *conn.Event) conn.State {
 func zeroWindow(c *conn.Connection, e *conn.Event) bool {
 	switch stateAt(c, e) {
 	case conn.StateEstablished, conn.StateCloseWait:
-		return e.PeerWindow == 0
+	default:
+		return false
+	}
+	// The window is on the report of the error (not on the state change).
+	for i := range c.Events {
+		if r := &c.Events[i]; r.Kind == conn.EventError && r.Errno == e.Errno {
+			return r.PeerWindow == 0
+		}
 	}
 	return false
 }
@@ -441,11 +448,17 @@ func firstReset(c *conn.Connection) *conn.Event {
 
 func firstErrno(c *conn.Connection) *conn.Event {
 	for i := range c.Events {
-		if e := &c.Events[i]; e.Kind == conn.EventError && e.Errno != 0 {
+		if e := &c.Events[i]; errnoEvent(e) {
 			return e
 		}
 	}
 	return nil
+}
+
+// errnoEvent reports whether e carries an error of the socket: an error
+// reported to the application, or the one it closed with.
+func errnoEvent(e *conn.Event) bool {
+	return e.Errno != 0 && (e.Kind == conn.EventError || e.Kind == conn.EventState && e.State == conn.StateClose)
 }
 
 // synackRetransmits returns the SYN-ACK retransmits of c: the highest count

@@ -338,6 +338,9 @@ func writeEventAttributes(w attrWriter, e *conn.Event) {
 	if e.Kind == conn.EventState && e.OldState != 0 {
 		writeState(w, &attrOldStates, keyStateOld, e.OldState)
 	}
+	if e.Kind == conn.EventState && e.Errno != 0 {
+		w.str(keyErrno, errnoName(e.Errno))
+	}
 	w.constant(eventContext(e.Context))
 	if e.Context == conn.ContextProcess {
 		writeProcess(w, e.Process)
