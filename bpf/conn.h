@@ -344,7 +344,7 @@ static __always_inline void orphan_emit(struct orphan *o, __u8 type, __u8 state,
 		o->ev.pid = current_tgid();
 		bpf_get_current_comm(o->comm, sizeof(o->comm));
 	}
-	owner_lookup(o->tuple.netns, o->tuple.sport, &o->owner_pid, o->owner_comm);
+	owner_lookup(o->tuple.netns, o->tuple.sport, &o->owner_pid, &o->owner_cgroup, o->owner_comm);
 	bpf_ringbuf_submit(o, rb_flags());
 	count(COUNTER_ORPHANS_EMITTED);
 }

@@ -73,8 +73,10 @@ struct listener_key {
 
 /* owner is a process that owns a socket. */
 struct owner {
+	__u64 cgroup; /* its cgroup v2 id when it listened, 0 if unknown */
 	__u32 pid;
 	char comm[16];
+	__u8 _pad[4];
 };
 
 /* listener_state is what is known of a listening socket. */
@@ -86,6 +88,7 @@ struct listener_state {
 	 * SYN watch on while any listener has either. */
 	__u16 queue_high;
 	__u16 queue_small;
+	__u8 _pad[4];
 	/* sk: its kernel address, to read its queue; 0 while unknown. Known
 	 * from listen(), or learned at the first accept() or SYN seen. */
 	__u64 sk;

@@ -161,6 +161,10 @@ struct conn {
 	__u64 end_ns;       /* tcp_destroy_sock, boot ns */
 	__u64 bytes_sent;     /* payload bytes sent, retransmits not counted again */
 	__u64 bytes_received; /* tcp_sock.bytes_received: payload, plus 1 for a FIN */
+	/* The owner's cgroup v2 id (its container, if any), read when it
+	 * connected, accepted or listened: user space finds the cgroup's path
+	 * by it when the owner is gone. 0 if unknown. */
+	__u64 owner_cgroup;
 	__u32 segs_out;
 	__u32 segs_in;
 	__u32 total_retrans; /* tcp_sock.total_retrans */
@@ -197,6 +201,7 @@ struct conn {
 struct orphan {
 	__u32 kind;      /* RECORD_ORPHAN */
 	__u32 owner_pid; /* the listener's owner (by netns and local port), or 0 */
+	__u64 owner_cgroup; /* its cgroup v2 id, 0 if unknown */
 	struct conn_event ev;
 	struct tuple tuple;
 	char comm[16];       /* actor's comm, in CTX_PROCESS */

@@ -193,7 +193,7 @@ static __always_inline __u64 rb_flags(void)
 	return BPF_RB_NO_WAKEUP;
 }
 
-static __always_inline void owner_lookup(__u32 netns, __u16 port, __u32 *pid, char *comm)
+static __always_inline void owner_lookup(__u32 netns, __u16 port, __u32 *pid, __u64 *cgroup, char *comm)
 {
 	struct listener_key k = { .netns = netns, .port = port };
 	struct listener_state *l = bpf_map_lookup_elem(&listeners, &k);
@@ -201,6 +201,7 @@ static __always_inline void owner_lookup(__u32 netns, __u16 port, __u32 *pid, ch
 	if (!l)
 		return;
 	*pid = l->owner.pid;
+	*cgroup = l->owner.cgroup;
 	__builtin_memcpy(comm, l->owner.comm, 16);
 }
 

@@ -60,6 +60,7 @@ struct syscall_exit_ctx {
 static __always_inline void owner_from_current(struct conn *c)
 {
 	c->owner_pid = current_tgid();
+	c->owner_cgroup = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(c->owner_comm, sizeof(c->owner_comm));
 }
 
@@ -163,6 +164,7 @@ static __always_inline void child_listener(struct conn *c)
 	if (!l)
 		return;
 	c->owner_pid = l->owner.pid;
+	c->owner_cgroup = l->owner.cgroup;
 	__builtin_memcpy(c->owner_comm, l->owner.comm, 16);
 	if (!syn_watch_auto)
 		return;
@@ -302,7 +304,11 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 	if (newstate == TCP_LISTEN) {
 		/* listen() runs in the owner's context. */
 		struct listener_key k = listener_of(sk);
-		struct listener_state l = { .owner.pid = current_tgid(), .sk = (__u64)sk };
+		struct listener_state l = {
+			.owner.pid = current_tgid(),
+			.owner.cgroup = bpf_get_current_cgroup_id(),
+			.sk = (__u64)sk,
+		};
 		__u32 max = BPF_CORE_READ(sk, sk_max_ack_backlog); /* listen() set it first */
 
 		if (filter_netns && k.netns != filter_netns)

@@ -25,6 +25,7 @@ type tcpspanConn struct {
 	EndNs         uint64
 	BytesSent     uint64
 	BytesReceived uint64
+	OwnerCgroup   uint64
 	SegsOut       uint32
 	SegsIn        uint32
 	TotalRetrans  uint32
@@ -150,20 +151,24 @@ type tcpspanListenerKey struct {
 type tcpspanListenerState struct {
 	_     structs.HostLayout
 	Owner struct {
-		_    structs.HostLayout
-		Pid  uint32
-		Comm [16]int8
+		_      structs.HostLayout
+		Cgroup uint64
+		Pid    uint32
+		Comm   [16]int8
+		Pad    [4]uint8
 	}
 	QueueHigh  uint16
 	QueueSmall uint16
+	Pad        [4]uint8
 	Sk         uint64
 }
 
 type tcpspanOrphan struct {
-	_        structs.HostLayout
-	Kind     uint32
-	OwnerPid uint32
-	Ev       struct {
+	_           structs.HostLayout
+	Kind        uint32
+	OwnerPid    uint32
+	OwnerCgroup uint64
+	Ev          struct {
 		_     structs.HostLayout
 		TsNs  uint64
 		Pid   uint32

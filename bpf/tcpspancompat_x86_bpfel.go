@@ -25,6 +25,7 @@ type tcpspanCompatConn struct {
 	EndNs         uint64
 	BytesSent     uint64
 	BytesReceived uint64
+	OwnerCgroup   uint64
 	SegsOut       uint32
 	SegsIn        uint32
 	TotalRetrans  uint32
@@ -150,12 +151,15 @@ type tcpspanCompatListenerKey struct {
 type tcpspanCompatListenerState struct {
 	_     structs.HostLayout
 	Owner struct {
-		_    structs.HostLayout
-		Pid  uint32
-		Comm [16]int8
+		_      structs.HostLayout
+		Cgroup uint64
+		Pid    uint32
+		Comm   [16]int8
+		Pad    [4]uint8
 	}
 	QueueHigh  uint16
 	QueueSmall uint16
+	Pad        [4]uint8
 	Sk         uint64
 }
 

@@ -331,6 +331,7 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 			Orphan:            true,
 			Start:             ev.Time,
 			Owner:             Process{PID: r.OwnerPid, Comm: t.comms.get(r.OwnerComm[:])},
+			OwnerCgroup:       r.OwnerCgroup,
 			OwnerFromListener: r.OwnerPid != 0,
 			ISN:               isn,
 		}}
@@ -362,6 +363,7 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 	}
 	if c.Owner.PID == 0 && r.OwnerPid != 0 {
 		c.Owner = Process{PID: r.OwnerPid, Comm: t.comms.get(r.OwnerComm[:])}
+		c.OwnerCgroup = r.OwnerCgroup
 		c.OwnerFromListener = true
 	}
 }
@@ -528,6 +530,7 @@ func (t *Tracker) fromConnRecord(r *bpf.ConnRecord, a *connAlloc) *connAlloc {
 		Midlife:           r.Flags&bpf.FlagMidlife != 0,
 		EndUnseen:         r.Flags&bpf.FlagEndUnseen != 0,
 		Owner:             Process{PID: r.OwnerPid, Comm: t.comms.get(r.OwnerComm[:])},
+		OwnerCgroup:       r.OwnerCgroup,
 		OwnerFromListener: r.Flags&bpf.FlagOwnerFromListener != 0,
 		FinalState:        State(r.FinalState),
 		BytesSent:         r.BytesSent,

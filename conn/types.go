@@ -294,6 +294,9 @@ type Connection struct {
 	Storm *Storm
 
 	Owner Process
+	// OwnerCgroup is the owner's cgroup v2 id when it connected, accepted
+	// or listened (0 if unknown): its container, once it is gone.
+	OwnerCgroup uint64
 	// OwnerFromListener: no accept() was seen; Owner owns the listener.
 	OwnerFromListener bool
 	// Closer is the close() call, if one was seen.

@@ -163,8 +163,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "tcpspan: OTLP exporter: %v\n", oneLine(err.Error()))
 			return 2
 		}
+		// Where the container of an owner that is gone is found; none
+		// without cgroup v2 (then only live owners are named).
+		cgroupRoot, _ := bpf.FindCgroup2()
 		spans, err = exporter.New(base, exporter.WithSpanExporter(otlp), exporter.WithMaxQueueSize(o.exportQueue),
-			exporter.WithCleanRatio(o.cleanRatio), exporter.WithSingleService(o.singleService))
+			exporter.WithCleanRatio(o.cleanRatio), exporter.WithSingleService(o.singleService),
+			exporter.WithCgroupRoot(cgroupRoot))
 		if err != nil {
 			fmt.Fprintf(stderr, "tcpspan: %v\n", oneLine(err.Error()))
 			return 2
