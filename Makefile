@@ -26,6 +26,10 @@ vmlinux: ## regenerate bpf/include/vmlinux.h from this machine's kernel BTF
 build: ## build the tcpspan binary into ./bin
 	$(GO) build -o bin/tcpspan ./cmd/tcpspan
 
+.PHONY: image
+image: ## build the container image localhost/tcpspan:dev with podman (Containerfile)
+	./scripts/image.sh
+
 .PHONY: test
 test: ## all tests: unit, privileged BPF (root) and end-to-end
 	./scripts/test.sh

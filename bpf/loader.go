@@ -181,7 +181,7 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 		return nil, err
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("remove memlock limit (needs CAP_SYS_RESOURCE on kernels before 5.11): %w", err)
+		return nil, fmt.Errorf("%s: %w", memlockHint(), err)
 	}
 
 	protos, err := readPrototypes(kernelBTF)
@@ -583,6 +583,22 @@ func (t *Tracer) AddListener(netns uint32, port uint16, pid uint32, comm string,
 		t.watch.ask(&SynWatchAsk{Netns: netns, Port: port, Why: WatchSmallQueue, Max: max})
 	}
 	return nil
+}
+
+// memlockHint explains a failure to lift the memlock limit. Before 5.11 the
+// limit bounds BPF memory and lifting it needs CAP_SYS_RESOURCE. From 5.11
+// it does not matter, and the failure means that the probe's bpf() call was
+// refused: a container runtime's default seccomp profile does that.
+func memlockHint() string {
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		var major, minor int
+		if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); err == nil &&
+			(major > 5 || major == 5 && minor >= 11) {
+			return "the bpf() system call was refused: a seccomp profile may block it (container runtimes' default ones do; run the agent unconfined, see docs/kubernetes.md)"
+		}
+	}
+	return "remove memlock limit (needs CAP_SYS_RESOURCE on kernels before 5.11)"
 }
 
 // realtimeKernel says whether the running kernel is a PREEMPT_RT one, which

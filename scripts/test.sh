@@ -62,7 +62,7 @@ go test -count=1 -p 1 -timeout 20m ./... || status=1
 # before 1.27 may fail a target that found nothing with "context deadline
 # exceeded" as the time runs out (go.dev/issue/75804).
 echo "== fuzz (about 15 s per target)"
-for target in ./cmd/tcpspan:FuzzParseConfig:60000 ./bpf:FuzzDecode:200000 ./conn:FuzzParseTraceparent:200000; do
+for target in ./cmd/tcpspan:FuzzParseConfig:60000 ./bpf:FuzzDecode:200000 ./conn:FuzzParseTraceparent:200000 ./container:FuzzFromPath:200000; do
 	pkg=${target%%:*} rest=${target#*:}
 	go test -run '^$' -fuzz "^${rest%%:*}\$" -fuzztime "${rest#*:}x" -parallel 1 "$pkg"
 done
