@@ -792,7 +792,8 @@ func lastMetricValues(t *testing.T, path string) (map[string]uint64, map[string]
 
 // The agent's own metrics go over OTLP to a real collector, whose file
 // exporter writes what it received; their last values are the agent's
-// final counts. The opt-in health endpoint serves the same values.
+// final counts. The opt-in health endpoint serves the same values to
+// Prometheus.
 func TestSelfMetricsThroughCollector(t *testing.T) {
 	testutil.RequireBPF(t)
 	bin := buildAgent(t)
@@ -869,8 +870,15 @@ service:
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !regexp.MustCompile(`(?m)^tcpspan\.records\.emitted\{kind=connection\} [1-9]`).Match(page) {
+	if !regexp.MustCompile(`(?m)^tcpspan_records_emitted_total\{kind="connection",[^}]*\} [1-9]`).Match(page) ||
+		!regexp.MustCompile(`(?m)^target_info\{[^}]*service_name="tcpspan-selfmetrics"`).Match(page) {
 		t.Errorf("/metrics while tracing:\n%s", page)
+	}
+	// A live scrape passes Prometheus's own linter.
+	promtool := exec.Command(testutil.RequireCommand(t, "promtool", "prometheus"), "check", "metrics")
+	promtool.Stdin = strings.NewReader(string(page))
+	if out, err := promtool.CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("promtool check metrics on the agent's /metrics: %v\n%s", err, out)
 	}
 	a.stopWith(t, syscall.SIGTERM)
 	final := readStats(t, stats)

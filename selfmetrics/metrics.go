@@ -155,15 +155,6 @@ func seriesKey(name string, attrs []attribute.KeyValue) string {
 	return name + "{" + strings.Join(kvs, ",") + "}"
 }
 
-// Text renders the values one per line, "key value", sorted by key.
-func Text(values map[string]uint64) string {
-	var b strings.Builder
-	for _, k := range slices.Sorted(maps.Keys(values)) {
-		fmt.Fprintf(&b, "%s %d\n", k, values[k])
-	}
-	return b.String()
-}
-
 // WriteFile writes the values as a JSON object, atomically: a reader sees
 // the previous file or the whole new one.
 func WriteFile(path string, values map[string]uint64) error {
@@ -220,7 +211,7 @@ func Start(ctx context.Context, res *resource.Resource, protocol string, current
 		return nil, fmt.Errorf("OTLP metric exporter: %w", err)
 	}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp)))
-	if err := register(mp.Meter("github.com/tcpspan/tcpspan/selfmetrics"), current); err != nil {
+	if err := register(mp.Meter(ScopeName), current); err != nil {
 		mp.Shutdown(ctx)
 		return nil, err
 	}

@@ -83,7 +83,7 @@ func flagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.maxConns, "max-connections", c.maxConns, "open connections tracked in the kernel at once (about 600 bytes each); beyond it the oldest are evicted")
 	fs.DurationVar(&c.orphanIdle, "orphan-idle", c.orphanIdle, "how long events without a socket (resets, dropped handshakes) wait to be joined by 4-tuple")
 	fs.DurationVar(&c.health, "health-interval", c.health, "how often to log the agent's own counts (0 to disable)")
-	fs.StringVar(&c.healthAddr, "health-addr", c.healthAddr, "serve /healthz and /metrics (the agent's own counts) on this address; a bare port binds 127.0.0.1 (default: no listening port)")
+	fs.StringVar(&c.healthAddr, "health-addr", c.healthAddr, "serve /healthz and /metrics (the agent's own counts, for Prometheus) on this address; a bare port binds 127.0.0.1 (default: no listening port)")
 	fs.StringVar(&c.statsFile, "stats-file", c.statsFile, "on exit, write the agent's final counts to this file as JSON")
 	fs.StringVar(&c.synWatch, "syn-watch", c.synWatch, "when to watch every SYN a listener receives, to see the ones a full accept queue drops: auto (while a queue is half full or more, or a listener's limit is below 64; cheaper) or always")
 	fs.BoolVar(&c.traceparent, "traceparent", c.traceparent, "link each connection's span to the application spans named by the W3C traceparent headers of its HTTP/1.x requests, and put the diagnosis of a failed one into that request's trace (only the header's value leaves the kernel)")

@@ -150,7 +150,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// With metrics but no spans to export, the errors still count.
 	exportHealth := func() agent.ExportHealth { return agent.ExportHealth{Errors: errs.total.Load()} }
 	var base *resource.Resource
-	if o.endpoint != "" || o.metrics {
+	if o.endpoint != "" || o.metrics || o.healthAddr != "" {
 		otel.SetErrorHandler(errs)
 		if base, err = exporter.BaseResource(ctx); err != nil {
 			fmt.Fprintf(stderr, "tcpspan: %v\n", err)
@@ -203,17 +203,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Export:           exportHealth,
 		Observe: func(f func() agent.Health) {
 			current = f
+			agentRes, err := resource.Merge(base, resource.NewSchemaless(semconv.ServiceName(agentService())))
+			if err != nil {
+				agentRes = base
+			}
 			if o.metrics {
-				agentRes, err := resource.Merge(base, resource.NewSchemaless(semconv.ServiceName(agentService())))
-				if err != nil {
-					agentRes = base
-				}
 				if self, err = selfmetrics.Start(ctx, agentRes, o.metricsProtocol, f); err != nil {
 					log.Warn("the agent's own metrics are off", "err", oneLine(err.Error()))
 				}
 			}
 			if o.healthAddr != "" {
-				if server, startErr = selfmetrics.Serve(o.healthAddr, f); startErr != nil {
+				if server, startErr = selfmetrics.Serve(o.healthAddr, agentRes, f); startErr != nil {
 					stop() // a requested endpoint that cannot listen is fatal
 				}
 			}
