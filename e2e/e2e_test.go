@@ -281,8 +281,12 @@ func checkSpans(t *testing.T, jaeger *testutil.Jaeger, s scenario, since time.Ti
 	noSocket := find(spansOf(t, jaeger, agentService, since), func(sp *testutil.Span) bool {
 		return attr(sp, "tcp.reset.reason") == "NO_SOCKET" && attr(sp, "network.local.port") == strconv.Itoa(s.refusedPort)
 	})
-	if noSocket == nil || !isError(noSocket) || noSocket.Kind != testutil.SpanKindServer {
+	if noSocket == nil || !isError(noSocket) || noSocket.Kind != testutil.SpanKindServer ||
+		noSocket.Name != fmt.Sprintf("TCP reset :%d", s.refusedPort) {
 		t.Errorf("NO_SOCKET reset span under %s: %+v", agentService, noSocket)
+	}
+	if refused != nil && refused.Name != "TCP connect" {
+		t.Errorf("refused client span named %q, want TCP connect", refused.Name)
 	}
 
 	// The abort: under the server's own service, attributed to its pid,
@@ -312,6 +316,10 @@ func checkSpans(t *testing.T, jaeger *testutil.Jaeger, s scenario, since time.Ti
 	if reset == nil || !isError(reset) || !hasEvent(reset, "tcp.rst_received") {
 		t.Errorf("the aborted client's span: %+v", reset)
 	}
+
+	// No span of the run has an address in its name.
+	all := append(append(mine, checkout...), spansOf(t, jaeger, agentService, since)...)
+	checkSpanNames(t, all)
 }
 
 func spansOf(t *testing.T, jaeger *testutil.Jaeger, service string, since time.Time) []testutil.Span {
