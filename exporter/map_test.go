@@ -479,7 +479,7 @@ func checkAttributes(t *testing.T, what string, got, want []attribute.KeyValue) 
 func render(kvs []attribute.KeyValue) []string {
 	out := make([]string, len(kvs))
 	for i, kv := range kvs {
-		out[i] = fmt.Sprintf("%s=%s(%s)", kv.Key, kv.Value.Emit(), kv.Value.Type())
+		out[i] = fmt.Sprintf("%s=%s(%s)", kv.Key, kv.Value.String(), kv.Value.Type())
 	}
 	slices.Sort(out)
 	return out

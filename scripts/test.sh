@@ -2,8 +2,8 @@
 # The test command: what `make test` and CI run.
 #
 #  1. installs missing Debian packages (scripts/deps.sh);
-#  2. checks that gofmt, go vet, go mod tidy and the committed bpf2go output
-#     are clean, and that the pure packages vet on macOS too;
+#  2. checks that gofmt, go vet, golangci-lint, go mod tidy and the committed
+#     bpf2go output are clean, and that the pure packages vet on macOS too;
 #  3. builds Jaeger and the collector (tools/), validates otel-collector.yaml;
 #  4. runs every Go test. As root, the privileged tests load the BPF
 #     programs on this kernel, each scenario in its own network namespace,
@@ -32,6 +32,10 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 go vet ./...
+
+echo "== golangci-lint (.golangci.yml; the version pinned in tools/golangci-lint)"
+lint=$(./scripts/tools.sh golangci-lint)
+"$lint" run ./...
 
 echo "== go mod tidy (the main module; tools/ are modules of their own)"
 if ! go mod tidy -diff; then

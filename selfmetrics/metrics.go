@@ -149,7 +149,7 @@ func seriesKey(name string, attrs []attribute.KeyValue) string {
 	}
 	kvs := make([]string, 0, len(attrs))
 	for _, a := range attrs {
-		kvs = append(kvs, string(a.Key)+"="+a.Value.Emit())
+		kvs = append(kvs, string(a.Key)+"="+a.Value.String())
 	}
 	slices.Sort(kvs)
 	return name + "{" + strings.Join(kvs, ",") + "}"
