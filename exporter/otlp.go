@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/tcpspan/tcpspan/conn"
+	"github.com/tcpspan/tcpspan/internal/version"
 	tcpsemconv "github.com/tcpspan/tcpspan/semconv"
 )
 
@@ -352,7 +353,7 @@ func New(base *resource.Resource, opts ...Option) (*Exporter, error) {
 	e := &Exporter{
 		cfg:       cfg,
 		stop:      stop,
-		scope:     &commonpb.InstrumentationScope{Name: instrumentationName},
+		scope:     &commonpb.InstrumentationScope{Name: instrumentationName, Version: version.Version()},
 		mapper:    newCachingMapper(),
 		resources: make(map[resourceKey]*resourceEntry),
 		failures:  make(map[uint32]*failureRing),

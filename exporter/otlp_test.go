@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tcpspan/tcpspan/conn"
+	"github.com/tcpspan/tcpspan/internal/version"
 	tcpsemconv "github.com/tcpspan/tcpspan/semconv"
 )
 
@@ -160,7 +161,8 @@ func TestExportSendsOTLP(t *testing.T) {
 			t.Errorf("event %d: %s at %v, want %s at %v", i, ev.Name, nanos(ev.TimeUnixNano), want.Events[i].Name, abort.Events[i].Time)
 		}
 	}
-	if s.scope.Scope.GetName() != instrumentationName || s.scope.SchemaUrl != tcpsemconv.SchemaURL {
+	if s.scope.Scope.GetName() != instrumentationName || s.scope.Scope.GetVersion() != version.Version() ||
+		s.scope.SchemaUrl != tcpsemconv.SchemaURL {
 		t.Errorf("scope %v %q", s.scope.Scope, s.scope.SchemaUrl)
 	}
 	if len(s.TraceId) != 16 || len(s.SpanId) != 8 {

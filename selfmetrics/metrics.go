@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/tcpspan/tcpspan/agent"
+	"github.com/tcpspan/tcpspan/internal/version"
 )
 
 // Kind says how a metric behaves over time.
@@ -211,7 +212,7 @@ func Start(ctx context.Context, res *resource.Resource, protocol string, current
 		return nil, fmt.Errorf("OTLP metric exporter: %w", err)
 	}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp)))
-	if err := register(mp.Meter(ScopeName), current); err != nil {
+	if err := register(mp.Meter(ScopeName, metric.WithInstrumentationVersion(version.Version())), current); err != nil {
 		mp.Shutdown(ctx)
 		return nil, err
 	}

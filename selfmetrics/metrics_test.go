@@ -24,6 +24,7 @@ import (
 	"github.com/tcpspan/tcpspan/conn"
 	"github.com/tcpspan/tcpspan/exporter"
 	"github.com/tcpspan/tcpspan/internal/testutil"
+	"github.com/tcpspan/tcpspan/internal/version"
 )
 
 func sample() agent.Health {
@@ -175,6 +176,14 @@ func TestPrometheusPage(t *testing.T) {
 		}
 		if f.GetHelp() != d.Description {
 			t.Errorf("%s: help %q", name, f.GetHelp())
+		}
+	}
+
+	// Each series names the scope, with the agent's version.
+	for _, l := range families["tcpspan_spans_unsent"].GetMetric()[0].GetLabel() {
+		if l.GetName() == "otel_scope_version" && l.GetValue() != version.Version() ||
+			l.GetName() == "otel_scope_name" && l.GetValue() != ScopeName {
+			t.Errorf("label %s=%q", l.GetName(), l.GetValue())
 		}
 	}
 

@@ -9,10 +9,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/otlptranslator"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/tcpspan/tcpspan/agent"
+	"github.com/tcpspan/tcpspan/internal/version"
 )
 
 // ScopeName is the instrumentation scope of the agent's own metrics.
@@ -45,7 +47,7 @@ func newPrometheusPage(res *resource.Resource, current func() agent.Health) (*pr
 		opts = append(opts, sdkmetric.WithResource(res))
 	}
 	mp := sdkmetric.NewMeterProvider(opts...)
-	if err := register(mp.Meter(ScopeName), current); err != nil {
+	if err := register(mp.Meter(ScopeName, metric.WithInstrumentationVersion(version.Version())), current); err != nil {
 		mp.Shutdown(context.Background())
 		return nil, err
 	}

@@ -42,6 +42,7 @@ type config struct {
 	verbose    bool
 	features   bool
 	caps       bool // -capabilities
+	version    bool // -version
 	ringBytes  int
 	maxConns   int
 	orphanIdle time.Duration
@@ -79,6 +80,7 @@ func flagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.exportQueue, "export-queue", c.exportQueue, "spans waiting for export, all processes together, before new ones are dropped (and counted)")
 	fs.BoolVar(&c.features, "features", c.features, "print which capabilities load on this kernel, then exit")
 	fs.BoolVar(&c.caps, "capabilities", c.caps, "print the Linux capabilities tcpspan needs on this host, and why, then exit")
+	fs.BoolVar(&c.version, "version", c.version, "print tcpspan's version (also the instrumentation scope version of its spans and metrics), then exit")
 	fs.IntVar(&c.ringBytes, "ring-buffer-bytes", c.ringBytes, "kernel-to-agent ring buffer size (power of two, multiple of the page size)")
 	fs.IntVar(&c.maxConns, "max-connections", c.maxConns, "open connections tracked in the kernel at once (about 600 bytes each); beyond it the oldest are evicted")
 	fs.DurationVar(&c.orphanIdle, "orphan-idle", c.orphanIdle, "how long events without a socket (resets, dropped handshakes) wait to be joined by 4-tuple")
@@ -294,6 +296,9 @@ func (c config) args() []string {
 	}
 	if c.caps {
 		add("capabilities", "true")
+	}
+	if c.version {
+		add("version", "true")
 	}
 	add("ring-buffer-bytes", strconv.Itoa(c.ringBytes))
 	add("max-connections", strconv.Itoa(c.maxConns))

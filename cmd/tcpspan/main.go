@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -26,6 +27,7 @@ import (
 	"github.com/tcpspan/tcpspan/bpf"
 	"github.com/tcpspan/tcpspan/conn"
 	"github.com/tcpspan/tcpspan/exporter"
+	"github.com/tcpspan/tcpspan/internal/version"
 	"github.com/tcpspan/tcpspan/selfmetrics"
 )
 
@@ -82,6 +84,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "tcpspan: %v (see tcpspan -h)\n", err)
 		return 2
+	}
+	if o.version {
+		fmt.Fprintf(stdout, "tcpspan %s %s\n", version.Version(), runtime.Version())
+		return 0
 	}
 	if o.otlpEndpoint != "" {
 		// The SDK's exporters read the endpoint from the environment.
