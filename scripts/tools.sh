@@ -52,6 +52,16 @@ otelcol)
 	label="OpenTelemetry Collector $version (tcpspan build)"
 	first="first time: a few minutes"
 	ldflags=""
+	# The builder's output and go.mod must be of one release: every
+	# component in builder-config.yaml, the builder that generated the
+	# sources and the distribution's version are the collector's.
+	stray=$(grep -E '^[[:space:]]*(- gomod: |#.*cmd/builder@|version: )' "$dir/builder-config.yaml" |
+		grep -vE "[ @v]${version#v}(-tcpspan)?( |\$)" || true)
+	if [ -n "$stray" ]; then
+		echo "tools: tools/otelcol/builder-config.yaml is not all at the collector's $version:" >&2
+		echo "$stray" >&2
+		exit 1
+	fi
 	;;
 otelapp)
 	dir=$root/tools/otelapp
