@@ -908,3 +908,34 @@ service:
 		}
 	}
 }
+
+// Jaeger takes traces but no metrics: with the agent's own metrics left on,
+// its first metrics export is answered Unimplemented, which the agent says
+// in one line and then stops exporting metrics, while its spans go on.
+func TestMetricsToJaegerStopAfterOneLine(t *testing.T) {
+	testutil.RequireBPF(t)
+	jaeger := testutil.StartJaeger(t)
+	bin := buildAgent(t)
+	ns := testutil.NewNetNS(t)
+	stats := filepath.Join(t.TempDir(), "stats.json")
+	a := startAgentWith(t, bin, []string{"-netns", ns.Path, "-health-interval", "0", "-stats-file", stats},
+		"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+jaeger.OTLPGRPC, "OTEL_METRIC_EXPORT_INTERVAL=100",
+		"OTEL_SERVICE_NAME=tcpspan-nometrics")
+	srv := startServer(t, ns)
+	for range 5 {
+		srv.connect(t, ns, 1)
+		time.Sleep(200 * time.Millisecond) // two metric intervals each
+	}
+	a.stop(t)
+	log := readFile(a.logPath)
+	if n := strings.Count(log, "takes no metrics"); n != 1 || !strings.Contains(log, "Unimplemented") {
+		t.Errorf("%d lines say the endpoint takes no metrics, want one naming Unimplemented:\n%s", n, log)
+	}
+	if strings.Contains(log, "msg=export") {
+		t.Errorf("export errors logged:\n%s", log)
+	}
+	st := readStats(t, stats)
+	if st["tcpspan.export.errors"] != 0 || st["tcpspan.spans.exported"] == 0 {
+		t.Errorf("export errors %d, spans exported %d: want 0 and some", st["tcpspan.export.errors"], st["tcpspan.spans.exported"])
+	}
+}

@@ -214,7 +214,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 				agentRes = base
 			}
 			if o.metrics {
-				if self, err = selfmetrics.Start(ctx, agentRes, o.metricsProtocol, f); err != nil {
+				if self, err = selfmetrics.Start(ctx, agentRes, o.metricsProtocol, f, func(err error) {
+					log.Warn("the metrics endpoint takes no metrics: the agent's own metrics stop here (OTEL_METRICS_EXPORTER=none says so at start)",
+						"err", oneLine(err.Error()))
+				}); err != nil {
 					log.Warn("the agent's own metrics are off", "err", oneLine(err.Error()))
 				}
 			}
