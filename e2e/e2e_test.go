@@ -230,15 +230,18 @@ func TestSpansInJaeger(t *testing.T) {
 	testutil.RequireBPF(t)
 	jaeger := testutil.StartJaeger(t)
 	bin := buildAgent(t)
-	for _, proto := range []struct{ name, endpoint, protocol string }{
-		{"grpc", "http://" + jaeger.OTLPGRPC, "grpc"},
-		{"http", jaeger.OTLPHTTP, "http/protobuf"},
+	for _, proto := range []struct{ name, endpoint, protocol, insecure string }{
+		{"grpc", "http://" + jaeger.OTLPGRPC, "grpc", ""},
+		{"http", jaeger.OTLPHTTP, "http/protobuf", ""},
+		// A bare host:port, as the specification allows for gRPC.
+		{"grpc-host-port", jaeger.OTLPGRPC, "grpc", "true"},
 	} {
 		t.Run(proto.name, func(t *testing.T) {
 			ns := testutil.NewNetNS(t)
 			start := time.Now()
 			a := startAgent(t, bin, ns, "OTEL_EXPORTER_OTLP_ENDPOINT="+proto.endpoint,
-				"OTEL_EXPORTER_OTLP_PROTOCOL="+proto.protocol, "OTEL_SERVICE_NAME=tcpspan-e2e-"+proto.name)
+				"OTEL_EXPORTER_OTLP_PROTOCOL="+proto.protocol, "OTEL_EXPORTER_OTLP_INSECURE="+proto.insecure,
+				"OTEL_SERVICE_NAME=tcpspan-e2e-"+proto.name)
 			s := runScenarios(t, ns)
 			time.Sleep(time.Second) // orphan idle, then the batch
 			a.stop(t)

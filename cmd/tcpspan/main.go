@@ -44,11 +44,21 @@ endpoint it exports spans over OTLP; -terminal prints as well.
 
 Environment (OpenTelemetry conventions):
   OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
-        where to export, e.g. http://127.0.0.1:4317; unset: terminal only
+        where to export, e.g. http://127.0.0.1:4317, or for gRPC host:port
+        (TLS unless OTEL_EXPORTER_OTLP_INSECURE=true); unset: terminal only
   OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL
         grpc (default) or http/protobuf
   OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_EXPORTER_OTLP_INSECURE, ...
         as the OpenTelemetry SDK reads them
+  OTEL_TRACES_EXPORTER
+        otlp (default), console (the terminal view; otlp,console: both), or
+        none (no export: the terminal view)
+  OTEL_SDK_DISABLED
+        true: nothing is exported, neither spans nor metrics (terminal only)
+  OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_BSP_SCHEDULE_DELAY,
+  OTEL_BSP_EXPORT_TIMEOUT
+        the export queue (as -export-queue, which wins), spans per request,
+        ms a span waits for its batch, ms a batch may take with retries
   OTEL_RESOURCE_ATTRIBUTES
         added to every span's resource (service.name in it is ignored)
   OTEL_SERVICE_NAME
@@ -89,9 +99,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "tcpspan %s %s\n", version.Version(), runtime.Version())
 		return 0
 	}
-	if o.otlpEndpoint != "" {
-		// The SDK's exporters read the endpoint from the environment.
-		os.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", strings.TrimSpace(o.otlpEndpoint))
+	for name, value := range o.sdkEnv {
+		// The SDK's OTLP clients read the endpoints from the environment:
+		// the flag's, and bare gRPC host:port given their scheme.
+		os.Setenv(name, value)
 	}
 	if o.netns != "" && !strings.Contains(o.netns, "/") {
 		if inode, err := strconv.ParseUint(o.netns, 10, 32); err == nil {
@@ -113,6 +124,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	for _, w := range o.warnings {
+		log.Warn(w)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -164,13 +178,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if o.endpoint != "" {
-		otlp, err := exporter.NewOTLPFromEnv(ctx)
+		otlp, err := exporter.NewOTLP(ctx, o.protocol)
 		if err != nil {
 			fmt.Fprintf(stderr, "tcpspan: OTLP exporter: %v\n", oneLine(err.Error()))
 			return 2
 		}
-		spans, err = exporter.New(base, exporter.WithSpanExporter(otlp), exporter.WithMaxQueueSize(o.exportQueue),
-			exporter.WithCleanRatio(o.cleanRatio), exporter.WithSingleService(o.singleService))
+		opts := []exporter.Option{exporter.WithSpanExporter(otlp), exporter.WithMaxQueueSize(o.exportQueue),
+			exporter.WithCleanRatio(o.cleanRatio), exporter.WithSingleService(o.singleService),
+			exporter.WithAgentService(o.agentService), exporter.WithExportTimeout(o.exportTimeout)}
+		if o.maxBatch > 0 {
+			opts = append(opts, exporter.WithMaxBatchSize(o.maxBatch))
+		}
+		if o.batchDelay > 0 {
+			opts = append(opts, exporter.WithBatchTimeout(o.batchDelay))
+		}
+		spans, err = exporter.New(base, opts...)
 		if err != nil {
 			fmt.Fprintf(stderr, "tcpspan: %v\n", oneLine(err.Error()))
 			return 2
@@ -209,7 +231,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Export:           exportHealth,
 		Observe: func(f func() agent.Health) {
 			current = f
-			agentRes, err := resource.Merge(base, resource.NewSchemaless(semconv.ServiceName(agentService())))
+			agentRes, err := resource.Merge(base, resource.NewSchemaless(semconv.ServiceName(o.agentService)))
 			if err != nil {
 				agentRes = base
 			}
@@ -282,11 +304,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("stopped", attrs...)
 	return code
-}
-
-// agentService is the agent's own service.name, for its metrics.
-func agentService() string {
-	return cmp.Or(os.Getenv("OTEL_SERVICE_NAME"), exporter.DefaultAgentService)
 }
 
 func cleanMode(skipped bool) string {

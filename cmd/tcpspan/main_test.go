@@ -19,7 +19,7 @@ func TestBadInvocationsExit2WithOneLine(t *testing.T) {
 		{"-no-such-flag"},
 		{"stray"},
 		{"-clean-ratio", "1.5"},
-		{"-otlp-endpoint", "127.0.0.1:4317"},
+		{"-otlp-endpoint", "udp://127.0.0.1:4317"},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(args, &out, &errOut); code != 2 {
@@ -38,7 +38,8 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	for _, flag := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_RESOURCE_ATTRIBUTES",
-		"OTEL_SERVICE_NAME", "-otlp-endpoint", "-terminal", "-clean-ratio", "-single-service", "-shutdown-timeout", "-netns", "-port", "-v", "-features", "-ring-buffer-bytes", "-max-connections", "-orphan-idle", "-health-interval", "-health-addr", "-stats-file", "-export-queue", "-capabilities", "-version", "OTEL_METRICS_EXPORTER"} {
+		"OTEL_SERVICE_NAME", "-otlp-endpoint", "-terminal", "-clean-ratio", "-single-service", "-shutdown-timeout", "-netns", "-port", "-v", "-features", "-ring-buffer-bytes", "-max-connections", "-orphan-idle", "-health-interval", "-health-addr", "-stats-file", "-export-queue", "-capabilities", "-version", "OTEL_METRICS_EXPORTER",
+		"OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_EXPORT_TIMEOUT"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("help lacks %s", flag)
 		}
