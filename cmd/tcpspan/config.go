@@ -300,6 +300,14 @@ func (c *config) readEnvironment(fs *flag.FlagSet, lookupEnv func(string) (strin
 		c.warnings = append(c.warnings, fmt.Sprintf("OTEL_SDK_DISABLED=%q is neither true nor false: taken as false", v))
 	}
 
+	// The sampler, as the tail decision made when a connection ends:
+	// connections with a problem are always exported, and the ratio is
+	// that of clean ones (-clean-ratio, which wins when given). A
+	// connection span has no parent, so parentbased_* is its root sampler.
+	if err := c.readSampler(fs, env); err != nil {
+		return err
+	}
+
 	// The batch span processor's variables, in milliseconds and spans. The
 	// -export-queue flag, when given, outranks OTEL_BSP_MAX_QUEUE_SIZE.
 	bsp := func(name string, max int) (int, error) {
@@ -332,6 +340,39 @@ func (c *config) readEnvironment(fs *flag.FlagSet, lookupEnv func(string) (strin
 		return err
 	}
 	c.exportTimeout = time.Duration(ms) * time.Millisecond
+	return nil
+}
+
+// readSampler maps OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG onto
+// the clean ratio. Samplers that decide by anything else (jaeger_remote,
+// xray) cannot: they are ignored, with a warning.
+func (c *config) readSampler(fs *flag.FlagSet, env func(string) string) error {
+	name, arg := env("OTEL_TRACES_SAMPLER"), env("OTEL_TRACES_SAMPLER_ARG")
+	var ratio float64
+	switch strings.TrimPrefix(name, "parentbased_") {
+	case "":
+		return nil
+	case "always_on":
+		ratio = 1
+	case "always_off":
+		ratio = 0
+	case "traceidratio":
+		ratio = 1
+		if arg != "" {
+			r, err := strconv.ParseFloat(arg, 64)
+			if err != nil || !(r >= 0 && r <= 1) {
+				return fmt.Errorf("OTEL_TRACES_SAMPLER_ARG=%q: want a ratio from 0 to 1", arg)
+			}
+			ratio = r
+		}
+	default:
+		c.warnings = append(c.warnings, fmt.Sprintf("OTEL_TRACES_SAMPLER=%q is ignored: tcpspan samples when a connection ends, "+
+			"keeping every connection with a problem and a share of clean ones (always_on, always_off, traceidratio; -clean-ratio)", name))
+		return nil
+	}
+	if !flagGiven(fs, "clean-ratio") {
+		c.cleanRatio = ratio
+	}
 	return nil
 }
 

@@ -78,6 +78,16 @@ func TestParseConfig(t *testing.T) {
 		{"-export-queue outranks OTEL_BSP_MAX_QUEUE_SIZE", []string{"-export-queue", "8192"}, map[string]string{"OTEL_BSP_MAX_QUEUE_SIZE": "100"}, func(c config) bool {
 			return c.exportQueue == 8192
 		}},
+		{"the sampler is the clean ratio", nil, map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"}, func(c config) bool {
+			return c.cleanRatio == 0.25 && len(c.warnings) == 0
+		}},
+		{"always_off: problems only", nil, map[string]string{"OTEL_TRACES_SAMPLER": "always_off"}, func(c config) bool { return c.cleanRatio == 0 }},
+		{"-clean-ratio outranks the sampler", []string{"-clean-ratio", "0.5"}, map[string]string{"OTEL_TRACES_SAMPLER": "always_off"}, func(c config) bool {
+			return c.cleanRatio == 0.5
+		}},
+		{"a sampler that cannot be the tail decision: a warning", nil, map[string]string{"OTEL_TRACES_SAMPLER": "jaeger_remote"}, func(c config) bool {
+			return c.cleanRatio == 1 && len(c.warnings) == 1 && strings.Contains(c.warnings[0], "jaeger_remote")
+		}},
 		{"the agent's service", nil, map[string]string{"OTEL_SERVICE_NAME": " edge-agent "}, func(c config) bool { return c.agentService == "edge-agent" }},
 		{"its default", nil, nil, func(c config) bool { return c.agentService == "tcpspan" }},
 	} {
@@ -111,6 +121,7 @@ func TestParseConfigRejects(t *testing.T) {
 		{nil, map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER"},
 		{nil, map[string]string{"OTEL_TRACES_EXPORTER": "none,otlp"}, "alone"},
 		{nil, map[string]string{"OTEL_BSP_MAX_QUEUE_SIZE": "0"}, "OTEL_BSP_MAX_QUEUE_SIZE"},
+		{nil, map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"}, "OTEL_TRACES_SAMPLER_ARG"},
 		{nil, map[string]string{"OTEL_BSP_EXPORT_TIMEOUT": "30s"}, "OTEL_BSP_EXPORT_TIMEOUT"},
 		{nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:0"}, "port"},
 		{nil, map[string]string{"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "udp://x"}, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"},

@@ -55,6 +55,10 @@ Environment (OpenTelemetry conventions):
         none (no export: the terminal view)
   OTEL_SDK_DISABLED
         true: nothing is exported, neither spans nor metrics (terminal only)
+  OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG
+        always_on, always_off, traceidratio (and parentbased_*): the share
+        of clean connections exported, as -clean-ratio (which wins);
+        connections with a problem are always exported
   OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_BSP_SCHEDULE_DELAY,
   OTEL_BSP_EXPORT_TIMEOUT
         the export queue (as -export-queue, which wins), spans per request,
