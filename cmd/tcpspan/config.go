@@ -82,7 +82,7 @@ func flagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.netns, "netns", c.netns, "trace only this network namespace: a path (/var/run/netns/NAME, /proc/PID/ns/net), a name from 'ip netns', or an inode number")
 	fs.Var(&c.ports, "port", "trace only connections with this local or remote port (repeatable, or comma-separated; at most 8)")
 	fs.BoolVar(&c.verbose, "v", c.verbose, "also print clean connections")
-	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", c.otlpEndpoint, "export spans and the agent's metrics over OTLP to this URL (as OTEL_EXPORTER_OTLP_ENDPOINT)")
+	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", c.otlpEndpoint, "export spans and the agent's metrics over OTLP to this URL, or for gRPC host:port (as OTEL_EXPORTER_OTLP_ENDPOINT)")
 	fs.BoolVar(&c.terminal, "terminal", c.terminal, "print to the terminal also when exporting over OTLP")
 	fs.Float64Var(&c.cleanRatio, "clean-ratio", c.cleanRatio, "share of clean connections exported (0-1); connections with a problem are always exported")
 	fs.BoolVar(&c.singleService, "single-service", c.singleService, "put every span under the agent's service (OTEL_SERVICE_NAME, default tcpspan) instead of the owning process's")
