@@ -16,6 +16,7 @@ import (
 
 	"github.com/tcpspan/tcpspan/bpf"
 	"github.com/tcpspan/tcpspan/conn"
+	"github.com/tcpspan/tcpspan/exporter"
 	"github.com/tcpspan/tcpspan/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -36,6 +37,12 @@ type capture struct {
 
 func startCapture(t *testing.T, ns *testutil.NetNS, orphanIdle time.Duration, opts ...bpf.Option) *capture {
 	t.Helper()
+	return startCaptureTracking(t, ns, orphanIdle, nil, opts...)
+}
+
+// startCaptureTracking is startCapture with options for the tracker.
+func startCaptureTracking(t *testing.T, ns *testutil.NetNS, orphanIdle time.Duration, track []conn.Option, opts ...bpf.Option) *capture {
+	t.Helper()
 	testutil.RequireBPF(t)
 	tr, err := bpf.Load(append([]bpf.Option{bpf.WithNetns(ns.Inode), bpf.WithVerifierLogs(true),
 		bpf.WithWarnings(func(s string) { t.Log("warning:", s) }),
@@ -48,11 +55,11 @@ func startCapture(t *testing.T, ns *testutil.NetNS, orphanIdle time.Duration, op
 		c.mu.Lock()
 		c.conns = append(c.conns, x)
 		c.mu.Unlock()
-	}, conn.WithOrphanIdle(orphanIdle),
+	}, append([]conn.Option{conn.WithOrphanIdle(orphanIdle),
 		// These tests check what the kernel side reports for each 4-tuple;
 		// folding alike orphans into storms is the tracker's own business,
 		// tested in conn/.
-		conn.WithStormWindow(0))
+		conn.WithStormWindow(0)}, track...)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	go func() {
@@ -561,6 +568,8 @@ func TestZeroLingerClose(t *testing.T) {
 	defer ln.Close()
 	mustWrite(t, cl, 10)
 	mustRead(t, srv, 10)
+	mustWrite(t, srv, 4)
+	mustRead(t, cl, 4)
 	if err := cl.SetLinger(0); err != nil {
 		t.Fatal(err)
 	}
@@ -587,6 +596,16 @@ func TestZeroLingerClose(t *testing.T) {
 	}
 	if e := server.First(conn.EventError); e == nil || e.Errno != syscall.ECONNRESET {
 		t.Errorf("server error %+v, want ECONNRESET", e)
+	}
+	// tcp_disconnect() zeroes the counters after the reset: they are read
+	// before.
+	if client.BytesSent != 10 || client.BytesReceived != 4 || server.BytesSent != 4 || server.BytesReceived != 10 {
+		t.Errorf("bytes: client sent %d received %d, server sent %d received %d; want 10/4 and 4/10",
+			client.BytesSent, client.BytesReceived, server.BytesSent, server.BytesReceived)
+	}
+	// The ECONNRESET the disconnect reports goes to no one: the reset leads.
+	if typ, desc, _ := exporter.Diagnose(client); typ != "tcp.rst_sent" || !strings.Contains(desc, "closed fd") {
+		t.Errorf("client diagnosis %s %q, want the reset its close() sent", typ, desc)
 	}
 	requireCounterMatch(t, ns, before, c.all())
 }

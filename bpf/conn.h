@@ -112,18 +112,19 @@ static __always_inline struct conn *conn_get(const struct sock *sk)
 	return c;
 }
 
-/* conn_event appends an event. Slots are claimed atomically, because a
- * socket's events can arrive on two CPUs at once (a close() racing an
- * incoming packet). */
-static __always_inline void conn_event(struct conn *c, __u64 ts, __u8 type, __u8 state, __u8 ctx,
-				       __u32 pid, __u32 arg, __u32 arg2)
+/* conn_event appends an event and returns it, or NULL when the connection
+ * holds MAX_CONN_EVENTS already (then it is counted). Slots are claimed
+ * atomically, because a socket's events can arrive on two CPUs at once (a
+ * close() racing an incoming packet). */
+static __always_inline struct conn_event *conn_event(struct conn *c, __u64 ts, __u8 type, __u8 state, __u8 ctx,
+						     __u32 pid, __u32 arg, __u32 arg2)
 {
 	__u32 n = fetch_add(&c->events_seen, 1);
 	struct conn_event *e;
 
 	if (n >= MAX_CONN_EVENTS) {
 		count(COUNTER_CONN_EVENTS_LOST);
-		return;
+		return NULL;
 	}
 	e = &c->events[n & (MAX_CONN_EVENTS - 1)];
 	e->ts_ns = ts ? ts : bpf_ktime_get_boot_ns();
@@ -133,6 +134,8 @@ static __always_inline void conn_event(struct conn *c, __u64 ts, __u8 type, __u8
 	e->type = type;
 	e->state = state;
 	e->ctx = ctx;
+	e->how = 0;
+	return e;
 }
 
 /* closes_own_file says whether a close() during which an event fires on sk
@@ -149,15 +152,16 @@ static __always_inline bool closes_own_file(const struct conn *c, const struct s
 	return !(c->side == SIDE_SERVER && (c->flags & CONN_OWNER_FROM_LISTENER));
 }
 
-/* conn_close records that the current task, inside close(fd), closes c's
- * socket: the closer, the bytes it left unread and a close event, once.
- * state is the socket's state before close() changed it. A child closed
- * with its listener is not: its events name that process (closing_fd), but
- * the fd is the listener's, and the child was never the process's to
+/* conn_close records that the current task releases c's socket (r: by
+ * close(), exit, ...): the closer, the bytes it left unread and a close
+ * event, once. state is the socket's state before the release changed it. A
+ * child released with its listener is not: its events name that process,
+ * but the file is the listener's, and the child was never the process's to
  * close. */
-static __always_inline void conn_close(struct conn *c, const struct sock *sk, __u32 fd, __u8 state)
+static __always_inline void conn_close(struct conn *c, const struct sock *sk, const struct release *r, __u8 state)
 {
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	struct conn_event *e;
 	__u64 pid_tgid;
 	__u32 unread;
 
@@ -172,10 +176,43 @@ static __always_inline void conn_close(struct conn *c, const struct sock *sk, __
 		unread--;
 	c->closer_pid = pid_tgid >> 32;
 	c->closer_tid = (__u32)pid_tgid;
-	c->closer_fd = fd;
+	c->closer_fd = (__u32)r->fd;
+	c->closer_exit = r->exit_code;
+	c->closer_how = r->how;
 	c->unread_bytes = unread;
 	bpf_get_current_comm(c->closer_comm, sizeof(c->closer_comm));
-	conn_event(c, 0, EVENT_CLOSE, state, CTX_PROCESS, pid_tgid >> 32, fd, (__u32)pid_tgid);
+	e = conn_event(c, 0, EVENT_CLOSE, state, CTX_PROCESS, pid_tgid >> 32, (__u32)r->fd, (__u32)pid_tgid);
+	if (e)
+		e->how = r->how;
+}
+
+/* conn_counters reads the socket's counters into c, keeping the larger of
+ * each. tcp_disconnect() zeroes them after the state change to CLOSE and
+ * the reset it sends, and before the socket's destroy: a linger-0 close, a
+ * listener's close of its queued children and a failed connect() all call
+ * it. So they are read at that state change, at a reset, and at the end. */
+static __always_inline void conn_counters(struct conn *c, const struct sock *sk)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u64 sent = BPF_CORE_READ(tp, bytes_sent) - BPF_CORE_READ(tp, bytes_retrans);
+	__u64 received = BPF_CORE_READ(tp, bytes_received);
+	__u32 segs_out = BPF_CORE_READ(tp, segs_out);
+	__u32 segs_in = BPF_CORE_READ(tp, segs_in);
+	__u32 retrans = BPF_CORE_READ(tp, total_retrans);
+	__u32 srtt = BPF_CORE_READ(tp, srtt_us) >> 3;
+
+	if (sent > c->bytes_sent)
+		c->bytes_sent = sent;
+	if (received > c->bytes_received)
+		c->bytes_received = received;
+	if (segs_out > c->segs_out)
+		c->segs_out = segs_out;
+	if (segs_in > c->segs_in)
+		c->segs_in = segs_in;
+	if (retrans > c->total_retrans)
+		c->total_retrans = retrans;
+	if (srtt)
+		c->srtt_us = srtt;
 }
 
 /* conn_isns records the handshake's initial sequence numbers (struct conn)
@@ -250,8 +287,11 @@ static __always_inline void conn_finish(struct conn *c, const struct sock *sk)
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 	__u64 key = (__u64)sk;
 
-	/* conn_clean needs it. */
-	c->total_retrans = BPF_CORE_READ(tp, total_retrans);
+	/* conn_clean needs it (kept if tcp_disconnect zeroed it). */
+	__u32 retrans = BPF_CORE_READ(tp, total_retrans);
+
+	if (retrans > c->total_retrans)
+		c->total_retrans = retrans;
 	/* One that carried a traceparent is sent: its traceparent records
 	 * wait for it in user space. */
 	if (skip_clean && !c->traceparents && conn_clean(c)) {
@@ -259,11 +299,7 @@ static __always_inline void conn_finish(struct conn *c, const struct sock *sk)
 	} else {
 		c->end_ns = bpf_ktime_get_boot_ns();
 		c->final_state = sk_state(sk);
-		c->bytes_sent = BPF_CORE_READ(tp, bytes_sent) - BPF_CORE_READ(tp, bytes_retrans);
-		c->bytes_received = BPF_CORE_READ(tp, bytes_received);
-		c->segs_out = BPF_CORE_READ(tp, segs_out);
-		c->segs_in = BPF_CORE_READ(tp, segs_in);
-		c->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+		conn_counters(c, sk);
 		if (c->tuple.sport == 0)
 			c->tuple.sport = sk_local_port(sk);
 		conn_emit(c);
@@ -308,7 +344,7 @@ static __always_inline void orphan_emit(struct orphan *o, __u8 type, __u8 state,
 		o->ev.pid = current_tgid();
 		bpf_get_current_comm(o->comm, sizeof(o->comm));
 	}
-	owner_lookup(o->tuple.netns, o->tuple.sport, &o->owner_pid, o->owner_comm);
+	owner_lookup(o->tuple.netns, o->tuple.sport, &o->owner_pid, &o->owner_cgroup, o->owner_comm);
 	bpf_ringbuf_submit(o, rb_flags());
 	count(COUNTER_ORPHANS_EMITTED);
 }

@@ -26,6 +26,7 @@ const (
 	CapSYNOverflow      = "syn-overflow"       // SYNs dropped by a full accept queue
 	CapAtomicSlots      = "atomic-event-slots" // events of one connection never share a slot
 	CapTraceparent      = "traceparent"        // W3C traceparent headers of HTTP/1.x requests, as span links
+	CapReleases         = "releases"           // how a process released a socket: close(), exit, execve(), ...
 )
 
 // Capability says whether one thing tcpspan observes works on the running
@@ -281,6 +282,9 @@ func (f *Features) init(p prototypes, names *KernelNames, modern, realtime bool)
 	}
 	f.set(conns)
 	f.set(Capability{Name: CapSocketErrors, Why: "not attached"})
+	f.set(Capability{Name: CapReleases, On: true,
+		How: "the releasing task's syscall and PF_EXITING: close(), close_range(), dup2()/dup3(), execve() close-on-exec, exit and death by a signal",
+		Why: "io_uring's close is not told: its resets say the socket was released by other means"})
 
 	switch {
 	case !p.rstReason:

@@ -34,6 +34,7 @@ var expectedFeatures = map[string]map[string]string{
 		bpf.CapSYNOverflow:      "on",
 		bpf.CapAtomicSlots:      "off", // no atomic fetch before 5.12
 		bpf.CapTraceparent:      "on",
+		bpf.CapReleases:         "on",
 	},
 	"6.1": {
 		bpf.CapConnections:      "on",
@@ -46,6 +47,7 @@ var expectedFeatures = map[string]map[string]string{
 		bpf.CapSYNOverflow:      "on",
 		bpf.CapAtomicSlots:      "on",
 		bpf.CapTraceparent:      "on",
+		bpf.CapReleases:         "on",
 	},
 	"6.12": {
 		bpf.CapConnections:      "on",
@@ -58,6 +60,7 @@ var expectedFeatures = map[string]map[string]string{
 		bpf.CapSYNOverflow:      "on",
 		bpf.CapAtomicSlots:      "on",
 		bpf.CapTraceparent:      "on",
+		bpf.CapReleases:         "on",
 	},
 	"6.18": {
 		bpf.CapConnections:      "on",
@@ -70,6 +73,7 @@ var expectedFeatures = map[string]map[string]string{
 		bpf.CapSYNOverflow:      "on",
 		bpf.CapAtomicSlots:      "on",
 		bpf.CapTraceparent:      "on",
+		bpf.CapReleases:         "on",
 	},
 }
 

@@ -7,6 +7,6 @@ package bpf
 
 // The same object for older kernels: without atomic fetch instructions,
 // which kernels before 5.12 reject ("BPF_STX uses reserved fields"), and
-// without the BTF task helpers (bpf_task_pt_regs: 5.15) that closing_fd in
+// without the BTF task helpers (bpf_task_pt_regs: 5.15) that release_by_task in
 // sock.h uses. Load picks it where either is missing.
 //go:generate go tool bpf2go -cc $BPF_CLANG -cflags "$BPF_CFLAGS -DTCPSPAN_COMPAT" -target amd64 tcpspanCompat tcpspan.bpf.c -- -I./include

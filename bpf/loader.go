@@ -200,7 +200,7 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 
 	// Both objects have the same programs, maps and variables; the
 	// compatible one avoids atomic fetch instructions and the BTF task
-	// helpers (see closing_fd in sock.h).
+	// helpers (see release_by_task in sock.h).
 	load := loadTcpspan
 	if !modern {
 		load = loadTcpspanCompat
@@ -429,7 +429,7 @@ func (t *Tracer) attachClosedPortKprobes() {
 	t.links = append(t.links, links...)
 	t.features.ClosedPortResets = true
 	t.features.set(Capability{Name: CapClosedPortResets, On: true,
-		How: "kprobes tcp_v4_send_reset, tcp_v6_send_reset (fallback)",
+		How: "kprobes tcp_v4_send_reset, tcp_v6_send_reset (fallback, also for resets from time-wait and request sockets)",
 		Why: "tcp_send_reset fires only with a socket on this kernel; no reason is given"})
 }
 

@@ -24,7 +24,7 @@ const volatile bool rst_has_reason = false; /* tcp_send_reset(sk, skb, reason): 
 const volatile bool kfree_has_reason = false; /* kfree_skb(skb, location, reason): 5.17+ */
 const volatile bool kfree_has_rx_sk = false;  /* kfree_skb(..., reason, rx_sk): 6.12+ */
 /* Softirqs run in task context, on the task's own stack (PREEMPT_RT, from
- * /sys/kernel/realtime): see closing_fd. */
+ * /sys/kernel/realtime): see release_by_task. */
 const volatile bool softirq_in_task = false;
 /* The SYN watch (syn_ingress) is attached on demand, while an accept queue
  * is high: the hooks ask for it (syn_watch_ask). Off: it is always on. */
@@ -73,8 +73,10 @@ struct listener_key {
 
 /* owner is a process that owns a socket. */
 struct owner {
+	__u64 cgroup; /* its cgroup v2 id when it listened, 0 if unknown */
 	__u32 pid;
 	char comm[16];
+	__u8 _pad[4];
 };
 
 /* listener_state is what is known of a listening socket. */
@@ -86,6 +88,7 @@ struct listener_state {
 	 * SYN watch on while any listener has either. */
 	__u16 queue_high;
 	__u16 queue_small;
+	__u8 _pad[4];
 	/* sk: its kernel address, to read its queue; 0 while unknown. Known
 	 * from listen(), or learned at the first accept() or SYN seen. */
 	__u64 sk;
@@ -101,6 +104,24 @@ struct {
 	__type(key, struct listener_key);
 	__type(value, struct listener_state);
 } listeners SEC(".maps");
+
+/* listener_close is a listener being released by a task, while the kernel
+ * resets the children still in its accept queue. */
+struct listener_close {
+	struct listener_key listener;
+	__u32 queued; /* its accept queue's length when it closed */
+};
+
+/* listener_closes: pid_tgid -> struct listener_close.
+ * Written at LISTEN->CLOSE when a task releases the listener; read as each
+ * queued child is reset in that task's context (tcp_send_reset). Stays
+ * until overwritten: LRU, a handful of entries at a time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u64);
+	__type(value, struct listener_close);
+} listener_closes SEC(".maps");
 
 /* syn_watch_asked_ns: when each reason (enum syn_watch_why) last asked for
  * the SYN watch, monotonic ns: asks are rate-limited (syn_watch_ask). */

@@ -46,6 +46,28 @@ const (
 	CtxKernel  = tcpspanExecCtxCTX_KERNEL
 )
 
+// How a process released a socket: the low bits of an event's How
+// (enum release_how).
+const (
+	ReleaseMask       = uint8(tcpspanEventHowHOW_RELEASE_MASK)
+	ReleaseNone       = uint8(tcpspanReleaseHowRELEASE_NONE)
+	ReleaseClose      = uint8(tcpspanReleaseHowRELEASE_CLOSE)
+	ReleaseCloseRange = uint8(tcpspanReleaseHowRELEASE_CLOSE_RANGE)
+	ReleaseDup        = uint8(tcpspanReleaseHowRELEASE_DUP)
+	ReleaseExec       = uint8(tcpspanReleaseHowRELEASE_EXEC)
+	ReleaseExit       = uint8(tcpspanReleaseHowRELEASE_EXIT)
+)
+
+// Flags in an event's How (enum event_how).
+const (
+	// HowViaListener: the release was of the listener a never-accepted
+	// child was queued on; an EventRSTSent's Arg2 is then that listener's
+	// accept queue length when it closed (0 if unknown).
+	HowViaListener = uint8(tcpspanEventHowHOW_VIA_LISTENER)
+	// HowAnswer: the reset answers a packet received.
+	HowAnswer = uint8(tcpspanEventHowHOW_ANSWER)
+)
+
 // Connection flags (ConnRecord.Flags).
 const (
 	FlagMidlife           = uint8(tcpspanConnFlagsCONN_MIDLIFE)
@@ -80,6 +102,10 @@ const (
 
 // MaxConnEvents is how many events a ConnRecord holds (MAX_CONN_EVENTS).
 const MaxConnEvents = len(ConnRecord{}.Events)
+
+// MaxRetransEvents is how many retransmits of a connection the kernel keeps
+// as events; ConnRecord.RetransSeen counts them all (MAX_RETRANS_EVENTS).
+const MaxRetransEvents = int(tcpspanRetransLimitMAX_RETRANS_EVENTS)
 
 // Directions of a request (TraceparentRecord.Dir).
 const (

@@ -16,8 +16,11 @@
 #define MAX_CONN_EVENTS 16
 
 /* MAX_RETRANS_EVENTS is how many retransmits per connection become events;
- * the rest are only counted (conn.total_retrans, conn.retrans_seen). */
-#define MAX_RETRANS_EVENTS 3
+ * the rest are only counted (conn.total_retrans, conn.retrans_seen). An
+ * enum, so that Go reads it from bpf2go. */
+enum retrans_limit {
+	MAX_RETRANS_EVENTS = 3,
+};
 
 /* The first field of every record says which struct it is. */
 enum record_kind {
@@ -29,13 +32,13 @@ enum record_kind {
 
 /* What happened, in struct conn_event.type. */
 enum event_type {
-	EVENT_STATE = 1,           /* state change: state = new, arg = old */
+	EVENT_STATE = 1,           /* state change: state = new, arg = old, arg2 = sk_err entering CLOSE */
 	EVENT_SYN = 2,             /* SYN seen at the listener (cgroup_skb); arg = SYN_ESTIMATED if placed by the RTT */
 	EVENT_ACCEPT = 3,          /* accept() returned it: pid, arg = fd */
-	EVENT_CLOSE = 4,           /* close() syscall: pid, arg = fd, arg2 = tid */
-	EVENT_RST_SENT = 5,        /* tcp_send_reset: arg = reason, arg2 = syscall nr in CTX_PROCESS */
+	EVENT_CLOSE = 4,           /* a process released the socket: pid, arg = fd (or -1), arg2 = tid, how */
+	EVENT_RST_SENT = 5,        /* tcp_send_reset: arg = reason, how; arg2 see HOW_VIA_LISTENER */
 	EVENT_RST_RECV = 6,        /* tcp_receive_reset */
-	EVENT_ERROR = 7,           /* inet_sk_error_report: arg = errno */
+	EVENT_ERROR = 7,           /* inet_sk_error_report: arg = errno, arg2 = the peer's receive window (snd_wnd) */
 	EVENT_RETRANS = 8,         /* tcp_retransmit_skb */
 	EVENT_SYNACK_RETRANS = 9,  /* tcp_retransmit_synack: arg = count so far */
 	EVENT_DROP = 10,           /* kfree_skb with a TCP reason: arg = reason */
@@ -48,6 +51,31 @@ enum exec_ctx {
 	CTX_UNKNOWN = 0,
 	CTX_PROCESS = 1, /* a task in its own context inside close(): pid is the actor */
 	CTX_KERNEL = 2,  /* softirq, timer or packet processing: no process acted */
+};
+
+/* How a process released a socket's file, in the low bits of
+ * conn_event.how (CTX_PROCESS; see release_by_task in sock.h). */
+enum release_how {
+	RELEASE_NONE = 0,        /* not a release (accept(), connect()) */
+	RELEASE_CLOSE = 1,       /* close(fd) */
+	RELEASE_CLOSE_RANGE = 2, /* close_range(): fd only when the range is one fd */
+	RELEASE_DUP = 3,         /* dup2() or dup3() onto the fd */
+	RELEASE_EXEC = 4,        /* execve() closed it as close-on-exec */
+	RELEASE_EXIT = 5,        /* the process exited or was killed: conn.closer_exit */
+};
+
+/* conn_event.how: the release (enum release_how), and what else is known
+ * of how the event came about. */
+enum event_how {
+	HOW_RELEASE_MASK = 7,
+	/* The release was of the listener a never-accepted child was queued
+	 * on; EVENT_RST_SENT's arg2 is then the listener's accept queue
+	 * length when it closed, 0 if unknown. */
+	HOW_VIA_LISTENER = 8,
+	/* EVENT_RST_SENT: the reset answers a packet received (the kernel
+	 * passed the packet). Else it is the socket's own (an "active" reset:
+	 * a release, a timer, memory pressure). */
+	HOW_ANSWER = 16,
 };
 
 /* Flags in struct conn.flags. */
@@ -117,7 +145,7 @@ struct conn_event {
 	__u8 type;   /* enum event_type */
 	__u8 state;  /* socket state (TCP_*) when it happened */
 	__u8 ctx;    /* enum exec_ctx */
-	__u8 _pad;
+	__u8 how;    /* enum event_how */
 };
 
 /* conn is the per-socket state the kernel aggregates, and the record emitted
@@ -133,14 +161,18 @@ struct conn {
 	__u64 end_ns;       /* tcp_destroy_sock, boot ns */
 	__u64 bytes_sent;     /* payload bytes sent, retransmits not counted again */
 	__u64 bytes_received; /* tcp_sock.bytes_received: payload, plus 1 for a FIN */
+	/* The owner's cgroup v2 id (its container, if any), read when it
+	 * connected, accepted or listened: user space finds the cgroup's path
+	 * by it when the owner is gone. 0 if unknown. */
+	__u64 owner_cgroup;
 	__u32 segs_out;
 	__u32 segs_in;
 	__u32 total_retrans; /* tcp_sock.total_retrans */
 	__u32 srtt_us;       /* smoothed RTT, microseconds */
 	__u32 owner_pid;     /* tgid that connected or accepted (or the listener's) */
-	__u32 closer_pid;    /* tgid that called close(), 0 if none seen */
+	__u32 closer_pid;    /* tgid that released the socket (close(), exit...), 0 if none seen */
 	__u32 closer_tid;
-	__u32 closer_fd;
+	__u32 closer_fd;     /* the fd released, 0xffffffff if the release names none */
 	__u32 unread_bytes;  /* bytes received but unread at close() */
 	__u32 events_seen;      /* events seen; the first MAX_CONN_EVENTS are in events[] */
 	__u32 retrans_seen;  /* tcp_retransmit_skb hits */
@@ -151,6 +183,11 @@ struct conn {
 	__u32 isn_local;
 	__u32 isn_remote;
 	__u32 traceparents; /* traceparent records sent for it (struct traceparent) */
+	/* The closer's task exit_code when it released the socket by exiting
+	 * (RELEASE_EXIT): a fatal signal in the low 7 bits, or the exit
+	 * status in bits 8-15. */
+	__u32 closer_exit;
+	__u32 closer_how; /* enum release_how */
 	struct tuple tuple;
 	char owner_comm[16];
 	char closer_comm[16];
@@ -164,6 +201,7 @@ struct conn {
 struct orphan {
 	__u32 kind;      /* RECORD_ORPHAN */
 	__u32 owner_pid; /* the listener's owner (by netns and local port), or 0 */
+	__u64 owner_cgroup; /* its cgroup v2 id, 0 if unknown */
 	struct conn_event ev;
 	struct tuple tuple;
 	char comm[16];       /* actor's comm, in CTX_PROCESS */

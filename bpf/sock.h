@@ -193,7 +193,7 @@ static __always_inline __u64 rb_flags(void)
 	return BPF_RB_NO_WAKEUP;
 }
 
-static __always_inline void owner_lookup(__u32 netns, __u16 port, __u32 *pid, char *comm)
+static __always_inline void owner_lookup(__u32 netns, __u16 port, __u32 *pid, __u64 *cgroup, char *comm)
 {
 	struct listener_key k = { .netns = netns, .port = port };
 	struct listener_state *l = bpf_map_lookup_elem(&listeners, &k);
@@ -201,10 +201,18 @@ static __always_inline void owner_lookup(__u32 netns, __u16 port, __u32 *pid, ch
 	if (!l)
 		return;
 	*pid = l->owner.pid;
+	*cgroup = l->owner.cgroup;
 	__builtin_memcpy(comm, l->owner.comm, 16);
 }
 
-#define NR_CLOSE 3              /* x86_64 */
+/* x86_64 syscall numbers of the releases release_by_task tells. */
+#define NR_CLOSE 3
+#define NR_DUP2 33
+#define NR_EXECVE 59
+#define NR_DUP3 292
+#define NR_EXECVEAT 322
+#define NR_CLOSE_RANGE 436
+#define PF_EXITING 0x00000004
 #define PF_KTHREAD 0x00200000
 #define COMPAT_THREAD_SIZE 16384 /* x86_64 without KASAN, as Debian builds 5.10 */
 
@@ -220,35 +228,52 @@ static __always_inline __u64 address_of(const void *p)
 	return a;
 }
 
-/* closing_fd tells who acts when an event fires: the fd that the current
- * task is closing when the event runs in that task's own context inside
- * close(), or -1 when the kernel acts on its own (softirq, timers, packet
- * processing) or the task is doing something else.
+/* release is how the current task releases a file (release_by_task). */
+struct release {
+	__s64 fd;        /* the fd, or -1 when the release names none */
+	__u32 exit_code; /* RELEASE_EXIT: the task's exit_code */
+	__u8 how;        /* enum release_how */
+	__u8 _pad[3];
+};
+
+/* release_by_task tells who acts when an event fires: whether the current
+ * task, in its own context, is releasing a file (r->how, enum release_how)
+ * when the event runs, and which fd where the release names one (else
+ * r->fd is -1). It returns false when the kernel acts on its own (softirq,
+ * timers, packet processing) or the task is doing something else.
+ *
+ * A socket is released when its last file reference goes: close(),
+ * close_range(), dup2()/dup3() onto its fd, an execve() that closes it as
+ * close-on-exec, or the process's exit (including death by a signal), which
+ * drops every file it still holds. Which one it is, is in the task: the
+ * syscall it is in, in its saved user registers (orig_ax), and PF_EXITING.
+ * Both stay while the kernel finishes the work, including the release that
+ * some kernels defer to task work on the way back to user space, or at exit.
  *
  * Tracepoints that fire in softirq carry whatever task was interrupted as
  * `current`, and on loopback that is often the task whose close() sent the
  * FIN that the peer socket is now processing: a plausible process, and the
- * wrong one. Two facts tell them apart without any per-syscall hook:
- * - the syscall a task is in is in its saved user registers (orig_ax), and
- *   stays there while the kernel finishes the syscall's work, including the
- *   socket's release that some kernels defer to task work on the way back;
- * - on x86_64, softirqs and hardirqs run on the CPU's IRQ stack (or in
- *   ksoftirqd), never on the task's own stack. A raw tracepoint's ctx (its
- *   argument array) lives on the stack of whatever context fires it, so it
- *   lies inside the task's stack only in the task's own context.
- * Packets queued while close() held the socket lock, and processed as it
- * releases the lock, run in its context too: they are part of that close.
- * Events of a listener's queued children while the listener is closed run
- * in the closer's context as well (see closes_own_file in conn.h).
+ * wrong one. On x86_64, softirqs and hardirqs run on the CPU's IRQ stack (or
+ * in ksoftirqd), never on the task's own stack. A raw tracepoint's ctx (its
+ * argument array) lives on the stack of whatever context fires it, so it
+ * lies inside the task's stack only in the task's own context.
+ * Packets queued while the release held the socket lock, and processed as
+ * it releases the lock, run in its context too: they are part of it.
+ * Events of a listener's queued children while the listener is released run
+ * in the releasing task's context as well (see closes_own_file in conn.h).
  *
  * A PREEMPT_RT kernel runs softirqs in task context, on the task's stack,
  * so there the stack cannot tell them apart: an event counts as the
- * close()'s only if close() holds sk's lock (lock_sock), which softirq work
- * on a socket never runs under. Children reset by their listener's close()
- * are then the kernel's. */
-static __always_inline __s64 closing_fd(const void *ctx, const struct sock *sk)
+ * release's only if the task holds sk's lock (lock_sock), which softirq work
+ * on a socket never runs under. Children reset by their listener's release
+ * are then the kernel's.
+ *
+ * io_uring's close is not told: io_uring_enter() also sends and receives,
+ * and the packets it processes then would pass for a release. */
+static __always_inline bool release_by_task(const void *ctx, const struct sock *sk, struct release *r)
 {
-	__u64 nr, fd, stack, top;
+	__u64 nr, di, si, stack, top;
+	__u32 flags;
 #ifdef TCPSPAN_COMPAT
 	/* Before 5.15: no bpf_task_pt_regs (nor, before 5.11, a BTF task
 	 * pointer). The user registers sit at the top of the task's stack. */
@@ -257,38 +282,61 @@ static __always_inline __s64 closing_fd(const void *ctx, const struct sock *sk)
 
 	stack = (__u64)BPF_CORE_READ(task, stack);
 	regs = (struct pt_regs *)(stack + COMPAT_THREAD_SIZE) - 1;
-	if (bpf_probe_read_kernel(&nr, sizeof(nr), &regs->orig_ax) || nr != NR_CLOSE)
-		return -1;
-	if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
-		return -1;
-	if (bpf_probe_read_kernel(&fd, sizeof(fd), &regs->di))
-		return -1;
+	flags = BPF_CORE_READ(task, flags);
+	if (flags & PF_KTHREAD)
+		return false;
+	if (bpf_probe_read_kernel(&nr, sizeof(nr), &regs->orig_ax))
+		return false;
+	bpf_probe_read_kernel(&di, sizeof(di), &regs->di);
+	bpf_probe_read_kernel(&si, sizeof(si), &regs->si);
 	top = (__u64)regs;
 #else
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 
+	flags = task->flags;
+	if (flags & PF_KTHREAD)
+		return false;
 	nr = regs->orig_ax;
-	if (nr != NR_CLOSE || (task->flags & PF_KTHREAD))
-		return -1;
-	fd = regs->di;
+	di = regs->di;
+	si = regs->si;
 	stack = (__u64)task->stack;
 	top = address_of(regs);
 #endif
+	r->fd = -1;
+	r->exit_code = 0;
+	if (flags & PF_EXITING) {
+		r->how = RELEASE_EXIT;
+		r->exit_code = (__u32)BPF_CORE_READ(task, exit_code);
+	} else if (nr == NR_CLOSE) {
+		r->how = RELEASE_CLOSE;
+		r->fd = (__u32)di;
+	} else if (nr == NR_CLOSE_RANGE) {
+		r->how = RELEASE_CLOSE_RANGE;
+		if ((__u32)di == (__u32)si)
+			r->fd = (__u32)di;
+	} else if (nr == NR_DUP2 || nr == NR_DUP3) {
+		r->how = RELEASE_DUP;
+		r->fd = (__u32)si;
+	} else if (nr == NR_EXECVE || nr == NR_EXECVEAT) {
+		r->how = RELEASE_EXEC;
+	} else {
+		return false;
+	}
 	{
 		__u64 at = address_of(ctx);
 
 		if (at < stack || at >= top)
-			return -1;
+			return false;
 	}
 	if (softirq_in_task) {
 		/* Time-wait and request sockets are not full sockets: no lock. */
 		__u8 state = sk ? sk_state(sk) : 0;
 
 		if (!sk || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV || !BPF_CORE_READ(sk, sk_lock.owned))
-			return -1;
+			return false;
 	}
-	return (__u32)fd;
+	return true;
 }
 
 /* syscall_arg0 is the first argument of the system call the current task is

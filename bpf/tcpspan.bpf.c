@@ -9,7 +9,7 @@
  * into a trace buffer), syscall tracepoints for accept(), and a cgroup_skb
  * program for SYNs that hit a full accept queue, which the kernel consumes
  * without any tracepoint. close() has no hook of its own: the state changes
- * it makes tell it (closing_fd in sock.h).
+ * it makes tell it (release_by_task in sock.h).
  */
 /* -Wpadded is for our own record layouts, not the kernel's. */
 #pragma clang diagnostic push
@@ -37,10 +37,13 @@ const enum request_dir unused_request_dir __attribute__((unused));
 const enum record_kind unused_record_kind __attribute__((unused));
 const enum event_type unused_event_type __attribute__((unused));
 const enum exec_ctx unused_exec_ctx __attribute__((unused));
+const enum release_how unused_release_how __attribute__((unused));
+const enum event_how unused_event_how __attribute__((unused));
 const enum conn_flags unused_conn_flags __attribute__((unused));
 const enum isn_known unused_isn_known __attribute__((unused));
 const enum syn_watch_why unused_syn_watch_why __attribute__((unused));
 const enum queue_limit unused_queue_limit __attribute__((unused));
+const enum retrans_limit unused_retrans_limit __attribute__((unused));
 const enum counter unused_counter __attribute__((unused));
 
 /* The syscall tracepoint layout, from
@@ -57,6 +60,7 @@ struct syscall_exit_ctx {
 static __always_inline void owner_from_current(struct conn *c)
 {
 	c->owner_pid = current_tgid();
+	c->owner_cgroup = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(c->owner_comm, sizeof(c->owner_comm));
 }
 
@@ -160,6 +164,7 @@ static __always_inline void child_listener(struct conn *c)
 	if (!l)
 		return;
 	c->owner_pid = l->owner.pid;
+	c->owner_cgroup = l->owner.cgroup;
 	__builtin_memcpy(c->owner_comm, l->owner.comm, 16);
 	if (!syn_watch_auto)
 		return;
@@ -251,14 +256,47 @@ static __always_inline struct listener_key listener_of(const struct sock *sk)
 	return k;
 }
 
+/* listener_closed forgets a listener. When a task releases it, the children
+ * still queued on it are reset next, in the task's context: note how many
+ * for them (listener_queued). */
+static __always_inline void listener_closed(const void *ctx, const struct sock *sk)
+{
+	struct listener_key k = listener_of(sk);
+	struct release r;
+
+	bpf_map_delete_elem(&listeners, &k);
+	if (filter_netns && k.netns != filter_netns)
+		return;
+	if (release_by_task(ctx, sk, &r)) {
+		struct listener_close lc = { .listener = k, .queued = BPF_CORE_READ(sk, sk_ack_backlog) };
+		__u64 id = bpf_get_current_pid_tgid();
+
+		bpf_map_update_elem(&listener_closes, &id, &lc, BPF_ANY);
+	}
+}
+
+/* listener_queued returns the accept queue's length of c's listener when
+ * the current task released it, or 0 if unknown. */
+static __always_inline __u32 listener_queued(const struct conn *c)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct listener_close *lc = bpf_map_lookup_elem(&listener_closes, &id);
+
+	if (!lc || lc->listener.netns != c->tuple.netns || lc->listener.port != c->tuple.sport)
+		return 0;
+	return lc->queued;
+}
+
 SEC("raw_tracepoint/inet_sock_set_state")
 int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 {
 	const struct sock *sk = (const struct sock *)ctx->args[0];
 	int oldstate = (int)ctx->args[1];
 	int newstate = (int)ctx->args[2];
+	struct conn_event *e;
+	struct release r;
 	struct conn *c;
-	__s64 fd;
+	__u32 err = 0;
 
 	if (sk_protocol(sk) != IPPROTO_TCP)
 		return 0;
@@ -266,7 +304,11 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 	if (newstate == TCP_LISTEN) {
 		/* listen() runs in the owner's context. */
 		struct listener_key k = listener_of(sk);
-		struct listener_state l = { .owner.pid = current_tgid(), .sk = (__u64)sk };
+		struct listener_state l = {
+			.owner.pid = current_tgid(),
+			.owner.cgroup = bpf_get_current_cgroup_id(),
+			.sk = (__u64)sk,
+		};
 		__u32 max = BPF_CORE_READ(sk, sk_max_ack_backlog); /* listen() set it first */
 
 		if (filter_netns && k.netns != filter_netns)
@@ -278,13 +320,10 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 	}
 	if (oldstate == TCP_LISTEN) {
 		/* A child is cloned from its listener, so it starts in LISTEN. */
-		if (newstate == TCP_SYN_RECV) {
+		if (newstate == TCP_SYN_RECV)
 			child_created(sk);
-		} else {
-			struct listener_key k = listener_of(sk);
-
-			bpf_map_delete_elem(&listeners, &k);
-		}
+		else
+			listener_closed(ctx, sk);
 		return 0;
 	}
 	if (newstate == TCP_SYN_SENT) {
@@ -314,13 +353,24 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 	}
 	if ((c->flags & CONN_SYN_UNSEEN) && newstate == TCP_ESTABLISHED)
 		syn_estimate(c, sk);
-	fd = closing_fd(ctx, sk);
-	if (fd < 0) {
-		conn_event(c, 0, EVENT_STATE, newstate, CTX_KERNEL, 0, oldstate, 0);
+	/* An abort: the counters may be zeroed next (conn_counters). A clean
+	 * connection reaches CLOSE from FIN_WAIT, CLOSING or LAST_ACK. */
+	if (newstate == TCP_CLOSE && (oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT ||
+				      oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV))
+		conn_counters(c, sk);
+	/* The error that ends it, if any, is set before the state changes:
+	 * the application may consume it (sock_error) before the kernel's
+	 * report of it runs, which then reads none. */
+	if (newstate == TCP_CLOSE)
+		err = BPF_CORE_READ(sk, sk_err);
+	if (!release_by_task(ctx, sk, &r)) {
+		conn_event(c, 0, EVENT_STATE, newstate, CTX_KERNEL, 0, oldstate, err);
 		return 0;
 	}
-	conn_close(c, sk, fd, oldstate);
-	conn_event(c, 0, EVENT_STATE, newstate, CTX_PROCESS, current_tgid(), oldstate, 0);
+	conn_close(c, sk, &r, oldstate);
+	e = conn_event(c, 0, EVENT_STATE, newstate, CTX_PROCESS, current_tgid(), oldstate, err);
+	if (e)
+		e->how = r.how;
 	return 0;
 }
 
@@ -333,11 +383,11 @@ int tcp_destroy_sock(struct bpf_raw_tracepoint_args *ctx)
 
 	if (c) {
 		/* A socket already in CLOSE (reset, refused) changes no state in
-		 * close(): its destroy there is the first sign of it. */
-		__s64 fd = closing_fd(ctx, sk);
+		 * its release: its destroy there is the first sign of it. */
+		struct release r;
 
-		if (fd >= 0)
-			conn_close(c, sk, fd, sk_state(sk));
+		if (release_by_task(ctx, sk, &r))
+			conn_close(c, sk, &r, sk_state(sk));
 		conn_finish(c, sk);
 		return 0;
 	}
@@ -356,28 +406,42 @@ int tcp_send_reset(struct bpf_raw_tracepoint_args *ctx)
 	const struct sock *sk = (const struct sock *)ctx->args[0];
 	const struct sk_buff *skb = (const struct sk_buff *)ctx->args[1];
 	__u32 reason = RESET_REASON_UNKNOWN;
-	__u32 syscall = SYSCALL_NONE;
-	__s64 fd = closing_fd(ctx, sk);
-	__u8 cx = CTX_KERNEL;
+	__u8 cx = CTX_KERNEL, how = 0;
+	struct conn_event *e;
+	struct release r;
 	__u8 state = 0;
 	struct orphan *o;
 
 	if (rst_has_reason)
 		reason = (__u32)ctx->args[2];
-	if (fd >= 0) {
+	if (release_by_task(ctx, sk, &r)) {
 		cx = CTX_PROCESS;
-		syscall = NR_CLOSE;
+		how = r.how;
 	}
+	/* An active reset (release, timer) passes no packet. */
+	if (skb)
+		how |= HOW_ANSWER;
 	if (sk) {
 		state = sk_state(sk);
 		if (state != TCP_LISTEN && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV) {
 			struct conn *c = conn_get(sk);
 
 			if (c) {
-				if (fd >= 0)
-					conn_close(c, sk, fd, state);
-				conn_event(c, 0, EVENT_RST_SENT, state, cx, cx == CTX_PROCESS ? current_tgid() : 0, reason,
-					   syscall);
+				__u32 queued = 0;
+
+				if (cx == CTX_PROCESS) {
+					conn_close(c, sk, &r, state);
+					if (!closes_own_file(c, sk)) {
+						how |= HOW_VIA_LISTENER;
+						queued = listener_queued(c);
+					}
+				}
+				/* Sent before tcp_disconnect() zeroes the counters. */
+				conn_counters(c, sk);
+				e = conn_event(c, 0, EVENT_RST_SENT, state, cx, cx == CTX_PROCESS ? current_tgid() : 0,
+					       reason, queued);
+				if (e)
+					e->how = how;
 				return 0;
 			}
 		}
@@ -409,47 +473,63 @@ int tcp_send_reset(struct bpf_raw_tracepoint_args *ctx)
 		orphan_discard(o);
 		return 0;
 	}
-	orphan_emit(o, EVENT_RST_SENT, state, cx, reason, syscall);
+	o->ev.how = how;
+	orphan_emit(o, EVENT_RST_SENT, state, cx, reason, 0);
 	return 0;
 }
 
-/* Resets for closed ports (no socket) on kernels whose tcp_send_reset
- * tracepoint fires only with a socket (the loader tells from the kernel's
- * BTF). An optional fallback: the loader attaches these kprobes only there,
- * and only where kprobes exist. The kernel gives no reason before 6.10, so
- * none is reported. This runs at entry, so it skips what the function itself
+/* Resets the tcp_send_reset tracepoint does not see, on kernels where it
+ * fires only with a full socket (the loader tells from the kernel's BTF):
+ * those for closed ports (no socket), and those a time-wait or request
+ * socket sends (data after a close, answered from TIME_WAIT). An optional
+ * fallback: the loader attaches these kprobes only there, and only where
+ * kprobes exist. The kernel gives no reason before 6.10, so none is
+ * reported. This runs at entry, so it skips what the function itself
  * refuses to answer, a reset; a packet for no socket whose destination is
  * not local is also refused there, which this cannot tell (the matrix tests
  * use loopback, where the count matches TcpOutRsts). */
-static __always_inline int reset_no_socket(const struct sock *sk, const struct sk_buff *skb)
+static __always_inline int reset_not_traced(const struct sock *sk, const struct sk_buff *skb)
 {
 	struct tcphdr th;
 	struct orphan *o;
+	__u8 state = 0;
 
-	if (sk || !skb)
+	if (!skb)
 		return 0;
+	if (sk) {
+		state = sk_state(sk);
+		if (state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV)
+			return 0; /* a full socket: the tracepoint fires */
+	}
 	o = orphan_begin();
 	if (!o)
 		return 0;
-	if (tuple_from_skb_th(&o->tuple, skb, &th) || th.rst || !tuple_wanted(&o->tuple)) {
+	if (tuple_from_skb_th(&o->tuple, skb, &th) || th.rst) {
+		orphan_discard(o);
+		return 0;
+	}
+	if (sk)
+		o->tuple.netns = sk_netns(sk);
+	if (!tuple_wanted(&o->tuple)) {
 		orphan_discard(o);
 		return 0;
 	}
 	orphan_isns(o, &th, false);
-	orphan_emit(o, EVENT_RST_SENT, 0, CTX_KERNEL, RESET_REASON_UNKNOWN, SYSCALL_NONE);
+	o->ev.how = HOW_ANSWER;
+	orphan_emit(o, EVENT_RST_SENT, state, CTX_KERNEL, RESET_REASON_UNKNOWN, 0);
 	return 0;
 }
 
 SEC("kprobe/tcp_v4_send_reset")
 int BPF_KPROBE(tcp_v4_send_reset_kprobe, const struct sock *sk, struct sk_buff *skb)
 {
-	return reset_no_socket(sk, skb);
+	return reset_not_traced(sk, skb);
 }
 
 SEC("kprobe/tcp_v6_send_reset")
 int BPF_KPROBE(tcp_v6_send_reset_kprobe, const struct sock *sk, struct sk_buff *skb)
 {
-	return reset_no_socket(sk, skb);
+	return reset_not_traced(sk, skb);
 }
 
 SEC("raw_tracepoint/tcp_receive_reset")
@@ -466,12 +546,19 @@ int tcp_receive_reset(struct bpf_raw_tracepoint_args *ctx)
 static __always_inline int error_report(const struct sock *sk)
 {
 	struct conn *c;
+	__u32 err;
 
 	if (sk_protocol(sk) != IPPROTO_TCP)
 		return 0;
+	/* The kernel reports again with no error when a failed connect()
+	 * clears it (tcp_disconnect): nothing new. */
+	err = BPF_CORE_READ(sk, sk_err);
+	if (!err)
+		return 0;
 	c = conn_get(sk);
 	if (c)
-		conn_event(c, 0, EVENT_ERROR, sk_state(sk), CTX_KERNEL, 0, BPF_CORE_READ(sk, sk_err), 0);
+		conn_event(c, 0, EVENT_ERROR, sk_state(sk), CTX_KERNEL, 0, err,
+			   BPF_CORE_READ((const struct tcp_sock *)sk, snd_wnd));
 	return 0;
 }
 

@@ -25,6 +25,7 @@ type tcpspanConn struct {
 	EndNs         uint64
 	BytesSent     uint64
 	BytesReceived uint64
+	OwnerCgroup   uint64
 	SegsOut       uint32
 	SegsIn        uint32
 	TotalRetrans  uint32
@@ -39,6 +40,8 @@ type tcpspanConn struct {
 	IsnLocal      uint32
 	IsnRemote     uint32
 	Traceparents  uint32
+	CloserExit    uint32
+	CloserHow     uint32
 	Tuple         tcpspanTuple
 	OwnerComm     [16]int8
 	CloserComm    [16]int8
@@ -51,7 +54,7 @@ type tcpspanConn struct {
 		Type  uint8
 		State uint8
 		Ctx   uint8
-		Pad   uint8
+		How   uint8
 	}
 }
 
@@ -83,6 +86,14 @@ const (
 	tcpspanCounterCOUNTER_CONNS_CLEAN_SKIPPED      tcpspanCounter = 9
 	tcpspanCounterCOUNTER_RINGBUF_LOST_TRACEPARENT tcpspanCounter = 10
 	tcpspanCounterCOUNTER_MAX                      tcpspanCounter = 11
+)
+
+type tcpspanEventHow uint32
+
+const (
+	tcpspanEventHowHOW_RELEASE_MASK tcpspanEventHow = 7
+	tcpspanEventHowHOW_VIA_LISTENER tcpspanEventHow = 8
+	tcpspanEventHowHOW_ANSWER       tcpspanEventHow = 16
 )
 
 type tcpspanEventType uint32
@@ -124,6 +135,12 @@ const (
 	tcpspanIsnKnownISN_SERVER tcpspanIsnKnown = 2
 )
 
+type tcpspanListenerClose struct {
+	_        structs.HostLayout
+	Listener tcpspanListenerKey
+	Queued   uint32
+}
+
 type tcpspanListenerKey struct {
 	_     structs.HostLayout
 	Netns uint32
@@ -134,20 +151,24 @@ type tcpspanListenerKey struct {
 type tcpspanListenerState struct {
 	_     structs.HostLayout
 	Owner struct {
-		_    structs.HostLayout
-		Pid  uint32
-		Comm [16]int8
+		_      structs.HostLayout
+		Cgroup uint64
+		Pid    uint32
+		Comm   [16]int8
+		Pad    [4]uint8
 	}
 	QueueHigh  uint16
 	QueueSmall uint16
+	Pad        [4]uint8
 	Sk         uint64
 }
 
 type tcpspanOrphan struct {
-	_        structs.HostLayout
-	Kind     uint32
-	OwnerPid uint32
-	Ev       struct {
+	_           structs.HostLayout
+	Kind        uint32
+	OwnerPid    uint32
+	OwnerCgroup uint64
+	Ev          struct {
 		_     structs.HostLayout
 		TsNs  uint64
 		Pid   uint32
@@ -156,7 +177,7 @@ type tcpspanOrphan struct {
 		Type  uint8
 		State uint8
 		Ctx   uint8
-		Pad   uint8
+		How   uint8
 	}
 	Tuple     tcpspanTuple
 	Comm      [16]int8
@@ -182,11 +203,28 @@ const (
 	tcpspanRecordKindRECORD_TRACEPARENT tcpspanRecordKind = 4
 )
 
+type tcpspanReleaseHow uint32
+
+const (
+	tcpspanReleaseHowRELEASE_NONE        tcpspanReleaseHow = 0
+	tcpspanReleaseHowRELEASE_CLOSE       tcpspanReleaseHow = 1
+	tcpspanReleaseHowRELEASE_CLOSE_RANGE tcpspanReleaseHow = 2
+	tcpspanReleaseHowRELEASE_DUP         tcpspanReleaseHow = 3
+	tcpspanReleaseHowRELEASE_EXEC        tcpspanReleaseHow = 4
+	tcpspanReleaseHowRELEASE_EXIT        tcpspanReleaseHow = 5
+)
+
 type tcpspanRequestDir uint32
 
 const (
 	tcpspanRequestDirREQUEST_SENT     tcpspanRequestDir = 1
 	tcpspanRequestDirREQUEST_RECEIVED tcpspanRequestDir = 2
+)
+
+type tcpspanRetransLimit uint32
+
+const (
+	tcpspanRetransLimitMAX_RETRANS_EVENTS tcpspanRetransLimit = 3
 )
 
 type tcpspanScanBuf struct {
@@ -247,6 +285,7 @@ const (
 	tcpspanMapCounters                  = "counters"
 	tcpspanMapEvents                    = "events"
 	tcpspanMapHandshakes                = "handshakes"
+	tcpspanMapListenerCloses            = "listener_closes"
 	tcpspanMapListeners                 = "listeners"
 	tcpspanMapScanBufs                  = "scan_bufs"
 	tcpspanProgInetSkErrorReport        = "inet_sk_error_report"
@@ -279,13 +318,16 @@ const (
 	tcpspanVarSynWatchAuto              = "syn_watch_auto"
 	tcpspanVarUnusedConnFlags           = "unused_conn_flags"
 	tcpspanVarUnusedCounter             = "unused_counter"
+	tcpspanVarUnusedEventHow            = "unused_event_how"
 	tcpspanVarUnusedEventType           = "unused_event_type"
 	tcpspanVarUnusedExecCtx             = "unused_exec_ctx"
 	tcpspanVarUnusedIsnKnown            = "unused_isn_known"
 	tcpspanVarUnusedOrphan              = "unused_orphan"
 	tcpspanVarUnusedQueueLimit          = "unused_queue_limit"
 	tcpspanVarUnusedRecordKind          = "unused_record_kind"
+	tcpspanVarUnusedReleaseHow          = "unused_release_how"
 	tcpspanVarUnusedRequestDir          = "unused_request_dir"
+	tcpspanVarUnusedRetransLimit        = "unused_retrans_limit"
 	tcpspanVarUnusedSynWatchAsk         = "unused_syn_watch_ask"
 	tcpspanVarUnusedSynWatchWhy         = "unused_syn_watch_why"
 	tcpspanVarUnusedTraceparent         = "unused_traceparent"
@@ -357,12 +399,13 @@ type tcpspanProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpspanMapSpecs struct {
-	Conns      *ebpf.MapSpec `ebpf:"conns"`
-	Counters   *ebpf.MapSpec `ebpf:"counters"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	Handshakes *ebpf.MapSpec `ebpf:"handshakes"`
-	Listeners  *ebpf.MapSpec `ebpf:"listeners"`
-	ScanBufs   *ebpf.MapSpec `ebpf:"scan_bufs"`
+	Conns          *ebpf.MapSpec `ebpf:"conns"`
+	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	Handshakes     *ebpf.MapSpec `ebpf:"handshakes"`
+	ListenerCloses *ebpf.MapSpec `ebpf:"listener_closes"`
+	Listeners      *ebpf.MapSpec `ebpf:"listeners"`
+	ScanBufs       *ebpf.MapSpec `ebpf:"scan_bufs"`
 }
 
 // tcpspanVariableSpecs contains global variables before they are loaded into the kernel.
@@ -383,13 +426,16 @@ type tcpspanVariableSpecs struct {
 	SynWatchAuto         *ebpf.VariableSpec `ebpf:"syn_watch_auto"`
 	UnusedConnFlags      *ebpf.VariableSpec `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedEventHow       *ebpf.VariableSpec `ebpf:"unused_event_how"`
 	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
 	UnusedExecCtx        *ebpf.VariableSpec `ebpf:"unused_exec_ctx"`
 	UnusedIsnKnown       *ebpf.VariableSpec `ebpf:"unused_isn_known"`
 	UnusedOrphan         *ebpf.VariableSpec `ebpf:"unused_orphan"`
 	UnusedQueueLimit     *ebpf.VariableSpec `ebpf:"unused_queue_limit"`
 	UnusedRecordKind     *ebpf.VariableSpec `ebpf:"unused_record_kind"`
+	UnusedReleaseHow     *ebpf.VariableSpec `ebpf:"unused_release_how"`
 	UnusedRequestDir     *ebpf.VariableSpec `ebpf:"unused_request_dir"`
+	UnusedRetransLimit   *ebpf.VariableSpec `ebpf:"unused_retrans_limit"`
 	UnusedSynWatchAsk    *ebpf.VariableSpec `ebpf:"unused_syn_watch_ask"`
 	UnusedSynWatchWhy    *ebpf.VariableSpec `ebpf:"unused_syn_watch_why"`
 	UnusedTraceparent    *ebpf.VariableSpec `ebpf:"unused_traceparent"`
@@ -417,12 +463,13 @@ func (o *tcpspanObjects) Close() error {
 //
 // It can be passed to loadTcpspanObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpspanMaps struct {
-	Conns      *ebpf.Map `ebpf:"conns"`
-	Counters   *ebpf.Map `ebpf:"counters"`
-	Events     *ebpf.Map `ebpf:"events"`
-	Handshakes *ebpf.Map `ebpf:"handshakes"`
-	Listeners  *ebpf.Map `ebpf:"listeners"`
-	ScanBufs   *ebpf.Map `ebpf:"scan_bufs"`
+	Conns          *ebpf.Map `ebpf:"conns"`
+	Counters       *ebpf.Map `ebpf:"counters"`
+	Events         *ebpf.Map `ebpf:"events"`
+	Handshakes     *ebpf.Map `ebpf:"handshakes"`
+	ListenerCloses *ebpf.Map `ebpf:"listener_closes"`
+	Listeners      *ebpf.Map `ebpf:"listeners"`
+	ScanBufs       *ebpf.Map `ebpf:"scan_bufs"`
 }
 
 func (m *tcpspanMaps) Close() error {
@@ -431,6 +478,7 @@ func (m *tcpspanMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.Handshakes,
+		m.ListenerCloses,
 		m.Listeners,
 		m.ScanBufs,
 	)
@@ -454,13 +502,16 @@ type tcpspanVariables struct {
 	SynWatchAuto         *ebpf.Variable `ebpf:"syn_watch_auto"`
 	UnusedConnFlags      *ebpf.Variable `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedEventHow       *ebpf.Variable `ebpf:"unused_event_how"`
 	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`
 	UnusedExecCtx        *ebpf.Variable `ebpf:"unused_exec_ctx"`
 	UnusedIsnKnown       *ebpf.Variable `ebpf:"unused_isn_known"`
 	UnusedOrphan         *ebpf.Variable `ebpf:"unused_orphan"`
 	UnusedQueueLimit     *ebpf.Variable `ebpf:"unused_queue_limit"`
 	UnusedRecordKind     *ebpf.Variable `ebpf:"unused_record_kind"`
+	UnusedReleaseHow     *ebpf.Variable `ebpf:"unused_release_how"`
 	UnusedRequestDir     *ebpf.Variable `ebpf:"unused_request_dir"`
+	UnusedRetransLimit   *ebpf.Variable `ebpf:"unused_retrans_limit"`
 	UnusedSynWatchAsk    *ebpf.Variable `ebpf:"unused_syn_watch_ask"`
 	UnusedSynWatchWhy    *ebpf.Variable `ebpf:"unused_syn_watch_why"`
 	UnusedTraceparent    *ebpf.Variable `ebpf:"unused_traceparent"`

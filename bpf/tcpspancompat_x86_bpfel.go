@@ -25,6 +25,7 @@ type tcpspanCompatConn struct {
 	EndNs         uint64
 	BytesSent     uint64
 	BytesReceived uint64
+	OwnerCgroup   uint64
 	SegsOut       uint32
 	SegsIn        uint32
 	TotalRetrans  uint32
@@ -39,6 +40,8 @@ type tcpspanCompatConn struct {
 	IsnLocal      uint32
 	IsnRemote     uint32
 	Traceparents  uint32
+	CloserExit    uint32
+	CloserHow     uint32
 	Tuple         tcpspanCompatTuple
 	OwnerComm     [16]int8
 	CloserComm    [16]int8
@@ -51,7 +54,7 @@ type tcpspanCompatConn struct {
 		Type  uint8
 		State uint8
 		Ctx   uint8
-		Pad   uint8
+		How   uint8
 	}
 }
 
@@ -83,6 +86,14 @@ const (
 	tcpspanCompatCounterCOUNTER_CONNS_CLEAN_SKIPPED      tcpspanCompatCounter = 9
 	tcpspanCompatCounterCOUNTER_RINGBUF_LOST_TRACEPARENT tcpspanCompatCounter = 10
 	tcpspanCompatCounterCOUNTER_MAX                      tcpspanCompatCounter = 11
+)
+
+type tcpspanCompatEventHow uint32
+
+const (
+	tcpspanCompatEventHowHOW_RELEASE_MASK tcpspanCompatEventHow = 7
+	tcpspanCompatEventHowHOW_VIA_LISTENER tcpspanCompatEventHow = 8
+	tcpspanCompatEventHowHOW_ANSWER       tcpspanCompatEventHow = 16
 )
 
 type tcpspanCompatEventType uint32
@@ -124,6 +135,12 @@ const (
 	tcpspanCompatIsnKnownISN_SERVER tcpspanCompatIsnKnown = 2
 )
 
+type tcpspanCompatListenerClose struct {
+	_        structs.HostLayout
+	Listener tcpspanCompatListenerKey
+	Queued   uint32
+}
+
 type tcpspanCompatListenerKey struct {
 	_     structs.HostLayout
 	Netns uint32
@@ -134,12 +151,15 @@ type tcpspanCompatListenerKey struct {
 type tcpspanCompatListenerState struct {
 	_     structs.HostLayout
 	Owner struct {
-		_    structs.HostLayout
-		Pid  uint32
-		Comm [16]int8
+		_      structs.HostLayout
+		Cgroup uint64
+		Pid    uint32
+		Comm   [16]int8
+		Pad    [4]uint8
 	}
 	QueueHigh  uint16
 	QueueSmall uint16
+	Pad        [4]uint8
 	Sk         uint64
 }
 
@@ -158,11 +178,28 @@ const (
 	tcpspanCompatRecordKindRECORD_TRACEPARENT tcpspanCompatRecordKind = 4
 )
 
+type tcpspanCompatReleaseHow uint32
+
+const (
+	tcpspanCompatReleaseHowRELEASE_NONE        tcpspanCompatReleaseHow = 0
+	tcpspanCompatReleaseHowRELEASE_CLOSE       tcpspanCompatReleaseHow = 1
+	tcpspanCompatReleaseHowRELEASE_CLOSE_RANGE tcpspanCompatReleaseHow = 2
+	tcpspanCompatReleaseHowRELEASE_DUP         tcpspanCompatReleaseHow = 3
+	tcpspanCompatReleaseHowRELEASE_EXEC        tcpspanCompatReleaseHow = 4
+	tcpspanCompatReleaseHowRELEASE_EXIT        tcpspanCompatReleaseHow = 5
+)
+
 type tcpspanCompatRequestDir uint32
 
 const (
 	tcpspanCompatRequestDirREQUEST_SENT     tcpspanCompatRequestDir = 1
 	tcpspanCompatRequestDirREQUEST_RECEIVED tcpspanCompatRequestDir = 2
+)
+
+type tcpspanCompatRetransLimit uint32
+
+const (
+	tcpspanCompatRetransLimitMAX_RETRANS_EVENTS tcpspanCompatRetransLimit = 3
 )
 
 type tcpspanCompatScanBuf struct {
@@ -200,6 +237,7 @@ const (
 	tcpspanCompatMapCounters                  = "counters"
 	tcpspanCompatMapEvents                    = "events"
 	tcpspanCompatMapHandshakes                = "handshakes"
+	tcpspanCompatMapListenerCloses            = "listener_closes"
 	tcpspanCompatMapListeners                 = "listeners"
 	tcpspanCompatMapScanBufs                  = "scan_bufs"
 	tcpspanCompatProgInetSkErrorReport        = "inet_sk_error_report"
@@ -232,13 +270,16 @@ const (
 	tcpspanCompatVarSynWatchAuto              = "syn_watch_auto"
 	tcpspanCompatVarUnusedConnFlags           = "unused_conn_flags"
 	tcpspanCompatVarUnusedCounter             = "unused_counter"
+	tcpspanCompatVarUnusedEventHow            = "unused_event_how"
 	tcpspanCompatVarUnusedEventType           = "unused_event_type"
 	tcpspanCompatVarUnusedExecCtx             = "unused_exec_ctx"
 	tcpspanCompatVarUnusedIsnKnown            = "unused_isn_known"
 	tcpspanCompatVarUnusedOrphan              = "unused_orphan"
 	tcpspanCompatVarUnusedQueueLimit          = "unused_queue_limit"
 	tcpspanCompatVarUnusedRecordKind          = "unused_record_kind"
+	tcpspanCompatVarUnusedReleaseHow          = "unused_release_how"
 	tcpspanCompatVarUnusedRequestDir          = "unused_request_dir"
+	tcpspanCompatVarUnusedRetransLimit        = "unused_retrans_limit"
 	tcpspanCompatVarUnusedSynWatchAsk         = "unused_syn_watch_ask"
 	tcpspanCompatVarUnusedSynWatchWhy         = "unused_syn_watch_why"
 	tcpspanCompatVarUnusedTraceparent         = "unused_traceparent"
@@ -310,12 +351,13 @@ type tcpspanCompatProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpspanCompatMapSpecs struct {
-	Conns      *ebpf.MapSpec `ebpf:"conns"`
-	Counters   *ebpf.MapSpec `ebpf:"counters"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	Handshakes *ebpf.MapSpec `ebpf:"handshakes"`
-	Listeners  *ebpf.MapSpec `ebpf:"listeners"`
-	ScanBufs   *ebpf.MapSpec `ebpf:"scan_bufs"`
+	Conns          *ebpf.MapSpec `ebpf:"conns"`
+	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	Handshakes     *ebpf.MapSpec `ebpf:"handshakes"`
+	ListenerCloses *ebpf.MapSpec `ebpf:"listener_closes"`
+	Listeners      *ebpf.MapSpec `ebpf:"listeners"`
+	ScanBufs       *ebpf.MapSpec `ebpf:"scan_bufs"`
 }
 
 // tcpspanCompatVariableSpecs contains global variables before they are loaded into the kernel.
@@ -336,13 +378,16 @@ type tcpspanCompatVariableSpecs struct {
 	SynWatchAuto         *ebpf.VariableSpec `ebpf:"syn_watch_auto"`
 	UnusedConnFlags      *ebpf.VariableSpec `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedEventHow       *ebpf.VariableSpec `ebpf:"unused_event_how"`
 	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
 	UnusedExecCtx        *ebpf.VariableSpec `ebpf:"unused_exec_ctx"`
 	UnusedIsnKnown       *ebpf.VariableSpec `ebpf:"unused_isn_known"`
 	UnusedOrphan         *ebpf.VariableSpec `ebpf:"unused_orphan"`
 	UnusedQueueLimit     *ebpf.VariableSpec `ebpf:"unused_queue_limit"`
 	UnusedRecordKind     *ebpf.VariableSpec `ebpf:"unused_record_kind"`
+	UnusedReleaseHow     *ebpf.VariableSpec `ebpf:"unused_release_how"`
 	UnusedRequestDir     *ebpf.VariableSpec `ebpf:"unused_request_dir"`
+	UnusedRetransLimit   *ebpf.VariableSpec `ebpf:"unused_retrans_limit"`
 	UnusedSynWatchAsk    *ebpf.VariableSpec `ebpf:"unused_syn_watch_ask"`
 	UnusedSynWatchWhy    *ebpf.VariableSpec `ebpf:"unused_syn_watch_why"`
 	UnusedTraceparent    *ebpf.VariableSpec `ebpf:"unused_traceparent"`
@@ -370,12 +415,13 @@ func (o *tcpspanCompatObjects) Close() error {
 //
 // It can be passed to loadTcpspanCompatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpspanCompatMaps struct {
-	Conns      *ebpf.Map `ebpf:"conns"`
-	Counters   *ebpf.Map `ebpf:"counters"`
-	Events     *ebpf.Map `ebpf:"events"`
-	Handshakes *ebpf.Map `ebpf:"handshakes"`
-	Listeners  *ebpf.Map `ebpf:"listeners"`
-	ScanBufs   *ebpf.Map `ebpf:"scan_bufs"`
+	Conns          *ebpf.Map `ebpf:"conns"`
+	Counters       *ebpf.Map `ebpf:"counters"`
+	Events         *ebpf.Map `ebpf:"events"`
+	Handshakes     *ebpf.Map `ebpf:"handshakes"`
+	ListenerCloses *ebpf.Map `ebpf:"listener_closes"`
+	Listeners      *ebpf.Map `ebpf:"listeners"`
+	ScanBufs       *ebpf.Map `ebpf:"scan_bufs"`
 }
 
 func (m *tcpspanCompatMaps) Close() error {
@@ -384,6 +430,7 @@ func (m *tcpspanCompatMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.Handshakes,
+		m.ListenerCloses,
 		m.Listeners,
 		m.ScanBufs,
 	)
@@ -407,13 +454,16 @@ type tcpspanCompatVariables struct {
 	SynWatchAuto         *ebpf.Variable `ebpf:"syn_watch_auto"`
 	UnusedConnFlags      *ebpf.Variable `ebpf:"unused_conn_flags"`
 	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedEventHow       *ebpf.Variable `ebpf:"unused_event_how"`
 	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`
 	UnusedExecCtx        *ebpf.Variable `ebpf:"unused_exec_ctx"`
 	UnusedIsnKnown       *ebpf.Variable `ebpf:"unused_isn_known"`
 	UnusedOrphan         *ebpf.Variable `ebpf:"unused_orphan"`
 	UnusedQueueLimit     *ebpf.Variable `ebpf:"unused_queue_limit"`
 	UnusedRecordKind     *ebpf.Variable `ebpf:"unused_record_kind"`
+	UnusedReleaseHow     *ebpf.Variable `ebpf:"unused_release_how"`
 	UnusedRequestDir     *ebpf.Variable `ebpf:"unused_request_dir"`
+	UnusedRetransLimit   *ebpf.Variable `ebpf:"unused_retrans_limit"`
 	UnusedSynWatchAsk    *ebpf.Variable `ebpf:"unused_syn_watch_ask"`
 	UnusedSynWatchWhy    *ebpf.Variable `ebpf:"unused_syn_watch_why"`
 	UnusedTraceparent    *ebpf.Variable `ebpf:"unused_traceparent"`

@@ -293,7 +293,7 @@ func (t *Tracker) recycle(a *connAlloc) {
 // HandleOrphan takes an event without a tracked socket. It implements
 // [bpf.Handler].
 func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
-	ev := t.event(r.Ev.TsNs, uint8(r.Ev.Type), r.Ev.State, uint8(r.Ev.Ctx), r.Ev.Pid, r.Ev.Arg, r.Ev.Arg2)
+	ev := t.event(r.Ev.TsNs, uint8(r.Ev.Type), r.Ev.State, uint8(r.Ev.Ctx), r.Ev.How, r.Ev.Pid, r.Ev.Arg, r.Ev.Arg2)
 	if ev.Context == ContextProcess {
 		ev.Process.Comm = t.comms.get(r.Comm[:])
 	}
@@ -330,6 +330,7 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 			Orphan:            true,
 			Start:             ev.Time,
 			Owner:             Process{PID: r.OwnerPid, Comm: t.comms.get(r.OwnerComm[:])},
+			OwnerCgroup:       r.OwnerCgroup,
 			OwnerFromListener: r.OwnerPid != 0,
 			ISN:               isn,
 		}}
@@ -361,6 +362,7 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 	}
 	if c.Owner.PID == 0 && r.OwnerPid != 0 {
 		c.Owner = Process{PID: r.OwnerPid, Comm: t.comms.get(r.OwnerComm[:])}
+		c.OwnerCgroup = r.OwnerCgroup
 		c.OwnerFromListener = true
 	}
 }
@@ -369,7 +371,7 @@ func (t *Tracker) HandleOrphan(r *bpf.OrphanRecord) {
 // RST the kernel sent because no socket at all took the packet: with no
 // listener (owner) either, no later event can join it.
 func noSocketReset(ev *Event, owner uint32) bool {
-	return owner == 0 && ev.Kind == EventRSTSent && ev.Reason == "NO_SOCKET"
+	return owner == 0 && ev.NoSocket()
 }
 
 // Flush emits the connections whose linger time has passed and the orphan
@@ -527,6 +529,7 @@ func (t *Tracker) fromConnRecord(r *bpf.ConnRecord, a *connAlloc) *connAlloc {
 		Midlife:           r.Flags&bpf.FlagMidlife != 0,
 		EndUnseen:         r.Flags&bpf.FlagEndUnseen != 0,
 		Owner:             Process{PID: r.OwnerPid, Comm: t.comms.get(r.OwnerComm[:])},
+		OwnerCgroup:       r.OwnerCgroup,
 		OwnerFromListener: r.Flags&bpf.FlagOwnerFromListener != 0,
 		FinalState:        State(r.FinalState),
 		BytesSent:         r.BytesSent,
@@ -544,8 +547,13 @@ func (t *Tracker) fromConnRecord(r *bpf.ConnRecord, a *connAlloc) *connAlloc {
 			TID:         r.CloserTid,
 			FD:          int32(r.CloserFd),
 			UnreadBytes: r.UnreadBytes,
+			ExitCode:    r.CloserExit,
+			Release:     Release(r.CloserHow),
 		}
 		c.Closer = &a.closer
+	}
+	if r.RetransSeen > uint32(bpf.MaxRetransEvents) {
+		c.RetransmitEventsDropped = r.RetransSeen - uint32(bpf.MaxRetransEvents)
 	}
 	n := int(r.EventsSeen)
 	if n > bpf.MaxConnEvents {
@@ -561,7 +569,7 @@ func (t *Tracker) fromConnRecord(r *bpf.ConnRecord, a *connAlloc) *connAlloc {
 	for i := range n {
 		e := &r.Events[i]
 		ev := &c.Events[i]
-		t.decodeEvent(ev, e.TsNs, e.Type, e.State, e.Ctx, e.Pid, e.Arg, e.Arg2)
+		t.decodeEvent(ev, e.TsNs, e.Type, e.State, e.Ctx, e.How, e.Pid, e.Arg, e.Arg2)
 		if ev.Context == ContextProcess {
 			ev.Process.Comm = c.actorComm(ev.Process.PID)
 		}
@@ -613,14 +621,14 @@ func (c *Connection) actorComm(pid uint32) string {
 }
 
 // event decodes one kernel event (struct conn_event).
-func (t *Tracker) event(ts uint64, typ, state, ctx uint8, pid, arg, arg2 uint32) Event {
+func (t *Tracker) event(ts uint64, typ, state, ctx, how uint8, pid, arg, arg2 uint32) Event {
 	var ev Event
-	t.decodeEvent(&ev, ts, typ, state, ctx, pid, arg, arg2)
+	t.decodeEvent(&ev, ts, typ, state, ctx, how, pid, arg, arg2)
 	return ev
 }
 
 // decodeEvent decodes one kernel event into ev, overwriting all of it.
-func (t *Tracker) decodeEvent(ev *Event, ts uint64, typ, state, ctx uint8, pid, arg, arg2 uint32) {
+func (t *Tracker) decodeEvent(ev *Event, ts uint64, typ, state, ctx, how uint8, pid, arg, arg2 uint32) {
 	*ev = Event{
 		Time:    t.cfg.bootTime(ts),
 		Kind:    eventKind(bpf.EventType(typ)),
@@ -630,28 +638,36 @@ func (t *Tracker) decodeEvent(ev *Event, ts uint64, typ, state, ctx uint8, pid, 
 	}
 	if ev.Context == ContextProcess {
 		ev.Process.PID = pid
+		ev.Release = Release(how & bpf.ReleaseMask)
+		ev.ViaListener = how&bpf.HowViaListener != 0
 	}
 	switch bpf.EventType(typ) {
 	case bpf.EventState:
 		ev.OldState = State(arg)
+		ev.Errno = syscall.Errno(arg2)
 	case bpf.EventAccept:
 		ev.FD = int32(arg)
 		ev.Syscall = syscallName(arg2)
 	case bpf.EventClose:
 		ev.FD = int32(arg)
 		ev.TID = arg2
-		ev.Syscall = "close"
+		ev.Syscall = ev.Release.syscall()
 	case bpf.EventRSTSent:
 		if arg == bpf.ResetReasonUnknown {
 			ev.Reason = ReasonUnknown
 		} else {
 			ev.Reason = t.names.ResetReason(arg)
 		}
+		ev.Answer = how&bpf.HowAnswer != 0
 		if ev.Context == ContextProcess {
-			ev.Syscall = syscallName(arg2)
+			ev.Syscall = ev.Release.syscall()
+			if ev.ViaListener {
+				ev.Queued = arg2
+			}
 		}
 	case bpf.EventError:
 		ev.Errno = syscall.Errno(arg)
+		ev.PeerWindow = arg2
 	case bpf.EventSYN:
 		ev.Estimated = arg == bpf.SynEstimated
 	case bpf.EventSYNACKRetrans:

@@ -58,6 +58,7 @@ type ev struct {
 	ctx       bpf.ExecCtx
 	pid       uint32
 	arg, arg2 uint32
+	how       uint8
 }
 
 func connRecord(side uint8, tup bpf.Tuple, events ...ev) *bpf.ConnRecord {
@@ -69,6 +70,7 @@ func connRecord(side uint8, tup bpf.Tuple, events ...ev) *bpf.ConnRecord {
 		}
 		r.Events[i].TsNs, r.Events[i].Type, r.Events[i].State = e.ts, uint8(e.typ), e.state
 		r.Events[i].Ctx, r.Events[i].Pid, r.Events[i].Arg, r.Events[i].Arg2 = uint8(e.ctx), e.pid, e.arg, e.arg2
+		r.Events[i].How = e.how
 	}
 	return r
 }
@@ -76,6 +78,7 @@ func connRecord(side uint8, tup bpf.Tuple, events ...ev) *bpf.ConnRecord {
 func orphanRecord(tup bpf.Tuple, e ev) *bpf.OrphanRecord {
 	o := &bpf.OrphanRecord{Kind: 2, Tuple: tup, OwnerPid: 812, OwnerComm: comm16("rinetd")}
 	o.Ev.TsNs, o.Ev.Type, o.Ev.State, o.Ev.Ctx, o.Ev.Pid, o.Ev.Arg, o.Ev.Arg2 = e.ts, uint8(e.typ), e.state, uint8(e.ctx), e.pid, e.arg, e.arg2
+	o.Ev.How = e.how
 	return o
 }
 
@@ -84,12 +87,13 @@ func TestConnRecordDecoding(t *testing.T) {
 	tup := tuple4("10.0.0.1:92", "10.0.0.2:5555")
 	r := connRecord(bpf.SideServer, tup,
 		// Delivered out of order: the tracker orders by time.
-		ev{ts: 300, typ: bpf.EventClose, state: 1, ctx: bpf.CtxProcess, pid: 812, arg: 7, arg2: 813},
+		ev{ts: 300, typ: bpf.EventClose, state: 1, ctx: bpf.CtxProcess, pid: 812, arg: 7, arg2: 813, how: bpf.ReleaseClose},
 		ev{ts: 200, typ: bpf.EventState, state: 1, ctx: bpf.CtxKernel, arg: 3},
-		ev{ts: 310, typ: bpf.EventRSTSent, state: 7, ctx: bpf.CtxProcess, pid: 812, arg: 11, arg2: unix.SYS_CLOSE},
+		ev{ts: 310, typ: bpf.EventRSTSent, state: 7, ctx: bpf.CtxProcess, pid: 812, arg: 11, how: bpf.ReleaseClose},
 		ev{ts: 150, typ: bpf.EventSYN, state: 10, ctx: bpf.CtxKernel},
 	)
 	r.CloserPid, r.CloserTid, r.CloserFd, r.UnreadBytes, r.CloserComm = 812, 813, 7, 18, comm16("rinetd")
+	r.CloserHow = uint32(bpf.ReleaseClose)
 	r.BytesSent, r.BytesReceived, r.SrttUs, r.TotalRetrans, r.FinalState = 0, 18, 42, 0, 7
 	tk.HandleConn(r)
 
@@ -114,7 +118,7 @@ func TestConnRecordDecoding(t *testing.T) {
 	if closeEv.FD != 7 || closeEv.TID != 813 || closeEv.Syscall != "close" {
 		t.Errorf("close %+v", closeEv)
 	}
-	if c.Closer == nil || *c.Closer != (Close{Time: clock(300), Process: Process{812, "rinetd"}, TID: 813, FD: 7, UnreadBytes: 18}) {
+	if c.Closer == nil || *c.Closer != (Close{Time: clock(300), Process: Process{812, "rinetd"}, TID: 813, FD: 7, UnreadBytes: 18, Release: ReleaseClose}) {
 		t.Errorf("closer %+v", c.Closer)
 	}
 	if c.CloseInitiator != InitiatorLocal || c.SRTT != 42*time.Microsecond || c.FinalState != StateClose || !c.Problem() {

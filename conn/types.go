@@ -83,6 +83,41 @@ func (c Context) String() string {
 	return "unknown"
 }
 
+// Release says how a process released a socket's file: the last
+// reference to it went. It is known for events in process context.
+type Release uint8
+
+// Releases.
+const (
+	ReleaseNone       Release = iota // not a release (accept(), connect()), or unknown
+	ReleaseClose                     // close(fd)
+	ReleaseCloseRange                // close_range()
+	ReleaseDup                       // dup2() or dup3() onto the fd
+	ReleaseExec                      // execve() closed it as close-on-exec
+	ReleaseExit                      // the process exited, or was killed: every file it held went
+)
+
+var releaseNames = [...]string{"", "close", "close_range", "dup2", "execve", "exit"}
+
+// String returns a stable, lowercase name, used as an attribute value.
+func (r Release) String() string {
+	if int(r) < len(releaseNames) {
+		return releaseNames[r]
+	}
+	return fmt.Sprintf("release(%d)", uint8(r))
+}
+
+// syscall names the syscall of a release, where it has one of its own.
+func (r Release) syscall() string {
+	switch r {
+	case ReleaseClose, ReleaseCloseRange:
+		return r.String()
+	case ReleaseExec:
+		return "execve"
+	}
+	return "" // dup2 or dup3; exit has none of its own
+}
+
 // EventKind says what happened.
 type EventKind uint8
 
@@ -91,7 +126,7 @@ const (
 	EventSYN              EventKind = iota + 1 // SYN reached the listener
 	EventState                                 // state change: OldState -> State
 	EventAccept                                // accept() returned the socket: Process, FD
-	EventClose                                 // close() of the socket: Process, TID, FD
+	EventClose                                 // a process released the socket: Process, TID, FD, Release
 	EventRSTSent                               // RST sent: Reason, Context, Process, Syscall
 	EventRSTReceived                           // RST received
 	EventError                                 // error reported to the application: Errno
@@ -135,19 +170,46 @@ type Event struct {
 	Context  Context // who acted
 	Process  Process // the actor, when Context is ContextProcess
 	TID      uint32  // EventClose
-	FD       int32   // EventAccept, EventClose; -1 otherwise
+	FD       int32   // EventAccept, EventClose; -1 otherwise or unknown
 	Syscall  string  // the actor's syscall ("close", "accept4"), if known
+	// Release: how the actor released the socket, when the event is part
+	// of a release (process context).
+	Release Release
+	// ViaListener: the release was of the listener this never-accepted
+	// child was queued on. Queued is then, on EventRSTSent, that
+	// listener's accept queue length when it closed (0 if unknown).
+	ViaListener bool
+	Queued      uint32
+	// Answer: an EventRSTSent that answers a packet received. Otherwise
+	// it is the socket's own reset: a release, a timer, memory pressure.
+	Answer bool
 	// Reason is the kernel's reason for EventRSTSent and EventDrop, without
 	// prefix (e.g. "TCP_ABORT_ON_CLOSE"). ReasonUnknown when the kernel
 	// does not report one.
 	Reason string
-	Errno  syscall.Errno // EventError
-	Count  uint32        // EventSYNACKRetransmit: retransmits so far
+	// Errno: on EventError, the error reported to the application; on an
+	// EventState into CLOSE, the socket's error as it closed, if any (the
+	// application may read it before the kernel's report of it runs).
+	Errno syscall.Errno
+	// PeerWindow is, on EventError, the receive window the peer last
+	// advertised, in bytes: 0 when it stopped taking data.
+	PeerWindow uint32
+	Count      uint32 // EventSYNACKRetransmit: retransmits so far
 	// Estimated: EventSYN was not seen but placed by the handshake's RTT
 	// (see bpf.SynWatchAuto).
 	Estimated  bool
 	Backlog    uint32 // overflows: accept queue length
 	MaxBacklog uint32 // overflows: accept queue limit
+}
+
+// NoSocket reports whether e is a reset the kernel sent because no socket
+// at all took the packet it answers: reason NO_SOCKET, or, on kernels that
+// give no reasons (before 6.10), an answer sent with no socket, in no state.
+func (e *Event) NoSocket() bool {
+	if e.Kind != EventRSTSent {
+		return false
+	}
+	return e.Reason == "NO_SOCKET" || e.Reason == ReasonUnknown && e.Answer && e.State == 0 && e.Context == ContextKernel
 }
 
 // ReasonUnknown is Event.Reason when the running kernel does not report
@@ -174,13 +236,33 @@ func (i Initiator) String() string {
 	return "unknown"
 }
 
-// Close is the close() call that closed the socket.
+// Close is the release of the socket by a process: a close() call, or
+// another way its last file reference went (Release).
 type Close struct {
 	Time        time.Time
 	Process     Process
 	TID         uint32
-	FD          int32
+	FD          int32  // -1 when the release names none (exit, close_range of many)
 	UnreadBytes uint32 // received but never read by the application
+	Release     Release
+	// ExitCode is the task's exit code for ReleaseExit: see ExitSignal
+	// and ExitStatus.
+	ExitCode uint32
+}
+
+// ExitSignal returns the signal that killed the process that released the
+// socket by exiting, or 0.
+func (c *Close) ExitSignal() syscall.Signal {
+	if c.Release != ReleaseExit {
+		return 0
+	}
+	return syscall.Signal(c.ExitCode & 0x7f)
+}
+
+// ExitStatus returns the exit status of a process that released the socket
+// by exiting on its own (ExitSignal is 0).
+func (c *Close) ExitStatus() int {
+	return int(c.ExitCode>>8) & 0xff
 }
 
 // Connection is one TCP connection seen from one host side, finished: the
@@ -212,6 +294,9 @@ type Connection struct {
 	Storm *Storm
 
 	Owner Process
+	// OwnerCgroup is the owner's cgroup v2 id when it connected, accepted
+	// or listened (0 if unknown): its container, once it is gone.
+	OwnerCgroup uint64
 	// OwnerFromListener: no accept() was seen; Owner owns the listener.
 	OwnerFromListener bool
 	// Closer is the close() call, if one was seen.
@@ -220,6 +305,9 @@ type Connection struct {
 	Events []Event // in time order
 	// EventsDropped counts events the kernel saw but could not keep.
 	EventsDropped uint32
+	// RetransmitEventsDropped counts retransmits not kept as events: the
+	// kernel keeps the first few (bpf.MaxRetransEvents).
+	RetransmitEventsDropped uint32
 
 	FinalState    State
 	BytesSent     uint64 // acknowledged by the peer

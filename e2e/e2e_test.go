@@ -284,9 +284,17 @@ func checkSpans(t *testing.T, jaeger *testutil.Jaeger, s scenario, since time.Ti
 	noSocket := find(spansOf(t, jaeger, agentService, since), func(sp *testutil.Span) bool {
 		return attr(sp, "tcp.reset.reason") == "NO_SOCKET" && attr(sp, "network.local.port") == strconv.Itoa(s.refusedPort)
 	})
-	if noSocket == nil || !isError(noSocket) || noSocket.Kind != testutil.SpanKindServer ||
-		noSocket.Name != fmt.Sprintf("TCP reset :%d", s.refusedPort) {
-		t.Errorf("NO_SOCKET reset span under %s: %+v", agentService, noSocket)
+	if noSocket == nil || !isError(noSocket) || noSocket.Kind != testutil.SpanKindServer {
+		t.Fatalf("NO_SOCKET reset span under %s: %+v", agentService, noSocket)
+	}
+	if noSocket.Name != fmt.Sprintf("TCP reset :%d", s.refusedPort) {
+		t.Errorf("NO_SOCKET reset span named %q, want TCP reset :%d", noSocket.Name, s.refusedPort)
+	}
+	// Nobody acted but the kernel: not the agent's process either. An
+	// instant, it still lasts long enough for Jaeger to take as is.
+	if resourcePID(noSocket) != "" || noSocket.Attributes["@jaeger@warnings"] != nil {
+		t.Errorf("NO_SOCKET reset span: resource process.pid %q, Jaeger warnings %v; want neither",
+			resourcePID(noSocket), noSocket.Attributes["@jaeger@warnings"])
 	}
 	if refused != nil && refused.Name != "TCP connect" {
 		t.Errorf("refused client span named %q, want TCP connect", refused.Name)

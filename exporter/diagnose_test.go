@@ -81,6 +81,16 @@ func TestDiagnose(t *testing.T) {
 			wantDesc: "handshake dropped: accept queue of :92 full (6/5), then RST from listener (reason not reported: kernels before 6.10 give none)",
 		},
 		{
+			name: "reset for no socket on a kernel without reasons",
+			conn: func() *conn.Connection {
+				c := noSocket()
+				c.Events[0].Reason = conn.ReasonUnknown
+				return c
+			}(),
+			wantType: "tcp.rst_sent",
+			wantDesc: "RST sent (reason not reported: kernels before 6.10 give none): no socket on :9999 for 127.0.0.1:41234",
+		},
+		{
 			name: "accept queue overflow, SYNs only",
 			conn: func() *conn.Connection {
 				c := acceptOverflow()
@@ -142,8 +152,104 @@ func TestDiagnose(t *testing.T) {
 					errEv(50, syscall.ETIMEDOUT, conn.StateEstablished))
 				return c
 			}(),
+			wantType: "tcp.timeout",
+			wantDesc: "connection timed out (ETIMEDOUT) waiting for 10.0.0.2:80 in ESTABLISHED: keepalive probes went unanswered, and the kernel sent RST (TCP_KEEPALIVE_TIMEOUT)",
+		},
+		{
+			name: "timeout, then a late reset for no socket: the application's error leads",
+			conn: func() *conn.Connection {
+				c := resetEstablished()
+				c.Retransmits = 2
+				c.Events = append(c.Events[:2:2],
+					state(400, conn.ContextKernel, compile, conn.StateEstablished, conn.StateClose),
+					errEv(400, syscall.ETIMEDOUT, conn.StateClose),
+					answering(rstSent(425, "NO_SOCKET", conn.ContextKernel, compile, 0, "")))
+				return c
+			}(),
+			wantType: "tcp.timeout",
+			wantDesc: "connection timed out (ETIMEDOUT) waiting for 10.0.0.2:80 in ESTABLISHED after 2 retransmits; " +
+				"then, 25ms later, RST sent (NO_SOCKET): no socket on :41000 for 10.0.0.2:80",
+		},
+		{
+			name: "timeout with the peer's window closed",
+			conn: func() *conn.Connection {
+				c := resetEstablished()
+				stall := errEv(1500, syscall.ETIMEDOUT, conn.StateClose)
+				stall.PeerWindow = 0
+				c.Events = append(c.Events[:2:2], state(1500, conn.ContextKernel, compile, conn.StateEstablished, conn.StateClose), stall)
+				return c
+			}(),
+			wantType: "tcp.timeout",
+			wantDesc: "connection timed out (ETIMEDOUT) waiting for 10.0.0.2:80 in ESTABLISHED: its receive window stayed closed (zero window), as if its application stopped reading",
+		},
+		{
+			name: "linger-0 close: the error reported after the release is no one's",
+			conn: func() *conn.Connection {
+				c := cleanServer()
+				c.Closer = &conn.Close{Process: nginx, FD: 9, Release: conn.ReleaseClose}
+				c.Events = append(c.Events[:3:3], closeEv(10, nginx, 9, conn.StateEstablished),
+					rstSent(10, "TCP_STATE", conn.ContextProcess, nginx, conn.StateClose, "close"),
+					errEv(10, syscall.ECONNRESET, conn.StateClose))
+				return c
+			}(),
 			wantType: "tcp.rst_sent",
-			wantDesc: "RST sent (TCP_KEEPALIVE_TIMEOUT): sent by the kernel: keepalive probes to 10.0.0.2:80 went unanswered",
+			wantDesc: "RST sent (TCP_STATE): nginx[200] closed fd 9",
+		},
+		{
+			name: "killed with unread data: the exit, not a packet",
+			conn: func() *conn.Connection {
+				c := rinetdAbort("TCP_ABORT_ON_CLOSE")
+				c.Closer = &conn.Close{Process: rinetd, FD: -1, UnreadBytes: 29, Release: conn.ReleaseExit, ExitCode: 9}
+				for i := range c.Events {
+					if c.Events[i].Context == conn.ContextProcess {
+						c.Events[i].Release, c.Events[i].Syscall, c.Events[i].FD = conn.ReleaseExit, "", -1
+					}
+				}
+				return c
+			}(),
+			wantType: "tcp.rst_sent",
+			wantDesc: "RST sent (TCP_ABORT_ON_CLOSE): rinetd[812] was killed by SIGKILL, closing the socket with 29 bytes unread",
+		},
+		{
+			name: "exited on its own with unread data",
+			conn: func() *conn.Connection {
+				c := rinetdAbort("TCP_ABORT_ON_CLOSE")
+				c.Closer = &conn.Close{Process: rinetd, FD: -1, UnreadBytes: 3, Release: conn.ReleaseExit, ExitCode: 1 << 8}
+				for i := range c.Events {
+					if c.Events[i].Context == conn.ContextProcess {
+						c.Events[i].Release, c.Events[i].Syscall, c.Events[i].FD = conn.ReleaseExit, "", -1
+					}
+				}
+				return c
+			}(),
+			wantType: "tcp.rst_sent",
+			wantDesc: "RST sent (TCP_ABORT_ON_CLOSE): rinetd[812] exited (status 1), closing the socket with 3 bytes unread",
+		},
+		{
+			name: "listener closed with connections queued",
+			conn: func() *conn.Connection {
+				c := cleanServer()
+				c.OwnerFromListener = true
+				rst := rstSent(10, "TCP_STATE", conn.ContextProcess, nginx, conn.StateEstablished, "close")
+				rst.ViaListener, rst.Queued = true, 3
+				c.Events = append(c.Events[:2:2], rst, errEv(10, syscall.ECONNRESET, conn.StateClose))
+				return c
+			}(),
+			wantType: "tcp.rst_sent",
+			wantDesc: "RST sent (TCP_STATE): nginx[200] closed its listener :80 with 3 connections still queued",
+		},
+		{
+			name: "a release the kernel side does not tell is not a packet",
+			conn: func() *conn.Connection {
+				c := rinetdAbort("TCP_ABORT_ON_CLOSE")
+				c.Closer = nil
+				c.Events = append(c.Events[:0:0], c.Events[:4]...)
+				c.Events = append(c.Events, rstSent(5, "TCP_ABORT_ON_CLOSE", conn.ContextKernel, compile, conn.StateClose, ""))
+				return c
+			}(),
+			wantType: "tcp.rst_sent",
+			wantDesc: "RST sent (TCP_ABORT_ON_CLOSE): sent by the kernel as a process released the socket in CLOSE, " +
+				"by other means than close(), close_range(), dup2(), execve() or exit (io_uring, for one)",
 		},
 		{
 			name: "reset, context not reported",

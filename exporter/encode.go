@@ -177,10 +177,21 @@ func appendSpanHead(b []byte, tid traceID, sid, parent spanID, name string, kind
 	// trace.SpanKind has the numbers of OTLP's Span.SpanKind.
 	b = appendTag(b, fieldSpanKind, protowire.VarintType)
 	b = appendVarint(b, uint64(kind))
+	end = spanEnd(start, end)
 	b = appendTag(b, fieldSpanStart, protowire.Fixed64Type)
 	b = protowire.AppendFixed64(b, unixNano(start))
 	b = appendTag(b, fieldSpanEnd, protowire.Fixed64Type)
 	return protowire.AppendFixed64(b, unixNano(end))
+}
+
+// spanEnd returns the end of a span that starts at start: end, or for an
+// instant (an orphan's one event) 1 ns later. Receivers such as Jaeger's
+// flag a span that ends as it starts as a negative duration.
+func spanEnd(start, end time.Time) time.Time {
+	if !end.After(start) {
+		return start.Add(time.Nanosecond)
+	}
+	return end
 }
 
 // appendEventHead appends the fields of an event before its attributes.

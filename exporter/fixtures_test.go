@@ -44,7 +44,7 @@ func ev(ms int, k conn.EventKind, ctx conn.Context, p conn.Process, s conn.State
 
 func closeEv(ms int, p conn.Process, fd int32, s conn.State) conn.Event {
 	return conn.Event{Time: at(ms), Kind: conn.EventClose, State: s, Context: conn.ContextProcess, Process: p,
-		TID: p.PID, FD: fd, Syscall: "close"}
+		TID: p.PID, FD: fd, Syscall: "close", Release: conn.ReleaseClose}
 }
 
 func acceptEv(ms int, p conn.Process, fd int32) conn.Event {
@@ -52,14 +52,26 @@ func acceptEv(ms int, p conn.Process, fd int32) conn.Event {
 		Process: p, FD: fd, Syscall: "accept4"}
 }
 
+// rstSent is a reset sent; in process context inside close() when sys is
+// "close".
 func rstSent(ms int, reason string, ctx conn.Context, p conn.Process, s conn.State, sys string) conn.Event {
-	return conn.Event{Time: at(ms), Kind: conn.EventRSTSent, State: s, Context: ctx, Process: p, FD: -1,
+	e := conn.Event{Time: at(ms), Kind: conn.EventRSTSent, State: s, Context: ctx, Process: p, FD: -1,
 		Reason: reason, Syscall: sys}
+	if sys == "close" {
+		e.Release = conn.ReleaseClose
+	}
+	return e
+}
+
+// answering marks a reset as the kernel's answer to a packet received.
+func answering(e conn.Event) conn.Event {
+	e.Answer = true
+	return e
 }
 
 func errEv(ms int, errno syscall.Errno, s conn.State) conn.Event {
 	return conn.Event{Time: at(ms), Kind: conn.EventError, State: s, Context: conn.ContextKernel, Process: compile,
-		FD: -1, Errno: errno}
+		FD: -1, Errno: errno, PeerWindow: 65535}
 }
 
 func overflow(ms int, k conn.EventKind, backlog, max uint32) conn.Event {
@@ -104,7 +116,7 @@ func cleanServer() *conn.Connection {
 			acceptEv(2, nginx, 12),
 			state(30, conn.ContextKernel, compile, conn.StateEstablished, conn.StateCloseWait),
 			{Time: at(31), Kind: conn.EventClose, State: conn.StateCloseWait, Context: conn.ContextProcess,
-				Process: nginx, TID: 201, FD: 12, Syscall: "close"},
+				Process: nginx, TID: 201, FD: 12, Syscall: "close", Release: conn.ReleaseClose},
 			state(31, conn.ContextProcess, nginx, conn.StateCloseWait, conn.StateLastAck),
 			state(32, conn.ContextKernel, compile, conn.StateLastAck, conn.StateClose),
 		},
@@ -164,7 +176,7 @@ func noSocket() *conn.Connection {
 		Local: ap("127.0.0.1:9999"), Remote: ap("127.0.0.1:41234"),
 		Start: at(1), End: at(1),
 		Events: []conn.Event{
-			rstSent(1, "NO_SOCKET", conn.ContextKernel, curl, 0, ""),
+			answering(rstSent(1, "NO_SOCKET", conn.ContextKernel, curl, 0, "")),
 		},
 		CloseInitiator: conn.InitiatorLocal,
 	}
@@ -174,7 +186,7 @@ func noSocket() *conn.Connection {
 // queue on :92, a later ACK gets an RST from the listener; softirq ran in
 // php-fpm, which must not be named.
 func acceptOverflow() *conn.Connection {
-	rst := rstSent(1000, "TCP_FLAGS", conn.ContextKernel, phpFPM, conn.StateListen, "")
+	rst := answering(rstSent(1000, "TCP_FLAGS", conn.ContextKernel, phpFPM, conn.StateListen, ""))
 	return &conn.Connection{
 		Side: conn.SideServer, Network: "ipv4", Netns: netns, Orphan: true,
 		Local: ap("127.0.0.1:92"), Remote: ap("127.0.0.1:50001"),
@@ -245,7 +257,7 @@ func ipv6Abort() *conn.Connection {
 			acceptEv(1, nginx, 9),
 			closeEv(20, nginx, 9, conn.StateEstablished),
 			state(20, conn.ContextProcess, nginx, conn.StateEstablished, conn.StateFinWait1),
-			rstSent(21, "TCP_ABORT_ON_DATA", conn.ContextKernel, compile, conn.StateFinWait1, ""),
+			answering(rstSent(21, "TCP_ABORT_ON_DATA", conn.ContextKernel, compile, conn.StateFinWait1, "")),
 			state(21, conn.ContextKernel, compile, conn.StateFinWait1, conn.StateClose),
 		},
 		FinalState: conn.StateClose,

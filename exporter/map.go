@@ -91,7 +91,7 @@ func (m *mapper) mapInto(sd *SpanData, c *conn.Connection, errType, desc string,
 		Name:        m.spanName(c),
 		Kind:        spanKind(c),
 		Start:       c.Start,
-		End:         c.End,
+		End:         spanEnd(c.Start, c.End),
 		Attributes:  m.spanAttributes(sd.Attributes[:0], c, errType, isErr),
 		Events:      m.spanEvents(sd.Events[:0], c),
 		StatusCode:  codes.Unset,
@@ -245,6 +245,16 @@ func (m *mapper) writeSpanAttributes(w attrWriter, c *conn.Connection, errType s
 			w.int(keyCloseFD, int64(cl.FD))
 		}
 		w.int(keyCloseUnreadBytes, int64(cl.UnreadBytes))
+		if cl.Release != conn.ReleaseNone {
+			w.str(keyCloseRelease, cl.Release.String())
+		}
+		if cl.Release == conn.ReleaseExit {
+			if sig := cl.ExitSignal(); sig != 0 {
+				w.str(keyCloseExitSignal, signalName(sig))
+			} else {
+				w.int(keyCloseExitStatus, int64(cl.ExitStatus()))
+			}
+		}
 	}
 	if !c.Orphan {
 		w.int(keyBytesSent, int64(c.BytesSent))
@@ -262,6 +272,9 @@ func (m *mapper) writeSpanAttributes(w attrWriter, c *conn.Connection, errType s
 	if c.RequestsMalformed > 0 {
 		w.int(keyTraceparentsBad, int64(c.RequestsMalformed))
 	}
+	if n := int(c.RequestsSeen) - len(c.Requests); n > 0 {
+		w.int(keyTraceparentsDropped, int64(n))
+	}
 	if c.Has(conn.EventSYNACKRetransmit) {
 		w.int(keySYNACKRetransmits, int64(synackRetransmits(c)))
 	}
@@ -274,6 +287,7 @@ func (m *mapper) writeSpanAttributes(w attrWriter, c *conn.Connection, errType s
 			w.constant(attrResetSent)
 			w.str(keyResetReason, resetReason(rst.Reason))
 			w.constant(resetContext(rst.Context))
+			writeResetSent(w, rst)
 		} else {
 			w.constant(attrResetReceived)
 		}
@@ -283,6 +297,9 @@ func (m *mapper) writeSpanAttributes(w attrWriter, c *conn.Connection, errType s
 	}
 	if c.EventsDropped > 0 {
 		w.int(keyEventsDropped, int64(c.EventsDropped))
+	}
+	if c.RetransmitEventsDropped > 0 {
+		w.int(keyRetransmitsDropped, int64(c.RetransmitEventsDropped))
 	}
 	if s := c.Storm; s != nil {
 		w.int(keyStormCount, int64(s.Count))
@@ -336,6 +353,9 @@ func writeEventAttributes(w attrWriter, e *conn.Event) {
 	if e.Kind == conn.EventState && e.OldState != 0 {
 		writeState(w, &attrOldStates, keyStateOld, e.OldState)
 	}
+	if e.Kind == conn.EventState && e.Errno != 0 {
+		w.str(keyErrno, errnoName(e.Errno))
+	}
 	w.constant(eventContext(e.Context))
 	if e.Context == conn.ContextProcess {
 		writeProcess(w, e.Process)
@@ -345,6 +365,9 @@ func writeEventAttributes(w attrWriter, e *conn.Event) {
 		if e.Syscall != "" {
 			w.str(keySyscall, e.Syscall)
 		}
+		if e.Release != conn.ReleaseNone {
+			w.str(keyCloseRelease, e.Release.String())
+		}
 	}
 	if e.FD >= 0 && (e.Kind == conn.EventAccept || e.Kind == conn.EventClose) {
 		w.int(keyFD, int64(e.FD))
@@ -352,6 +375,7 @@ func writeEventAttributes(w attrWriter, e *conn.Event) {
 	switch e.Kind {
 	case conn.EventRSTSent:
 		w.str(keyResetReason, resetReason(e.Reason))
+		writeResetSent(w, e)
 	case conn.EventDrop:
 		if e.Reason != "" {
 			w.str(keyDropReason, e.Reason)
@@ -371,6 +395,20 @@ func writeEventAttributes(w attrWriter, e *conn.Event) {
 	case conn.EventSYNOverflow, conn.EventACKOverflow:
 		w.int(keyListenerBacklog, int64(e.Backlog))
 		w.int(keyListenerBacklogMax, int64(e.MaxBacklog))
+	}
+}
+
+// writeResetSent writes what is known of how a reset sent came about:
+// whether it answered a packet, and the queue of a listener whose close
+// reset it.
+func writeResetSent(w attrWriter, rst *conn.Event) {
+	if rst.Answer {
+		w.constant(attrResetAnswer)
+	} else {
+		w.constant(attrResetOwn)
+	}
+	if rst.ViaListener && rst.Queued > 0 {
+		w.int(keyListenerQueued, int64(rst.Queued))
 	}
 }
 

@@ -39,7 +39,8 @@ func inProcess(p conn.Process) []attribute.KeyValue {
 
 // closed is a close() event's own attributes.
 func closed(tid, fd int) []attribute.KeyValue {
-	return one(attribute.Int("thread.id", tid), attribute.String("tcp.syscall", "close"), attribute.Int("tcp.fd", fd))
+	return one(attribute.Int("thread.id", tid), attribute.String("tcp.syscall", "close"), attribute.Int("tcp.fd", fd),
+		attribute.String("tcp.close.release", "close"))
 }
 
 func accepted(fd int) []attribute.KeyValue {
@@ -157,16 +158,16 @@ func TestMap(t *testing.T) {
 			name: "orphan reset for no socket",
 			conn: noSocket(),
 			want: SpanData{
-				Name: "TCP reset :9999", Kind: trace.SpanKindServer, Start: at(1), End: at(1),
+				Name: "TCP reset :9999", Kind: trace.SpanKindServer, Start: at(1), End: at(1).Add(time.Nanosecond), // an instant lasts 1 ns
 				Attributes: kvs(endpoints("ipv4", "127.0.0.1", 9999, "127.0.0.1", 41234),
 					one(attribute.String("server.address", "127.0.0.1"), attribute.Int("server.port", 9999),
 						attribute.String("client.address", "127.0.0.1"), attribute.Int("client.port", 41234)),
 					inNetns,
 					one(attribute.Bool("tcp.orphan", true), attribute.String("tcp.close.initiator", "local"),
 						attribute.String("tcp.reset.direction", "sent"), attribute.String("tcp.reset.reason", "NO_SOCKET"),
-						attribute.String("tcp.reset.context", "kernel"), attribute.String("error.type", "tcp.rst_sent"))),
+						attribute.String("tcp.reset.context", "kernel"), attribute.Bool("tcp.reset.answer", true), attribute.String("error.type", "tcp.rst_sent"))),
 				Events: []EventData{
-					{"tcp.rst_sent", at(1), kvs(inKernel, one(attribute.String("tcp.reset.reason", "NO_SOCKET")))},
+					{"tcp.rst_sent", at(1), kvs(inKernel, one(attribute.String("tcp.reset.reason", "NO_SOCKET"), attribute.Bool("tcp.reset.answer", true)))},
 				},
 				StatusCode:        codes.Error,
 				StatusDescription: "RST sent (NO_SOCKET): no socket on :9999 for 127.0.0.1:41234",
@@ -190,12 +191,12 @@ func TestMap(t *testing.T) {
 					inNetns,
 					one(attribute.Bool("tcp.orphan", true), attribute.String("tcp.close.initiator", "local"),
 						attribute.String("tcp.reset.direction", "sent"), attribute.String("tcp.reset.reason", "NO_SOCKET"),
-						attribute.String("tcp.reset.context", "kernel"),
+						attribute.String("tcp.reset.context", "kernel"), attribute.Bool("tcp.reset.answer", true),
 						attribute.Int("tcp.storm.count", 4211), attribute.Int("tcp.storm.peer_addresses", 3),
 						attribute.Int("tcp.storm.events.rst_sent", 4211),
 						attribute.String("error.type", "tcp.rst_sent"))),
 				Events: []EventData{
-					{"tcp.rst_sent", at(1), kvs(inKernel, one(attribute.String("tcp.reset.reason", "NO_SOCKET")))},
+					{"tcp.rst_sent", at(1), kvs(inKernel, one(attribute.String("tcp.reset.reason", "NO_SOCKET"), attribute.Bool("tcp.reset.answer", true)))},
 				},
 				StatusCode:        codes.Error,
 				StatusDescription: "RST sent (NO_SOCKET): no socket on :9999 for 127.0.0.1:41234; 4211 such in 998ms from 3 peers",
@@ -215,12 +216,12 @@ func TestMap(t *testing.T) {
 						attribute.String("tcp.close.initiator", "local"),
 						attribute.Int("tcp.listener.backlog", 6), attribute.Int("tcp.listener.backlog_max", 5),
 						attribute.String("tcp.reset.direction", "sent"), attribute.String("tcp.reset.reason", "TCP_FLAGS"),
-						attribute.String("tcp.reset.context", "kernel"),
+						attribute.String("tcp.reset.context", "kernel"), attribute.Bool("tcp.reset.answer", true),
 						attribute.String("error.type", "tcp.accept_queue_overflow"))),
 				Events: []EventData{
 					{"tcp.ack_overflow", at(0), kvs(atState("LISTEN"), inKernel,
 						one(attribute.Int("tcp.listener.backlog", 6), attribute.Int("tcp.listener.backlog_max", 5)))},
-					{"tcp.rst_sent", at(1000), kvs(atState("LISTEN"), inKernel, one(attribute.String("tcp.reset.reason", "TCP_FLAGS")))},
+					{"tcp.rst_sent", at(1000), kvs(atState("LISTEN"), inKernel, one(attribute.String("tcp.reset.reason", "TCP_FLAGS"), attribute.Bool("tcp.reset.answer", true)))},
 				},
 				StatusCode:        codes.Error,
 				StatusDescription: "handshake dropped: accept queue of :92 full (6/5), then RST from listener (TCP_FLAGS)",
@@ -289,13 +290,13 @@ func TestMap(t *testing.T) {
 						attribute.Int("tcp.close.fd", 9), attribute.Int("tcp.close.unread_bytes", 0)),
 					counters(4096, 300, 5, 4, 0, 50),
 					one(attribute.String("tcp.reset.direction", "sent"), attribute.String("tcp.reset.reason", "TCP_ABORT_ON_DATA"),
-						attribute.String("tcp.reset.context", "kernel"), attribute.String("error.type", "tcp.rst_sent"))),
+						attribute.String("tcp.reset.context", "kernel"), attribute.Bool("tcp.reset.answer", true), attribute.String("error.type", "tcp.rst_sent"))),
 				Events: []EventData{
 					{"tcp.syn", at(0), kvs(atState("LISTEN"), inKernel, one(attribute.Bool("tcp.syn.estimated", true)))},
 					{"tcp.accept", at(1), kvs(atState("ESTABLISHED"), inProcess(nginx), accepted(9))},
 					{"tcp.close", at(20), kvs(atState("ESTABLISHED"), inProcess(nginx), closed(200, 9))},
 					{"tcp.state", at(20), kvs(st("FIN_WAIT1", "ESTABLISHED"), inProcess(nginx))},
-					{"tcp.rst_sent", at(21), kvs(atState("FIN_WAIT1"), inKernel, one(attribute.String("tcp.reset.reason", "TCP_ABORT_ON_DATA")))},
+					{"tcp.rst_sent", at(21), kvs(atState("FIN_WAIT1"), inKernel, one(attribute.String("tcp.reset.reason", "TCP_ABORT_ON_DATA"), attribute.Bool("tcp.reset.answer", true)))},
 					{"tcp.state", at(21), kvs(st("CLOSE", "FIN_WAIT1"), inKernel)},
 				},
 				StatusCode:        codes.Error,
@@ -375,7 +376,7 @@ func rinetdAbortSpan(reason, desc string) SpanData {
 				attribute.Int("tcp.close.fd", 7), attribute.Int("tcp.close.unread_bytes", 18)),
 			counters(0, 18, 2, 3, 0, 10),
 			one(attribute.String("tcp.reset.direction", "sent"), attribute.String("tcp.reset.reason", reason),
-				attribute.String("tcp.reset.context", "process"), attribute.String("error.type", "tcp.rst_sent"))),
+				attribute.String("tcp.reset.context", "process"), attribute.Bool("tcp.reset.answer", false), attribute.String("error.type", "tcp.rst_sent"))),
 		Events: []EventData{
 			{"tcp.syn", at(0), kvs(atState("LISTEN"), inKernel)},
 			{"tcp.state", at(0), kvs(st("ESTABLISHED", "NEW_SYN_RECV"), inKernel)},
@@ -383,7 +384,8 @@ func rinetdAbortSpan(reason, desc string) SpanData {
 			{"tcp.close", at(5), kvs(atState("ESTABLISHED"), inProcess(rinetd), closed(812, 7))},
 			{"tcp.state", at(5), kvs(st("CLOSE", "ESTABLISHED"), inProcess(rinetd))},
 			{"tcp.rst_sent", at(5), kvs(atState("CLOSE"), inProcess(rinetd),
-				one(attribute.String("tcp.syscall", "close"), attribute.String("tcp.reset.reason", reason)))},
+				one(attribute.String("tcp.syscall", "close"), attribute.String("tcp.reset.reason", reason),
+					attribute.String("tcp.close.release", "close"), attribute.Bool("tcp.reset.answer", false)))},
 		},
 		StatusCode:        codes.Error,
 		StatusDescription: desc,

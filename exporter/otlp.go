@@ -100,6 +100,7 @@ type config struct {
 	concurrency   int
 	base          *resource.Resource
 	serviceOf     func(conn.Process) string
+	cgroupRoot    string
 }
 
 // WithSpanExporter sets where spans go: it must be the exporter made by
@@ -181,6 +182,13 @@ func WithServiceResolver(f func(conn.Process) string) Option {
 	return optionFunc(func(c config) config { c.serviceOf = f; return c })
 }
 
+// WithCgroupRoot names the cgroup v2 mount point (bpf.FindCgroup2), where
+// the container of an owning process that is gone is found by its cgroup
+// id. Without it, such a process's container is not named.
+func WithCgroupRoot(path string) Option {
+	return optionFunc(func(c config) config { c.cgroupRoot = path; return c })
+}
+
 // Stats are the exporter's own counts.
 type Stats struct {
 	Recorded   uint64 // spans built for export, or dropped from a full queue
@@ -222,8 +230,10 @@ func (s Stats) Dropped() uint64 {
 type Exporter struct {
 	cfg   config
 	names *serviceNames
-	stop  func(context.Context) error // stops the client
-	scope *commonpb.InstrumentationScope
+	// containers names owners' containers and pods.
+	containers *containers
+	stop       func(context.Context) error // stops the client
+	scope      *commonpb.InstrumentationScope
 
 	mu        sync.Mutex
 	closed    bool
@@ -280,6 +290,8 @@ type resourceKey struct {
 	service string
 	pid     uint32
 	exe     string
+	// The owner's container and pod (container.id, k8s.pod.uid).
+	container, pod string
 }
 
 // resourceEntry is the OTLP resource of one owning process, built once.
@@ -371,6 +383,7 @@ func New(base *resource.Resource, opts ...Option) (*Exporter, error) {
 		e.names = newServiceNames()
 		e.cfg.serviceOf = e.names.resolve
 	}
+	e.containers = newContainers(cfg.cgroupRoot)
 	for range cfg.concurrency {
 		e.senders.Go(e.send)
 	}
@@ -393,7 +406,7 @@ func (e *Exporter) Export(c *conn.Connection) {
 		e.sampledOut.Add(1)
 		return
 	}
-	key := e.resourceKeyOf(c.Owner) // may read /proc: outside the lock
+	key := e.resourceKeyOf(c) // may read /proc: outside the lock
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -681,16 +694,25 @@ func (e *Exporter) keepClean() bool {
 	}
 }
 
-// resourceKeyOf names the service an owner's spans go under.
-func (e *Exporter) resourceKeyOf(owner conn.Process) resourceKey {
-	if e.cfg.singleService || owner.PID == 0 {
+// resourceKeyOf names the service, process and container c's span goes
+// under.
+func (e *Exporter) resourceKeyOf(c *conn.Connection) resourceKey {
+	owner := c.Owner
+	if e.cfg.singleService {
 		return resourceKey{service: e.cfg.agentService, pid: uint32(os.Getpid()), exe: "tcpspan"}
+	}
+	if owner.PID == 0 {
+		// No process owns it (a reset for no socket, a connection seen
+		// mid-life): the agent's service, but never the agent's process,
+		// which did not act.
+		return resourceKey{service: e.cfg.agentService}
 	}
 	name := e.cfg.serviceOf(owner)
 	if name == "" {
 		name = e.cfg.agentService
 	}
-	return resourceKey{service: name, pid: owner.PID, exe: owner.Comm}
+	info := e.containers.resolve(owner, c.OwnerCgroup)
+	return resourceKey{service: name, pid: owner.PID, exe: owner.Comm, container: info.ID, pod: info.PodUID}
 }
 
 // resourceLocked returns the resource of key, building it on first use.
@@ -719,10 +741,17 @@ func (e *Exporter) resourceLocked(key resourceKey) *resourceEntry {
 }
 
 func (e *Exporter) resourceFor(k resourceKey) *resource.Resource {
-	own := resource.NewSchemaless(
-		semconv.ServiceName(k.service),
-		semconv.ProcessPID(int(k.pid)),
-		semconv.ProcessExecutableName(k.exe))
+	attrs := []attribute.KeyValue{semconv.ServiceName(k.service)}
+	if k.pid != 0 {
+		attrs = append(attrs, semconv.ProcessPID(int(k.pid)), semconv.ProcessExecutableName(k.exe))
+	}
+	if k.container != "" {
+		attrs = append(attrs, semconv.ContainerID(k.container))
+	}
+	if k.pod != "" {
+		attrs = append(attrs, semconv.K8SPodUID(k.pod))
+	}
+	own := resource.NewSchemaless(attrs...)
 	if e.cfg.base == nil {
 		return own
 	}

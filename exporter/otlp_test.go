@@ -216,8 +216,17 @@ func TestSingleServiceAndUnknownOwner(t *testing.T) {
 	orphan.Owner = conn.Process{}
 	e.Export(orphan)
 	e.Shutdown(context.Background())
-	if got := resourceValue(mem.spans()[0], string(semconv.ServiceNameKey)); got != "edge-agent" {
+	s := mem.spans()[0]
+	if got := resourceValue(s, string(semconv.ServiceNameKey)); got != "edge-agent" {
 		t.Errorf("service.name %q for an ownerless connection, want the agent's", got)
+	}
+	// The agent did not act: its own process is not named.
+	if pid, exe := resourceValue(s, string(semconv.ProcessPIDKey)), resourceValue(s, string(semconv.ProcessExecutableNameKey)); pid != "" || exe != "" {
+		t.Errorf("process.pid %q, process.executable.name %q on an ownerless connection, want none", pid, exe)
+	}
+	// An instant lasts 1 ns: Jaeger flags a span that ends as it starts.
+	if s.EndTimeUnixNano != s.StartTimeUnixNano+1 {
+		t.Errorf("span %d-%d, want 1 ns long", s.StartTimeUnixNano, s.EndTimeUnixNano)
 	}
 }
 

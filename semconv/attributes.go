@@ -34,6 +34,83 @@ const (
 	// Examples: 0, 18
 	TCPCloseUnreadBytesKey = attribute.Key("tcp.close.unread_bytes")
 
+	// TCPCloseReleaseKey is the attribute Key for "tcp.close.release". It
+	// represents how the process that released the socket let go of its last
+	// file reference: close(), close_range(), dup2() or dup3() onto its fd,
+	// execve() closing it as close-on-exec, or its exit (death by a signal
+	// included), which releases every file the process still holds.
+	//
+	// Type: Enum
+	// Stability: Development
+	//
+	// Examples: "close", "close_range", "dup2", "execve", "exit"
+	TCPCloseReleaseKey = attribute.Key("tcp.close.release")
+
+	// TCPCloseExitSignalKey is the attribute Key for "tcp.close.exit_signal".
+	// It represents the signal that killed the process that released the
+	// socket by exiting (tcp.close.release=exit).
+	//
+	// Type: string
+	// Stability: Development
+	//
+	// Examples: "SIGKILL", "SIGSEGV"
+	TCPCloseExitSignalKey = attribute.Key("tcp.close.exit_signal")
+
+	// TCPCloseExitStatusKey is the attribute Key for "tcp.close.exit_status".
+	// It represents the exit status of the process that released the socket
+	// by exiting on its own (tcp.close.release=exit, no signal).
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 0, 1
+	TCPCloseExitStatusKey = attribute.Key("tcp.close.exit_status")
+
+	// TCPResetAnswerKey is the attribute Key for "tcp.reset.answer". It
+	// represents whether a reset this host sent answered a packet it received
+	// (true), or was the socket's own (false): sent as a process released it,
+	// or by a timer or memory pressure.
+	//
+	// Type: boolean
+	// Stability: Development
+	//
+	// Examples: true, false
+	TCPResetAnswerKey = attribute.Key("tcp.reset.answer")
+
+	// TCPListenerQueuedKey is the attribute Key for "tcp.listener.queued". It
+	// represents, for a connection its server never accepted and that was
+	// reset because its listener was closed, how many connections were still
+	// in that listener's accept queue when it closed.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 3
+	TCPListenerQueuedKey = attribute.Key("tcp.listener.queued")
+
+	// TCPEventsRetransmitsDroppedKey is the attribute Key for
+	// "tcp.events.retransmits_dropped". It represents the retransmits not kept
+	// as tcp.retransmit events: the kernel keeps the first 3 of a connection
+	// and counts the rest (tcp.retransmits has the total). Only set when
+	// non-zero.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 1
+	TCPEventsRetransmitsDroppedKey = attribute.Key("tcp.events.retransmits_dropped")
+
+	// TCPTraceparentDroppedKey is the attribute Key for
+	// "tcp.traceparent.dropped". It represents the requests with a
+	// traceparent header that the span does not link to: it links to the
+	// latest 8. Only set when non-zero.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 4
+	TCPTraceparentDroppedKey = attribute.Key("tcp.traceparent.dropped")
+
 	// TCPStateFinalKey is the attribute Key for "tcp.state.final". It
 	// represents the kernel TCP state (include/net/tcp_states.h) of the socket
 	// when it was last seen.
@@ -398,6 +475,14 @@ func TCPCloseFD(val int) attribute.KeyValue { return TCPCloseFDKey.Int(val) }
 // TCPCloseUnreadBytes returns an attribute KeyValue for
 // "tcp.close.unread_bytes": bytes received but never read at close().
 func TCPCloseUnreadBytes(val int) attribute.KeyValue { return TCPCloseUnreadBytesKey.Int(val) }
+
+// TCPCloseRelease returns an attribute KeyValue for "tcp.close.release": how
+// the process released the socket ("close", "exit", ...).
+func TCPCloseRelease(val string) attribute.KeyValue { return TCPCloseReleaseKey.String(val) }
+
+// TCPResetAnswer returns an attribute KeyValue for "tcp.reset.answer":
+// whether a reset sent answered a packet received.
+func TCPResetAnswer(val bool) attribute.KeyValue { return TCPResetAnswerKey.Bool(val) }
 
 // TCPStateFinal returns an attribute KeyValue for "tcp.state.final": the
 // socket's last kernel TCP state.

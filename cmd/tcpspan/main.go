@@ -187,8 +187,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "tcpspan: OTLP exporter: %v\n", oneLine(err.Error()))
 			return 2
 		}
+		// Where the container of an owner that is gone is found; none
+		// without cgroup v2 (then only live owners are named).
+		cgroupRoot, _ := bpf.FindCgroup2()
 		opts := []exporter.Option{exporter.WithSpanExporter(otlp), exporter.WithMaxQueueSize(o.exportQueue),
 			exporter.WithCleanRatio(o.cleanRatio), exporter.WithSingleService(o.singleService),
+			exporter.WithCgroupRoot(cgroupRoot),
 			exporter.WithAgentService(o.agentService), exporter.WithExportTimeout(o.exportTimeout)}
 		if o.maxBatch > 0 {
 			opts = append(opts, exporter.WithMaxBatchSize(o.maxBatch))
