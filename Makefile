@@ -22,9 +22,13 @@ generate: ## rebuild the committed bpf2go .go and .o files with $(CLANG)
 vmlinux: ## regenerate bpf/include/vmlinux.h from this machine's kernel BTF
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/include/vmlinux.h
 
+# The version tcpspan -version prints and its spans' scope carries: the
+# nearest tag, or the commit, and -dirty for uncommitted changes.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+
 .PHONY: build
-build: ## build the tcpspan binary into ./bin
-	$(GO) build -o bin/tcpspan ./cmd/tcpspan
+build: ## build the tcpspan binary into ./bin, stamped with VERSION (from git describe)
+	$(GO) build -ldflags "-X github.com/tcpspan/tcpspan/internal/version.version=$(VERSION)" -o bin/tcpspan ./cmd/tcpspan
 
 .PHONY: image
 image: ## build the container image localhost/tcpspan:dev with podman (Containerfile)

@@ -1,3 +1,5 @@
+//go:build linux
+
 package bpf
 
 import (
@@ -45,23 +47,20 @@ type optionFunc func(config) config
 func (f optionFunc) apply(c config) config { return f(c) }
 
 type config struct {
-	netns          uint32
-	ports          []uint16
-	ringBytes      int
-	maxConns       int
-	wakeupBytes    uint32
-	pollMin        time.Duration // the reader's sleeps: see PollInterval
-	pollMax        time.Duration
-	cgroupPath     string
-	tracefs        string
-	verifierLogs   bool
-	warn           func(string)
-	kernelBTF      *btf.Spec
-	skipPrivileges bool
-	skipClean      bool
-	synWatch       SynWatchMode
-	noTraceparent  bool
-	notice         func(string)
+	netns         uint32
+	ports         []uint16
+	ringBytes     int
+	maxConns      int
+	wakeupBytes   uint32
+	pollMin       time.Duration // the reader's sleeps: see PollInterval
+	pollMax       time.Duration
+	cgroupPath    string
+	verifierLogs  bool
+	warn          func(string)
+	skipClean     bool
+	synWatch      SynWatchMode
+	noTraceparent bool
+	notice        func(string)
 	// softirqInTask: the kernel runs softirqs on the task's stack
 	// (PREEMPT_RT); nil means read /sys/kernel/realtime.
 	softirqInTask *bool

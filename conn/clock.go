@@ -1,3 +1,5 @@
+//go:build linux || darwin
+
 package conn
 
 import (
@@ -9,14 +11,14 @@ import (
 // BootClock returns the conversion from kernel boot-clock nanoseconds
 // (bpf_ktime_get_boot_ns, which keeps counting through suspend) to wall
 // time. The offset is measured once, as the tightest of several paired
-// readings of CLOCK_REALTIME and CLOCK_BOOTTIME.
+// readings of CLOCK_REALTIME and the boot clock (see bootClockID).
 func BootClock() func(ns uint64) time.Time {
 	var best time.Duration
 	var bestOffset int64
 	for i := 0; i < 25; i++ {
 		var r1, b, r2 unix.Timespec
 		unix.ClockGettime(unix.CLOCK_REALTIME, &r1)
-		unix.ClockGettime(unix.CLOCK_BOOTTIME, &b)
+		unix.ClockGettime(bootClockID, &b)
 		unix.ClockGettime(unix.CLOCK_REALTIME, &r2)
 		spread := time.Duration(r2.Nano() - r1.Nano())
 		if i == 0 || spread < best {

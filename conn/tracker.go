@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/tcpspan/tcpspan/bpf"
-	"golang.org/x/sys/unix"
 )
 
 // Defaults of the tracker options.
@@ -793,11 +792,11 @@ func comm(b []int8) string {
 // syscallName names the x86_64 syscalls the kernel side reports.
 func syscallName(nr uint32) string {
 	switch nr {
-	case unix.SYS_CLOSE:
+	case bpf.SyscallClose:
 		return "close"
-	case unix.SYS_ACCEPT:
+	case bpf.SyscallAccept:
 		return "accept"
-	case unix.SYS_ACCEPT4:
+	case bpf.SyscallAccept4:
 		return "accept4"
 	case bpf.SyscallNone:
 		return ""

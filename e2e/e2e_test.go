@@ -230,15 +230,18 @@ func TestSpansInJaeger(t *testing.T) {
 	testutil.RequireBPF(t)
 	jaeger := testutil.StartJaeger(t)
 	bin := buildAgent(t)
-	for _, proto := range []struct{ name, endpoint, protocol string }{
-		{"grpc", "http://" + jaeger.OTLPGRPC, "grpc"},
-		{"http", jaeger.OTLPHTTP, "http/protobuf"},
+	for _, proto := range []struct{ name, endpoint, protocol, insecure string }{
+		{"grpc", "http://" + jaeger.OTLPGRPC, "grpc", ""},
+		{"http", jaeger.OTLPHTTP, "http/protobuf", ""},
+		// A bare host:port, as the specification allows for gRPC.
+		{"grpc-host-port", jaeger.OTLPGRPC, "grpc", "true"},
 	} {
 		t.Run(proto.name, func(t *testing.T) {
 			ns := testutil.NewNetNS(t)
 			start := time.Now()
 			a := startAgent(t, bin, ns, "OTEL_EXPORTER_OTLP_ENDPOINT="+proto.endpoint,
-				"OTEL_EXPORTER_OTLP_PROTOCOL="+proto.protocol, "OTEL_SERVICE_NAME=tcpspan-e2e-"+proto.name)
+				"OTEL_EXPORTER_OTLP_PROTOCOL="+proto.protocol, "OTEL_EXPORTER_OTLP_INSECURE="+proto.insecure,
+				"OTEL_SERVICE_NAME=tcpspan-e2e-"+proto.name)
 			s := runScenarios(t, ns)
 			time.Sleep(time.Second) // orphan idle, then the batch
 			a.stop(t)
@@ -284,11 +287,17 @@ func checkSpans(t *testing.T, jaeger *testutil.Jaeger, s scenario, since time.Ti
 	if noSocket == nil || !isError(noSocket) || noSocket.Kind != testutil.SpanKindServer {
 		t.Fatalf("NO_SOCKET reset span under %s: %+v", agentService, noSocket)
 	}
+	if noSocket.Name != fmt.Sprintf("TCP reset :%d", s.refusedPort) {
+		t.Errorf("NO_SOCKET reset span named %q, want TCP reset :%d", noSocket.Name, s.refusedPort)
+	}
 	// Nobody acted but the kernel: not the agent's process either. An
 	// instant, it still lasts long enough for Jaeger to take as is.
 	if resourcePID(noSocket) != "" || noSocket.Attributes["@jaeger@warnings"] != nil {
 		t.Errorf("NO_SOCKET reset span: resource process.pid %q, Jaeger warnings %v; want neither",
 			resourcePID(noSocket), noSocket.Attributes["@jaeger@warnings"])
+	}
+	if refused != nil && refused.Name != "TCP connect" {
+		t.Errorf("refused client span named %q, want TCP connect", refused.Name)
 	}
 
 	// The abort: under the server's own service, attributed to its pid,
@@ -318,6 +327,10 @@ func checkSpans(t *testing.T, jaeger *testutil.Jaeger, s scenario, since time.Ti
 	if reset == nil || !isError(reset) || !hasEvent(reset, "tcp.rst_received") {
 		t.Errorf("the aborted client's span: %+v", reset)
 	}
+
+	// No span of the run has an address in its name.
+	all := append(append(mine, checkout...), spansOf(t, jaeger, agentService, since)...)
+	checkSpanNames(t, all)
 }
 
 func spansOf(t *testing.T, jaeger *testutil.Jaeger, service string, since time.Time) []testutil.Span {

@@ -792,7 +792,8 @@ func lastMetricValues(t *testing.T, path string) (map[string]uint64, map[string]
 
 // The agent's own metrics go over OTLP to a real collector, whose file
 // exporter writes what it received; their last values are the agent's
-// final counts. The opt-in health endpoint serves the same values.
+// final counts. The opt-in health endpoint serves the same values to
+// Prometheus.
 func TestSelfMetricsThroughCollector(t *testing.T) {
 	testutil.RequireBPF(t)
 	bin := buildAgent(t)
@@ -869,8 +870,15 @@ service:
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !regexp.MustCompile(`(?m)^tcpspan\.records\.emitted\{kind=connection\} [1-9]`).Match(page) {
+	if !regexp.MustCompile(`(?m)^tcpspan_records_emitted_total\{kind="connection",[^}]*\} [1-9]`).Match(page) ||
+		!regexp.MustCompile(`(?m)^target_info\{[^}]*service_name="tcpspan-selfmetrics"`).Match(page) {
 		t.Errorf("/metrics while tracing:\n%s", page)
+	}
+	// A live scrape passes Prometheus's own linter.
+	promtool := exec.Command(testutil.RequireCommand(t, "promtool", "prometheus"), "check", "metrics")
+	promtool.Stdin = strings.NewReader(string(page))
+	if out, err := promtool.CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("promtool check metrics on the agent's /metrics: %v\n%s", err, out)
 	}
 	a.stopWith(t, syscall.SIGTERM)
 	final := readStats(t, stats)
@@ -898,5 +906,36 @@ service:
 		if v, ok := got[key]; !ok || v != want {
 			t.Errorf("%s: collector got %d (present %v), the agent's final count is %d", key, v, ok, want)
 		}
+	}
+}
+
+// Jaeger takes traces but no metrics: with the agent's own metrics left on,
+// its first metrics export is answered Unimplemented, which the agent says
+// in one line and then stops exporting metrics, while its spans go on.
+func TestMetricsToJaegerStopAfterOneLine(t *testing.T) {
+	testutil.RequireBPF(t)
+	jaeger := testutil.StartJaeger(t)
+	bin := buildAgent(t)
+	ns := testutil.NewNetNS(t)
+	stats := filepath.Join(t.TempDir(), "stats.json")
+	a := startAgentWith(t, bin, []string{"-netns", ns.Path, "-health-interval", "0", "-stats-file", stats},
+		"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+jaeger.OTLPGRPC, "OTEL_METRIC_EXPORT_INTERVAL=100",
+		"OTEL_SERVICE_NAME=tcpspan-nometrics")
+	srv := startServer(t, ns)
+	for range 5 {
+		srv.connect(t, ns, 1)
+		time.Sleep(200 * time.Millisecond) // two metric intervals each
+	}
+	a.stop(t)
+	log := readFile(a.logPath)
+	if n := strings.Count(log, "takes no metrics"); n != 1 || !strings.Contains(log, "Unimplemented") {
+		t.Errorf("%d lines say the endpoint takes no metrics, want one naming Unimplemented:\n%s", n, log)
+	}
+	if strings.Contains(log, "msg=export") {
+		t.Errorf("export errors logged:\n%s", log)
+	}
+	st := readStats(t, stats)
+	if st["tcpspan.export.errors"] != 0 || st["tcpspan.spans.exported"] == 0 {
+		t.Errorf("export errors %d, spans exported %d: want 0 and some", st["tcpspan.export.errors"], st["tcpspan.spans.exported"])
 	}
 }

@@ -116,6 +116,7 @@ func TestRinetdIncident(t *testing.T) {
 	rinetd.Wait()
 
 	spans := allSpans(t, jaeger, start, ns.Inode)
+	checkSpanNames(t, spans)
 	rinetdLog, _ := os.ReadFile(logPath)
 	opened := strings.Count(string(rinetdLog), "opened")
 	closedAfterFailure := strings.Count(string(rinetdLog), "done-local-closed")
@@ -130,7 +131,8 @@ func TestRinetdIncident(t *testing.T) {
 
 	for i := range spans {
 		sp := &spans[i]
-		if sp.Service == "rinetd" && sp.Kind == jaegerapi.SpanKindClient && sp.Name == "TCP connect 127.0.0.1:9000" &&
+		if sp.Service == "rinetd" && sp.Kind == jaegerapi.SpanKindClient && sp.Name == "TCP connect" &&
+			attr(sp, "network.peer.port") == "9000" &&
 			attr(sp, "error.type") == "tcp.refused" {
 			upstreamRefused++
 			refusedIDs[sp.SpanID] = true

@@ -289,7 +289,7 @@ func appendKeyValue(b []byte, num protowire.Number, kv *attribute.KeyValue) []by
 		valTag, valSize = byte(fieldAnyDouble)<<3|byte(protowire.Fixed64Type), 8
 	default:
 		// tcpspan sets no slice attributes; one would go as its text.
-		s = kv.Value.Emit()
+		s = kv.Value.String()
 		valTag, valSize = byte(fieldAnyString)<<3|byte(protowire.BytesType), sizeVarint(uint64(len(s)))+len(s)
 	}
 	key := string(kv.Key)
@@ -368,7 +368,7 @@ func keyValues(attrs []attribute.KeyValue) []*commonpb.KeyValue {
 		case attribute.FLOAT64:
 			v.Value = &commonpb.AnyValue_DoubleValue{DoubleValue: kv.Value.AsFloat64()}
 		default:
-			v.Value = &commonpb.AnyValue_StringValue{StringValue: kv.Value.Emit()}
+			v.Value = &commonpb.AnyValue_StringValue{StringValue: kv.Value.String()}
 		}
 		out = append(out, &commonpb.KeyValue{Key: string(kv.Key), Value: v})
 	}

@@ -41,7 +41,7 @@ func wantValue(t *testing.T, what string, kv attribute.KeyValue, got *commonpb.K
 		ok = kv.Value.Type() == attribute.FLOAT64 && v.DoubleValue == kv.Value.AsFloat64()
 	}
 	if !ok {
-		t.Errorf("%s: %s = %v on the wire, want %v (%v)", what, got.Key, got.Value, kv.Value.Emit(), kv.Value.Type())
+		t.Errorf("%s: %s = %v on the wire, want %v (%v)", what, got.Key, got.Value, kv.Value.String(), kv.Value.Type())
 	}
 }
 

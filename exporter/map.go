@@ -18,9 +18,11 @@ import (
 // and Attributes, add Events with their own timestamps, set the status, and
 // end it with trace.WithTimestamp(End).
 type SpanData struct {
-	// Name is low-cardinality: "TCP connect 10.0.0.2:80" (client),
-	// "TCP accept :80" (server), "TCP :80" (orphan), "TCP" (side unknown).
-	// It never holds an ephemeral port.
+	// Name is low-cardinality, as OpenTelemetry asks: "TCP connect"
+	// (client), "TCP accept :80" (server, by listening port), "TCP reset
+	// :80" (orphan with a reset), "TCP handshake :80" (any other orphan: a
+	// handshake that never made a socket), "TCP" (side unknown). It never holds an address or an ephemeral
+	// port: the peer is in the attributes.
 	Name string
 	// Kind is SERVER for accepted connections and orphans, CLIENT for
 	// connect()ed ones, INTERNAL when the side is unknown.
@@ -75,12 +77,6 @@ type mapper struct {
 	names   map[nameKey]string
 }
 
-type nameKey struct {
-	orphan bool
-	side   conn.Side
-	ap     netip.AddrPort
-}
-
 // maxCachedStrings bounds each of the mapper's string caches.
 const maxCachedStrings = 4096
 
@@ -121,18 +117,22 @@ func (m *mapper) addr(a netip.Addr) string {
 	return s
 }
 
-// spanName caches names by what they are made of: the remote address and
-// port for clients, the local port otherwise.
+// Span names, without the port of the names that carry one.
+const (
+	nameClient    = "TCP connect"
+	nameServer    = "TCP accept "
+	nameReset     = "TCP reset "
+	nameHandshake = "TCP handshake "
+	nameOther     = "TCP"
+)
+
+// spanName caches the names that carry a local port.
 func (m *mapper) spanName(c *conn.Connection) string {
-	if m.names == nil {
+	prefix, port := spanNameParts(c)
+	if port == 0 || m.names == nil {
 		return spanName(c)
 	}
-	k := nameKey{orphan: c.Orphan, side: c.Side}
-	if c.Side == conn.SideClient && !c.Orphan {
-		k.ap = c.Remote
-	} else {
-		k.ap = netip.AddrPortFrom(netip.Addr{}, c.Local.Port())
-	}
+	k := nameKey{prefix: prefix, port: port}
 	if s, ok := m.names[k]; ok {
 		return s
 	}
@@ -144,18 +144,33 @@ func (m *mapper) spanName(c *conn.Connection) string {
 	return s
 }
 
-func spanName(c *conn.Connection) string {
+type nameKey struct {
+	prefix string
+	port   uint16
+}
+
+// spanNameParts returns the name's prefix and, for names that carry
+// one, the local port (0 for none).
+func spanNameParts(c *conn.Connection) (string, uint16) {
 	switch {
+	case c.Orphan && (c.Has(conn.EventRSTSent) || c.Has(conn.EventRSTReceived)):
+		return nameReset, c.Local.Port()
 	case c.Orphan:
-		return "TCP " + localPort(c.Local)
-	case c.Side == conn.SideClient && c.Remote.IsValid():
-		return "TCP connect " + c.Remote.String()
+		return nameHandshake, c.Local.Port()
 	case c.Side == conn.SideClient:
-		return "TCP connect"
+		return nameClient, 0
 	case c.Side == conn.SideServer:
-		return "TCP accept " + localPort(c.Local)
+		return nameServer, c.Local.Port()
 	}
-	return "TCP"
+	return nameOther, 0
+}
+
+func spanName(c *conn.Connection) string {
+	prefix, port := spanNameParts(c)
+	if prefix == nameClient || prefix == nameOther {
+		return prefix
+	}
+	return prefix + ":" + strconv.Itoa(int(port))
 }
 
 func spanKind(c *conn.Connection) trace.SpanKind {

@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/url"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +24,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/tcpspan/tcpspan/conn"
+	"github.com/tcpspan/tcpspan/internal/version"
 	tcpsemconv "github.com/tcpspan/tcpspan/semconv"
 )
 
@@ -49,11 +47,10 @@ const (
 	// that with the garbage collector's headroom): under a reset storm to a
 	// backend that cannot keep up, 16384 took the agent past 150 MB of RSS.
 	DefaultMaxQueueSize = 8192
-	// DefaultMaxBatchSize is the most spans sent in one request, unless
-	// OTEL_BSP_MAX_EXPORT_BATCH_SIZE says otherwise.
+	// DefaultMaxBatchSize is the most spans sent in one request.
 	DefaultMaxBatchSize = 512
 	// DefaultBatchTimeout is how long a span may wait for its batch to
-	// fill, unless OTEL_BSP_SCHEDULE_DELAY (milliseconds) says otherwise.
+	// fill.
 	DefaultBatchTimeout = 5 * time.Second
 	// DefaultMaxConcurrentExports is how many requests may be in flight
 	// at once.
@@ -99,6 +96,7 @@ type config struct {
 	maxQueue      int
 	maxBatch      int
 	batchTimeout  time.Duration
+	exportTimeout time.Duration
 	concurrency   int
 	base          *resource.Resource
 	serviceOf     func(conn.Process) string
@@ -106,9 +104,9 @@ type config struct {
 }
 
 // WithSpanExporter sets where spans go: it must be the exporter made by
-// [NewOTLPFromEnv], whose OTLP client the Exporter drives directly. Other
+// [NewOTLP], whose OTLP client the Exporter drives directly. Other
 // SDK span exporters are refused by [New]; use [WithClient]. One of the
-// two is required: the exporter of NewOTLPFromEnv follows the
+// two is required: the exporter of NewOTLP follows the
 // OTEL_EXPORTER_OTLP_* environment variables.
 func WithSpanExporter(e sdktrace.SpanExporter) Option {
 	return optionFunc(func(c config) config { c.spanExporter = e; return c })
@@ -135,8 +133,8 @@ func WithSingleService(on bool) Option {
 	return optionFunc(func(c config) config { c.singleService = on; return c })
 }
 
-// WithAgentService names the agent's own service. Default: the agent's
-// OTEL_SERVICE_NAME, else [DefaultAgentService].
+// WithAgentService names the agent's own service. Default
+// [DefaultAgentService].
 func WithAgentService(name string) Option {
 	return optionFunc(func(c config) config { c.agentService = name; return c })
 }
@@ -152,15 +150,23 @@ func WithMaxQueueSize(n int) Option {
 }
 
 // WithMaxBatchSize sets the most spans per request. Default
-// [DefaultMaxBatchSize], or OTEL_BSP_MAX_EXPORT_BATCH_SIZE; the option wins.
+// [DefaultMaxBatchSize].
 func WithMaxBatchSize(n int) Option {
 	return optionFunc(func(c config) config { c.maxBatch = n; return c })
 }
 
 // WithBatchTimeout sets how long spans wait to be batched. Default
-// [DefaultBatchTimeout], or OTEL_BSP_SCHEDULE_DELAY; the option wins.
+// [DefaultBatchTimeout].
 func WithBatchTimeout(d time.Duration) Option {
 	return optionFunc(func(c config) config { c.batchTimeout = d; return c })
+}
+
+// WithExportTimeout bounds the upload of one batch, the OTLP client's
+// retries included; a batch not accepted in time fails. Default 0: only the
+// client's own bounds (OTEL_EXPORTER_OTLP_TIMEOUT per attempt, and its
+// retry limit).
+func WithExportTimeout(d time.Duration) Option {
+	return optionFunc(func(c config) config { c.exportTimeout = d; return c })
 }
 
 // WithMaxConcurrentExports sets how many requests may be in flight.
@@ -317,12 +323,9 @@ func New(base *resource.Resource, opts ...Option) (*Exporter, error) {
 		cleanRatio:  DefaultCleanRatio,
 		maxServices: DefaultMaxServices,
 		maxQueue:    DefaultMaxQueueSize,
-		maxBatch:    envInt("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", DefaultMaxBatchSize),
+		maxBatch:    DefaultMaxBatchSize,
 		concurrency: DefaultMaxConcurrentExports,
 		base:        base,
-	}
-	if ms := envInt("OTEL_BSP_SCHEDULE_DELAY", 0); ms > 0 {
-		cfg.batchTimeout = time.Duration(ms) * time.Millisecond
 	}
 	for _, o := range opts {
 		cfg = o.apply(cfg)
@@ -342,10 +345,7 @@ func New(base *resource.Resource, opts ...Option) (*Exporter, error) {
 	case cfg.spanExporter == nil:
 		return nil, errors.New("exporter: no OTLP client")
 	default:
-		return nil, fmt.Errorf("exporter: span exporter %T: only the OTLP exporter of NewOTLPFromEnv is supported; use WithClient", cfg.spanExporter)
-	}
-	if cfg.agentService == "" {
-		cfg.agentService = os.Getenv("OTEL_SERVICE_NAME")
+		return nil, fmt.Errorf("exporter: span exporter %T: only the OTLP exporter of NewOTLP is supported; use WithClient", cfg.spanExporter)
 	}
 	if cfg.agentService == "" {
 		cfg.agentService = DefaultAgentService
@@ -364,7 +364,7 @@ func New(base *resource.Resource, opts ...Option) (*Exporter, error) {
 	e := &Exporter{
 		cfg:       cfg,
 		stop:      stop,
-		scope:     &commonpb.InstrumentationScope{Name: instrumentationName},
+		scope:     &commonpb.InstrumentationScope{Name: instrumentationName, Version: version.Version()},
 		mapper:    newCachingMapper(),
 		resources: make(map[resourceKey]*resourceEntry),
 		failures:  make(map[uint32]*failureRing),
@@ -389,13 +389,6 @@ func New(base *resource.Resource, opts ...Option) (*Exporter, error) {
 	}
 	e.ticker.Go(e.tick)
 	return e, nil
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(strings.TrimSpace(os.Getenv(name))); err == nil && v > 0 {
-		return v
-	}
-	return def
 }
 
 // Export records c as a span, unless it is clean and sampled out. It never
@@ -596,7 +589,7 @@ func (e *Exporter) send() {
 			req = append(req, &tracepb.ResourceSpans{Resource: g.res.pb, SchemaUrl: g.res.schemaURL,
 				ScopeSpans: []*tracepb.ScopeSpans{ss}})
 		}
-		if err := e.cfg.client.UploadTraces(e.sendCtx, req); err != nil {
+		if err := e.upload(req); err != nil {
 			e.failed.Add(uint64(b.spans))
 			otel.Handle(fmt.Errorf("export %d spans: %w", b.spans, err))
 		} else {
@@ -605,6 +598,17 @@ func (e *Exporter) send() {
 		clear(req) // let go of the resources and scope spans
 		e.recycle(b)
 	}
+}
+
+// upload sends one batch, within the export timeout if there is one.
+func (e *Exporter) upload(req []*tracepb.ResourceSpans) error {
+	ctx := e.sendCtx
+	if e.cfg.exportTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.cfg.exportTimeout)
+		defer cancel()
+	}
+	return e.cfg.client.UploadTraces(ctx, req)
 }
 
 // causeOf links a connection that its process closed with an error (say,
@@ -843,41 +847,6 @@ const (
 	ProtocolHTTP = "http/protobuf"
 )
 
-// OTLPEndpointFromEnv reports the configured OTLP traces endpoint, from
-// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT, and
-// checks that it is a URL with a scheme and host. Empty means none set.
-func OTLPEndpointFromEnv() (string, error) {
-	for _, name := range []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"} {
-		v := strings.TrimSpace(os.Getenv(name))
-		if v == "" {
-			continue
-		}
-		u, err := url.Parse(v)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return "", fmt.Errorf("%s=%q: want a URL such as http://127.0.0.1:4317", name, v)
-		}
-		return v, nil
-	}
-	return "", nil
-}
-
-// OTLPProtocolFromEnv returns the OTLP protocol from
-// OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL, by
-// default grpc.
-func OTLPProtocolFromEnv() (string, error) {
-	for _, name := range []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
-		switch v := strings.TrimSpace(os.Getenv(name)); v {
-		case "":
-			continue
-		case ProtocolGRPC, ProtocolHTTP:
-			return v, nil
-		default:
-			return "", fmt.Errorf("%s=%q: tcpspan supports %q and %q", name, v, ProtocolGRPC, ProtocolHTTP)
-		}
-	}
-	return ProtocolGRPC, nil
-}
-
 // OTLP is an OTLP trace exporter whose client the [Exporter] drives
 // directly, with spans it has already encoded. It is also an ordinary SDK
 // span exporter.
@@ -886,21 +855,20 @@ type OTLP struct {
 	client otlptrace.Client
 }
 
-// NewOTLPFromEnv returns an OTLP span exporter ([*OTLP]) configured by the
-// standard OTEL_EXPORTER_OTLP_* variables (endpoint, headers, timeout, TLS,
-// compression), over gRPC or HTTP as the protocol variable says. It does not
-// connect: an unreachable collector shows up as export errors, retried by
-// the client.
-func NewOTLPFromEnv(ctx context.Context) (sdktrace.SpanExporter, error) {
-	if _, err := OTLPEndpointFromEnv(); err != nil {
-		return nil, err
-	}
-	proto, err := OTLPProtocolFromEnv()
-	if err != nil {
-		return nil, err
+// NewOTLP returns an OTLP span exporter ([*OTLP]) over protocol
+// ([ProtocolGRPC] or [ProtocolHTTP]), configured, as the OpenTelemetry SDK
+// does it, by the standard OTEL_EXPORTER_OTLP_* variables (endpoint,
+// headers, timeout, TLS, compression), which the command has checked. It
+// does not connect: an unreachable collector shows up as export errors,
+// retried by the client.
+func NewOTLP(ctx context.Context, protocol string) (sdktrace.SpanExporter, error) {
+	switch protocol {
+	case ProtocolGRPC, ProtocolHTTP:
+	default:
+		return nil, fmt.Errorf("OTLP protocol %q: tcpspan supports %q and %q", protocol, ProtocolGRPC, ProtocolHTTP)
 	}
 	var client otlptrace.Client
-	if proto == ProtocolHTTP {
+	if protocol == ProtocolHTTP {
 		client = otlptracehttp.NewClient()
 	} else {
 		client = otlptracegrpc.NewClient()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -19,9 +20,11 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tcpspan/tcpspan/conn"
+	"github.com/tcpspan/tcpspan/internal/version"
 	tcpsemconv "github.com/tcpspan/tcpspan/semconv"
 )
 
@@ -160,7 +163,8 @@ func TestExportSendsOTLP(t *testing.T) {
 			t.Errorf("event %d: %s at %v, want %s at %v", i, ev.Name, nanos(ev.TimeUnixNano), want.Events[i].Name, abort.Events[i].Time)
 		}
 	}
-	if s.scope.Scope.GetName() != instrumentationName || s.scope.SchemaUrl != tcpsemconv.SchemaURL {
+	if s.scope.Scope.GetName() != instrumentationName || s.scope.Scope.GetVersion() != version.Version() ||
+		s.scope.SchemaUrl != tcpsemconv.SchemaURL {
 		t.Errorf("scope %v %q", s.scope.Scope, s.scope.SchemaUrl)
 	}
 	if len(s.TraceId) != 16 || len(s.SpanId) != 8 {
@@ -293,45 +297,61 @@ func TestBaseResourceFromEnv(t *testing.T) {
 	}
 }
 
-func TestOTLPEnvironment(t *testing.T) {
-	for _, tc := range []struct {
-		env     map[string]string
-		wantErr string
-		proto   string
-	}{
-		{env: map[string]string{}, proto: ProtocolGRPC},
-		{env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"}, proto: ProtocolGRPC},
-		{env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "127.0.0.1:4317"}, wantErr: "want a URL"},
-		{env: map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "ftp://x"}, wantErr: "want a URL"},
-		{env: map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, proto: ProtocolHTTP},
-		{env: map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, wantErr: "supports"},
-	} {
-		for _, k := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-			"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
-			t.Setenv(k, tc.env[k])
+func TestNewOTLPProtocols(t *testing.T) {
+	for _, p := range []string{ProtocolGRPC, ProtocolHTTP} {
+		exp, err := NewOTLP(context.Background(), p)
+		if err != nil {
+			t.Errorf("%s: %v", p, err)
+			continue
 		}
-		_, errEndpoint := OTLPEndpointFromEnv()
-		proto, errProto := OTLPProtocolFromEnv()
-		err := errEndpoint
-		if err == nil {
-			err = errProto
-		}
-		switch {
-		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
-			t.Errorf("%v: error %v, want %q", tc.env, err, tc.wantErr)
-		case tc.wantErr == "" && err != nil:
-			t.Errorf("%v: %v", tc.env, err)
-		case tc.wantErr == "" && proto != tc.proto:
-			t.Errorf("%v: protocol %s, want %s", tc.env, proto, tc.proto)
-		}
+		exp.Shutdown(context.Background())
 	}
+	if _, err := NewOTLP(context.Background(), "http/json"); err == nil || !strings.Contains(err.Error(), "supports") {
+		t.Errorf("http/json: %v", err)
+	}
+}
+
+// A collector that never answers holds a batch no longer than the export
+// timeout (OTEL_BSP_EXPORT_TIMEOUT): the batch fails, counted.
+func TestExportTimeout(t *testing.T) {
+	srv := grpc.NewServer(grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+		<-stream.Context().Done()
+		return stream.Context().Err()
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Stop()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+ln.Addr().String())
+	exp, err := NewOTLP(context.Background(), ProtocolGRPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(nil, WithSpanExporter(exp), WithBatchTimeout(time.Millisecond), WithExportTimeout(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	e.Export(refused())
+	for e.Stats().ExportFailed == 0 {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("the batch was not given up within 5 s: %+v", e.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("given up after %v, before the timeout", d)
+	}
+	e.Shutdown(context.Background())
 }
 
 // An unreachable collector costs failed exports, counted; nothing blocks.
 func TestUnreachableCollectorIsCounted(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
 	t.Setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "200")
-	exp, err := NewOTLPFromEnv(context.Background())
+	exp, err := NewOTLP(context.Background(), ProtocolGRPC)
 	if err != nil {
 		t.Fatal(err)
 	}

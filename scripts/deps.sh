@@ -8,6 +8,7 @@ packages=(
 	clang-16 llvm-16 libbpf-dev bpftool   # make generate (pinned clang), make vmlinux
 	iproute2 nftables procps              # test network namespaces, packet loss, sysctl
 	rinetd wrk socat                      # the seed's forwarder and load, in make demo and e2e; socat relays the demo shop's spans
+	prometheus                            # promtool: the tests lint a live scrape of /metrics
 	libcap2-bin                           # capsh: the least-privilege test runs the agent with only its capabilities
 	qemu-system-x86 busybox-static        # make test-kernels: older kernels in a VM
 	podman runc                           # make image, and the container tests (runc: crun refuses hybrid cgroups)

@@ -2,7 +2,8 @@
 # The test command: what `make test` and CI run.
 #
 #  1. installs missing Debian packages (scripts/deps.sh);
-#  2. checks that gofmt, go vet and the committed bpf2go output are clean;
+#  2. checks that gofmt, go vet, golangci-lint, go mod tidy and the committed
+#     bpf2go output are clean, and that the pure packages vet on macOS too;
 #  3. builds Jaeger and the collector (tools/), validates otel-collector.yaml;
 #  4. runs every Go test. As root, the privileged tests load the BPF
 #     programs on this kernel, each scenario in its own network namespace,
@@ -31,6 +32,23 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 go vet ./...
+
+echo "== golangci-lint (.golangci.yml; the version pinned in tools/golangci-lint)"
+lint=$(./scripts/tools.sh golangci-lint)
+"$lint" run ./...
+
+echo "== go mod tidy (the main module; tools/ are modules of their own)"
+if ! go mod tidy -diff; then
+	echo "go.mod or go.sum is not tidy: run 'go mod tidy' and commit the result" >&2
+	exit 1
+fi
+
+echo "== the pure packages (tracker, span mapping, semconv) build and vet off Linux"
+# The kernel side (bpf/loader.go and the other //go:build linux files) is
+# Linux-only; the record types and their decoding are not, so conn and
+# exporter build on macOS for development. amd64: the generated record types
+# are those of the x86 BPF objects.
+GOOS=darwin GOARCH=amd64 go vet ./conn/ ./semconv/ ./exporter/
 
 echo "== generated BPF objects are current"
 if command -v clang-16 >/dev/null; then

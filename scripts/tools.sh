@@ -5,6 +5,7 @@
 #   scripts/tools.sh jaeger    Jaeger v2 (trace store with a query API), tools/jaeger
 #   scripts/tools.sh otelcol   OpenTelemetry Collector (builder output), tools/otelcol
 #   scripts/tools.sh otelapp   otelhttp-instrumented HTTP client and server, tools/otelapp
+#   scripts/tools.sh golangci-lint   the linter scripts/test.sh runs, tools/golangci-lint
 #
 # The binary goes to ${TCPSPAN_TOOLS_DIR:-$HOME/.cache/tcpspan/bin}. The build
 # is skipped while the binary is newer than the tool's go.mod, go.sum and Go
@@ -16,7 +17,7 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 jaeger|otelcol|otelapp" >&2
+	echo "usage: $0 jaeger|otelcol|otelapp|golangci-lint" >&2
 	exit 2
 }
 [ $# -eq 1 ] || usage
@@ -51,6 +52,16 @@ otelcol)
 	label="OpenTelemetry Collector $version (tcpspan build)"
 	first="first time: a few minutes"
 	ldflags=""
+	# The builder's output and go.mod must be of one release: every
+	# component in builder-config.yaml, the builder that generated the
+	# sources and the distribution's version are the collector's.
+	stray=$(grep -E '^[[:space:]]*(- gomod: |#.*cmd/builder@|version: )' "$dir/builder-config.yaml" |
+		grep -vE "[ @v]${version#v}(-tcpspan)?( |\$)" || true)
+	if [ -n "$stray" ]; then
+		echo "tools: tools/otelcol/builder-config.yaml is not all at the collector's $version:" >&2
+		echo "$stray" >&2
+		exit 1
+	fi
 	;;
 otelapp)
 	dir=$root/tools/otelapp
@@ -60,6 +71,16 @@ otelapp)
 	label="otelapp (otelhttp $version)"
 	first="first time: about a minute"
 	ldflags=""
+	;;
+golangci-lint)
+	dir=$root/tools/golangci-lint
+	pkg=github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+	name=golangci-lint
+	version=$(cd "$dir" && GOWORK=off "$GO" list -m -f '{{.Version}}' github.com/golangci/golangci-lint/v2)
+	label="golangci-lint $version"
+	first="first time: a few minutes"
+	# Without this the binary reports an unknown version.
+	ldflags="-X main.version=${version#v}"
 	;;
 *)
 	usage

@@ -3,7 +3,7 @@
 // what the tracker joined, and what became of the spans (exported, failed,
 // dropped). An agent that loses data under load or while its collector is
 // down must say so where its operators look: as OpenTelemetry metrics over
-// the same OTLP settings as the spans, as a text page on an opt-in local
+// the same OTLP settings as the spans, as a Prometheus page on an opt-in local
 // endpoint, and as a JSON file of the final counts.
 //
 // It only reads counters the agent keeps anyway ([agent.Health]): the

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
@@ -21,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/tcpspan/tcpspan/agent"
+	"github.com/tcpspan/tcpspan/internal/version"
 )
 
 // Kind says how a metric behaves over time.
@@ -149,19 +151,10 @@ func seriesKey(name string, attrs []attribute.KeyValue) string {
 	}
 	kvs := make([]string, 0, len(attrs))
 	for _, a := range attrs {
-		kvs = append(kvs, string(a.Key)+"="+a.Value.Emit())
+		kvs = append(kvs, string(a.Key)+"="+a.Value.String())
 	}
 	slices.Sort(kvs)
 	return name + "{" + strings.Join(kvs, ",") + "}"
-}
-
-// Text renders the values one per line, "key value", sorted by key.
-func Text(values map[string]uint64) string {
-	var b strings.Builder
-	for _, k := range slices.Sorted(maps.Keys(values)) {
-		fmt.Fprintf(&b, "%s %d\n", k, values[k])
-	}
-	return b.String()
 }
 
 // WriteFile writes the values as a JSON object, atomically: a reader sees
@@ -195,7 +188,9 @@ const (
 
 // Metrics exports the agent's health as OpenTelemetry metrics.
 type Metrics struct {
-	provider *sdkmetric.MeterProvider
+	// provider is set once the reader, which may stop it, already runs.
+	provider atomic.Pointer[sdkmetric.MeterProvider]
+	stopped  atomic.Bool // shut down, maybe by a backend that takes no metrics
 }
 
 // Start registers one observable instrument per [Definitions] entry, read
@@ -204,8 +199,10 @@ type Metrics struct {
 // configured by the OTEL_EXPORTER_OTLP_* variables like the spans. Like
 // the span exporter, it does not connect at start: an unreachable
 // collector shows as export errors, through the OpenTelemetry error
-// handler.
-func Start(ctx context.Context, res *resource.Resource, protocol string, current func() agent.Health) (*Metrics, error) {
+// handler. A backend that answers that it takes no metrics (gRPC
+// Unimplemented, HTTP 404, as Jaeger does) stops the export for good:
+// refused is called once with its answer, and no export error is counted.
+func Start(ctx context.Context, res *resource.Resource, protocol string, current func() agent.Health, refused func(error)) (*Metrics, error) {
 	var exp sdkmetric.Exporter
 	var err error
 	switch protocol {
@@ -219,12 +216,33 @@ func Start(ctx context.Context, res *resource.Resource, protocol string, current
 	if err != nil {
 		return nil, fmt.Errorf("OTLP metric exporter: %w", err)
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp)))
-	if err := register(mp.Meter("github.com/tcpspan/tcpspan/selfmetrics"), current); err != nil {
+	m := &Metrics{}
+	guarded := &stopWhenRefused{Exporter: exp, refused: func(err error) {
+		if refused != nil {
+			refused(err)
+		}
+		// Stop collecting too (reading the health walks the kernel's
+		// connection map); from the reader's own goroutine, so not here.
+		go m.stop()
+	}}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(sdkmetric.NewPeriodicReader(guarded)))
+	m.provider.Store(mp)
+	if err := register(mp.Meter(ScopeName, metric.WithInstrumentationVersion(version.Version())), current); err != nil {
 		mp.Shutdown(ctx)
 		return nil, err
 	}
-	return &Metrics{provider: mp}, nil
+	return m, nil
+}
+
+// stop shuts the provider down once, with nothing left to export.
+func (m *Metrics) stop() error {
+	if !m.stopped.CompareAndSwap(false, true) {
+		return nil
+	}
+	if mp := m.provider.Load(); mp != nil {
+		return mp.Shutdown(context.Background())
+	}
+	return nil
 }
 
 func register(m metric.Meter, current func() agent.Health) error {
@@ -259,7 +277,10 @@ func register(m metric.Meter, current func() agent.Health) error {
 
 // Shutdown exports the last values, bounded by ctx, and stops.
 func (m *Metrics) Shutdown(ctx context.Context) error {
-	err := m.provider.Shutdown(ctx)
+	if !m.stopped.CompareAndSwap(false, true) {
+		return nil // stopped by a backend that takes no metrics
+	}
+	err := m.provider.Load().Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("last metrics export: %w", err)
 	}

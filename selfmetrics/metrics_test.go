@@ -6,17 +6,25 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/tcpspan/tcpspan/agent"
 	"github.com/tcpspan/tcpspan/bpf"
 	"github.com/tcpspan/tcpspan/conn"
 	"github.com/tcpspan/tcpspan/exporter"
+	"github.com/tcpspan/tcpspan/internal/testutil"
+	"github.com/tcpspan/tcpspan/internal/version"
 )
 
 func sample() agent.Health {
@@ -92,29 +100,143 @@ func TestInstruments(t *testing.T) {
 }
 
 func TestHealthEndpoint(t *testing.T) {
-	s, err := Serve("127.0.0.1:0", sample)
+	s, err := Serve("127.0.0.1:0", nil, sample)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close(context.Background())
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + s.Addr() + path)
+	if code, _, body := get(t, s, "/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	if code, _, _ := get(t, s, "/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("unexpected page served: %d", code)
+	}
+}
+
+func get(t *testing.T, s *Server, path string) (int, string, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + s.Addr() + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
+}
+
+// /metrics is the Prometheus text format, read by Prometheus's own parser
+// with the classic name rules (no dots), named by OpenTelemetry's mapping.
+func TestPrometheusPage(t *testing.T) {
+	res := resource.NewSchemaless(attribute.String("service.name", "tcpspan-test"))
+	s, err := Serve("127.0.0.1:0", res, sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	code, ctype, body := get(t, s, "/metrics")
+	if code != 200 || !strings.HasPrefix(ctype, "text/plain; version=0.0.4") {
+		t.Fatalf("/metrics: %d, Content-Type %q", code, ctype)
+	}
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("not Prometheus text: %v\n%s", err, body)
+	}
+
+	// The mapping: dots to underscores, _total on counters, an annotation
+	// unit ({record}) adds no suffix.
+	for name, typ := range map[string]dto.MetricType{
+		"tcpspan_records_lost_total":   dto.MetricType_COUNTER,
+		"tcpspan_connections_total":    dto.MetricType_COUNTER,
+		"tcpspan_kernel_missed_total":  dto.MetricType_COUNTER,
+		"tcpspan_spans_unsent":         dto.MetricType_GAUGE,
+		"tcpspan_connections_capacity": dto.MetricType_GAUGE,
+		"target_info":                  dto.MetricType_GAUGE,
+	} {
+		f, ok := families[name]
+		if !ok || f.GetType() != typ {
+			t.Errorf("%s: present %v, type %v, want %v", name, ok, f.GetType(), typ)
+		}
+	}
+	if len(families) != len(Definitions)+1 {
+		t.Errorf("%d families, want one per definition and target_info", len(families))
+	}
+	for _, d := range Definitions {
+		name, err := PrometheusName(d)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		f, ok := families[name]
+		if !ok {
+			t.Errorf("%s: no %s on the page", d.Name, name)
+			continue
+		}
+		if f.GetHelp() != d.Description {
+			t.Errorf("%s: help %q", name, f.GetHelp())
+		}
 	}
-	if code, body := get("/healthz"); code != 200 || body != "ok\n" {
-		t.Errorf("/healthz: %d %q", code, body)
+
+	// Each series names the scope, with the agent's version.
+	for _, l := range families["tcpspan_spans_unsent"].GetMetric()[0].GetLabel() {
+		if l.GetName() == "otel_scope_version" && l.GetValue() != version.Version() ||
+			l.GetName() == "otel_scope_name" && l.GetValue() != ScopeName {
+			t.Errorf("label %s=%q", l.GetName(), l.GetValue())
+		}
 	}
-	code, body := get("/metrics")
-	if code != 200 || !strings.Contains(body, "\ntcpspan.records.lost{cause=map_full} 2\n") {
-		t.Errorf("/metrics: %d\n%s", code, body)
+
+	// Every series of the health snapshot, with its value and labels.
+	got := map[string]float64{}
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				if !strings.HasPrefix(l.GetName(), "otel_scope_") {
+					labels = append(labels, l.GetName()+"="+l.GetValue())
+				}
+			}
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			got[name+"{"+strings.Join(labels, ",")+"}"] = v
+		}
 	}
-	if code, _ := get("/debug/pprof/"); code != http.StatusNotFound {
-		t.Errorf("unexpected page served: %d", code)
+	for key, want := range map[string]float64{
+		"tcpspan_records_lost_total{cause=map_full}":                         2,
+		"tcpspan_records_lost_total{cause=ring_buffer_full,kind=connection}": 4,
+		"tcpspan_kernel_missed_total{hook=kfree_skb}":                        9,
+		"tcpspan_connections_total{kind=orphan}":                             2,
+		"tcpspan_spans_unsent{}":                                             3,
+		"tcpspan_export_services{}":                                          2,
+		"target_info{service_name=tcpspan-test}":                             1,
+	} {
+		if v, ok := got[key]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", key, v, ok, want)
+		}
+	}
+	var series int
+	for _, d := range Definitions {
+		series += len(d.Points(sample()))
+	}
+	if len(got) != series+1 {
+		t.Errorf("%d series, want %d and target_info", len(got), series)
+	}
+}
+
+// Prometheus's own linter accepts a live scrape without a warning.
+func TestPromtool(t *testing.T) {
+	promtool := testutil.RequireCommand(t, "promtool", "prometheus")
+	s, err := Serve("127.0.0.1:0", nil, sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	_, _, body := get(t, s, "/metrics")
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(out) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
 
@@ -140,8 +262,12 @@ func TestEveryMetricDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, d := range Definitions {
-		if !strings.Contains(string(doc), "| `"+d.Name+"` |") {
-			t.Errorf("%s is not in the metrics table of docs/operations.md", d.Name)
+		prom, err := PrometheusName(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(doc), "| `"+d.Name+"` | `"+prom+"` |") {
+			t.Errorf("%s (%s on /metrics) is not in the metrics table of docs/operations.md", d.Name, prom)
 		}
 	}
 }

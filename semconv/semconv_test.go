@@ -119,8 +119,8 @@ func TestConstructors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(string(tt.want.Key), func(t *testing.T) {
 			if tt.got != tt.want {
-				t.Errorf("got %s=%s (%s), want %s=%s (%s)", tt.got.Key, tt.got.Value.Emit(), tt.got.Value.Type(),
-					tt.want.Key, tt.want.Value.Emit(), tt.want.Value.Type())
+				t.Errorf("got %s=%s (%s), want %s=%s (%s)", tt.got.Key, tt.got.Value.String(), tt.got.Value.Type(),
+					tt.want.Key, tt.want.Value.String(), tt.want.Value.Type())
 			}
 		})
 	}

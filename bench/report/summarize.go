@@ -362,10 +362,10 @@ func printTables(w io.Writer, res *Results) {
 			return fmt.Sprintf(f, v)
 		}
 		row = append(row, cost(m.LoadUsPerConn, "%.1f"))
-		switch {
-		case m.Mode == "none" || m.Mode == "storm-none":
+		switch m.Mode {
+		case "none", "storm-none":
 			row = append(row, "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-")
-		case m.Mode == "bpftrace":
+		case "bpftrace":
 			row = append(row, cost(m.KernelUsPerConn, "%.1f"), fmt.Sprintf("%.1f", m.AgentUsPerConn), cost(m.CostRatio, "%.2f"),
 				fmt.Sprintf("%.0f%%", m.AgentCPUPct), fmt.Sprintf("%.0f MB", m.AgentRSSMB), "-", "-", "-", "-", "-", "-", "-")
 		default:

@@ -30,7 +30,17 @@ type config struct {
 	// metrics: export the agent's own metrics, to the metrics or generic
 	// endpoint (a traces-only endpoint says nothing about metrics), unless
 	// OTEL_METRICS_EXPORTER is "none".
-	metrics         bool
+	metrics bool
+	// sdkEnv holds the OTEL_EXPORTER_OTLP_*_ENDPOINT values the SDK's OTLP
+	// clients are to read, normalised: -otlp-endpoint as the generic
+	// variable, and a bare gRPC host:port given a scheme.
+	sdkEnv   map[string]string
+	warnings []string // about variables read and ignored, for the log
+	// From the OTEL_BSP_* variables: export batching; 0 for the default.
+	maxBatch        int
+	batchDelay      time.Duration
+	exportTimeout   time.Duration
+	agentService    string // OTEL_SERVICE_NAME, or exporter.DefaultAgentService
 	terminal        bool
 	cleanRatio      float64
 	singleService   bool
@@ -42,6 +52,7 @@ type config struct {
 	verbose    bool
 	features   bool
 	caps       bool // -capabilities
+	version    bool // -version
 	ringBytes  int
 	maxConns   int
 	orphanIdle time.Duration
@@ -71,7 +82,7 @@ func flagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.netns, "netns", c.netns, "trace only this network namespace: a path (/var/run/netns/NAME, /proc/PID/ns/net), a name from 'ip netns', or an inode number")
 	fs.Var(&c.ports, "port", "trace only connections with this local or remote port (repeatable, or comma-separated; at most 8)")
 	fs.BoolVar(&c.verbose, "v", c.verbose, "also print clean connections")
-	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", c.otlpEndpoint, "export spans and the agent's metrics over OTLP to this URL (as OTEL_EXPORTER_OTLP_ENDPOINT)")
+	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", c.otlpEndpoint, "export spans and the agent's metrics over OTLP to this URL, or for gRPC host:port (as OTEL_EXPORTER_OTLP_ENDPOINT)")
 	fs.BoolVar(&c.terminal, "terminal", c.terminal, "print to the terminal also when exporting over OTLP")
 	fs.Float64Var(&c.cleanRatio, "clean-ratio", c.cleanRatio, "share of clean connections exported (0-1); connections with a problem are always exported")
 	fs.BoolVar(&c.singleService, "single-service", c.singleService, "put every span under the agent's service (OTEL_SERVICE_NAME, default tcpspan) instead of the owning process's")
@@ -79,11 +90,12 @@ func flagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.exportQueue, "export-queue", c.exportQueue, "spans waiting for export, all processes together, before new ones are dropped (and counted)")
 	fs.BoolVar(&c.features, "features", c.features, "print which capabilities load on this kernel, then exit")
 	fs.BoolVar(&c.caps, "capabilities", c.caps, "print the Linux capabilities tcpspan needs on this host, and why, then exit")
+	fs.BoolVar(&c.version, "version", c.version, "print tcpspan's version (also the instrumentation scope version of its spans and metrics), then exit")
 	fs.IntVar(&c.ringBytes, "ring-buffer-bytes", c.ringBytes, "kernel-to-agent ring buffer size (power of two, multiple of the page size)")
 	fs.IntVar(&c.maxConns, "max-connections", c.maxConns, "open connections tracked in the kernel at once (about 600 bytes each); beyond it the oldest are evicted")
 	fs.DurationVar(&c.orphanIdle, "orphan-idle", c.orphanIdle, "how long events without a socket (resets, dropped handshakes) wait to be joined by 4-tuple")
 	fs.DurationVar(&c.health, "health-interval", c.health, "how often to log the agent's own counts (0 to disable)")
-	fs.StringVar(&c.healthAddr, "health-addr", c.healthAddr, "serve /healthz and /metrics (the agent's own counts) on this address; a bare port binds 127.0.0.1 (default: no listening port)")
+	fs.StringVar(&c.healthAddr, "health-addr", c.healthAddr, "serve /healthz and /metrics (the agent's own counts, for Prometheus) on this address; a bare port binds 127.0.0.1 (default: no listening port)")
 	fs.StringVar(&c.statsFile, "stats-file", c.statsFile, "on exit, write the agent's final counts to this file as JSON")
 	fs.StringVar(&c.synWatch, "syn-watch", c.synWatch, "when to watch every SYN a listener receives, to see the ones a full accept queue drops: auto (while a queue is half full or more, or a listener's limit is below 64; cheaper) or always")
 	fs.BoolVar(&c.traceparent, "traceparent", c.traceparent, "link each connection's span to the application spans named by the W3C traceparent headers of its HTTP/1.x requests, and put the diagnosis of a failed one into that request's trace (only the header's value leaves the kernel)")
@@ -167,61 +179,232 @@ func parseConfigLines(args []string, lookupEnv func(string) (string, bool)) (con
 		}
 		c.healthAddr = addr
 	}
+	return c, c.readEnvironment(fs, lookupEnv)
+}
+
+// readEnvironment reads every OpenTelemetry variable the agent honours, in
+// this one place (the SDK's OTLP clients read the rest of
+// OTEL_EXPORTER_OTLP_*, such as headers and TLS, themselves).
+func (c *config) readEnvironment(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) error {
 	env := func(name string) string {
 		v, _ := lookupEnv(name)
 		return strings.TrimSpace(v)
 	}
-	// The SDK gives the signal-specific variable precedence over the
-	// generic one, which the flag stands for.
-	generic := "OTEL_EXPORTER_OTLP_ENDPOINT"
-	endpoints := []struct{ name, value string }{
-		{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")},
-		{"-otlp-endpoint", strings.TrimSpace(c.otlpEndpoint)},
-		{generic, env(generic)},
-	}
-	for _, e := range endpoints {
-		if e.value == "" {
-			continue
-		}
-		if err := checkEndpoint(e.value); err != nil {
-			return c, fmt.Errorf("%s=%q: %v", e.name, e.value, err)
-		}
-		if c.endpoint == "" {
-			c.endpoint = e.value
-		}
-	}
-	if v := env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"); v != "" {
-		if err := checkEndpoint(v); err != nil {
-			return c, fmt.Errorf("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=%q: %v", v, err)
-		}
-		c.metrics = true
-	}
-	if endpoints[1].value != "" || endpoints[2].value != "" {
-		c.metrics = true
-	}
-	c.protocol = exporter.ProtocolGRPC
-	// Every protocol variable is checked; the traces one outranks the
-	// generic one for spans, as in the SDK.
+	c.agentService = cmp.Or(env("OTEL_SERVICE_NAME"), exporter.DefaultAgentService)
+
+	// Protocols first: they decide whether a bare host:port is an endpoint.
+	// Every protocol variable is checked; the signal's own outranks the
+	// generic one, as in the SDK.
 	for _, name := range []string{"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
 		switch v := env(name); v {
-		case "":
-		case exporter.ProtocolGRPC, exporter.ProtocolHTTP:
-			if name != "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL" {
-				c.protocol = v
-			}
+		case "", exporter.ProtocolGRPC, exporter.ProtocolHTTP:
 		default:
-			return c, fmt.Errorf("%s=%q: tcpspan supports %q and %q", name, v, exporter.ProtocolGRPC, exporter.ProtocolHTTP)
+			return fmt.Errorf("%s=%q: tcpspan supports %q and %q", name, v, exporter.ProtocolGRPC, exporter.ProtocolHTTP)
 		}
 	}
+	c.protocol = cmp.Or(env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), env("OTEL_EXPORTER_OTLP_PROTOCOL"), exporter.ProtocolGRPC)
 	c.metricsProtocol = cmp.Or(env("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"), env("OTEL_EXPORTER_OTLP_PROTOCOL"), exporter.ProtocolGRPC)
+
+	// Endpoints. The signal-specific variable outranks the generic one,
+	// which the flag stands for. A bare host:port is a gRPC endpoint, with
+	// TLS unless the signal's or the generic INSECURE variable is true.
+	insecure := func(signal string) bool {
+		return isTrue(cmp.Or(env("OTEL_EXPORTER_OTLP_"+signal+"INSECURE"), env("OTEL_EXPORTER_OTLP_INSECURE")))
+	}
+	c.sdkEnv = map[string]string{}
+	// endpoint checks the value of variable name, given as what; the
+	// SDK is to read it from that variable, as a URL.
+	endpoint := func(what, name, value string, grpc bool, signal string) (string, error) {
+		u, err := endpointURL(value, grpc, insecure(signal))
+		if err != nil {
+			return "", fmt.Errorf("%s=%q: %v", what, value, err)
+		}
+		if u != value || what != name {
+			c.sdkEnv[name] = u
+		}
+		return u, nil
+	}
+	metricsOff := env("OTEL_METRICS_EXPORTER") == "none"
+	// The generic endpoint serves both signals: bare, it must be gRPC for
+	// each that uses it.
+	genericGRPC := c.protocol == exporter.ProtocolGRPC && (metricsOff || c.metricsProtocol == exporter.ProtocolGRPC)
+	var traces, generic string
+	var err error
+	if v := env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"); v != "" {
+		if traces, err = endpoint("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", v, c.protocol == exporter.ProtocolGRPC, "TRACES_"); err != nil {
+			return err
+		}
+	}
+	if v := strings.TrimSpace(c.otlpEndpoint); v != "" {
+		if generic, err = endpoint("-otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", v, genericGRPC, ""); err != nil {
+			return err
+		}
+	} else if v := env("OTEL_EXPORTER_OTLP_ENDPOINT"); v != "" {
+		if generic, err = endpoint("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT", v, genericGRPC, ""); err != nil {
+			return err
+		}
+	}
+	if v := env("OTEL_EXPORTER_OTLP_ENDPOINT"); v != "" && c.otlpEndpoint != "" {
+		// Outranked by the flag, but still checked.
+		if _, err := endpointURL(v, genericGRPC, insecure("")); err != nil {
+			return fmt.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT=%q: %v", v, err)
+		}
+	}
+	c.endpoint = cmp.Or(traces, generic)
+	c.metrics = generic != ""
+	if v := env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"); v != "" {
+		if _, err := endpoint("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", v, c.metricsProtocol == exporter.ProtocolGRPC, "METRICS_"); err != nil {
+			return err
+		}
+		c.metrics = true
+	}
+
 	switch v := env("OTEL_METRICS_EXPORTER"); v {
 	case "", "otlp":
 	case "none":
 		c.metrics = false
 	default:
-		return c, fmt.Errorf("OTEL_METRICS_EXPORTER=%q: tcpspan supports \"otlp\" and \"none\"", v)
+		return fmt.Errorf("OTEL_METRICS_EXPORTER=%q: tcpspan supports \"otlp\" and \"none\"", v)
 	}
-	return c, nil
+	// Spans: "otlp" exports them (where an endpoint is set), "console" is
+	// the terminal view, "none" neither: without an exporter the terminal
+	// view is what is left.
+	if v := env("OTEL_TRACES_EXPORTER"); v != "" {
+		var otlp, console, none bool
+		for _, e := range strings.Split(v, ",") {
+			switch strings.TrimSpace(e) {
+			case "otlp":
+				otlp = true
+			case "console":
+				console = true
+			case "none":
+				none = true
+			default:
+				return fmt.Errorf("OTEL_TRACES_EXPORTER=%q: tcpspan supports \"otlp\", \"console\" (the terminal view) and \"none\"", v)
+			}
+		}
+		if none && (otlp || console) {
+			return fmt.Errorf("OTEL_TRACES_EXPORTER=%q: \"none\" goes alone", v)
+		}
+		if !otlp {
+			c.endpoint = ""
+		}
+		c.terminal = c.terminal || console
+	}
+	// OTEL_SDK_DISABLED=true: no telemetry leaves the agent, neither spans
+	// nor its own metrics; the terminal view stays.
+	switch v := env("OTEL_SDK_DISABLED"); {
+	case isTrue(v):
+		c.endpoint, c.metrics = "", false
+	case v != "" && !strings.EqualFold(v, "false"):
+		c.warnings = append(c.warnings, fmt.Sprintf("OTEL_SDK_DISABLED=%q is neither true nor false: taken as false", v))
+	}
+
+	// The sampler, as the tail decision made when a connection ends:
+	// connections with a problem are always exported, and the ratio is
+	// that of clean ones (-clean-ratio, which wins when given). A
+	// connection span has no parent, so parentbased_* is its root sampler.
+	if err := c.readSampler(fs, env); err != nil {
+		return err
+	}
+
+	// The batch span processor's variables, in milliseconds and spans. The
+	// -export-queue flag, when given, outranks OTEL_BSP_MAX_QUEUE_SIZE.
+	bsp := func(name string, max int) (int, error) {
+		v := env(name)
+		if v == "" {
+			return 0, nil
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > max {
+			return 0, fmt.Errorf("%s=%q: want a whole number from 1 to %d", name, v, max)
+		}
+		return n, nil
+	}
+	queue, err := bsp("OTEL_BSP_MAX_QUEUE_SIZE", 1<<24)
+	if err != nil {
+		return err
+	}
+	if queue > 0 && !flagGiven(fs, "export-queue") {
+		c.exportQueue = queue
+	}
+	if c.maxBatch, err = bsp("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 1<<24); err != nil {
+		return err
+	}
+	ms, err := bsp("OTEL_BSP_SCHEDULE_DELAY", 3_600_000)
+	if err != nil {
+		return err
+	}
+	c.batchDelay = time.Duration(ms) * time.Millisecond
+	if ms, err = bsp("OTEL_BSP_EXPORT_TIMEOUT", 3_600_000); err != nil {
+		return err
+	}
+	c.exportTimeout = time.Duration(ms) * time.Millisecond
+	return nil
+}
+
+// readSampler maps OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG onto
+// the clean ratio. Samplers that decide by anything else (jaeger_remote,
+// xray) cannot: they are ignored, with a warning.
+func (c *config) readSampler(fs *flag.FlagSet, env func(string) string) error {
+	name, arg := env("OTEL_TRACES_SAMPLER"), env("OTEL_TRACES_SAMPLER_ARG")
+	var ratio float64
+	switch strings.TrimPrefix(name, "parentbased_") {
+	case "":
+		return nil
+	case "always_on":
+		ratio = 1
+	case "always_off":
+		ratio = 0
+	case "traceidratio":
+		ratio = 1
+		if arg != "" {
+			r, err := strconv.ParseFloat(arg, 64)
+			if err != nil || !(r >= 0 && r <= 1) {
+				return fmt.Errorf("OTEL_TRACES_SAMPLER_ARG=%q: want a ratio from 0 to 1", arg)
+			}
+			ratio = r
+		}
+	default:
+		c.warnings = append(c.warnings, fmt.Sprintf("OTEL_TRACES_SAMPLER=%q is ignored: tcpspan samples when a connection ends, "+
+			"keeping every connection with a problem and a share of clean ones (always_on, always_off, traceidratio; -clean-ratio)", name))
+		return nil
+	}
+	if !flagGiven(fs, "clean-ratio") {
+		c.cleanRatio = ratio
+	}
+	return nil
+}
+
+// isTrue reads an OpenTelemetry boolean: only "true", in any case, is true.
+func isTrue(v string) bool { return strings.EqualFold(strings.TrimSpace(v), "true") }
+
+// flagGiven reports whether the command line set the flag.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
+
+// endpointURL checks an OTLP endpoint and returns it as a URL: one with an
+// http or https scheme as it is, and for gRPC also a bare host:port, as
+// the OpenTelemetry specification allows, given https (http if insecure).
+func endpointURL(v string, grpc, insecure bool) (string, error) {
+	if !strings.Contains(v, "://") && !grpc {
+		return "", errors.New("want a URL such as http://127.0.0.1:4318 (a bare host:port is only for gRPC)")
+	}
+	if !strings.Contains(v, "://") {
+		host, port, err := net.SplitHostPort(v)
+		if err != nil || host == "" || strings.ContainsAny(host, "/?#@ ") {
+			return "", errors.New("want a URL such as http://127.0.0.1:4317, or for gRPC host:port")
+		}
+		scheme := "https://"
+		if insecure {
+			scheme = "http://"
+		}
+		v = scheme + net.JoinHostPort(host, port)
+	}
+	return v, checkEndpoint(v)
 }
 
 // checkEndpoint accepts what the OTLP exporters accept as an endpoint URL
@@ -294,6 +477,9 @@ func (c config) args() []string {
 	}
 	if c.caps {
 		add("capabilities", "true")
+	}
+	if c.version {
+		add("version", "true")
 	}
 	add("ring-buffer-bytes", strconv.Itoa(c.ringBytes))
 	add("max-connections", strconv.Itoa(c.maxConns))

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func envOf(m map[string]string) func(string) (string, bool) {
@@ -41,6 +42,54 @@ func TestParseConfig(t *testing.T) {
 		{"so does :port", []string{"-health-addr", ":0"}, nil, func(c config) bool { return c.healthAddr == "127.0.0.1:0" }},
 		{"an explicit host stays", []string{"-health-addr", "[::1]:9464"}, nil, func(c config) bool { return c.healthAddr == "[::1]:9464" }},
 		{"ports", []string{"-port", "80,443", "-port", "92"}, nil, func(c config) bool { return reflect.DeepEqual(c.ports, portList{80, 443, 92}) }},
+		{"a bare host:port is a gRPC endpoint, with TLS", nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"}, func(c config) bool {
+			return c.endpoint == "https://collector:4317" && c.metrics &&
+				reflect.DeepEqual(c.sdkEnv, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4317"})
+		}},
+		{"insecure: plaintext", []string{"-otlp-endpoint", "127.0.0.1:4317"}, map[string]string{"OTEL_EXPORTER_OTLP_INSECURE": "TRUE"}, func(c config) bool {
+			return c.endpoint == "http://127.0.0.1:4317" && c.sdkEnv["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4317"
+		}},
+		{"per signal", nil, map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "[::1]:4317", "OTEL_EXPORTER_OTLP_TRACES_INSECURE": "true",
+			"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "[::1]:4317"}, func(c config) bool {
+			return c.endpoint == "http://[::1]:4317" && c.metrics && c.sdkEnv["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"] == "https://[::1]:4317"
+		}},
+		{"a URL is left to the SDK as it is", nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://b:2"}, func(c config) bool {
+			return len(c.sdkEnv) == 0
+		}},
+		{"OTEL_TRACES_EXPORTER=none: terminal only, metrics still go", nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://b:2", "OTEL_TRACES_EXPORTER": "none"}, func(c config) bool {
+			return c.endpoint == "" && c.metrics
+		}},
+		{"console is the terminal view", nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://b:2", "OTEL_TRACES_EXPORTER": "console"}, func(c config) bool {
+			return c.endpoint == "" && c.terminal
+		}},
+		{"otlp and console: export and print", nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://b:2", "OTEL_TRACES_EXPORTER": "otlp, console"}, func(c config) bool {
+			return c.endpoint == "http://b:2" && c.terminal
+		}},
+		{"OTEL_SDK_DISABLED: nothing leaves", []string{"-otlp-endpoint", "http://a:1"}, map[string]string{"OTEL_SDK_DISABLED": "True"}, func(c config) bool {
+			return c.endpoint == "" && !c.metrics && len(c.warnings) == 0
+		}},
+		{"OTEL_SDK_DISABLED neither true nor false: a warning", nil, map[string]string{"OTEL_SDK_DISABLED": "yes", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://b:2"}, func(c config) bool {
+			return c.endpoint == "http://b:2" && len(c.warnings) == 1 && strings.Contains(c.warnings[0], "OTEL_SDK_DISABLED")
+		}},
+		{"batch span processor variables", nil, map[string]string{"OTEL_BSP_MAX_QUEUE_SIZE": "100", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "10",
+			"OTEL_BSP_SCHEDULE_DELAY": "250", "OTEL_BSP_EXPORT_TIMEOUT": "30000"}, func(c config) bool {
+			return c.exportQueue == 100 && c.maxBatch == 10 && c.batchDelay == 250*time.Millisecond && c.exportTimeout == 30*time.Second
+		}},
+		{"-export-queue outranks OTEL_BSP_MAX_QUEUE_SIZE", []string{"-export-queue", "8192"}, map[string]string{"OTEL_BSP_MAX_QUEUE_SIZE": "100"}, func(c config) bool {
+			return c.exportQueue == 8192
+		}},
+		{"the sampler is the clean ratio", nil, map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"}, func(c config) bool {
+			return c.cleanRatio == 0.25 && len(c.warnings) == 0
+		}},
+		{"always_off: problems only", nil, map[string]string{"OTEL_TRACES_SAMPLER": "always_off"}, func(c config) bool { return c.cleanRatio == 0 }},
+		{"-clean-ratio outranks the sampler", []string{"-clean-ratio", "0.5"}, map[string]string{"OTEL_TRACES_SAMPLER": "always_off"}, func(c config) bool {
+			return c.cleanRatio == 0.5
+		}},
+		{"a sampler that cannot be the tail decision: a warning", nil, map[string]string{"OTEL_TRACES_SAMPLER": "jaeger_remote"}, func(c config) bool {
+			return c.cleanRatio == 1 && len(c.warnings) == 1 && strings.Contains(c.warnings[0], "jaeger_remote")
+		}},
+		{"the agent's service", nil, map[string]string{"OTEL_SERVICE_NAME": " edge-agent "}, func(c config) bool { return c.agentService == "edge-agent" }},
+		{"its default", nil, nil, func(c config) bool { return c.agentService == "tcpspan" }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := parseConfig(tt.args, envOf(tt.env))
@@ -65,7 +114,15 @@ func TestParseConfigRejects(t *testing.T) {
 		{[]string{"-export-queue", "0"}, nil, "-export-queue"},
 		{[]string{"-clean-ratio", "NaN"}, nil, "-clean-ratio"},
 		{[]string{"-health-interval", "-1s"}, nil, "-health-interval"},
-		{nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4317"}, "OTEL_EXPORTER_OTLP_ENDPOINT"},
+		{nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost"}, "OTEL_EXPORTER_OTLP_ENDPOINT"},
+		{nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, "only for gRPC"},
+		{nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4317", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf"}, "OTEL_EXPORTER_OTLP_ENDPOINT"},
+		{nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:0"}, "port"},
+		{nil, map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER"},
+		{nil, map[string]string{"OTEL_TRACES_EXPORTER": "none,otlp"}, "alone"},
+		{nil, map[string]string{"OTEL_BSP_MAX_QUEUE_SIZE": "0"}, "OTEL_BSP_MAX_QUEUE_SIZE"},
+		{nil, map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"}, "OTEL_TRACES_SAMPLER_ARG"},
+		{nil, map[string]string{"OTEL_BSP_EXPORT_TIMEOUT": "30s"}, "OTEL_BSP_EXPORT_TIMEOUT"},
 		{nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:0"}, "port"},
 		{nil, map[string]string{"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "udp://x"}, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"},
 		{nil, map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "http/json"},
@@ -128,7 +185,9 @@ func FuzzParseConfig(f *testing.F) {
 		if err != nil {
 			t.Fatalf("rendered %q: %v", c.args(), err)
 		}
+		// Where the endpoint came from (flag or variable) is not rendered.
 		again.otlpEndpoint, c.otlpEndpoint = "", ""
+		again.sdkEnv, c.sdkEnv = nil, nil
 		if !reflect.DeepEqual(again, c) {
 			t.Fatalf("round trip through %q:\n got %+v\nwant %+v", c.args(), again, c)
 		}

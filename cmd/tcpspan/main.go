@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -26,6 +27,7 @@ import (
 	"github.com/tcpspan/tcpspan/bpf"
 	"github.com/tcpspan/tcpspan/conn"
 	"github.com/tcpspan/tcpspan/exporter"
+	"github.com/tcpspan/tcpspan/internal/version"
 	"github.com/tcpspan/tcpspan/selfmetrics"
 )
 
@@ -42,11 +44,25 @@ endpoint it exports spans over OTLP; -terminal prints as well.
 
 Environment (OpenTelemetry conventions):
   OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
-        where to export, e.g. http://127.0.0.1:4317; unset: terminal only
+        where to export, e.g. http://127.0.0.1:4317, or for gRPC host:port
+        (TLS unless OTEL_EXPORTER_OTLP_INSECURE=true); unset: terminal only
   OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL
         grpc (default) or http/protobuf
   OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_EXPORTER_OTLP_INSECURE, ...
         as the OpenTelemetry SDK reads them
+  OTEL_TRACES_EXPORTER
+        otlp (default), console (the terminal view; otlp,console: both), or
+        none (no export: the terminal view)
+  OTEL_SDK_DISABLED
+        true: nothing is exported, neither spans nor metrics (terminal only)
+  OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG
+        always_on, always_off, traceidratio (and parentbased_*): the share
+        of clean connections exported, as -clean-ratio (which wins);
+        connections with a problem are always exported
+  OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_BSP_SCHEDULE_DELAY,
+  OTEL_BSP_EXPORT_TIMEOUT
+        the export queue (as -export-queue, which wins), spans per request,
+        ms a span waits for its batch, ms a batch may take with retries
   OTEL_RESOURCE_ATTRIBUTES
         added to every span's resource (service.name in it is ignored)
   OTEL_SERVICE_NAME
@@ -83,9 +99,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tcpspan: %v (see tcpspan -h)\n", err)
 		return 2
 	}
-	if o.otlpEndpoint != "" {
-		// The SDK's exporters read the endpoint from the environment.
-		os.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", strings.TrimSpace(o.otlpEndpoint))
+	if o.version {
+		fmt.Fprintf(stdout, "tcpspan %s %s\n", version.Version(), runtime.Version())
+		return 0
+	}
+	for name, value := range o.sdkEnv {
+		// The SDK's OTLP clients read the endpoints from the environment:
+		// the flag's, and bare gRPC host:port given their scheme.
+		os.Setenv(name, value)
 	}
 	if o.netns != "" && !strings.Contains(o.netns, "/") {
 		if inode, err := strconv.ParseUint(o.netns, 10, 32); err == nil {
@@ -107,6 +128,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	for _, w := range o.warnings {
+		log.Warn(w)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -150,7 +174,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// With metrics but no spans to export, the errors still count.
 	exportHealth := func() agent.ExportHealth { return agent.ExportHealth{Errors: errs.total.Load()} }
 	var base *resource.Resource
-	if o.endpoint != "" || o.metrics {
+	if o.endpoint != "" || o.metrics || o.healthAddr != "" {
 		otel.SetErrorHandler(errs)
 		if base, err = exporter.BaseResource(ctx); err != nil {
 			fmt.Fprintf(stderr, "tcpspan: %v\n", err)
@@ -158,7 +182,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if o.endpoint != "" {
-		otlp, err := exporter.NewOTLPFromEnv(ctx)
+		otlp, err := exporter.NewOTLP(ctx, o.protocol)
 		if err != nil {
 			fmt.Fprintf(stderr, "tcpspan: OTLP exporter: %v\n", oneLine(err.Error()))
 			return 2
@@ -166,9 +190,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		// Where the container of an owner that is gone is found; none
 		// without cgroup v2 (then only live owners are named).
 		cgroupRoot, _ := bpf.FindCgroup2()
-		spans, err = exporter.New(base, exporter.WithSpanExporter(otlp), exporter.WithMaxQueueSize(o.exportQueue),
+		opts := []exporter.Option{exporter.WithSpanExporter(otlp), exporter.WithMaxQueueSize(o.exportQueue),
 			exporter.WithCleanRatio(o.cleanRatio), exporter.WithSingleService(o.singleService),
-			exporter.WithCgroupRoot(cgroupRoot))
+			exporter.WithCgroupRoot(cgroupRoot),
+			exporter.WithAgentService(o.agentService), exporter.WithExportTimeout(o.exportTimeout)}
+		if o.maxBatch > 0 {
+			opts = append(opts, exporter.WithMaxBatchSize(o.maxBatch))
+		}
+		if o.batchDelay > 0 {
+			opts = append(opts, exporter.WithBatchTimeout(o.batchDelay))
+		}
+		spans, err = exporter.New(base, opts...)
 		if err != nil {
 			fmt.Fprintf(stderr, "tcpspan: %v\n", oneLine(err.Error()))
 			return 2
@@ -207,17 +239,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Export:           exportHealth,
 		Observe: func(f func() agent.Health) {
 			current = f
+			agentRes, err := resource.Merge(base, resource.NewSchemaless(semconv.ServiceName(o.agentService)))
+			if err != nil {
+				agentRes = base
+			}
 			if o.metrics {
-				agentRes, err := resource.Merge(base, resource.NewSchemaless(semconv.ServiceName(agentService())))
-				if err != nil {
-					agentRes = base
-				}
-				if self, err = selfmetrics.Start(ctx, agentRes, o.metricsProtocol, f); err != nil {
+				if self, err = selfmetrics.Start(ctx, agentRes, o.metricsProtocol, f, func(err error) {
+					log.Warn("the metrics endpoint takes no metrics: the agent's own metrics stop here (OTEL_METRICS_EXPORTER=none says so at start)",
+						"err", oneLine(err.Error()))
+				}); err != nil {
 					log.Warn("the agent's own metrics are off", "err", oneLine(err.Error()))
 				}
 			}
 			if o.healthAddr != "" {
-				if server, startErr = selfmetrics.Serve(o.healthAddr, f); startErr != nil {
+				if server, startErr = selfmetrics.Serve(o.healthAddr, agentRes, f); startErr != nil {
 					stop() // a requested endpoint that cannot listen is fatal
 				}
 			}
@@ -277,11 +312,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("stopped", attrs...)
 	return code
-}
-
-// agentService is the agent's own service.name, for its metrics.
-func agentService() string {
-	return cmp.Or(os.Getenv("OTEL_SERVICE_NAME"), exporter.DefaultAgentService)
 }
 
 func cleanMode(skipped bool) string {

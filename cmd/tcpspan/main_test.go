@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -16,7 +19,7 @@ func TestBadInvocationsExit2WithOneLine(t *testing.T) {
 		{"-no-such-flag"},
 		{"stray"},
 		{"-clean-ratio", "1.5"},
-		{"-otlp-endpoint", "127.0.0.1:4317"},
+		{"-otlp-endpoint", "udp://127.0.0.1:4317"},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(args, &out, &errOut); code != 2 {
@@ -35,9 +38,28 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	for _, flag := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_RESOURCE_ATTRIBUTES",
-		"OTEL_SERVICE_NAME", "-otlp-endpoint", "-terminal", "-clean-ratio", "-single-service", "-shutdown-timeout", "-netns", "-port", "-v", "-features", "-ring-buffer-bytes", "-max-connections", "-orphan-idle", "-health-interval", "-health-addr", "-stats-file", "-export-queue", "-capabilities", "OTEL_METRICS_EXPORTER"} {
+		"OTEL_SERVICE_NAME", "-otlp-endpoint", "-terminal", "-clean-ratio", "-single-service", "-shutdown-timeout", "-netns", "-port", "-v", "-features", "-ring-buffer-bytes", "-max-connections", "-orphan-idle", "-health-interval", "-health-addr", "-stats-file", "-export-queue", "-capabilities", "-version", "OTEL_METRICS_EXPORTER",
+		"OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_EXPORT_TIMEOUT"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("help lacks %s", flag)
 		}
+	}
+}
+
+// -version prints the version the binary was built as, and exits: the one
+// given at link time here.
+func TestVersion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the command")
+	}
+	bin := filepath.Join(t.TempDir(), "tcpspan")
+	build := exec.Command("go", "build", "-o", bin,
+		"-ldflags", "-X github.com/tcpspan/tcpspan/internal/version.version=v9.8.7", ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "-version").CombinedOutput()
+	if want := "tcpspan v9.8.7 " + runtime.Version() + "\n"; err != nil || string(out) != want {
+		t.Errorf("tcpspan -version: %v %q, want %q", err, out, want)
 	}
 }

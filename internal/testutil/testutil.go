@@ -39,6 +39,23 @@ func RequireBPF(tb testing.TB) {
 	}
 }
 
+// RequireCommand returns the path of the command name, or skips the test
+// when it is not installed, naming the Debian package that brings it. Where
+// [RequiredEnv] is set (the test command as root, after installing every
+// package) a missing command fails the test instead.
+func RequireCommand(tb testing.TB, name, debianPackage string) string {
+	tb.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		msg := fmt.Sprintf("needs %s (Debian package %s; sudo make deps)", name, debianPackage)
+		if os.Getenv(RequiredEnv) == "1" {
+			tb.Fatal(msg)
+		}
+		tb.Skip(msg)
+	}
+	return path
+}
+
 // NetNS is a named network namespace with loopback up, deleted at cleanup.
 type NetNS struct {
 	Name  string
