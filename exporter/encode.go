@@ -116,8 +116,12 @@ func (enc *spanEncoder) appendConn(dst []byte, m *mapper, c *conn.Connection, er
 	w := &enc.w
 	w.b, w.tag = b, tagSpanAttributes
 	m.writeSpanAttributes(w, c, errType, isErr)
-	for i := range c.Events {
-		e := &c.Events[i]
+	events := c.Events
+	if !m.withEvents(c) {
+		events = nil
+	}
+	for i := range events {
+		e := &events[i]
 		w.b = appendTag(w.b, fieldSpanEvents, protowire.BytesType)
 		var sub int
 		w.b, sub = openLen(w.b, subLenBytes)

@@ -71,7 +71,11 @@ func Map(c *conn.Connection) SpanData {
 // attributes straight into the wire format through it (appendConn); one
 // made by newCachingMapper also reuses its slices from span to span.
 type mapper struct {
-	evAttrs []attribute.KeyValue // backing array of all events' attributes
+	// cleanEvents: clean connections' spans keep their events too
+	// (WithCleanEvents). Otherwise they carry their timings as attributes
+	// and no events: half the bytes.
+	cleanEvents bool
+	evAttrs     []attribute.KeyValue // backing array of all events' attributes
 	kv      kvList               // collects attributes for SpanData
 	addrs   map[netip.Addr]string
 	names   map[nameKey]string
@@ -266,6 +270,16 @@ func (m *mapper) writeSpanAttributes(w attrWriter, c *conn.Connection, errType s
 			w.int(keyRTT, int64(c.SRTT/time.Microsecond))
 		}
 	}
+	handshake, queued, closing := timings(c)
+	if handshake >= 0 {
+		w.int(keyHandshakeDuration, handshake.Microseconds())
+	}
+	if queued >= 0 {
+		w.int(keyAcceptDelay, queued.Microseconds())
+	}
+	if closing >= 0 {
+		w.int(keyCloseDuration, closing.Microseconds())
+	}
 	if c.RequestsSeen > 0 {
 		w.int(keyTraceparents, int64(c.RequestsSeen))
 	}
@@ -315,12 +329,46 @@ func (m *mapper) writeSpanAttributes(w attrWriter, c *conn.Connection, errType s
 	}
 }
 
+// timings returns, from c's events, how long its handshake took (from the
+// SYN, or connect(), to ESTABLISHED), how long an accepted connection
+// waited in the accept queue (ESTABLISHED to accept()), and how long its
+// close took (the first FIN sent or received to the socket's end). Each is
+// -1 when the events do not tell it.
+func timings(c *conn.Connection) (handshake, queued, closing time.Duration) {
+	handshake, queued, closing = -1, -1, -1
+	var established, fin time.Time
+	for i := range c.Events {
+		e := &c.Events[i]
+		switch {
+		case e.Kind == conn.EventState && e.State == conn.StateEstablished && established.IsZero():
+			established = e.Time
+		case e.Kind == conn.EventAccept && !established.IsZero() && queued < 0:
+			queued = e.Time.Sub(established)
+		case e.Kind == conn.EventState && fin.IsZero() && (e.State == conn.StateFinWait1 || e.State == conn.StateCloseWait):
+			fin = e.Time
+		}
+	}
+	if !established.IsZero() && !c.Midlife && !c.Orphan {
+		handshake = established.Sub(c.Start)
+	}
+	if !fin.IsZero() && !c.EndUnseen {
+		closing = c.End.Sub(fin)
+	}
+	return handshake, queued, closing
+}
+
 // eventAttributeCap is the room reserved per event on average: kernel
 // events need two to four attributes, a close() in process context seven.
 const eventAttributeCap = 5
 
+// withEvents reports whether c's span carries its events: when it had a
+// problem, or when clean ones keep them too.
+func (m *mapper) withEvents(c *conn.Connection) bool {
+	return m.cleanEvents || c.Problem()
+}
+
 func (m *mapper) spanEvents(evs []EventData, c *conn.Connection) []EventData {
-	if len(c.Events) == 0 {
+	if len(c.Events) == 0 || !m.withEvents(c) {
 		return evs
 	}
 	if cap(evs) < len(c.Events) {

@@ -81,7 +81,7 @@ func TestMap(t *testing.T) {
 					owner(curl), inNetns,
 					one(attribute.String("tcp.state.final", "CLOSE"), attribute.String("tcp.close.initiator", "local"),
 						attribute.Int("tcp.close.fd", 3), attribute.Int("tcp.close.unread_bytes", 0)),
-					counters(78, 512, 6, 5, 0, 35)),
+					counters(78, 512, 6, 5, 0, 35), timed(1, -1, 10)),
 				Events: []EventData{
 					{"tcp.state", at(0), kvs(st("SYN_SENT", "CLOSE"), inProcess(curl))},
 					{"tcp.state", at(1), kvs(st("ESTABLISHED", "SYN_SENT"), inKernel)},
@@ -104,7 +104,7 @@ func TestMap(t *testing.T) {
 					owner(nginx), inNetns,
 					one(attribute.String("tcp.state.final", "CLOSE"), attribute.String("tcp.close.initiator", "remote"),
 						attribute.Int("tcp.close.fd", 12), attribute.Int("tcp.close.unread_bytes", 0)),
-					counters(512, 78, 5, 6, 0, 40)),
+					counters(512, 78, 5, 6, 0, 40), timed(1, 1, 2)),
 				Events: []EventData{
 					{"tcp.syn", at(0), kvs(atState("LISTEN"), inKernel)},
 					{"tcp.state", at(1), kvs(st("ESTABLISHED", "NEW_SYN_RECV"), inKernel)},
@@ -237,7 +237,7 @@ func TestMap(t *testing.T) {
 					one(attribute.String("server.address", "10.0.0.2"), attribute.Int("server.port", 80)),
 					owner(curl), inNetns,
 					one(attribute.String("tcp.state.final", "CLOSE"), attribute.String("tcp.close.initiator", "remote")),
-					counters(100, 0, 3, 2, 0, 200),
+					counters(100, 0, 3, 2, 0, 200), timed(1, -1, -1),
 					one(attribute.String("tcp.reset.direction", "received"), attribute.String("tcp.errno", "ECONNRESET"),
 						attribute.String("error.type", "tcp.rst_received"))),
 				Events: []EventData{
@@ -262,7 +262,7 @@ func TestMap(t *testing.T) {
 					owner(curl), inNetns,
 					one(attribute.String("tcp.state.final", "CLOSE"), attribute.String("tcp.close.initiator", "local"),
 						attribute.Int("tcp.close.fd", 3), attribute.Int("tcp.close.unread_bytes", 0)),
-					counters(78, 512, 9, 5, 3, 20000)),
+					counters(78, 512, 9, 5, 3, 20000), timed(1, -1, 10)),
 				Events: []EventData{
 					{"tcp.state", at(0), kvs(st("SYN_SENT", "CLOSE"), inProcess(curl))},
 					{"tcp.state", at(1), kvs(st("ESTABLISHED", "SYN_SENT"), inKernel)},
@@ -288,7 +288,7 @@ func TestMap(t *testing.T) {
 					owner(nginx), inNetns,
 					one(attribute.String("tcp.state.final", "CLOSE"), attribute.String("tcp.close.initiator", "local"),
 						attribute.Int("tcp.close.fd", 9), attribute.Int("tcp.close.unread_bytes", 0)),
-					counters(4096, 300, 5, 4, 0, 50),
+					counters(4096, 300, 5, 4, 0, 50), timed(-1, -1, 1),
 					one(attribute.String("tcp.reset.direction", "sent"), attribute.String("tcp.reset.reason", "TCP_ABORT_ON_DATA"),
 						attribute.String("tcp.reset.context", "kernel"), attribute.Bool("tcp.reset.answer", true), attribute.String("error.type", "tcp.rst_sent"))),
 				Events: []EventData{
@@ -359,9 +359,33 @@ func TestMap(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checkSpan(t, Map(tt.conn), tt.want)
+			checkSpan(t, mapWithEvents(tt.conn), tt.want)
 		})
 	}
+}
+
+// mapWithEvents is Map with WithCleanEvents: every span keeps its events.
+func mapWithEvents(c *conn.Connection) SpanData {
+	errType, desc, isErr := Diagnose(c)
+	m := mapper{cleanEvents: true}
+	var sd SpanData
+	m.mapInto(&sd, c, errType, desc, isErr)
+	return sd
+}
+
+// timed is the timing attributes of a span, in milliseconds of the
+// fixtures' clock; -1 leaves one out.
+func timed(handshake, queued, closing int) []attribute.KeyValue {
+	var a []attribute.KeyValue
+	for _, x := range []struct {
+		key string
+		ms  int
+	}{{"tcp.handshake.duration", handshake}, {"tcp.accept.delay", queued}, {"tcp.close.duration", closing}} {
+		if x.ms >= 0 {
+			a = append(a, attribute.Int64(x.key, int64(x.ms)*1000))
+		}
+	}
+	return a
 }
 
 // rinetdAbortSpan is the span of rinetdAbort(reason).
@@ -374,7 +398,7 @@ func rinetdAbortSpan(reason, desc string) SpanData {
 			owner(rinetd), inNetns,
 			one(attribute.String("tcp.state.final", "CLOSE"), attribute.String("tcp.close.initiator", "local"),
 				attribute.Int("tcp.close.fd", 7), attribute.Int("tcp.close.unread_bytes", 18)),
-			counters(0, 18, 2, 3, 0, 10),
+			counters(0, 18, 2, 3, 0, 10), timed(0, 1, -1),
 			one(attribute.String("tcp.reset.direction", "sent"), attribute.String("tcp.reset.reason", reason),
 				attribute.String("tcp.reset.context", "process"), attribute.Bool("tcp.reset.answer", false), attribute.String("error.type", "tcp.rst_sent"))),
 		Events: []EventData{
@@ -398,7 +422,7 @@ func rinetdAbortSpan(reason, desc string) SpanData {
 func TestMapNeverBlamesInterruptedTask(t *testing.T) {
 	for _, c := range []*conn.Connection{cleanClient(), cleanServer(), rinetdAbort("TCP_ABORT_ON_CLOSE"), refused(),
 		noSocket(), acceptOverflow(), resetEstablished(), retransmitting(), ipv6Abort()} {
-		sd := Map(c)
+		sd := mapWithEvents(c)
 		if len(sd.Events) != len(c.Events) {
 			t.Fatalf("%s: %d events, want %d", sd.Name, len(sd.Events), len(c.Events))
 		}
@@ -510,5 +534,36 @@ func BenchmarkMap(b *testing.B) {
 				Map(bc.conn)
 			}
 		})
+	}
+}
+
+// A clean connection's span carries its timings and no events, unless
+// WithCleanEvents; a connection with a problem keeps its whole history.
+// Lean, a clean span is at most half its full size on the wire.
+func TestCleanSpansAreLean(t *testing.T) {
+	for _, c := range []*conn.Connection{cleanClient(), cleanServer()} {
+		lean := Map(c)
+		if len(lean.Events) != 0 {
+			t.Errorf("%s: %d events on a clean span", lean.Name, len(lean.Events))
+		}
+		if !slices.ContainsFunc(lean.Attributes, func(kv attribute.KeyValue) bool { return kv.Key == "tcp.handshake.duration" }) {
+			t.Errorf("%s: no tcp.handshake.duration", lean.Name)
+		}
+		size := func(cleanEvents bool) int {
+			m := newCachingMapper()
+			m.cleanEvents = cleanEvents
+			var enc spanEncoder
+			errType, desc, isErr := Diagnose(c)
+			return len(enc.appendConn(nil, m, c, errType, desc, isErr, traceID{1}, spanID{1}, nil))
+		}
+		full, leanSize := size(true), size(false)
+		t.Logf("%s: %d bytes lean, %d with events", lean.Name, leanSize, full)
+		if 2*leanSize > full {
+			t.Errorf("%s: lean span %d bytes, more than half of %d", lean.Name, leanSize, full)
+		}
+	}
+	abort := rinetdAbort("TCP_ABORT_ON_CLOSE")
+	if sd := Map(abort); len(sd.Events) != len(abort.Events) {
+		t.Errorf("a span with a problem has %d events, want all %d", len(sd.Events), len(abort.Events))
 	}
 }

@@ -101,6 +101,7 @@ type config struct {
 	base          *resource.Resource
 	serviceOf     func(conn.Process) string
 	cgroupRoot    string
+	cleanEvents   bool
 }
 
 // WithSpanExporter sets where spans go: it must be the exporter made by
@@ -180,6 +181,14 @@ func WithMaxConcurrentExports(n int) Option {
 // else its executable name.
 func WithServiceResolver(f func(conn.Process) string) Option {
 	return optionFunc(func(c config) config { c.serviceOf = f; return c })
+}
+
+// WithCleanEvents keeps the events of clean connections' spans. By
+// default a connection without a problem is a lean span: its timings
+// (tcp.handshake.duration, tcp.accept.delay, tcp.close.duration) as
+// attributes, and no events.
+func WithCleanEvents(on bool) Option {
+	return optionFunc(func(c config) config { c.cleanEvents = on; return c })
 }
 
 // WithCgroupRoot names the cgroup v2 mount point (bpf.FindCgroup2), where
@@ -384,6 +393,7 @@ func New(base *resource.Resource, opts ...Option) (*Exporter, error) {
 		e.cfg.serviceOf = e.names.resolve
 	}
 	e.containers = newContainers(cfg.cgroupRoot)
+	e.mapper.cleanEvents = cfg.cleanEvents
 	for range cfg.concurrency {
 		e.senders.Go(e.send)
 	}

@@ -34,6 +34,38 @@ const (
 	// Examples: 0, 18
 	TCPCloseUnreadBytesKey = attribute.Key("tcp.close.unread_bytes")
 
+	// TCPHandshakeDurationKey is the attribute Key for
+	// "tcp.handshake.duration". It represents how long the handshake took,
+	// in microseconds: from the SYN (a server) or connect() (a client) to
+	// ESTABLISHED.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 52
+	TCPHandshakeDurationKey = attribute.Key("tcp.handshake.duration")
+
+	// TCPAcceptDelayKey is the attribute Key for "tcp.accept.delay". It
+	// represents how long an established connection waited in its
+	// listener's accept queue before the server's accept() took it, in
+	// microseconds.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 180
+	TCPAcceptDelayKey = attribute.Key("tcp.accept.delay")
+
+	// TCPCloseDurationKey is the attribute Key for "tcp.close.duration". It
+	// represents how long the close took, in microseconds: from the first
+	// FIN, sent or received, to the socket's end.
+	//
+	// Type: int
+	// Stability: Development
+	//
+	// Examples: 95
+	TCPCloseDurationKey = attribute.Key("tcp.close.duration")
+
 	// TCPCloseReleaseKey is the attribute Key for "tcp.close.release". It
 	// represents how the process that released the socket let go of its last
 	// file reference: close(), close_range(), dup2() or dup3() onto its fd,

@@ -43,6 +43,7 @@ type config struct {
 	agentService    string // OTEL_SERVICE_NAME, or exporter.DefaultAgentService
 	terminal        bool
 	cleanRatio      float64
+	cleanEvents     bool // -clean-events
 	singleService   bool
 	shutdownTimeout time.Duration
 	exportQueue     int
@@ -85,6 +86,7 @@ func flagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", c.otlpEndpoint, "export spans and the agent's metrics over OTLP to this URL, or for gRPC host:port (as OTEL_EXPORTER_OTLP_ENDPOINT)")
 	fs.BoolVar(&c.terminal, "terminal", c.terminal, "print to the terminal also when exporting over OTLP")
 	fs.Float64Var(&c.cleanRatio, "clean-ratio", c.cleanRatio, "share of clean connections exported (0-1); connections with a problem are always exported")
+	fs.BoolVar(&c.cleanEvents, "clean-events", c.cleanEvents, "keep the events (state changes, accept, close) on the spans of clean connections too; by default they carry their timings as attributes, and only connections with a problem carry events")
 	fs.BoolVar(&c.singleService, "single-service", c.singleService, "put every span under the agent's service (OTEL_SERVICE_NAME, default tcpspan) instead of the owning process's")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", c.shutdownTimeout, "on SIGINT/SIGTERM, how long to flush spans still queued")
 	fs.IntVar(&c.exportQueue, "export-queue", c.exportQueue, "spans waiting for export, all processes together, before new ones are dropped (and counted)")
@@ -467,6 +469,9 @@ func (c config) args() []string {
 		add("terminal", "true")
 	}
 	add("clean-ratio", strconv.FormatFloat(c.cleanRatio, 'g', -1, 64))
+	if c.cleanEvents {
+		add("clean-events", "true")
+	}
 	if c.singleService {
 		add("single-service", "true")
 	}

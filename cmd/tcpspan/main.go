@@ -191,7 +191,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		// without cgroup v2 (then only live owners are named).
 		cgroupRoot, _ := bpf.FindCgroup2()
 		opts := []exporter.Option{exporter.WithSpanExporter(otlp), exporter.WithMaxQueueSize(o.exportQueue),
-			exporter.WithCleanRatio(o.cleanRatio), exporter.WithSingleService(o.singleService),
+			exporter.WithCleanRatio(o.cleanRatio), exporter.WithCleanEvents(o.cleanEvents), exporter.WithSingleService(o.singleService),
 			exporter.WithCgroupRoot(cgroupRoot),
 			exporter.WithAgentService(o.agentService), exporter.WithExportTimeout(o.exportTimeout)}
 		if o.maxBatch > 0 {
