@@ -76,9 +76,9 @@ type mapper struct {
 	// and no events: half the bytes.
 	cleanEvents bool
 	evAttrs     []attribute.KeyValue // backing array of all events' attributes
-	kv      kvList               // collects attributes for SpanData
-	addrs   map[netip.Addr]string
-	names   map[nameKey]string
+	kv          kvList               // collects attributes for SpanData
+	addrs       map[netip.Addr]string
+	names       map[nameKey]string
 }
 
 // maxCachedStrings bounds each of the mapper's string caches.
