@@ -6,6 +6,11 @@
 #   scripts/tools.sh otelcol   OpenTelemetry Collector (builder output), tools/otelcol
 #   scripts/tools.sh otelapp   otelhttp-instrumented HTTP client and server, tools/otelapp
 #   scripts/tools.sh golangci-lint   the linter scripts/test.sh runs, tools/golangci-lint
+#   scripts/tools.sh otelcol-gateway
+#                              OpenTelemetry Collector with the gateway tiers'
+#                              components (loadbalancing, tail_sampling),
+#                              tools/otelcol-gateway
+#   scripts/tools.sh helm      Helm, tools/helm
 #
 # The binary goes to ${TCPSPAN_TOOLS_DIR:-$HOME/.cache/tcpspan/bin}. The build
 # is skipped while the binary is newer than the tool's go.mod, go.sum and Go
@@ -17,7 +22,7 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 jaeger|otelcol|otelapp|golangci-lint" >&2
+	echo "usage: $0 jaeger|otelcol|otelcol-gateway|otelapp|helm|golangci-lint" >&2
 	exit 2
 }
 [ $# -eq 1 ] || usage
@@ -32,6 +37,20 @@ if ! command -v "$GO" >/dev/null 2>&1; then
 		exit 1
 	fi
 fi
+
+# The builder's output and go.mod must be of one release: every
+# component in a collector's builder-config.yaml, the builder that generated
+# the sources and the distribution's version are the collector's.
+one_release() {
+	local stray
+	stray=$(grep -E '^[[:space:]]*(- gomod: |#.*cmd/builder@|version: )' "$dir/builder-config.yaml" |
+		grep -vE "[ @v]${version#v}(-tcpspan)?( |\$)" || true)
+	if [ -n "$stray" ]; then
+		echo "tools: ${dir#"$root"/}/builder-config.yaml is not all at the collector's $version:" >&2
+		echo "$stray" >&2
+		exit 1
+	fi
+}
 
 case $1 in
 jaeger)
@@ -52,16 +71,27 @@ otelcol)
 	label="OpenTelemetry Collector $version (tcpspan build)"
 	first="first time: a few minutes"
 	ldflags=""
-	# The builder's output and go.mod must be of one release: every
-	# component in builder-config.yaml, the builder that generated the
-	# sources and the distribution's version are the collector's.
-	stray=$(grep -E '^[[:space:]]*(- gomod: |#.*cmd/builder@|version: )' "$dir/builder-config.yaml" |
-		grep -vE "[ @v]${version#v}(-tcpspan)?( |\$)" || true)
-	if [ -n "$stray" ]; then
-		echo "tools: tools/otelcol/builder-config.yaml is not all at the collector's $version:" >&2
-		echo "$stray" >&2
-		exit 1
-	fi
+	one_release
+	;;
+otelcol-gateway)
+	dir=$root/tools/otelcol-gateway
+	pkg=.
+	name=otelcol-tcpspan-gateway
+	version=$(cd "$dir" && GOWORK=off "$GO" list -m -f '{{.Version}}' go.opentelemetry.io/collector/otelcol)
+	label="OpenTelemetry Collector $version (tcpspan gateway build)"
+	first="first time: several minutes"
+	ldflags=""
+	one_release
+	;;
+helm)
+	dir=$root/tools/helm
+	pkg=helm.sh/helm/v4/cmd/helm
+	name=helm
+	version=$(cd "$dir" && GOWORK=off "$GO" list -m -f '{{.Version}}' helm.sh/helm/v4)
+	label="Helm $version"
+	first="first time: a few minutes"
+	# Without this the binary reports an unset version.
+	ldflags="-X helm.sh/helm/v4/internal/version.version=$version"
 	;;
 otelapp)
 	dir=$root/tools/otelapp
