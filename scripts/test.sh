@@ -4,11 +4,14 @@
 #  1. installs missing Debian packages (scripts/deps.sh);
 #  2. checks that gofmt, go vet, golangci-lint, go mod tidy and the committed
 #     bpf2go output are clean, and that the pure packages vet on macOS too;
-#  3. builds Jaeger and the collector (tools/), validates otel-collector.yaml;
+#  3. builds Jaeger, the collector, Helm and the gateway collector (tools/),
+#     validates otel-collector.yaml and deploy/collector/sampler.yaml;
 #  4. runs every Go test. As root, the privileged tests load the BPF
 #     programs on this kernel, each scenario in its own network namespace,
 #     and the end-to-end tests run the agent against a real Jaeger, directly
-#     and through the collector. Without root they skip, saying so;
+#     and through the collector. Without root they skip, saying so.
+#     deploy/check tests the Kubernetes manifests, the Helm chart and the
+#     gateway configs (its own module);
 #  5. as root, the kernel matrix (scripts/test-kernels.sh): the bpf tests on
 #     Debian's 5.10, 6.1 and 6.12 kernels under qemu, with a table of
 #     results and capabilities per kernel. About 2-3 minutes once the
@@ -68,11 +71,23 @@ otelcol=$(./scripts/tools.sh otelcol)
 echo "== otel-collector.yaml is valid"
 "$otelcol" validate --config otel-collector.yaml
 
+echo "== Helm and the gateway Collector (deploy/; the first build takes minutes)"
+./scripts/tools.sh helm >/dev/null
+gateway=$(./scripts/tools.sh otelcol-gateway)
+echo "== deploy/collector/sampler.yaml is valid (loadbalancer.yaml: in deploy/check)"
+"$gateway" validate --config deploy/collector/sampler.yaml
+
 echo "== go test"
 # The kernel matrix runs even when a native test failed, so that CI always
 # shows its table; the exit status is the worse of the two.
 status=0
 go test -count=1 -p 1 -timeout 20m ./... || status=1
+# deploy/check is a module of its own (k8s.io/api stays out of the
+# agent's go.mod): the Kubernetes manifests decoded strictly, least
+# privilege against tcpspan -capabilities, the Helm chart against the
+# manifests, the gateway Collector configs validated.
+echo "== go test (deploy/check)"
+(cd deploy/check && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./... && GOWORK=off go test -count=1 -timeout 20m ./...) || status=1
 
 # Fuzzing: each fuzz target for a bounded number of inputs (about 15 s
 # each here), on one worker; the committed corpora (testdata/fuzz/) already
