@@ -111,10 +111,22 @@ func TestDaemonSetCapabilitiesRun(t *testing.T) {
 		resp.Body.Close()
 		healthy = resp.StatusCode == http.StatusOK && strings.TrimSpace(string(body)) == "ok"
 	}
+	var page []byte
+	if healthy {
+		// What the ServiceMonitor of docs/kubernetes.md scrapes.
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err == nil {
+			page, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+	}
 	cancel()
 	err = <-done
 	if !healthy {
 		t.Fatalf("no /healthz answer in 90 s\n%s", log.String())
+	}
+	if !strings.Contains(string(page), "# TYPE tcpspan_records_emitted_total counter\n") {
+		t.Errorf("/metrics:\n%s", page)
 	}
 	if !strings.Contains(log.String(), "msg=tracing") {
 		t.Errorf("the agent never said it was tracing:\n%s", log.String())
