@@ -116,6 +116,40 @@ var hostConditions = []struct {
 	{"SYS_RESOURCE", "before kernel 5.11", "chart value extraCapabilities=[SYS_RESOURCE]"},
 }
 
+// agentCapabilities runs tcpspan -capabilities: the required and the
+// optional capabilities on this host, each with its reason.
+func agentCapabilities(t *testing.T) (required, optional map[string]string) {
+	t.Helper()
+	out := run(t, tcpspan(t), "-capabilities")
+	required, optional = map[string]string{}, map[string]string{}
+	for line := range strings.Lines(string(out)) {
+		m := capLine.FindStringSubmatch(strings.TrimSpace(line))
+		if m == nil {
+			t.Fatalf("tcpspan -capabilities: unexpected line %q", line)
+		}
+		if m[2] == "required" {
+			required[m[1]] = m[3]
+		} else {
+			optional[m[1]] = m[3]
+		}
+	}
+	if len(required) == 0 {
+		t.Fatalf("tcpspan -capabilities named no required capability:\n%s", out)
+	}
+	return required, optional
+}
+
+// hostCondition tells whether a required capability is one of
+// [hostConditions], and how the DaemonSet covers it.
+func hostCondition(name, why string) (covered string, ok bool) {
+	for _, hc := range hostConditions {
+		if hc.capability == name && strings.Contains(why, hc.reason) {
+			return hc.covered, true
+		}
+	}
+	return "", false
+}
+
 // grantedOptional are the optional capabilities the DaemonSet grants, and
 // why; any other optional one (CAP_SYS_ADMIN, for -netns) is not granted.
 var grantedOptional = map[string]string{
@@ -169,35 +203,14 @@ func TestDaemonSetLeastPrivilege(t *testing.T) {
 	}
 
 	// What the agent built from this tree says it needs on this host.
-	out := run(t, tcpspan(t), "-capabilities")
-	required := map[string]string{}
-	optional := map[string]string{}
-	for line := range strings.Lines(string(out)) {
-		m := capLine.FindStringSubmatch(strings.TrimSpace(line))
-		if m == nil {
-			t.Fatalf("tcpspan -capabilities: unexpected line %q", line)
-		}
-		if m[2] == "required" {
-			required[m[1]] = m[3]
-		} else {
-			optional[m[1]] = m[3]
-		}
-	}
-	if len(required) == 0 {
-		t.Fatalf("tcpspan -capabilities named no required capability:\n%s", out)
-	}
+	required, optional := agentCapabilities(t)
 	want := map[string]bool{}
 	for name, why := range required {
-		conditional := false
-		for _, hc := range hostConditions {
-			if hc.capability == name && strings.Contains(why, hc.reason) {
-				t.Logf("CAP_%s is required on this host (%s); the DaemonSet covers it by %s", name, why, hc.covered)
-				conditional = true
-			}
+		if hc, ok := hostCondition(name, why); ok {
+			t.Logf("CAP_%s is required on this host (%s); the DaemonSet covers it by %s", name, why, hc)
+			continue
 		}
-		if !conditional {
-			want[name] = true
-		}
+		want[name] = true
 	}
 	for name, why := range grantedOptional {
 		if _, ok := optional[name]; !ok {
