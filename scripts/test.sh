@@ -85,9 +85,10 @@ go test -count=1 -p 1 -timeout 20m ./... || status=1
 # deploy/check is a module of its own (k8s.io/api stays out of the
 # agent's go.mod): the Kubernetes manifests decoded strictly, least
 # privilege against tcpspan -capabilities, the Helm chart against the
-# manifests, the gateway Collector configs validated.
+# manifests, the gateway Collector configs validated; tidy, vetted and
+# linted like the main module.
 echo "== go test (deploy/check)"
-(cd deploy/check && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./... && GOWORK=off go test -count=1 -timeout 20m ./...) || status=1
+(cd deploy/check && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./... && GOWORK=off "$lint" run --config ../../.golangci.yml ./... && GOWORK=off go test -count=1 -timeout 20m ./...) || status=1
 
 # Fuzzing: each fuzz target for a bounded number of inputs (about 15 s
 # each here), on one worker; the committed corpora (testdata/fuzz/) already
