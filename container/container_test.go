@@ -22,6 +22,7 @@ func TestFromPath(t *testing.T) {
 		{"host service", "/system.slice/nginx.service", Info{}},
 		{"root", "/", Info{}},
 		{"podman, cgroupfs", "/libpod_parent/libpod-" + id, Info{ID: id}},
+		{"seen from another cgroup namespace (a pod's)", "/../../kubepods/burstable/pod" + uid + "/" + id, Info{ID: id, PodUID: uid}},
 		{"podman, systemd", "/machine.slice/libpod-" + id + ".scope", Info{ID: id}},
 		{"podman, systemd, inner cgroup", "/machine.slice/libpod-" + id + ".scope/container", Info{ID: id}},
 		{"podman's monitor is not the container", "/machine.slice/libpod-conmon-" + id + ".scope", Info{}},

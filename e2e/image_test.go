@@ -22,16 +22,19 @@ var podmanGlobal = []string{"--runtime", "runc", "--cgroup-manager", "cgroupfs"}
 var podmanRunBase = []string{"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"}
 
 // agentPrivileges are the privileges and mounts the DaemonSet gives the
-// agent (deploy/kubernetes), as podman flags: its capabilities only, the
-// host's PID and cgroup namespaces (owners' /proc entries, the cgroup v2
-// root to attach to), the host's tracefs and cgroup tree, no seccomp
-// filter (runtimes' default profiles refuse bpf()), a read-only root.
+// agent (deploy/kubernetes/daemonset.yaml), as podman flags, in the chart's
+// sysAdmin variant: podman's default seccomp profile, like the runtime
+// default of the clusters that use it, lets bpf() through only with
+// CAP_SYS_ADMIN (docs/kubernetes.md). Its capabilities only, the runtime's
+// default seccomp profile, the host's PID namespace (owners' /proc
+// entries), a cgroup namespace of its own (as a pod has), the host's
+// cgroup tree, tracefs and BTF read-only, a read-only root.
 var agentPrivileges = []string{
-	"--cap-drop", "all", "--cap-add", "BPF,PERFMON,NET_ADMIN,DAC_READ_SEARCH,SYS_PTRACE",
-	"--security-opt", "seccomp=unconfined",
-	"--pid", "host", "--cgroupns", "host", "--read-only",
-	"-v", "/sys/kernel/tracing:/sys/kernel/tracing",
-	"-v", "/sys/fs/cgroup:/sys/fs/cgroup",
+	"--cap-drop", "all", "--cap-add", "BPF,PERFMON,NET_ADMIN,DAC_READ_SEARCH,SYS_PTRACE,SYS_ADMIN",
+	"--pid", "host", "--cgroupns", "private", "--read-only",
+	"-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+	"-v", "/sys/kernel/tracing:/sys/kernel/tracing:ro",
+	"-v", "/sys/kernel/btf:/sys/kernel/btf:ro",
 }
 
 // podman runs podman with the machine's global flags.

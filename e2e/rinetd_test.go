@@ -53,7 +53,10 @@ func TestRinetdIncident(t *testing.T) {
 	// The assertions below compare every span with rinetd's log and the
 	// kernel's counters, so no span may be dropped: the storm's spans
 	// outrun a Jaeger on the same two cores, so give them room to wait.
-	a := startAgentWith(t, bin, []string{"-netns", ns.Path, "-orphan-idle", "500ms", "-health-interval", "0", "-export-queue", "65536"},
+	// Every close() is checked against rinetd's log, clean ones too: they
+	// keep their events (-clean-events).
+	a := startAgentWith(t, bin, []string{"-netns", ns.Path, "-orphan-idle", "500ms", "-health-interval", "0", "-export-queue", "65536",
+		"-clean-events"},
 		"OTEL_METRICS_EXPORTER=none", "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+jaeger.OTLPGRPC, "OTEL_SERVICE_NAME="+agentService)
 	before := ns.Counters(t)
 
