@@ -256,10 +256,9 @@ static __always_inline void orphan_isns(struct orphan *o, const struct tcphdr *t
 
 /* Event types that make a connection worth a look: the kernel-side mirror of
  * conn.Connection.Problem in Go. */
-#define PROBLEM_EVENTS                                                                                     \
-	((1u << EVENT_RST_SENT) | (1u << EVENT_RST_RECV) | (1u << EVENT_ERROR) | (1u << EVENT_RETRANS) |    \
-	 (1u << EVENT_SYNACK_RETRANS) | (1u << EVENT_DROP) | (1u << EVENT_SYN_OVERFLOW) |                   \
-	 (1u << EVENT_ACK_OVERFLOW))
+#define PROBLEM_EVENTS                                                                                   \
+	((1u << EVENT_RST_SENT) | (1u << EVENT_RST_RECV) | (1u << EVENT_ERROR) | (1u << EVENT_RETRANS) | \
+	 (1u << EVENT_SYNACK_RETRANS) | (1u << EVENT_DROP) | (1u << EVENT_SYN_OVERFLOW) | (1u << EVENT_ACK_OVERFLOW))
 
 /* conn_clean reports whether c had no problem: no retransmit, and no reset,
  * error, drop or overflow among its events. A connection with more events
@@ -331,8 +330,7 @@ static __always_inline void orphan_discard(struct orphan *o)
 /* orphan_emit completes an orphan whose tuple is filled: the event, the
  * actor's comm in process context, and the owner of the listener on the
  * local port; then submits it. */
-static __always_inline void orphan_emit(struct orphan *o, __u8 type, __u8 state, __u8 ctx, __u32 arg,
-					__u32 arg2)
+static __always_inline void orphan_emit(struct orphan *o, __u8 type, __u8 state, __u8 ctx, __u32 arg, __u32 arg2)
 {
 	o->ev.ts_ns = bpf_ktime_get_boot_ns();
 	o->ev.type = type;

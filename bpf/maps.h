@@ -6,7 +6,7 @@
 #include "records.h"
 
 /* Settings, written by the loader into the CollectionSpec before load. */
-const volatile __u32 filter_netns = 0;   /* capture only this netns inode; 0 = all */
+const volatile __u32 filter_netns = 0;     /* capture only this netns inode; 0 = all */
 const volatile __u16 filter_ports[8] = {}; /* local or remote port; all zero = any */
 const volatile __u32 wakeup_bytes = 65536; /* wake the reader once this much is pending */
 /* Do not send connections with no problem (see conn_clean): set when the
@@ -20,7 +20,7 @@ const volatile __u32 no_socket_reason = 0;       /* SKB_DROP_REASON_NO_SOCKET, 0
 /* The running kernel's raw tracepoint prototypes, read by the loader from
  * the btf_trace_<name> typedefs in its BTF: arguments change between
  * kernels, and a raw tracepoint reads them by position. */
-const volatile bool rst_has_reason = false; /* tcp_send_reset(sk, skb, reason): 6.10+ */
+const volatile bool rst_has_reason = false;   /* tcp_send_reset(sk, skb, reason): 6.10+ */
 const volatile bool kfree_has_reason = false; /* kfree_skb(skb, location, reason): 5.17+ */
 const volatile bool kfree_has_rx_sk = false;  /* kfree_skb(..., reason, rx_sk): 6.12+ */
 /* Softirqs run in task context, on the task's own stack (PREEMPT_RT, from
@@ -35,11 +35,11 @@ const volatile bool syn_watch_auto = false;
  * loaded on older kernels, reads and then adds, so two CPUs updating one
  * connection at the same instant may share an event slot. */
 #ifdef TCPSPAN_COMPAT
-#define fetch_add(p, v)                                                                            \
-	({                                                                                         \
-		__u32 __old = *(volatile __u32 *)(p);                                              \
-		__sync_fetch_and_add((p), (v));                                                    \
-		__old;                                                                             \
+#define fetch_add(p, v)                               \
+	({                                            \
+		__u32 __old = *(volatile __u32 *)(p); \
+		__sync_fetch_and_add((p), (v));       \
+		__old;                                \
 	})
 #else
 #define fetch_add(p, v) __sync_fetch_and_add((p), (v))

@@ -24,26 +24,26 @@ enum retrans_limit {
 
 /* The first field of every record says which struct it is. */
 enum record_kind {
-	RECORD_CONN = 1,   /* struct conn: one finished connection */
-	RECORD_ORPHAN = 2, /* struct orphan: an event with no tracked socket */
-	RECORD_SYN_WATCH = 3, /* struct syn_watch_ask: attach the SYN watch */
+	RECORD_CONN = 1,        /* struct conn: one finished connection */
+	RECORD_ORPHAN = 2,      /* struct orphan: an event with no tracked socket */
+	RECORD_SYN_WATCH = 3,   /* struct syn_watch_ask: attach the SYN watch */
 	RECORD_TRACEPARENT = 4, /* struct traceparent: a request's W3C trace context */
 };
 
 /* What happened, in struct conn_event.type. */
 enum event_type {
-	EVENT_STATE = 1,           /* state change: state = new, arg = old, arg2 = sk_err entering CLOSE */
-	EVENT_SYN = 2,             /* SYN seen at the listener (cgroup_skb); arg = SYN_ESTIMATED if placed by the RTT */
-	EVENT_ACCEPT = 3,          /* accept() returned it: pid, arg = fd */
-	EVENT_CLOSE = 4,           /* a process released the socket: pid, arg = fd (or -1), arg2 = tid, how */
-	EVENT_RST_SENT = 5,        /* tcp_send_reset: arg = reason, how; arg2 see HOW_VIA_LISTENER */
-	EVENT_RST_RECV = 6,        /* tcp_receive_reset */
-	EVENT_ERROR = 7,           /* inet_sk_error_report: arg = errno, arg2 = the peer's receive window (snd_wnd) */
-	EVENT_RETRANS = 8,         /* tcp_retransmit_skb */
-	EVENT_SYNACK_RETRANS = 9,  /* tcp_retransmit_synack: arg = count so far */
-	EVENT_DROP = 10,           /* kfree_skb with a TCP reason: arg = reason */
-	EVENT_SYN_OVERFLOW = 11,   /* SYN dropped, accept queue full: arg = backlog, arg2 = max */
-	EVENT_ACK_OVERFLOW = 12,   /* handshake ACK dropped, accept queue full: likewise */
+	EVENT_STATE = 1,          /* state change: state = new, arg = old, arg2 = sk_err entering CLOSE */
+	EVENT_SYN = 2,            /* SYN seen at the listener (cgroup_skb); arg = SYN_ESTIMATED if placed by the RTT */
+	EVENT_ACCEPT = 3,         /* accept() returned it: pid, arg = fd */
+	EVENT_CLOSE = 4,          /* a process released the socket: pid, arg = fd (or -1), arg2 = tid, how */
+	EVENT_RST_SENT = 5,       /* tcp_send_reset: arg = reason, how; arg2 see HOW_VIA_LISTENER */
+	EVENT_RST_RECV = 6,       /* tcp_receive_reset */
+	EVENT_ERROR = 7,          /* inet_sk_error_report: arg = errno, arg2 = the peer's receive window (snd_wnd) */
+	EVENT_RETRANS = 8,        /* tcp_retransmit_skb */
+	EVENT_SYNACK_RETRANS = 9, /* tcp_retransmit_synack: arg = count so far */
+	EVENT_DROP = 10,          /* kfree_skb with a TCP reason: arg = reason */
+	EVENT_SYN_OVERFLOW = 11,  /* SYN dropped, accept queue full: arg = backlog, arg2 = max */
+	EVENT_ACK_OVERFLOW = 12,  /* handshake ACK dropped, accept queue full: likewise */
 };
 
 /* Where an event ran, in struct conn_event.ctx. */
@@ -142,23 +142,23 @@ struct conn_event {
 	__u32 pid;   /* acting tgid, only in CTX_PROCESS, else 0 */
 	__u32 arg;   /* meaning depends on type (see enum event_type) */
 	__u32 arg2;
-	__u8 type;   /* enum event_type */
-	__u8 state;  /* socket state (TCP_*) when it happened */
-	__u8 ctx;    /* enum exec_ctx */
-	__u8 how;    /* enum event_how */
+	__u8 type;  /* enum event_type */
+	__u8 state; /* socket state (TCP_*) when it happened */
+	__u8 ctx;   /* enum exec_ctx */
+	__u8 how;   /* enum event_how */
 };
 
 /* conn is the per-socket state the kernel aggregates, and the record emitted
  * once when the socket is destroyed. */
 struct conn {
-	__u32 kind;         /* RECORD_CONN */
-	__u8 side;          /* 0 unknown, 1 client (connect), 2 server (accepted) */
-	__u8 flags;         /* enum conn_flags */
-	__u8 final_state;   /* socket state at destroy */
+	__u32 kind;       /* RECORD_CONN */
+	__u8 side;        /* 0 unknown, 1 client (connect), 2 server (accepted) */
+	__u8 flags;       /* enum conn_flags */
+	__u8 final_state; /* socket state at destroy */
 	__u8 _pad0;
-	__u64 sk;           /* kernel socket address: identity while alive */
-	__u64 start_ns;     /* first thing seen (SYN, connect, child), boot ns */
-	__u64 end_ns;       /* tcp_destroy_sock, boot ns */
+	__u64 sk;             /* kernel socket address: identity while alive */
+	__u64 start_ns;       /* first thing seen (SYN, connect, child), boot ns */
+	__u64 end_ns;         /* tcp_destroy_sock, boot ns */
 	__u64 bytes_sent;     /* payload bytes sent, retransmits not counted again */
 	__u64 bytes_received; /* tcp_sock.bytes_received: payload, plus 1 for a FIN */
 	/* The owner's cgroup v2 id (its container, if any), read when it
@@ -172,10 +172,10 @@ struct conn {
 	__u32 owner_pid;     /* tgid that connected or accepted (or the listener's) */
 	__u32 closer_pid;    /* tgid that released the socket (close(), exit...), 0 if none seen */
 	__u32 closer_tid;
-	__u32 closer_fd;     /* the fd released, 0xffffffff if the release names none */
-	__u32 unread_bytes;  /* bytes received but unread at close() */
-	__u32 events_seen;      /* events seen; the first MAX_CONN_EVENTS are in events[] */
-	__u32 retrans_seen;  /* tcp_retransmit_skb hits */
+	__u32 closer_fd;    /* the fd released, 0xffffffff if the release names none */
+	__u32 unread_bytes; /* bytes received but unread at close() */
+	__u32 events_seen;  /* events seen; the first MAX_CONN_EVENTS are in events[] */
+	__u32 retrans_seen; /* tcp_retransmit_skb hits */
 	/* The initial sequence numbers of this end (its SYN or SYN-ACK) and of
 	 * the peer, read when the handshake ends (CONN_ISN_*). Both ends see
 	 * them, and NAT leaves them alone: user space derives the connection's
@@ -199,8 +199,8 @@ struct conn {
  * a drop before the socket exists, or a SYN-ACK retransmit of a handshake
  * whose ACK was dropped. Go joins orphans by tuple. */
 struct orphan {
-	__u32 kind;      /* RECORD_ORPHAN */
-	__u32 owner_pid; /* the listener's owner (by netns and local port), or 0 */
+	__u32 kind;         /* RECORD_ORPHAN */
+	__u32 owner_pid;    /* the listener's owner (by netns and local port), or 0 */
 	__u64 owner_cgroup; /* its cgroup v2 id, 0 if unknown */
 	struct conn_event ev;
 	struct tuple tuple;

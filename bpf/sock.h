@@ -195,7 +195,7 @@ static __always_inline __u64 rb_flags(void)
 
 static __always_inline void owner_lookup(__u32 netns, __u16 port, __u32 *pid, __u64 *cgroup, char *comm)
 {
-	struct listener_key k = { .netns = netns, .port = port };
+	struct listener_key k = {.netns = netns, .port = port};
 	struct listener_state *l = bpf_map_lookup_elem(&listeners, &k);
 
 	if (!l)

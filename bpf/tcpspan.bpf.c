@@ -157,7 +157,7 @@ static __always_inline bool listener_watch(struct listener_state *l, const struc
  * the agent), the child's accept() will learn it. */
 static __always_inline void child_listener(struct conn *c)
 {
-	struct listener_key k = { .netns = c->tuple.netns, .port = c->tuple.sport };
+	struct listener_key k = {.netns = c->tuple.netns, .port = c->tuple.sport};
 	struct listener_state *l = bpf_map_lookup_elem(&listeners, &k);
 	const struct sock *lsk;
 
@@ -183,7 +183,7 @@ static __always_inline void child_listener(struct conn *c)
  * and its queue, one shorter, is looked at again. */
 static __always_inline void listener_accepted(const struct conn *c)
 {
-	struct listener_key k = { .netns = c->tuple.netns, .port = c->tuple.sport };
+	struct listener_key k = {.netns = c->tuple.netns, .port = c->tuple.sport};
 	struct listener_state *l = bpf_map_lookup_elem(&listeners, &k);
 	const struct sock *lsk;
 
@@ -268,7 +268,7 @@ static __always_inline void listener_closed(const void *ctx, const struct sock *
 	if (filter_netns && k.netns != filter_netns)
 		return;
 	if (release_by_task(ctx, sk, &r)) {
-		struct listener_close lc = { .listener = k, .queued = BPF_CORE_READ(sk, sk_ack_backlog) };
+		struct listener_close lc = {.listener = k, .queued = BPF_CORE_READ(sk, sk_ack_backlog)};
 		__u64 id = bpf_get_current_pid_tgid();
 
 		bpf_map_update_elem(&listener_closes, &id, &lc, BPF_ANY);
@@ -666,7 +666,7 @@ int kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 		if (hs)
 			hs->overflowed = 1;
 		if (rx_sk) {
-			struct listener_key k = { .netns = t.netns, .port = t.sport };
+			struct listener_key k = {.netns = t.netns, .port = t.sport};
 			struct listener_state *l = bpf_map_lookup_elem(&listeners, &k);
 
 			backlog = BPF_CORE_READ(rx_sk, sk_ack_backlog);
@@ -797,7 +797,7 @@ int syn_ingress(struct __sk_buff *skb)
 	if (syn_watch_auto) {
 		/* Learn a listener that predates the agent, and keep the watch
 		 * on while its queue is high. */
-		struct listener_key k = { .netns = t.netns, .port = t.sport };
+		struct listener_key k = {.netns = t.netns, .port = t.sport};
 		struct listener_state *l = bpf_map_lookup_elem(&listeners, &k);
 
 		if (l) {
@@ -818,7 +818,7 @@ int syn_ingress(struct __sk_buff *skb)
 		return 1;
 	}
 
-	struct handshake hs = { .syn_ns = bpf_ktime_get_boot_ns() };
+	struct handshake hs = {.syn_ns = bpf_ktime_get_boot_ns()};
 
 	/* NOEXIST: a retransmitted SYN keeps the first one's time. */
 	bpf_map_update_elem(&handshakes, &t, &hs, BPF_NOEXIST);

@@ -24,8 +24,8 @@
 #define MIN_REQUEST (20 + 20 + 16 + 13 + 55 + 4)
 
 /* REQUEST_STATES: the socket states in which a request is looked for. */
-#define REQUEST_STATES                                                                                     \
-	((1u << BPF_TCP_ESTABLISHED) | (1u << BPF_TCP_CLOSE_WAIT) | (1u << BPF_TCP_FIN_WAIT1) |            \
+#define REQUEST_STATES                                                                          \
+	((1u << BPF_TCP_ESTABLISHED) | (1u << BPF_TCP_CLOSE_WAIT) | (1u << BPF_TCP_FIN_WAIT1) | \
 	 (1u << BPF_TCP_FIN_WAIT2))
 
 /* scan_buf holds the scanned part of a request, per CPU: too big for the
@@ -50,11 +50,11 @@ struct {
 /* at_most bounds an index into a scan_buf. The barrier keeps the compiler
  * from dropping the mask where it can prove the index small: older
  * verifiers (5.10) cannot always prove it, and reject the access. */
-#define at_most(idx, mask)                                                                                 \
-	({                                                                                                 \
-		__u32 __i = (idx);                                                                         \
-		asm volatile("" : "+r"(__i));                                                              \
-		__i &(mask);                                                                               \
+#define at_most(idx, mask)                    \
+	({                                    \
+		__u32 __i = (idx);            \
+		asm volatile("" : "+r"(__i)); \
+		__i &(mask);                  \
 	})
 
 /* is_method says whether 4 bytes start an HTTP/1.x request line. */
@@ -169,7 +169,7 @@ static __always_inline long scan_word(__u32 i, struct scan_ctx *sc)
 
 static __always_inline bool scan(struct scan_buf *buf, __u32 n)
 {
-	struct scan_ctx sc = { .buf = buf, .n = n };
+	struct scan_ctx sc = {.buf = buf, .n = n};
 
 	for (__u32 i = 0; i < SCAN_WORDS_COMPAT; i++) {
 		if (scan_word(i, &sc))
@@ -190,7 +190,7 @@ static long scan_word_cb(__u32 i, void *ctx)
  * buf->found is then where its value starts. */
 static __always_inline bool scan(struct scan_buf *buf, __u32 n)
 {
-	struct scan_ctx sc = { .buf = buf, .n = n };
+	struct scan_ctx sc = {.buf = buf, .n = n};
 
 	bpf_loop(SCAN_BYTES / 8, scan_word_cb, &sc, 0);
 	return sc.found;

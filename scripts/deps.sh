@@ -6,6 +6,7 @@ set -euo pipefail
 # With arguments, installs those packages instead.
 packages=(
 	clang-16 llvm-16 libbpf-dev bpftool   # make generate (pinned clang), make vmlinux
+	clang-format-16                       # make format, and its check in the test command
 	iproute2 nftables procps              # test network namespaces, packet loss, sysctl
 	rinetd wrk socat                      # the seed's forwarder and load, in make demo and e2e; socat relays the demo shop's spans
 	prometheus                            # promtool: the tests lint a live scrape of /metrics

@@ -2,7 +2,7 @@
 # The test command: what `make test` and CI run.
 #
 #  1. installs missing Debian packages (scripts/deps.sh);
-#  2. checks that gofmt, go vet, golangci-lint, go mod tidy and the committed
+#  2. checks that gofmt, go vet, golangci-lint, go mod tidy, clang-format and the committed
 #     bpf2go output are clean, and that the pure packages vet on macOS too;
 #  3. builds Jaeger, the collector, Helm and the gateway collector (tools/),
 #     validates otel-collector.yaml and deploy/collector/sampler.yaml;
@@ -52,6 +52,13 @@ echo "== the pure packages (tracker, span mapping, semconv) build and vet off Li
 # exporter build on macOS for development. amd64: the generated record types
 # are those of the x86 BPF objects.
 GOOS=darwin GOARCH=amd64 go vet ./conn/ ./semconv/ ./exporter/
+
+echo "== BPF C sources follow .clang-format (make format)"
+if command -v clang-format-16 >/dev/null; then
+	clang-format-16 --dry-run --Werror bpf/*.c bpf/*.h
+else
+	echo "skipped: clang-format-16 not installed (sudo make deps)"
+fi
 
 echo "== generated BPF objects are current"
 if command -v clang-16 >/dev/null; then
