@@ -130,7 +130,8 @@ echo "== the shop's requests through rinetd (otelhttp; trace and request span id
 sed 's/^/  /' "$work/shop.out"
 traces=$(grep -o '"trace_id":"[0-9a-f]*"' "$work/shop.out" | cut -d'"' -f4 | paste -sd, -)
 echo
-./bin/tcpspan-report -jaeger http://127.0.0.1:16686 -since "$(($(date +%s) - started + 5))s" -traces "$traces"
+./bin/tcpspan-report -jaeger http://127.0.0.1:16686 -since "$(($(date +%s) - started + 5))s" -traces "$traces" \
+	-html "$work/report.html"
 echo
 echo "== rinetd's log"
 awk '{print $NF}' "$work/rinetd.log" | sort | uniq -c
@@ -142,3 +143,6 @@ echo "Compare: the tcp.rst_sent events add up to TcpOutRsts; tcp.syn_overflow an
 echo "tcp.ack_overflow to TcpExtListenOverflows; tcp.rst_sent TCP_ABORT_ON_CLOSE to"
 echo "TcpExtTCPAbortOnClose; rinetd's done-local-closed to rinetd's TCP_ABORT_ON_CLOSE"
 echo "and refused-connect spans. Full terminal output: $work/tcpspan.out"
+echo
+echo "The report as a page, with a timeline of one connection of each kind of error"
+echo "(self-contained, opens offline): file://$work/report.html"

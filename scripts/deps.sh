@@ -10,6 +10,7 @@ packages=(
 	rinetd wrk socat                      # the seed's forwarder and load, in make demo and e2e; socat relays the demo shop's spans
 	libcap2-bin                           # capsh: the least-privilege test runs the agent with only its capabilities
 	qemu-system-x86 busybox-static        # make test-kernels: older kernels in a VM
+	chromium                              # e2e: the HTML report loaded in a headless browser
 )
 if [ $# -gt 0 ]; then
 	packages=("$@")

@@ -65,3 +65,28 @@ func TestBadFlags(t *testing.T) {
 		t.Errorf("exit %d, want 2", code)
 	}
 }
+
+// Events of one instant are drawn apart, in time order, and never past the
+// plot's end.
+func TestMarkerXs(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 7, 0, 0, 0, time.UTC)
+	var evs []jaegerapi.Event
+	for _, us := range []int{0, 0, 0, 500, 1000, 1000, 1000} {
+		evs = append(evs, jaegerapi.Event{Time: t0.Add(time.Duration(us) * time.Microsecond)})
+	}
+	x := func(at time.Time) int {
+		return tlPlotX0 + int(at.Sub(t0)*time.Duration(tlPlotX1-tlPlotX0)/time.Millisecond)
+	}
+	xs := markerXs(evs, x)
+	for i := range xs {
+		if i > 0 && xs[i]-xs[i-1] < tlMarkerGap {
+			t.Errorf("markers %d and %d at %d and %d: closer than %d", i-1, i, xs[i-1], xs[i], tlMarkerGap)
+		}
+		if xs[i] < tlPlotX0 || xs[i] > tlPlotX1+6 {
+			t.Errorf("marker %d at %d, outside the plot [%d, %d]", i, xs[i], tlPlotX0, tlPlotX1+6)
+		}
+	}
+	if xs[3] != x(evs[3].Time) {
+		t.Errorf("a lone event moved: %d, want %d", xs[3], x(evs[3].Time))
+	}
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tcpspan/tcpspan/internal/jaegerapi"
+)
+
+// summary is what the report says of the spans Jaeger returned, computed
+// once and written as text or as an HTML page, so that both say the same.
+type summary struct {
+	start, end time.Time
+	spans      []jaegerapi.Span
+	spanByID   map[string]*jaegerapi.Span
+
+	errorSpans, diagnoses int
+	// groups are the error spans by diagnosis, most connections first.
+	groups []*group
+	// events counts kernel events by name (and reset reason), storms
+	// counted by their totals.
+	events map[string]int
+	// storms are the spans that stand for many connections, most first.
+	storms []*jaegerapi.Span
+}
+
+// group is the error spans of one service, side and diagnosis shape.
+type group struct {
+	service, kind, errorType, shape string
+	count                           int // connections (a storm counts its own)
+}
+
+var (
+	// numbers are the numbers that vary between alike errors (pids, fds,
+	// ports, counts, addresses); digits inside a word, as in python3 or
+	// FIN_WAIT2, are part of a name.
+	numbers = regexp.MustCompile(`\b\d+`)
+	// stormSuffix ends a storm span's diagnosis: "; 4211 such in 998ms from 3 peers".
+	stormSuffix = regexp.MustCompile(`; \d+ such in \S+ from \d+ peers?$`)
+)
+
+// shape is a diagnosis with its numbers (pids, fds, ports, counts) masked,
+// and a storm's count dropped, so that alike errors group together.
+func shape(description string) string {
+	return numbers.ReplaceAllString(stormSuffix.ReplaceAllString(description, ""), "N")
+}
+
+func attr(sp *jaegerapi.Span, key string) string {
+	if v, ok := sp.Attributes[key]; ok {
+		return fmt.Sprint(v)
+	}
+	return ""
+}
+
+// isTCPSpan says whether a span is tcpspan's own, not an application's.
+func isTCPSpan(sp *jaegerapi.Span) bool {
+	return sp.Scope == "" || strings.HasPrefix(sp.Scope, "github.com/tcpspan/tcpspan")
+}
+
+// isDiagnosis says whether a span is a diagnosis in an application's trace
+// rather than a connection.
+func isDiagnosis(sp *jaegerapi.Span) bool {
+	_, ok := sp.Attributes["tcp.diagnosis.of"]
+	return ok
+}
+
+func summarize(spans []jaegerapi.Span, start, end time.Time) *summary {
+	s := &summary{start: start, end: end, spans: spans, events: map[string]int{},
+		spanByID: make(map[string]*jaegerapi.Span, len(spans))}
+	groups := map[string]*group{}
+	for i := range spans {
+		s.spanByID[spans[i].SpanID] = &spans[i]
+	}
+	seen := map[string]bool{}
+	for i := range spans {
+		sp := &spans[i]
+		if !isTCPSpan(sp) {
+			continue // an application's own span
+		}
+		if isDiagnosis(sp) {
+			s.diagnoses++
+			continue
+		}
+		if sp.Connections() > 1 {
+			s.storms = append(s.storms, sp)
+			// A storm span stands for many connections of one kind
+			// (orphans the tracker folded, or what a full export queue
+			// folded): its events are one example, the totals are
+			// attributes. Every reset in a storm has the span's reason.
+			for _, e := range sp.Events {
+				if seen[e.Name] {
+					continue
+				}
+				seen[e.Name] = true
+				key := e.Name
+				if e.Name == "tcp.rst_sent" {
+					key += " " + attr(sp, "tcp.reset.reason")
+				}
+				s.events[key] += sp.EventCount(e.Name)
+			}
+			clear(seen)
+		} else {
+			for _, e := range sp.Events {
+				key := e.Name
+				if r, ok := e.Attributes["tcp.reset.reason"]; ok {
+					key += " " + fmt.Sprint(r)
+				}
+				s.events[key]++
+			}
+		}
+		if sp.Status.Code != jaegerapi.StatusError {
+			continue
+		}
+		s.errorSpans++
+		g := &group{service: sp.Service, kind: strings.ToLower(sp.Kind.String()),
+			errorType: attr(sp, "error.type"), shape: shape(sp.Status.Message)}
+		key := g.service + "\x00" + g.kind + "\x00" + g.errorType + "\x00" + g.shape
+		if groups[key] == nil {
+			groups[key] = g
+		}
+		groups[key].count += sp.Connections()
+	}
+	s.groups = slices.Collect(maps.Values(groups))
+	sort.Slice(s.groups, func(i, j int) bool {
+		a, b := s.groups[i], s.groups[j]
+		if a.count != b.count {
+			return a.count > b.count
+		}
+		return a.service+a.kind+a.shape < b.service+b.kind+b.shape
+	})
+	sort.SliceStable(s.storms, func(i, j int) bool { return s.storms[i].Connections() > s.storms[j].Connections() })
+	return s
+}
+
+// errorKind is one kind of error: an error.type, and for resets the
+// kernel's reason.
+type errorKind struct{ errorType, reason string }
+
+func (k errorKind) String() string {
+	if k.reason == "" {
+		return k.errorType
+	}
+	return k.errorType + " " + k.reason
+}
+
+// kinds returns the kinds of error among the connection spans, most
+// frequent first, and the connections of each.
+func (s *summary) kinds() ([]errorKind, map[errorKind]int) {
+	count := map[errorKind]int{}
+	for i := range s.spans {
+		sp := &s.spans[i]
+		if !isTCPSpan(sp) || isDiagnosis(sp) || sp.Status.Code != jaegerapi.StatusError {
+			continue
+		}
+		k := errorKind{errorType: attr(sp, "error.type")}
+		if strings.HasPrefix(k.errorType, "tcp.rst_") {
+			k.reason = attr(sp, "tcp.reset.reason")
+		}
+		count[k] += sp.Connections()
+	}
+	kinds := slices.Collect(maps.Keys(count))
+	sort.Slice(kinds, func(i, j int) bool {
+		if count[kinds[i]] != count[kinds[j]] {
+			return count[kinds[i]] > count[kinds[j]]
+		}
+		return kinds[i].String() < kinds[j].String()
+	})
+	return kinds, count
+}
+
+// pick returns the most telling span of an error type: one whose chain of
+// events ends in a reset if there is one, one whose other end is in the
+// trace store next, else the one with most events. Storm spans come last:
+// they stand for many.
+func (s *summary) pick(errType, reason string) *jaegerapi.Span {
+	var best *jaegerapi.Span
+	score := func(sp *jaegerapi.Span) int {
+		n := len(sp.Events)
+		for _, e := range sp.Events {
+			if e.Name == "tcp.rst_sent" {
+				n += 1000
+			}
+		}
+		for _, l := range sp.Links {
+			if l.Attributes["tcp.link.reason"] == "peer" && s.spanByID[l.SpanID] != nil {
+				n += 500
+			}
+		}
+		if sp.Connections() > 1 {
+			n -= 100000
+		}
+		return n
+	}
+	for i := range s.spans {
+		sp := &s.spans[i]
+		if !isTCPSpan(sp) || isDiagnosis(sp) || attr(sp, "error.type") != errType ||
+			(reason != "" && attr(sp, "tcp.reset.reason") != reason) {
+			continue
+		}
+		if best == nil || score(sp) > score(best) {
+			best = sp
+		}
+	}
+	return best
+}
