@@ -43,10 +43,7 @@ func TestHTMLReportInBrowser(t *testing.T) {
 	}
 	jaeger := testutil.StartJaeger(t)
 	bin := buildAgent(t)
-	report := filepath.Join(t.TempDir(), "tcpspan-report")
-	if out, err := exec.Command("go", "build", "-o", report, "../cmd/tcpspan-report").CombinedOutput(); err != nil {
-		t.Fatalf("build tcpspan-report: %v\n%s", err, out)
-	}
+	report := buildReport(t)
 	ns := testutil.NewNetNS(t)
 	// Handshakes the kernel gives up on end within seconds.
 	ns.Sysctl(t, "net.ipv4.tcp_synack_retries", "1")
@@ -69,11 +66,7 @@ func TestHTMLReportInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := filepath.Join(dir, "tcpspan-report.html")
-	since := time.Since(start) + 5*time.Second
-	out, err := exec.Command(report, "-jaeger", jaeger.QueryURL, "-since", since.Round(time.Second).String(), "-html", page).CombinedOutput()
-	if err != nil {
-		t.Fatalf("tcpspan-report: %v\n%s", err, out)
-	}
+	writeReport(t, report, jaeger, start, page)
 
 	// What Jaeger holds, read here, independently of the report.
 	spans := jaegerSpans(t, jaeger, start.Add(-5*time.Second))
@@ -109,11 +102,7 @@ func TestHTMLReportInBrowser(t *testing.T) {
 	}
 
 	// The page as the browser parsed it.
-	dom := browserDOM(t, chromium, page)
-	doc, err := html.Parse(strings.NewReader(dom))
-	if err != nil {
-		t.Fatal(err)
-	}
+	doc := browserDOM(t, chromium, page)
 	stat := func(name string) int {
 		n := findNode(doc, func(n *html.Node) bool { return attrOf(n, "data-stat") == name })
 		if n == nil {
@@ -220,6 +209,26 @@ func TestHTMLReportInBrowser(t *testing.T) {
 	}
 }
 
+func buildReport(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tcpspan-report")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/tcpspan-report").CombinedOutput(); err != nil {
+		t.Fatalf("build tcpspan-report: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// writeReport runs tcpspan-report on what Jaeger holds since start, with
+// -html page.
+func writeReport(t *testing.T, bin string, jaeger *testutil.Jaeger, start time.Time, page string) {
+	t.Helper()
+	since := time.Since(start) + 5*time.Second
+	out, err := exec.Command(bin, "-jaeger", jaeger.QueryURL, "-since", since.Round(time.Second).String(), "-html", page).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpspan-report: %v\n%s", err, out)
+	}
+}
+
 // overflow fills an accept queue of 1 that nothing accepts: the third
 // handshake is dropped; then the listener closes, resetting what it queued.
 func overflow(t *testing.T, ns *testutil.NetNS) {
@@ -297,7 +306,7 @@ func chromiumArgs(t *testing.T, extra ...string) []string {
 }
 
 // browserDOM returns the page as Chromium parsed and serialised it.
-func browserDOM(t *testing.T, chromium, page string) string {
+func browserDOM(t *testing.T, chromium, page string) *html.Node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -307,7 +316,11 @@ func browserDOM(t *testing.T, chromium, page string) string {
 	if err := cmd.Run(); err != nil || stdout.Len() == 0 {
 		t.Fatalf("chromium --dump-dom: %v\n%s", err, stderr.String())
 	}
-	return stdout.String()
+	doc, err := html.Parse(&stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
 }
 
 func browserScreenshot(t *testing.T, chromium, page, png string) {
