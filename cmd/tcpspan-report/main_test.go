@@ -90,3 +90,17 @@ func TestMarkerXs(t *testing.T) {
 		t.Errorf("a lone event moved: %d, want %d", xs[3], x(evs[3].Time))
 	}
 }
+
+// Masking numbers groups alike diagnoses; digits inside a name are kept.
+func TestShapeMasksNumbersNotNames(t *testing.T) {
+	for in, want := range map[string]string{
+		"RST sent (TCP_ABORT_ON_CLOSE): python3[812] closed fd 7 with 18 bytes unread":             "RST sent (TCP_ABORT_ON_CLOSE): python3[N] closed fd N with N bytes unread",
+		"RST received (EPIPE) from 127.0.0.1:92 while FIN_WAIT2":                                   "RST received (EPIPE) from N.N.N.N:N while FIN_WAIT2",
+		"RST sent (NO_SOCKET): no socket on :9 for 10.0.0.2:4000; 4211 such in 998ms from 3 peers": "RST sent (NO_SOCKET): no socket on :N for N.N.N.N:N",
+		"handshake dropped 4 times: accept queue of :92 full (6/5)":                                "handshake dropped N times: accept queue of :N full (N/N)",
+	} {
+		if got := shape(in); got != want {
+			t.Errorf("shape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

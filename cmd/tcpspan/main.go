@@ -99,6 +99,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			o.netns = "/var/run/netns/" + o.netns
 		}
 	}
+	if o.netns != "" {
+		if _, err := bpf.NetnsInode(o.netns); err != nil {
+			fmt.Fprintf(stderr, "tcpspan: -netns: %v\n", oneLine(err.Error()))
+			return 2
+		}
+	}
 	if o.health == 0 {
 		o.health = -1
 	}
@@ -179,6 +185,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var self *selfmetrics.Metrics
 	var server *selfmetrics.Server
 	startErr := error(nil)
+	tracing := false // set once the agent traces: before, a failure is one line
 	// Clean connections (no retransmit, reset, error, drop or overflow)
 	// are needed only to export a share of them or to print them (-v).
 	// Otherwise the kernel side counts them and sends nothing: most of the
@@ -225,6 +232,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				attrs = append(attrs, "health_addr", server.Addr())
 			}
 			if startErr == nil {
+				tracing = true
 				log.Info("tracing", attrs...)
 			}
 		},
@@ -238,9 +246,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if runErr = cmp.Or(startErr, runErr); runErr != nil {
 		fmt.Fprintf(stderr, "tcpspan: %v\n", oneLine(runErr.Error()))
 		code = 1
+		if !tracing {
+			// Nothing was traced: no summary, no counts of nothing.
+			if spans != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				spans.Shutdown(ctx)
+				cancel()
+			}
+			return code
+		}
 	}
 	if view != nil {
-		view.summary(health.Kernel.CleanSkipped)
+		view.summary(health.Kernel.CleanSkipped, &health.Tracker)
 	}
 	flushCtx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()

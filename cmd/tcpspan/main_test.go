@@ -17,6 +17,9 @@ func TestBadInvocationsExit2WithOneLine(t *testing.T) {
 		{"stray"},
 		{"-clean-ratio", "1.5"},
 		{"-otlp-endpoint", "127.0.0.1:4317"},
+		{"-netns", "doesnotexist"},
+		{"-netns", "/proc/self/cmdline"}, // a file, not a namespace
+		{"-netns", "4294967295"},         // an inode no namespace has
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(args, &out, &errOut); code != 2 {
