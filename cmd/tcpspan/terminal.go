@@ -260,19 +260,27 @@ func writeWhat(b *strings.Builder, c *conn.Connection, diagnosis, local, remote 
 
 // summary prints what the terminal saw, for comparison with the kernel's
 // own counters (nstat). cleanInKernel is the clean connections the kernel
-// side counted without sending them.
-func (t *terminal) summary(cleanInKernel uint64) {
+// side counted without sending them. With the tracker's counts, a second
+// line adds the total up from the agent's stopped log line, whose
+// "connections" are those with a socket only.
+func (t *terminal) summary(cleanInKernel uint64, tracker *conn.Stats) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.flushLocked(time.Time{}, true)
 	fmt.Fprintf(t.w, "\n%d connections", t.connections+cleanInKernel)
-	if cleanInKernel > 0 {
-		fmt.Fprintf(t.w, " (%d clean, counted in the kernel)", cleanInKernel)
-	}
 	for _, k := range slices.Sorted(maps.Keys(t.errorTypes)) {
 		fmt.Fprintf(t.w, ", %d %s", t.errorTypes[k], k)
 	}
 	fmt.Fprintln(t.w)
+	if tracker != nil {
+		// A storm span is one orphan emitted for the orphans_folded.
+		fmt.Fprintf(t.w, "  = %d with a socket + %d without + %d folded into %s + %d clean counted in the kernel\n",
+			tracker.Connections, tracker.Orphans-tracker.Storms, tracker.OrphansFolded, plural(int(tracker.Storms), "storm"), cleanInKernel)
+		fmt.Fprintf(t.w, "    (log: connections=%d, orphans=%d with storms=%d, orphans_folded=%d, clean_in_kernel=%d)\n",
+			tracker.Connections, tracker.Orphans, tracker.Storms, tracker.OrphansFolded, cleanInKernel)
+	} else if cleanInKernel > 0 {
+		fmt.Fprintf(t.w, "  of which %d clean, counted in the kernel\n", cleanInKernel)
+	}
 	for _, k := range slices.Sorted(maps.Keys(t.events)) {
 		fmt.Fprintf(t.w, "  %8d %s\n", t.events[k], k)
 	}

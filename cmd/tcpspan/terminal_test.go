@@ -65,7 +65,7 @@ func TestTerminalFoldsAStorm(t *testing.T) {
 		!strings.Contains(got[0], "127.0.0.1:20000 -> 127.0.0.1:9") {
 		t.Fatalf("before the window closed: %q, want the first line alone", got)
 	}
-	view.summary(0)
+	view.summary(0, nil)
 	got := lines(out.String())
 	want := "18:00:00.499  … 999 more in 499ms from 1 peer: connection refused: RST received (ECONNREFUSED) from 127.0.0.1:9  |  client 127.0.0.1 -> 127.0.0.1:9  rstorm[1838]"
 	if len(got) != 2 || got[1] != want {
@@ -120,7 +120,7 @@ func TestTerminalCleanLines(t *testing.T) {
 		for i := range 50 {
 			view.print(cleanAt(i, uint16(40000+i)))
 		}
-		view.summary(0)
+		view.summary(0, nil)
 		got := lines(out.String())
 		switch {
 		case !verbose && len(got) != 0:
@@ -148,7 +148,7 @@ func TestTerminalSummaryCountsStorms(t *testing.T) {
 	storm.Storm.Events[conn.EventRSTSent] = 4211
 	view.print(storm)
 	view.print(refusedAt(0, 20000, 9))
-	view.summary(0)
+	view.summary(0, nil)
 	for _, want := range []string{"4212 connections, 1 tcp.refused, 4211 tcp.rst_sent", "      4211 rst_sent NO_SOCKET", "         1 rst_received"} {
 		if !strings.Contains(out.String(), want+"\n") {
 			t.Errorf("summary without %q:\n%s", want, out.String())
