@@ -29,7 +29,7 @@ import (
 	"github.com/tcpspan/tcpspan/selfmetrics"
 )
 
-const usage = `Usage: sudo tcpspan [flags]
+const usage = `Usage: tcpspan [flags]   (as root; from another account: sudo tcpspan)
 
 tcpspan turns every TCP connection into an OpenTelemetry span of what the
 kernel saw: handshake, close() and the process that called it, resets with
@@ -134,7 +134,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var sinks []func(*conn.Connection)
 	var view *terminal
 	if o.endpoint == "" || o.terminal {
-		view = newTerminal(stdout, o.verbose)
+		width := defaultWidth
+		if o.wide {
+			width = 0
+		}
+		view = newTerminal(stdout, o.verbose, width)
+		view.header(o.orphanIdle)
 		sinks = append(sinks, view.print)
 		go func() {
 			// The end of a storm shows within a second, not with the

@@ -38,7 +38,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	for _, flag := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_RESOURCE_ATTRIBUTES",
-		"OTEL_SERVICE_NAME", "-otlp-endpoint", "-terminal", "-clean-ratio", "-single-service", "-shutdown-timeout", "-netns", "-port", "-v", "-features", "-ring-buffer-bytes", "-max-connections", "-orphan-idle", "-health-interval", "-health-addr", "-stats-file", "-export-queue", "-capabilities", "OTEL_METRICS_EXPORTER"} {
+		"OTEL_SERVICE_NAME", "-otlp-endpoint", "-terminal", "-clean-ratio", "-single-service", "-shutdown-timeout", "-netns", "-port", "-v", "-wide", "-features", "-ring-buffer-bytes", "-max-connections", "-orphan-idle", "-health-interval", "-health-addr", "-stats-file", "-export-queue", "-capabilities", "OTEL_METRICS_EXPORTER"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("help lacks %s", flag)
 		}

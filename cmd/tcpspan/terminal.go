@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tcpspan/tcpspan/conn"
 	"github.com/tcpspan/tcpspan/exporter"
@@ -26,6 +27,7 @@ type terminal struct {
 	mu      sync.Mutex
 	w       io.Writer
 	verbose bool
+	width   int // wrap lines at this many columns; 0: never
 	printed uint64
 
 	connections uint64
@@ -84,9 +86,76 @@ type lineFold struct {
 	folded conn.StormTally // the ones folded since: count, last end, peers
 }
 
-func newTerminal(w io.Writer, verbose bool) *terminal {
-	return &terminal{w: w, verbose: verbose, errorTypes: map[string]uint64{}, events: map[string]uint64{},
+// defaultWidth is the terminal view's width unless -wide.
+const defaultWidth = 100
+
+// newTerminal returns a view that wraps its lines at width columns (0:
+// one line per connection, however long).
+func newTerminal(w io.Writer, verbose bool, width int) *terminal {
+	return &terminal{w: w, verbose: verbose, width: width, errorTypes: map[string]uint64{}, events: map[string]uint64{},
 		folds: map[lineKey]*lineFold{}}
+}
+
+// header says what the lines are, and when they come: a connection is
+// printed when it ends, so a long one follows shorter ones that began
+// after it, and a socket-less one comes after orphanIdle without events.
+func (t *terminal) header(orphanIdle time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	what := "connection with a problem"
+	if t.verbose {
+		what = "connection"
+	}
+	fmt.Fprintf(t.w, "# one %s per line, printed when it ends, stamped with its end:\n", what)
+	fmt.Fprintf(t.w, "# a long one follows shorter, later ones; one without a socket comes %s after its last event\n", orphanIdle)
+}
+
+// emit writes one line, wrapped at t.width: the diagnosis first, then
+// side, ends and owner, continued under the diagnosis. t.mu is held.
+func (t *terminal) emit(line string) {
+	fmt.Fprintln(t.w, wrap(line, t.width))
+}
+
+// indent lines a wrapped line's continuation up under the text after the
+// time stamp ("15:04:05.000  ").
+const indent = "              "
+
+// wrap breaks a line longer than width columns: at the "  |  " between
+// the diagnosis and the connection's ends first, then at spaces, each
+// continuation indented. Width 0 leaves it whole.
+func wrap(line string, width int) string {
+	if width <= 0 || utf8.RuneCountInString(line) <= width {
+		return line
+	}
+	head, tail, split := strings.Cut(line, "  |  ")
+	out := wrapWords(head, width, indent+"  ")
+	if split {
+		out = append(out, wrapWords(indent+tail, width, indent+"  ")...)
+	}
+	return strings.Join(out, "\n")
+}
+
+// wrapWords breaks s at spaces into lines of at most width columns (a
+// word longer than that stays whole), continuations prefixed by cont.
+func wrapWords(s string, width int, cont string) []string {
+	var out []string
+	for utf8.RuneCountInString(s) > width {
+		cut := -1
+		for i, r := range s {
+			if utf8.RuneCountInString(s[:i]) > width {
+				break
+			}
+			if r == ' ' && strings.TrimSpace(s[:i]) != "" && utf8.RuneCountInString(s[:i]) > len(cont) {
+				cut = i
+			}
+		}
+		if cut < 0 {
+			break
+		}
+		out = append(out, strings.TrimRight(s[:cut], " "))
+		s = cont + strings.TrimLeft(s[cut:], " ")
+	}
+	return append(out, s)
 }
 
 func (t *terminal) print(c *conn.Connection) {
@@ -127,14 +196,14 @@ func (t *terminal) print(c *conn.Connection) {
 	if c.Storm != nil {
 		// The tracker's storm of orphans: already one line a second.
 		t.printed++
-		fmt.Fprintln(t.w, line(c, diagnosis))
+		t.emit(line(c, diagnosis))
 		return
 	}
 	k := lineKeyOf(c, errorType, problem)
 	f, ok := t.folds[k]
 	if !ok {
 		t.printed++
-		fmt.Fprintln(t.w, line(c, diagnosis))
+		t.emit(line(c, diagnosis))
 		if len(t.folds) < maxLineFolds {
 			until := c.End.Add(lineFoldWindow)
 			t.folds[k] = &lineFold{first: c.End, until: until, kind: kindText(c, diagnosis, k)}
@@ -184,11 +253,11 @@ func (t *terminal) flushLocked(now time.Time, all bool) {
 		case 0:
 		case 1:
 			t.printed++
-			fmt.Fprintln(t.w, f.one)
+			t.emit(f.one)
 		default:
 			t.printed++
-			fmt.Fprintf(t.w, "%s  … %d more in %s from %s: %s\n", st.Last.Format("15:04:05.000"), st.Count,
-				st.Last.Sub(f.first).Round(time.Millisecond), plural(int(st.Peers), "peer"), f.kind)
+			t.emit(fmt.Sprintf("%s  … %d more in %s from %s: %s", st.Last.Format("15:04:05.000"), st.Count,
+				st.Last.Sub(f.first).Round(time.Millisecond), plural(int(st.Peers), "peer"), f.kind))
 		}
 	}
 }
