@@ -25,7 +25,7 @@ if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
-	echo "deps: missing ${missing[*]}; run as root: sudo make deps" >&2
+	echo "deps: missing ${missing[*]}; run as root (make deps; from another account: sudo make deps)" >&2
 	exit 1
 fi
 echo "deps: installing ${missing[*]}"
