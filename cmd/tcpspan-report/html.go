@@ -184,7 +184,7 @@ func buildPage(c jaegerapi.Client, s *summary, trace func(string) ([]jaegerapi.S
 	}
 	kinds, counts := s.kinds()
 	for i, k := range kinds {
-		sp := s.pick(k.errorType, k.reason)
+		sp := s.example(k)
 		if sp == nil {
 			continue
 		}

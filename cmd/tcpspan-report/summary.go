@@ -31,8 +31,9 @@ type summary struct {
 
 // group is the error spans of one service, side and diagnosis shape.
 type group struct {
-	service, kind, errorType, shape string
-	count                           int // connections (a storm counts its own)
+	service, kind, shape string
+	errorKind
+	count int // connections (a storm counts its own)
 }
 
 var (
@@ -57,9 +58,13 @@ func attr(sp *jaegerapi.Span, key string) string {
 	return ""
 }
 
+// instrumentationScope is the scope of tcpspan's spans (the exporter's);
+// the project's own tools, such as tools/otelapp, have scopes below it.
+const instrumentationScope = "github.com/tcpspan/tcpspan"
+
 // isTCPSpan says whether a span is tcpspan's own, not an application's.
 func isTCPSpan(sp *jaegerapi.Span) bool {
-	return sp.Scope == "" || strings.HasPrefix(sp.Scope, "github.com/tcpspan/tcpspan")
+	return sp.Scope == instrumentationScope
 }
 
 // isDiagnosis says whether a span is a diagnosis in an application's trace
@@ -118,7 +123,7 @@ func summarize(spans []jaegerapi.Span, start, end time.Time) *summary {
 		}
 		s.errorSpans++
 		g := &group{service: sp.Service, kind: strings.ToLower(sp.Kind.String()),
-			errorType: attr(sp, "error.type"), shape: shape(sp.Status.Message)}
+			errorKind: kindOf(sp), shape: shape(sp.Status.Message)}
 		key := g.service + "\x00" + g.kind + "\x00" + g.errorType + "\x00" + g.shape
 		if groups[key] == nil {
 			groups[key] = g
@@ -142,26 +147,29 @@ func summarize(spans []jaegerapi.Span, start, end time.Time) *summary {
 type errorKind struct{ errorType, reason string }
 
 func (k errorKind) String() string {
+	if k.errorType == "" {
+		return "error without error.type"
+	}
 	if k.reason == "" {
 		return k.errorType
 	}
 	return k.errorType + " " + k.reason
 }
 
+func kindOf(sp *jaegerapi.Span) errorKind {
+	k := errorKind{errorType: attr(sp, "error.type")}
+	if strings.HasPrefix(k.errorType, "tcp.rst_") {
+		k.reason = attr(sp, "tcp.reset.reason")
+	}
+	return k
+}
+
 // kinds returns the kinds of error among the connection spans, most
 // frequent first, and the connections of each.
 func (s *summary) kinds() ([]errorKind, map[errorKind]int) {
 	count := map[errorKind]int{}
-	for i := range s.spans {
-		sp := &s.spans[i]
-		if !isTCPSpan(sp) || isDiagnosis(sp) || sp.Status.Code != jaegerapi.StatusError {
-			continue
-		}
-		k := errorKind{errorType: attr(sp, "error.type")}
-		if strings.HasPrefix(k.errorType, "tcp.rst_") {
-			k.reason = attr(sp, "tcp.reset.reason")
-		}
-		count[k] += sp.Connections()
+	for _, g := range s.groups {
+		count[g.errorKind] += g.count
 	}
 	kinds := slices.Collect(maps.Keys(count))
 	sort.Slice(kinds, func(i, j int) bool {
@@ -173,11 +181,34 @@ func (s *summary) kinds() ([]errorKind, map[errorKind]int) {
 	return kinds, count
 }
 
-// pick returns the most telling span of an error type: one whose chain of
-// events ends in a reset if there is one, one whose other end is in the
-// trace store next, else the one with most events. Storm spans come last:
-// they stand for many.
+// example returns the span to draw for a kind of error: the most telling
+// one (see pick) of the kind's largest group, so that the example looks
+// like most of its kind.
+func (s *summary) example(k errorKind) *jaegerapi.Span {
+	var top *group
+	for _, g := range s.groups { // most connections first
+		if g.errorKind == k {
+			top = g
+			break
+		}
+	}
+	if top == nil {
+		return nil
+	}
+	return s.pickWhere(k.errorType, k.reason, func(sp *jaegerapi.Span) bool {
+		return sp.Service == top.service && strings.ToLower(sp.Kind.String()) == top.kind && shape(sp.Status.Message) == top.shape
+	})
+}
+
+// pick returns the most telling error span of an error type: one whose
+// chain of events ends in a reset if there is one, one whose other end is
+// in the trace store next, else the one with most events. Storm spans come
+// last: they stand for many.
 func (s *summary) pick(errType, reason string) *jaegerapi.Span {
+	return s.pickWhere(errType, reason, func(*jaegerapi.Span) bool { return true })
+}
+
+func (s *summary) pickWhere(errType, reason string, where func(*jaegerapi.Span) bool) *jaegerapi.Span {
 	var best *jaegerapi.Span
 	score := func(sp *jaegerapi.Span) int {
 		n := len(sp.Events)
@@ -198,8 +229,8 @@ func (s *summary) pick(errType, reason string) *jaegerapi.Span {
 	}
 	for i := range s.spans {
 		sp := &s.spans[i]
-		if !isTCPSpan(sp) || isDiagnosis(sp) || attr(sp, "error.type") != errType ||
-			(reason != "" && attr(sp, "tcp.reset.reason") != reason) {
+		if !isTCPSpan(sp) || isDiagnosis(sp) || sp.Status.Code != jaegerapi.StatusError || attr(sp, "error.type") != errType ||
+			(reason != "" && attr(sp, "tcp.reset.reason") != reason) || !where(sp) {
 			continue
 		}
 		if best == nil || score(sp) > score(best) {
