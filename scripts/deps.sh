@@ -3,6 +3,11 @@
 # Idempotent: packages already present are skipped. Needs root.
 set -euo pipefail
 
+# --demo: only what make demo needs (no compiler, VM or browser).
+demo=(
+	iproute2 procps                       # network namespace, nstat, sysctl
+	rinetd wrk socat                      # the seed's forwarder and load; socat relays the shop's spans
+)
 # With arguments, installs those packages instead.
 packages=(
 	clang-16 llvm-16 libbpf-dev bpftool   # make generate (pinned clang), make vmlinux
@@ -12,7 +17,9 @@ packages=(
 	qemu-system-x86 busybox-static        # make test-kernels: older kernels in a VM
 	chromium                              # e2e: the HTML report loaded in a headless browser
 )
-if [ $# -gt 0 ]; then
+if [ "${1:-}" = --demo ]; then
+	packages=("${demo[@]}")
+elif [ $# -gt 0 ]; then
 	packages=("$@")
 fi
 
