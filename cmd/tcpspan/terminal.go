@@ -336,21 +336,31 @@ func (t *terminal) summary(cleanInKernel uint64, tracker *conn.Stats) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.flushLocked(time.Time{}, true)
-	fmt.Fprintf(t.w, "\n%d connections", t.connections+cleanInKernel)
+	// Long lines wrap at the view's width, continued with an indent.
+	put := func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		if t.width > 0 {
+			line = strings.Join(wrapWords(line, t.width, "      "), "\n")
+		}
+		fmt.Fprintln(t.w, line)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d connections", t.connections+cleanInKernel)
 	for _, k := range slices.Sorted(maps.Keys(t.errorTypes)) {
-		fmt.Fprintf(t.w, ", %d %s", t.errorTypes[k], k)
+		fmt.Fprintf(&b, ", %d %s", t.errorTypes[k], k)
 	}
 	fmt.Fprintln(t.w)
+	put("%s", b.String())
 	if tracker != nil {
 		// A storm span is one orphan emitted for the orphans_folded.
-		fmt.Fprintf(t.w, "  = %d with a socket + %d without + %d folded into %s + %d clean counted in the kernel\n",
+		put("  = %d with a socket + %d without + %d folded into %s + %d clean, kernel-counted",
 			tracker.Connections, tracker.Orphans-tracker.Storms, tracker.OrphansFolded, plural(int(tracker.Storms), "storm"), cleanInKernel)
-		fmt.Fprintf(t.w, "    (log: connections=%d, orphans=%d with storms=%d, orphans_folded=%d, clean_in_kernel=%d)\n",
+		put("    (log: connections=%d, orphans=%d with storms=%d, orphans_folded=%d, clean_in_kernel=%d)",
 			tracker.Connections, tracker.Orphans, tracker.Storms, tracker.OrphansFolded, cleanInKernel)
 	} else if cleanInKernel > 0 {
-		fmt.Fprintf(t.w, "  of which %d clean, counted in the kernel\n", cleanInKernel)
+		put("  of which %d clean, counted in the kernel", cleanInKernel)
 	}
 	for _, k := range slices.Sorted(maps.Keys(t.events)) {
-		fmt.Fprintf(t.w, "  %8d %s\n", t.events[k], k)
+		put("  %8d %s", t.events[k], k)
 	}
 }
