@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/tcpspan/tcpspan/internal/jaegerapi"
@@ -48,12 +49,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tcpspan-report: -since and -slice must be positive")
 		return 2
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "tcpspan-report: unexpected argument %q (see -h)\n", fs.Arg(0))
+		return 2
+	}
+	if *htmlPath != "" {
+		// Before reading Jaeger, which takes a while: the page must have
+		// somewhere to go.
+		if st, err := os.Stat(filepath.Dir(*htmlPath)); err != nil || !st.IsDir() {
+			fmt.Fprintf(stderr, "tcpspan-report: -html %s: no directory %s\n", *htmlPath, filepath.Dir(*htmlPath))
+			return 2
+		}
+	}
 	client := jaegerapi.Client{BaseURL: strings.TrimSuffix(*query, "/"), MaxTraces: 100000}
 	end := time.Now()
 	start := end.Add(-*since)
 	spans, err := fetch(client, start, end, *slice)
 	if err != nil {
-		fmt.Fprintf(stderr, "tcpspan-report: %v\n", err)
+		hint := ""
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			hint = " (is Jaeger running? make jaeger starts one; make demo leaves one running)"
+		}
+		fmt.Fprintf(stderr, "tcpspan-report: %v%s\n", err, hint)
 		return 1
 	}
 	sum := summarize(spans, start, end)

@@ -65,51 +65,24 @@ func itoa(n int) string { return strconv.Itoa(n) }
 
 const tcpspanScope = "github.com/tcpspan/tcpspan"
 
+// Every bad input is one line and a non-zero exit.
 func TestBadFlags(t *testing.T) {
-	var out, errOut bytes.Buffer
-	if code := run([]string{"-since", "0s"}, &out, &errOut); code != 2 {
-		t.Errorf("exit %d, want 2", code)
-	}
-	if code := run([]string{"-nope"}, &out, &errOut); code != 2 {
-		t.Errorf("exit %d, want 2", code)
-	}
-}
-
-// Events of one instant are drawn apart, in time order, and never past the
-// plot's end.
-func TestMarkerXs(t *testing.T) {
-	t0 := time.Date(2026, 11, 25, 7, 0, 0, 0, time.UTC)
-	var evs []jaegerapi.Event
-	for _, us := range []int{0, 0, 0, 500, 1000, 1000, 1000} {
-		evs = append(evs, jaegerapi.Event{Time: t0.Add(time.Duration(us) * time.Microsecond)})
-	}
-	x := func(at time.Time) int {
-		return tlPlotX0 + int(at.Sub(t0)*time.Duration(tlPlotX1-tlPlotX0)/time.Millisecond)
-	}
-	xs := markerXs(evs, x)
-	for i := range xs {
-		if i > 0 && xs[i]-xs[i-1] < tlMarkerGap {
-			t.Errorf("markers %d and %d at %d and %d: closer than %d", i-1, i, xs[i-1], xs[i], tlMarkerGap)
-		}
-		if xs[i] < tlPlotX0 || xs[i] > tlPlotX1+6 {
-			t.Errorf("marker %d at %d, outside the plot [%d, %d]", i, xs[i], tlPlotX0, tlPlotX1+6)
-		}
-	}
-	if xs[3] != x(evs[3].Time) {
-		t.Errorf("a lone event moved: %d, want %d", xs[3], x(evs[3].Time))
-	}
-}
-
-// Masking numbers groups alike diagnoses; digits inside a name are kept.
-func TestShapeMasksNumbersNotNames(t *testing.T) {
-	for in, want := range map[string]string{
-		"RST sent (TCP_ABORT_ON_CLOSE): python3[812] closed fd 7 with 18 bytes unread":             "RST sent (TCP_ABORT_ON_CLOSE): python3[N] closed fd N with N bytes unread",
-		"RST received (EPIPE) from 127.0.0.1:92 while FIN_WAIT2":                                   "RST received (EPIPE) from N.N.N.N:N while FIN_WAIT2",
-		"RST sent (NO_SOCKET): no socket on :9 for 10.0.0.2:4000; 4211 such in 998ms from 3 peers": "RST sent (NO_SOCKET): no socket on :N for N.N.N.N:N",
-		"handshake dropped 4 times: accept queue of :92 full (6/5)":                                "handshake dropped N times: accept queue of :N full (N/N)",
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"-since", "0s"}, 2},
+		{[]string{"-nope"}, 2},
+		{[]string{"stray"}, 2},
+		{[]string{"-html", "/nonexistent/dir/report.html"}, 2},
+		{[]string{"-jaeger", "http://127.0.0.1:1", "-since", "1s"}, 1}, // nothing listens on port 1
 	} {
-		if got := shape(in); got != want {
-			t.Errorf("shape(%q) = %q, want %q", in, got, want)
+		var out, errOut bytes.Buffer
+		if code := run(c.args, &out, &errOut); code != c.code {
+			t.Errorf("%v: exit %d, want %d", c.args, code, c.code)
+		}
+		if msg := errOut.String(); strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "tcpspan-report: ") || out.Len() != 0 {
+			t.Errorf("%v: want one line on stderr and nothing on stdout, got %q and %q", c.args, msg, out.String())
 		}
 	}
 }
