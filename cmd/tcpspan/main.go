@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -97,6 +98,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			o.netns = path
 		} else {
 			o.netns = "/var/run/netns/" + o.netns
+		}
+	}
+	if o.statsFile != "" {
+		// Written at exit: a file that cannot be written is found now,
+		// not after the whole run.
+		if st, err := os.Stat(filepath.Dir(o.statsFile)); err != nil || !st.IsDir() {
+			fmt.Fprintf(stderr, "tcpspan: -stats-file %s: no directory %s\n", o.statsFile, filepath.Dir(o.statsFile))
+			return 2
 		}
 	}
 	if o.netns != "" {

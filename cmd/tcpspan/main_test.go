@@ -20,6 +20,7 @@ func TestBadInvocationsExit2WithOneLine(t *testing.T) {
 		{"-netns", "doesnotexist"},
 		{"-netns", "/proc/self/cmdline"}, // a file, not a namespace
 		{"-netns", "4294967295"},         // an inode no namespace has
+		{"-stats-file", "/nonexistent/dir/stats.json"},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(args, &out, &errOut); code != 2 {
