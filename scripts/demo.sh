@@ -59,7 +59,14 @@ wait_for() {
 	while kill -0 "$pid" 2>/dev/null; do
 		sleep 1
 		n=$((n + 1))
-		if [ $((n % 15)) -eq 0 ]; then say "still building $what"; fi
+		if [ $((n % 15)) -eq 0 ]; then
+			# go build -v names each package as it is built.
+			now=$(tail -n 1 "$log" 2>/dev/null || true)
+			case $now in
+			'' | *' '*) say "still building $what" ;;
+			*) say "still building $what (now $now)" ;;
+			esac
+		fi
 	done
 	if ! wait "$pid"; then
 		cat "$log" >&2
@@ -69,20 +76,25 @@ wait_for() {
 }
 
 # Jaeger and the shop (tools/otelapp) build in the background, niced, so
-# that tcpspan's own build and the first pass go first.
+# that tcpspan's own build and the first pass go first. -v: their logs
+# name the package being built.
 say "building Jaeger in the background if needed (the first build takes minutes)"
-nice -n 10 ./scripts/tools.sh jaeger >"$work/jaeger.path" 2>"$work/jaeger.build" &
+GOFLAGS=-v nice -n 19 ./scripts/tools.sh jaeger >"$work/jaeger.path" 2>"$work/jaeger.build" &
 jaeger_build=$!
 pids+=($jaeger_build)
-nice -n 10 ./scripts/tools.sh otelapp >"$work/otelapp.path" 2>"$work/otelapp.build" &
+GOFLAGS=-v nice -n 19 ./scripts/tools.sh otelapp >"$work/otelapp.path" 2>"$work/otelapp.build" &
 otelapp_build=$!
 pids+=($otelapp_build)
 
 say "installing what the demo needs (scripts/deps.sh --demo)"
 ./scripts/deps.sh --demo
 say "building tcpspan"
-(go build -o bin/tcpspan ./cmd/tcpspan && go build -o bin/tcpspan-report ./cmd/tcpspan-report) >"$work/tcpspan.build" 2>&1 &
+go build -v -o bin/tcpspan ./cmd/tcpspan >"$work/tcpspan.build" 2>&1 &
 wait_for $! "tcpspan" "$work/tcpspan.build"
+# The report is needed last.
+nice -n 19 go build -o bin/tcpspan-report ./cmd/tcpspan-report >"$work/report.build" 2>&1 &
+report_build=$!
+pids+=($report_build)
 
 # setup_ns makes the namespace afresh, so that its counters start at zero.
 setup_ns() {
@@ -196,7 +208,8 @@ wait_for "$jaeger_build" "Jaeger (tools/jaeger, from the Go module proxy)" "$wor
 jaeger=$(tail -1 "$work/jaeger.path")
 wait_for "$otelapp_build" "the shop (tools/otelapp)" "$work/otelapp.build"
 otelapp=$(tail -1 "$work/otelapp.path")
-say "Jaeger and the shop are built"
+wait_for "$report_build" "tcpspan-report" "$work/report.build"
+say "Jaeger, the shop and the report are built"
 
 # A Jaeger the last demo left running holds the ports: it goes.
 if [ -s "$JAEGER_PIDFILE" ]; then
