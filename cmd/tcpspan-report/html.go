@@ -39,13 +39,13 @@ type htmlGroup struct {
 }
 
 type htmlExample struct {
-	ID, Kind, ErrorType, Reason string
-	Connections                 int
-	Description, Service        string
-	SpanID, TraceID             string
-	SideBySide                  bool
-	Timeline                    timeline
-	Query                       string
+	ID, Kind, Title, ErrorType, Reason string
+	Connections                        int
+	Description, Service               string
+	SpanID, TraceID                    string
+	SideBySide                         bool
+	Timeline                           timeline
+	Query                              string
 }
 
 type htmlStorm struct {
@@ -190,7 +190,7 @@ func buildPage(c jaegerapi.Client, s *summary, trace func(string) ([]jaegerapi.S
 		}
 		lanes := f.lanes(sp)
 		ex := htmlExample{
-			ID: fmt.Sprintf("example-%d", i+1), Kind: k.String(), ErrorType: k.errorType, Reason: k.reason,
+			ID: fmt.Sprintf("example-%d", i+1), Kind: k.String(), Title: k.Title(), ErrorType: k.errorType, Reason: k.reason,
 			Connections: counts[k], Description: sp.Status.Message, Service: sp.Service,
 			SpanID: sp.SpanID, TraceID: sp.TraceID, Timeline: layout(lanes),
 			Query: c.BaseURL + "/api/v3/traces/" + sp.TraceID,
@@ -271,7 +271,7 @@ td.bar { width:130px; }
 td code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size:12.5px; }
 .tag { display:inline-block; border-radius:4px; padding:0 6px; font-size:12px; background:#eef1f4; color:#334; white-space:nowrap; }
 .tag.server { background:#e3f1ef; color:#1c6b62; } .tag.client { background:#e6eef8; color:#2c5687; }
-.example h2 .tag { font-size:12px; vertical-align:2px; }
+.example h2 code.kind { font-size:12px; font-weight:500; color:#556; background:#eef1f4; border-radius:4px; padding:1px 6px; vertical-align:2px; }
 .desc { margin:0 0 10px; padding:8px 12px; background:#fff5f5; border-left:3px solid var(--rst-sent); border-radius:4px; }
 .meta { color:var(--muted); font-size:12px; margin:0 0 10px; }
 .meta a { color:inherit; }
@@ -336,7 +336,7 @@ footer { color:var(--muted); font-size:12px; text-align:center; margin-top:12px;
 </div>{{end}}
 {{range .Examples}}
 <section class="card example" id="{{.ID}}" data-kind="{{.Kind}}" data-error-type="{{.ErrorType}}" data-reason="{{.Reason}}" data-span-id="{{.SpanID}}" data-trace-id="{{.TraceID}}" data-connections="{{.Connections}}" data-side-by-side="{{.SideBySide}}">
-<h2>{{.Kind}} <small>{{.Connections}} connection{{if ne .Connections 1}}s{{end}} of this kind; one drawn{{if .SideBySide}}, both ends of it{{end}}</small></h2>
+<h2>{{.Title}} <code class="kind">{{.Kind}}</code> <small>{{.Connections}} connection{{if ne .Connections 1}}s{{end}} of this kind; one drawn{{if .SideBySide}}, both ends of it{{end}}</small></h2>
 <p class="desc">{{.Description}}</p>
 <p class="meta">trace <a class="mono" href="{{.Query}}">{{.TraceID}}</a> · span <span class="mono">{{.SpanID}}</span></p>
 {{with .Timeline}}<svg class="timeline" viewBox="0 0 {{.Width}} {{.Height}}" width="{{.Width}}" height="{{.Height}}" role="img">

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tcpspan/tcpspan/internal/jaegerapi"
+	"github.com/tcpspan/tcpspan/semconv"
 )
 
 // summary is what the report says of the spans Jaeger returned, computed
@@ -145,6 +146,30 @@ func summarize(spans []jaegerapi.Span, start, end time.Time) *summary {
 // errorKind is one kind of error: an error.type, and for resets the
 // kernel's reason.
 type errorKind struct{ errorType, reason string }
+
+// Title names a kind of error for people: what happened, then the
+// kernel's reason of a reset.
+func (k errorKind) Title() string {
+	title, ok := map[string]string{
+		semconv.ErrorTypeRSTSent:             "Reset sent",
+		semconv.ErrorTypeRSTReceived:         "Reset received",
+		semconv.ErrorTypeRefused:             "Connection refused",
+		semconv.ErrorTypeTimeout:             "Connection timed out",
+		semconv.ErrorTypeAcceptQueueOverflow: "Handshake dropped: accept queue full",
+		semconv.ErrorTypeHandshakeDropped:    "Handshake dropped",
+		semconv.ErrorTypeRequestUnanswered:   "Request unanswered",
+	}[k.errorType]
+	switch {
+	case !ok && k.errorType == "":
+		return "Error without error.type"
+	case !ok:
+		title = "Error " + k.errorType // an errno's name, such as EPIPE
+	}
+	if k.reason != "" {
+		title += " (" + k.reason + ")"
+	}
+	return title
+}
 
 func (k errorKind) String() string {
 	if k.errorType == "" {
