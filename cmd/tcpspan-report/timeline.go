@@ -151,7 +151,9 @@ func laneTitle(sp *jaegerapi.Span) (title, subtitle string) {
 	}
 	title = sp.Service + " · " + kind
 	if pid := attr(sp, "process.pid"); pid == "" {
-		if rp, ok := sp.Resource["process.pid"]; ok {
+		// The resource's process is the owner's, but for a socket-less
+		// span with no owner it may be the agent's own: not shown.
+		if rp, ok := sp.Resource["process.pid"]; ok && attr(sp, "tcp.orphan") != "true" {
 			title += fmt.Sprintf("[%v]", rp)
 		}
 	} else {
