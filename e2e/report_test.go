@@ -117,6 +117,21 @@ func TestHTMLReportInBrowser(t *testing.T) {
 	if got := stat("error-spans"); got != errorSpans {
 		t.Errorf("page: %d error spans, Jaeger %d", got, errorSpans)
 	}
+	allConns, stormSpans := 0, 0
+	for _, n := range errConns {
+		allConns += n
+	}
+	for i := range spans {
+		if spans[i].Scope == "github.com/tcpspan/tcpspan" && spans[i].Connections() > 1 {
+			stormSpans++
+		}
+	}
+	if got := stat("error-connections"); got != allConns {
+		t.Errorf("page: %d connections with an error, Jaeger %d", got, allConns)
+	}
+	if got := stat("storms"); got != stormSpans {
+		t.Errorf("page: %d storm spans, Jaeger %d", got, stormSpans)
+	}
 	pageConns := map[string]int{}
 	for _, row := range findAll(doc, func(n *html.Node) bool { return n.Data == "tr" && hasClass(n, "diagnosis") }) {
 		c, _ := strconv.Atoi(attrOf(row, "data-count"))
