@@ -147,7 +147,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if o.wide {
 			width = 0
 		}
-		view = newTerminal(stdout, o.verbose, width)
+		view = newTerminal(stdout, o.verbose, width, defaultOrder)
 		view.header(o.orphanIdle)
 		sinks = append(sinks, view.print)
 		go func() {

@@ -30,6 +30,11 @@ type terminal struct {
 	width   int // wrap lines at this many columns; 0: never
 	printed uint64
 
+	// order is how long lines wait to be printed in the order of their
+	// time stamps (a connection's end); 0 prints them as they come.
+	order   time.Duration
+	pending []pendingLine
+
 	connections uint64
 	errorTypes  map[string]uint64 // connections by error.type
 	events      map[string]uint64 // kernel events by kind and reason
@@ -89,10 +94,21 @@ type lineFold struct {
 // defaultWidth is the terminal view's width unless -wide.
 const defaultWidth = 100
 
+// defaultOrder is how long the view holds lines to print them in time
+// order: connections' records come within milliseconds of their end.
+const defaultOrder = time.Second
+
+// pendingLine is a line waiting for the ones stamped before it.
+type pendingLine struct {
+	at   time.Time
+	text string
+}
+
 // newTerminal returns a view that wraps its lines at width columns (0:
-// one line per connection, however long).
-func newTerminal(w io.Writer, verbose bool, width int) *terminal {
-	return &terminal{w: w, verbose: verbose, width: width, errorTypes: map[string]uint64{}, events: map[string]uint64{},
+// one line per connection, however long) and holds them for order to
+// print them in time order (0: as they come).
+func newTerminal(w io.Writer, verbose bool, width int, order time.Duration) *terminal {
+	return &terminal{w: w, verbose: verbose, width: width, order: order, errorTypes: map[string]uint64{}, events: map[string]uint64{},
 		folds: map[lineKey]*lineFold{}}
 }
 
@@ -106,14 +122,37 @@ func (t *terminal) header(orphanIdle time.Duration) {
 	if t.verbose {
 		what = "connection"
 	}
+	if t.order > 0 {
+		fmt.Fprintf(t.w, "# one %s per line when it ends, stamped with its end, in time order within %s;\n", what, t.order)
+		fmt.Fprintf(t.w, "# one without a socket comes %s after its last event, out of order\n", orphanIdle)
+		return
+	}
 	fmt.Fprintf(t.w, "# one %s per line, printed when it ends, stamped with its end:\n", what)
 	fmt.Fprintf(t.w, "# a long one follows shorter, later ones; one without a socket comes %s after its last event\n", orphanIdle)
 }
 
-// emit writes one line, wrapped at t.width: the diagnosis first, then
-// side, ends and owner, continued under the diagnosis. t.mu is held.
-func (t *terminal) emit(line string) {
-	fmt.Fprintln(t.w, wrap(line, t.width))
+// emit writes one line stamped at, wrapped at t.width: the diagnosis
+// first, then side, ends and owner, continued under the diagnosis; with
+// t.order, once the lines stamped before it had time to come. t.mu is
+// held.
+func (t *terminal) emit(at time.Time, line string) {
+	if t.order <= 0 {
+		fmt.Fprintln(t.w, wrap(line, t.width))
+		return
+	}
+	t.pending = append(t.pending, pendingLine{at: at, text: line})
+}
+
+// release prints, in time order, the pending lines stamped order before
+// now or earlier (all of them if all is set). t.mu is held.
+func (t *terminal) release(now time.Time, all bool) {
+	slices.SortStableFunc(t.pending, func(a, b pendingLine) int { return a.at.Compare(b.at) })
+	n := 0
+	for n < len(t.pending) && (all || !t.pending[n].at.After(now.Add(-t.order))) {
+		fmt.Fprintln(t.w, wrap(t.pending[n].text, t.width))
+		n++
+	}
+	t.pending = append(t.pending[:0], t.pending[n:]...)
 }
 
 // indent lines a wrapped line's continuation up under the text after the
@@ -196,14 +235,14 @@ func (t *terminal) print(c *conn.Connection) {
 	if c.Storm != nil {
 		// The tracker's storm of orphans: already one line a second.
 		t.printed++
-		t.emit(line(c, diagnosis))
+		t.emit(c.End, line(c, diagnosis))
 		return
 	}
 	k := lineKeyOf(c, errorType, problem)
 	f, ok := t.folds[k]
 	if !ok {
 		t.printed++
-		t.emit(line(c, diagnosis))
+		t.emit(c.End, line(c, diagnosis))
 		if len(t.folds) < maxLineFolds {
 			until := c.End.Add(lineFoldWindow)
 			t.folds[k] = &lineFold{first: c.End, until: until, kind: kindText(c, diagnosis, k)}
@@ -226,6 +265,7 @@ func (t *terminal) flush(now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.flushLocked(now, false)
+	t.release(now, false)
 }
 
 // flushLocked prints the folds whose window passed by now (all of them if
@@ -253,10 +293,10 @@ func (t *terminal) flushLocked(now time.Time, all bool) {
 		case 0:
 		case 1:
 			t.printed++
-			t.emit(f.one)
+			t.emit(st.Last, f.one)
 		default:
 			t.printed++
-			t.emit(fmt.Sprintf("%s  … %d more in %s from %s: %s", st.Last.Format("15:04:05.000"), st.Count,
+			t.emit(st.Last, fmt.Sprintf("%s  … %d more in %s from %s: %s", st.Last.Format("15:04:05.000"), st.Count,
 				st.Last.Sub(f.first).Round(time.Millisecond), plural(int(st.Peers), "peer"), f.kind))
 		}
 	}
@@ -336,6 +376,7 @@ func (t *terminal) summary(cleanInKernel uint64, tracker *conn.Stats) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.flushLocked(time.Time{}, true)
+	t.release(time.Time{}, true)
 	// Long lines wrap at the view's width, continued with an indent.
 	put := func(format string, args ...any) {
 		line := fmt.Sprintf(format, args...)

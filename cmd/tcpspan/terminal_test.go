@@ -58,7 +58,7 @@ func lines(out string) []string {
 // line for the rest, not a line each.
 func TestTerminalFoldsAStorm(t *testing.T) {
 	var out bytes.Buffer
-	view := newTerminal(&out, false, 0)
+	view := newTerminal(&out, false, 0, 0)
 	for i := range 1000 {
 		view.print(refusedAt(i/2, uint16(20000+i), 9))
 	}
@@ -81,7 +81,7 @@ func TestTerminalFoldsAStorm(t *testing.T) {
 // it, whose line follows the kind's; a lone fellow is printed in full.
 func TestTerminalFoldWindows(t *testing.T) {
 	var out bytes.Buffer
-	view := newTerminal(&out, false, 0)
+	view := newTerminal(&out, false, 0, 0)
 	view.print(refusedAt(0, 30001, 9))
 	view.print(refusedAt(10, 30002, 9))  // folded: the only one
 	view.print(refusedAt(20, 30003, 10)) // another port: another kind
@@ -117,7 +117,7 @@ func TestTerminalFoldWindows(t *testing.T) {
 func TestTerminalCleanLines(t *testing.T) {
 	for _, verbose := range []bool{false, true} {
 		var out bytes.Buffer
-		view := newTerminal(&out, verbose, 0)
+		view := newTerminal(&out, verbose, 0, 0)
 		for i := range 50 {
 			view.print(cleanAt(i, uint16(40000+i)))
 		}
@@ -137,7 +137,7 @@ func TestTerminalCleanLines(t *testing.T) {
 // that it compares with the kernel's counters (nstat's TcpOutRsts).
 func TestTerminalSummaryCountsStorms(t *testing.T) {
 	var out bytes.Buffer
-	view := newTerminal(&out, false, 0)
+	view := newTerminal(&out, false, 0, 0)
 	end := t0.Add(time.Second)
 	storm := &conn.Connection{
 		Side: conn.SideServer, Network: "ipv4", Orphan: true,
@@ -177,7 +177,7 @@ func TestTerminalFits100Columns(t *testing.T) {
 	conns := []*conn.Connection{refusedAt(0, 30001, 9), overflow, cleanAt(10, 40000)}
 	render := func(width int) string {
 		var out bytes.Buffer
-		view := newTerminal(&out, true, width)
+		view := newTerminal(&out, true, width, 0)
 		view.header(5 * time.Second)
 		for _, c := range conns {
 			view.print(c)
@@ -209,4 +209,32 @@ func TestTerminalFits100Columns(t *testing.T) {
 		t.Errorf("wrapped:\n%s\nwide:\n%s", narrow, wide)
 	}
 	t.Logf("\n%s", narrow)
+}
+
+// Lines wait for the order window, then come in the order of their time
+// stamps, whatever the order their connections were printed in; the
+// summary prints what still waits.
+func TestTerminalKeepsTimeOrder(t *testing.T) {
+	var out bytes.Buffer
+	view := newTerminal(&out, false, 0, time.Second)
+	for i, ms := range []int{500, 100, 300, 1400} {
+		view.print(refusedAt(ms, uint16(30001+i), uint16(9+i))) // each its own kind: no folding
+	}
+	if got := lines(out.String()); len(got) != 0 {
+		t.Fatalf("printed before the order window: %q", got)
+	}
+	view.flush(t0.Add(1300 * time.Millisecond)) // stamped up to 0.3 s
+	got := lines(out.String())
+	if len(got) != 2 || !strings.HasPrefix(got[0], "18:00:00.100") || !strings.HasPrefix(got[1], "18:00:00.300") {
+		t.Fatalf("after 1.3 s: %q, want the lines of 0.1 s and 0.3 s, in order", got)
+	}
+	view.summary(0, nil)
+	got = lines(out.String())
+	var stamps []string
+	for _, l := range got {
+		stamps = append(stamps, l[:12])
+	}
+	if strings.Join(stamps, " ") != "18:00:00.100 18:00:00.300 18:00:00.500 18:00:01.400" {
+		t.Errorf("lines stamped %v, want time order", stamps)
+	}
 }
