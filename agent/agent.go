@@ -255,6 +255,7 @@ func (h Health) LogAttrs() []any {
 		"tracked", h.Tracked, "capacity", h.Capacity, "clean_in_kernel", h.Kernel.CleanSkipped,
 		"midlife", h.Kernel.ConnMidlife, "untracked", h.Kernel.DestroyedUntracked, "stale", h.Kernel.ConnStale, "missed", h.Missed(),
 		"orphans_forced", h.Tracker.OrphansForced, "orphans_folded", h.Tracker.OrphansFolded,
+		"storms", h.Tracker.Storms,
 		"traceparents", h.Tracker.Requests, "traceparents_malformed", h.Tracker.RequestsMalformed,
 		"traceparents_dropped", h.Tracker.RequestsDropped,
 		"syn_watch_on", h.Kernel.SynWatchOn, "syn_watch_attaches", h.Kernel.SynWatchAttaches,

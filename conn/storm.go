@@ -214,8 +214,9 @@ func (t *Tracker) flushStorms(now time.Time, all bool) {
 		case c == nil:
 		case c.Storm.Count == 1:
 			// One alike orphan after the first is no storm: it goes
-			// out as it is.
+			// out as it is, counted as an orphan, not as folded.
 			c.Storm = nil
+			t.stats.OrphansFolded--
 			t.emitOrphanNow(c)
 		default:
 			c.Start, c.End = c.Storm.First, c.Storm.Last

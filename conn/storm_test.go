@@ -149,7 +149,8 @@ func TestStormOfOneIsNoStorm(t *testing.T) {
 	tk.HandleOrphan(noSocketResetRecord(peerN(0), 1))
 	tk.HandleOrphan(noSocketResetRecord(peerN(1), 2))
 	tk.Flush(time.Now().Add(2 * time.Second))
-	if len(*out) != 2 || (*out)[1].Storm != nil || (*out)[1].Remote.String() != peerN(1) || tk.Stats().Storms != 0 {
+	if st := tk.Stats(); len(*out) != 2 || (*out)[1].Storm != nil || (*out)[1].Remote.String() != peerN(1) ||
+		st.Storms != 0 || st.Orphans != 2 || st.OrphansFolded != 0 {
 		t.Errorf("%d out, second %+v, stats %+v", len(*out), (*out)[1], tk.Stats())
 	}
 }

@@ -96,11 +96,11 @@ func WithBootClock(f func(ns uint64) time.Time) Option {
 // Stats are the tracker's own counts.
 type Stats struct {
 	Connections   uint64 // connections emitted with a full socket
-	Orphans       uint64 // orphan connections emitted
+	Orphans       uint64 // orphan connections emitted, storm spans included
 	OrphanEvents  uint64 // orphan events received
 	OrphansJoined uint64 // orphan 4-tuples or events merged into a full connection
 	OrphansForced uint64 // orphan 4-tuples emitted early: too many pending
-	OrphansFolded uint64 // orphan connections folded into a storm
+	OrphansFolded uint64 // orphan connections folded into a storm span
 	Storms        uint64 // storm connections emitted (each counts its folded orphans)
 	// Requests counts traceparent headers received; RequestsMalformed
 	// those that did not parse; RequestsDropped those of sockets beyond

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/html"
 
 	"github.com/tcpspan/tcpspan/internal/testutil"
 )
@@ -153,6 +156,32 @@ func TestDiagnosisInAppTrace(t *testing.T) {
 		if _, ok := sp.Attributes["tcp.diagnosis.of"]; ok {
 			t.Errorf("the answered request's trace has a diagnosis: %q %s", sp.Name, sp.Status.Message)
 		}
+	}
+
+	// The HTML report draws the reset with the shop's request span and
+	// the diagnosis in the shop's trace beside the connection.
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("chromium is not installed (scripts/deps.sh installs it): %v", err)
+	}
+	page := filepath.Join(t.TempDir(), "report.html")
+	writeReport(t, buildReport(t), jaeger, since, page)
+	doc := browserDOM(t, chromium, page)
+	ex := findNode(doc, func(n *html.Node) bool {
+		return n.Data == "section" && attrOf(n, "data-kind") == "tcp.rst_sent TCP_ABORT_ON_CLOSE"
+	})
+	if ex == nil {
+		t.Fatal("the report has no timeline of the TCP_ABORT_ON_CLOSE reset")
+	}
+	roles := map[string]string{} // span id -> role
+	for _, l := range findAll(ex, func(n *html.Node) bool { return n.Data == "g" && hasClass(n, "lane") }) {
+		roles[attrOf(l, "data-span-id")] = attrOf(l, "data-role")
+	}
+	t.Logf("the reset's timeline: %v", roles)
+	if roles[connSpan.SpanID] == "" || roles[failed.SpanID] != "the application's request" ||
+		roles[server.SpanID] != "diagnosis in the application's trace" {
+		t.Errorf("the reset's timeline draws %v; want the forwarder's connection %s, the shop's request %s and the diagnosis %s",
+			roles, connSpan.SpanID, failed.SpanID, server.SpanID)
 	}
 }
 

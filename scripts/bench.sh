@@ -78,7 +78,7 @@ case " ${MODES[*]} " in
 	;;
 esac
 if [ "$(id -u)" -ne 0 ]; then
-	echo "bench: needs root (it loads BPF programs and creates a network namespace): sudo make bench" >&2
+	echo "bench: run it as root (it loads BPF programs and creates a network namespace; from another account: sudo make bench)" >&2
 	exit 1
 fi
 

@@ -3,6 +3,11 @@
 # Idempotent: packages already present are skipped. Needs root.
 set -euo pipefail
 
+# --demo: only what make demo needs (no compiler, VM or browser).
+demo=(
+	iproute2 procps                       # network namespace, nstat, sysctl
+	rinetd wrk socat                      # the seed's forwarder and load; socat relays the shop's spans
+)
 # With arguments, installs those packages instead.
 packages=(
 	clang-16 llvm-16 libbpf-dev bpftool   # make generate (pinned clang), make vmlinux
@@ -13,8 +18,11 @@ packages=(
 	libcap2-bin                           # capsh: the least-privilege test runs the agent with only its capabilities
 	qemu-system-x86 busybox-static        # make test-kernels: older kernels in a VM
 	podman runc                           # make image, and the container tests (runc: crun refuses hybrid cgroups)
+	chromium                              # e2e: the HTML report loaded in a headless browser
 )
-if [ $# -gt 0 ]; then
+if [ "${1:-}" = --demo ]; then
+	packages=("${demo[@]}")
+elif [ $# -gt 0 ]; then
 	packages=("$@")
 fi
 
@@ -27,7 +35,7 @@ if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
-	echo "deps: missing ${missing[*]}; run as root: sudo make deps" >&2
+	echo "deps: missing ${missing[*]}; run as root (make deps; from another account: sudo make deps)" >&2
 	exit 1
 fi
 echo "deps: installing ${missing[*]}"

@@ -143,9 +143,12 @@ for s in "${series[@]}"; do
 	start=$(date +%s)
 	set +e
 	# One vCPU: the machine is shared, and TCG gains little from a second.
+	# The console's control sequences (the firmware resets and clears the
+	# terminal, and turns line wrapping off) are removed before anything
+	# is printed or logged.
 	timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 -accel tcg -m 1G -smp 1 \
 		-nographic -no-reboot -kernel "$vmlinuz" -initrd "$work/initramfs-$s.gz" \
-		-append "console=ttyS0 panic=-1 quiet loglevel=3" </dev/null 2>&1 | tr -d '\r' | tee "$log" |
+		-append "console=ttyS0 panic=-1 quiet loglevel=3" </dev/null 2>&1 | ./scripts/console-plain.sh | tee "$log" |
 		grep --line-buffered -E '(^=== RUN|--- |\s+--- |    [a-z_]+\.go:[0-9]+:|TCPSPAN-MATRIX|^ok|^FAIL|^PASS|^panic|insmod)' |
 		grep --line-buffered -vE '^=== RUN|\.go:[0-9]+: warning: '
 	qemu_rc=${PIPESTATUS[0]}

@@ -25,7 +25,7 @@ if [ "$(id -u)" -eq 0 ]; then
 	# As root, privileged tests must run: a skip is a failure.
 	export TCPSPAN_BPF_TESTS_REQUIRED=1
 else
-	echo "test: not root: privileged BPF tests will skip (run: sudo make test)" >&2
+	echo "test: not root: privileged BPF tests will skip (run as root: make test, or sudo make test)" >&2
 fi
 
 echo "== gofmt, go vet"
@@ -69,7 +69,7 @@ if command -v clang-16 >/dev/null; then
 		exit 1
 	fi
 else
-	echo "skipped: clang-16 not installed (sudo make deps)"
+	echo "skipped: clang-16 not installed (as root: make deps)"
 fi
 
 echo "== real backends: Jaeger and the OpenTelemetry Collector (the first build takes minutes)"
@@ -112,6 +112,6 @@ echo "== kernel matrix: bpf tests on older kernels under qemu"
 if [ "$(id -u)" -eq 0 ]; then
 	./scripts/test-kernels.sh || status=1
 else
-	echo "skipped: not root (run: sudo make test, or make test-kernels)"
+	echo "skipped: not root (run as root: make test, or make test-kernels)"
 fi
 exit $status

@@ -11,10 +11,11 @@ import (
 	"io"
 	"maps"
 	"os"
-	"regexp"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/tcpspan/tcpspan/internal/jaegerapi"
@@ -33,9 +34,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	examples := fs.String("examples", "tcp.accept_queue_overflow,tcp.rst_sent:TCP_ABORT_ON_CLOSE",
 		"error types (optionally :reset reason) to print one full example span of, comma-separated")
 	traceIDs := fs.String("traces", "", "application trace ids (comma-separated) to print as trees, with tcpspan's diagnosis spans inside")
+	htmlPath := fs.String("html", "", "also write the report as a self-contained HTML page to this file, with a timeline of one connection of each kind of error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stdout, "Usage: tcpspan-report [-jaeger URL] [-since 15m] [-examples list]")
+			fmt.Fprintln(stdout, "Usage: tcpspan-report [-jaeger URL] [-since 15m] [-examples list] [-html FILE]")
 			fs.SetOutput(stdout)
 			fs.PrintDefaults()
 			return 0
@@ -47,15 +49,41 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tcpspan-report: -since and -slice must be positive")
 		return 2
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "tcpspan-report: unexpected argument %q (see -h)\n", fs.Arg(0))
+		return 2
+	}
+	if *htmlPath != "" {
+		// Before reading Jaeger, which takes a while: the page must have
+		// somewhere to go.
+		if st, err := os.Stat(filepath.Dir(*htmlPath)); err != nil || !st.IsDir() {
+			fmt.Fprintf(stderr, "tcpspan-report: -html %s: no directory %s\n", *htmlPath, filepath.Dir(*htmlPath))
+			return 2
+		}
+	}
 	client := jaegerapi.Client{BaseURL: strings.TrimSuffix(*query, "/"), MaxTraces: 100000}
 	end := time.Now()
 	start := end.Add(-*since)
 	spans, err := fetch(client, start, end, *slice)
 	if err != nil {
-		fmt.Fprintf(stderr, "tcpspan-report: %v\n", err)
+		hint := ""
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			hint = " (is Jaeger running? make jaeger starts one; make demo leaves one running)"
+		}
+		fmt.Fprintf(stderr, "tcpspan-report: %v%s\n", err, hint)
 		return 1
 	}
-	report(stdout, client, spans, start, end, strings.Split(*examples, ","))
+	sum := summarize(spans, start, end)
+	writeText(stdout, client, sum, strings.Split(*examples, ","))
+	if *htmlPath != "" {
+		if err := writeHTMLFile(*htmlPath, buildPage(client, sum, func(id string) ([]jaegerapi.Span, error) {
+			tr, err := client.Trace(id)
+			return tr.Spans, err
+		})); err != nil {
+			fmt.Fprintf(stderr, "tcpspan-report: %v\n", err)
+			return 1
+		}
+	}
 	for _, id := range strings.Split(*traceIDs, ",") {
 		if id = strings.TrimSpace(id); id == "" {
 			continue
@@ -68,6 +96,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 		printTrace(stdout, tr)
 	}
 	return 0
+}
+
+// writeHTMLFile writes the page to a temporary file beside path and renames
+// it, so that a reader never sees half a page.
+func writeHTMLFile(path string, p htmlPage) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tcpspan-report-*.html")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := writeHTML(f, p); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // fetch reads every span of every service but Jaeger's own, in time slices
@@ -101,108 +151,29 @@ func fetch(c jaegerapi.Client, start, end time.Time, slice time.Duration) ([]jae
 	return spans, nil
 }
 
-var (
-	numbers = regexp.MustCompile(`\d+`)
-	// stormSuffix ends a storm span's diagnosis: "; 4211 such in 998ms from 3 peers".
-	stormSuffix = regexp.MustCompile(`; \d+ such in \S+ from \d+ peers?$`)
-)
-
-// shape is a diagnosis with its numbers (pids, fds, ports, counts) masked,
-// and a storm's count dropped, so that alike errors group together.
-func shape(description string) string {
-	return numbers.ReplaceAllString(stormSuffix.ReplaceAllString(description, ""), "N")
-}
-
-func attr(sp *jaegerapi.Span, key string) string {
-	if v, ok := sp.Attributes[key]; ok {
-		return fmt.Sprint(v)
-	}
-	return ""
-}
-
 func report(w io.Writer, c jaegerapi.Client, spans []jaegerapi.Span, start, end time.Time, examples []string) {
-	type group struct {
-		service, kind, shape string
-		count                int
-	}
-	groups := map[string]*group{}
-	spanByID := make(map[string]*jaegerapi.Span, len(spans))
-	for i := range spans {
-		spanByID[spans[i].SpanID] = &spans[i]
-	}
-	events := map[string]int{}
-	seen := map[string]bool{}
-	var errorSpans, storms, diagnoses int
-	for i := range spans {
-		sp := &spans[i]
-		if sp.Scope != "" && !strings.HasPrefix(sp.Scope, "github.com/tcpspan/tcpspan") {
-			continue // an application's own span
-		}
-		if _, ok := sp.Attributes["tcp.diagnosis.of"]; ok {
-			// Not a connection: the diagnosis of one, in an
-			// application's trace (printed with -traces).
-			diagnoses++
-			continue
-		}
-		if sp.Connections() > 1 {
-			storms++
-			// A storm span stands for many connections of one kind
-			// (orphans the tracker folded, or what a full export queue
-			// folded): its events are one example, the totals are
-			// attributes. Every reset in a storm has the span's reason.
-			for _, e := range sp.Events {
-				if seen[e.Name] {
-					continue
-				}
-				seen[e.Name] = true
-				key := e.Name
-				if e.Name == "tcp.rst_sent" {
-					key += " " + attr(sp, "tcp.reset.reason")
-				}
-				events[key] += sp.EventCount(e.Name)
-			}
-			clear(seen)
-		} else {
-			for _, e := range sp.Events {
-				key := e.Name
-				if r, ok := e.Attributes["tcp.reset.reason"]; ok {
-					key += " " + fmt.Sprint(r)
-				}
-				events[key]++
-			}
-		}
-		if sp.Status.Code != jaegerapi.StatusError {
-			continue
-		}
-		errorSpans++
-		g := &group{service: sp.Service, kind: strings.ToLower(sp.Kind.String()), shape: shape(sp.Status.Message)}
-		key := g.service + "\x00" + g.kind + "\x00" + g.shape
-		if groups[key] == nil {
-			groups[key] = g
-		}
-		groups[key].count += sp.Connections()
-	}
+	writeText(w, c, summarize(spans, start, end), examples)
+}
 
+func writeText(w io.Writer, c jaegerapi.Client, s *summary, examples []string) {
 	fmt.Fprintf(w, "== from Jaeger: %d spans, %d with status Error (%d of them storms of alike connections), %s to %s\n",
-		len(spans), errorSpans, storms, start.Format("15:04:05"), end.Format("15:04:05"))
-	if diagnoses > 0 {
-		fmt.Fprintf(w, "   and %d diagnosis spans in applications' traces (tcp.diagnosis.of)\n", diagnoses)
+		len(s.spans), s.errorSpans, len(s.storms), s.start.Format("15:04:05"), s.end.Format("15:04:05"))
+	if s.diagnoses > 0 {
+		fmt.Fprintf(w, "   and %d diagnosis spans in applications' traces (tcp.diagnosis.of)\n", s.diagnoses)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "connections with an error, by diagnosis (a storm span counts its connections; numbers masked as N):")
-	sorted := slices.Collect(maps.Values(groups))
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].count > sorted[j].count })
-	for _, g := range sorted {
+	for _, g := range s.groups {
 		fmt.Fprintf(w, "  %7d  %-8s %-7s %s\n", g.count, g.service, g.kind, g.shape)
 	}
 	fmt.Fprintln(w, "\nkernel events on those spans:")
-	for _, k := range slices.Sorted(maps.Keys(events)) {
-		fmt.Fprintf(w, "  %7d  %s\n", events[k], k)
+	for _, k := range slices.Sorted(maps.Keys(s.events)) {
+		fmt.Fprintf(w, "  %7d  %s\n", s.events[k], k)
 	}
 
 	for _, ex := range examples {
 		errType, reason, _ := strings.Cut(strings.TrimSpace(ex), ":")
-		sp := pick(spans, errType, reason)
+		sp := s.pick(errType, reason)
 		fmt.Fprintf(w, "\n== example: error.type=%s", errType)
 		if reason != "" {
 			fmt.Fprintf(w, " tcp.reset.reason=%s", reason)
@@ -212,39 +183,14 @@ func report(w io.Writer, c jaegerapi.Client, spans []jaegerapi.Span, start, end 
 			fmt.Fprintln(w, "  (none in this window)")
 			continue
 		}
-		printSpan(w, sp, spanByID)
-		fmt.Fprintf(w, "  find them: curl -s '%s%s'\n", c.BaseURL, c.TracesQuery(sp.Service, start, end))
+		printSpan(w, sp, s.spanByID)
+		fmt.Fprintf(w, "  find them: curl -s '%s%s'\n", c.BaseURL, c.TracesQuery(sp.Service, s.start, s.end))
 		fmt.Fprintf(w, "  then filter on attributes error.type=%s", errType)
 		if reason != "" {
 			fmt.Fprintf(w, " and tcp.reset.reason=%s", reason)
 		}
 		fmt.Fprintln(w)
 	}
-}
-
-// pick returns the most telling span of an error type: one whose chain of
-// events ends in a reset if there is one, else the one with most events.
-func pick(spans []jaegerapi.Span, errType, reason string) *jaegerapi.Span {
-	var best *jaegerapi.Span
-	score := func(sp *jaegerapi.Span) int {
-		n := len(sp.Events)
-		for _, e := range sp.Events {
-			if e.Name == "tcp.rst_sent" {
-				n += 1000
-			}
-		}
-		return n
-	}
-	for i := range spans {
-		sp := &spans[i]
-		if attr(sp, "error.type") != errType || (reason != "" && attr(sp, "tcp.reset.reason") != reason) {
-			continue
-		}
-		if best == nil || score(sp) > score(best) {
-			best = sp
-		}
-	}
-	return best
 }
 
 func printSpan(w io.Writer, sp *jaegerapi.Span, spanByID map[string]*jaegerapi.Span) {

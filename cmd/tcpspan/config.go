@@ -51,6 +51,7 @@ type config struct {
 	netns      string // as given: a path, a name or an inode number
 	ports      portList
 	verbose    bool
+	wide       bool // the terminal view's lines unwrapped
 	features   bool
 	caps       bool // -capabilities
 	version    bool // -version
@@ -83,6 +84,7 @@ func flagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.netns, "netns", c.netns, "trace only this network namespace: a path (/var/run/netns/NAME, /proc/PID/ns/net), a name from 'ip netns', or an inode number")
 	fs.Var(&c.ports, "port", "trace only connections with this local or remote port (repeatable, or comma-separated; at most 8)")
 	fs.BoolVar(&c.verbose, "v", c.verbose, "also print clean connections")
+	fs.BoolVar(&c.wide, "wide", c.wide, "print each connection on one line, however long (default: wrapped at 100 columns)")
 	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", c.otlpEndpoint, "export spans and the agent's metrics over OTLP to this URL, or for gRPC host:port (as OTEL_EXPORTER_OTLP_ENDPOINT)")
 	fs.BoolVar(&c.terminal, "terminal", c.terminal, "print to the terminal also when exporting over OTLP")
 	fs.Float64Var(&c.cleanRatio, "clean-ratio", c.cleanRatio, "share of clean connections exported (0-1); connections with a problem are always exported")
@@ -461,6 +463,9 @@ func (c config) args() []string {
 	}
 	if c.verbose {
 		add("v", "true")
+	}
+	if c.wide {
+		add("wide", "true")
 	}
 	if c.endpoint != "" {
 		add("otlp-endpoint", c.endpoint)

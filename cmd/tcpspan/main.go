@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -31,7 +32,7 @@ import (
 	"github.com/tcpspan/tcpspan/selfmetrics"
 )
 
-const usage = `Usage: sudo tcpspan [flags]
+const usage = `Usage: tcpspan [flags]   (as root; from another account: sudo tcpspan)
 
 tcpspan turns every TCP connection into an OpenTelemetry span of what the
 kernel saw: handshake, close() and the process that called it, resets with
@@ -120,6 +121,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 			o.netns = "/var/run/netns/" + o.netns
 		}
 	}
+	if o.statsFile != "" {
+		// Written at exit: a file that cannot be written is found now,
+		// not after the whole run.
+		if st, err := os.Stat(filepath.Dir(o.statsFile)); err != nil || !st.IsDir() {
+			fmt.Fprintf(stderr, "tcpspan: -stats-file %s: no directory %s\n", o.statsFile, filepath.Dir(o.statsFile))
+			return 2
+		}
+	}
+	if o.netns != "" {
+		if _, err := bpf.NetnsInode(o.netns); err != nil {
+			fmt.Fprintf(stderr, "tcpspan: -netns: %v\n", oneLine(err.Error()))
+			return 2
+		}
+	}
 	if o.health == 0 {
 		o.health = -1
 	}
@@ -152,7 +167,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var sinks []func(*conn.Connection)
 	var view *terminal
 	if o.endpoint == "" || o.terminal {
-		view = newTerminal(stdout, o.verbose)
+		width := defaultWidth
+		if o.wide {
+			width = 0
+		}
+		view = newTerminal(stdout, o.verbose, width, defaultOrder)
+		view.header(o.orphanIdle)
 		sinks = append(sinks, view.print)
 		go func() {
 			// The end of a storm shows within a second, not with the
@@ -215,6 +235,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var self *selfmetrics.Metrics
 	var server *selfmetrics.Server
 	startErr := error(nil)
+	tracing := false // set once the agent traces: before, a failure is one line
 	// Clean connections (no retransmit, reset, error, drop or overflow)
 	// are needed only to export a share of them or to print them (-v).
 	// Otherwise the kernel side counts them and sends nothing: most of the
@@ -264,6 +285,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				attrs = append(attrs, "health_addr", server.Addr())
 			}
 			if startErr == nil {
+				tracing = true
 				log.Info("tracing", attrs...)
 			}
 		},
@@ -277,9 +299,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if runErr = cmp.Or(startErr, runErr); runErr != nil {
 		fmt.Fprintf(stderr, "tcpspan: %v\n", oneLine(runErr.Error()))
 		code = 1
+		if !tracing {
+			// Nothing was traced: no summary, no counts of nothing.
+			if spans != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				spans.Shutdown(ctx)
+				cancel()
+			}
+			return code
+		}
 	}
 	if view != nil {
-		view.summary(health.Kernel.CleanSkipped)
+		view.summary(health.Kernel.CleanSkipped, &health.Tracker)
 	}
 	flushCtx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()

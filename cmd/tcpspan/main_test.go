@@ -20,6 +20,10 @@ func TestBadInvocationsExit2WithOneLine(t *testing.T) {
 		{"stray"},
 		{"-clean-ratio", "1.5"},
 		{"-otlp-endpoint", "udp://127.0.0.1:4317"},
+		{"-netns", "doesnotexist"},
+		{"-netns", "/proc/self/cmdline"}, // a file, not a namespace
+		{"-netns", "4294967295"},         // an inode no namespace has
+		{"-stats-file", "/nonexistent/dir/stats.json"},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(args, &out, &errOut); code != 2 {
@@ -38,7 +42,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	for _, flag := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_RESOURCE_ATTRIBUTES",
-		"OTEL_SERVICE_NAME", "-otlp-endpoint", "-terminal", "-clean-ratio", "-single-service", "-shutdown-timeout", "-netns", "-port", "-v", "-features", "-ring-buffer-bytes", "-max-connections", "-orphan-idle", "-health-interval", "-health-addr", "-stats-file", "-export-queue", "-capabilities", "-version", "OTEL_METRICS_EXPORTER",
+		"OTEL_SERVICE_NAME", "-otlp-endpoint", "-terminal", "-clean-ratio", "-single-service", "-shutdown-timeout", "-netns", "-port", "-v", "-wide", "-clean-events", "-features", "-ring-buffer-bytes", "-max-connections", "-orphan-idle", "-health-interval", "-health-addr", "-stats-file", "-export-queue", "-capabilities", "-version", "OTEL_METRICS_EXPORTER",
 		"OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_EXPORT_TIMEOUT"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("help lacks %s", flag)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tcpspan/tcpspan/conn"
 	"github.com/tcpspan/tcpspan/exporter"
@@ -26,7 +27,13 @@ type terminal struct {
 	mu      sync.Mutex
 	w       io.Writer
 	verbose bool
+	width   int // wrap lines at this many columns; 0: never
 	printed uint64
+
+	// order is how long lines wait to be printed in the order of their
+	// time stamps (a connection's end); 0 prints them as they come.
+	order   time.Duration
+	pending []pendingLine
 
 	connections uint64
 	errorTypes  map[string]uint64 // connections by error.type
@@ -84,9 +91,110 @@ type lineFold struct {
 	folded conn.StormTally // the ones folded since: count, last end, peers
 }
 
-func newTerminal(w io.Writer, verbose bool) *terminal {
-	return &terminal{w: w, verbose: verbose, errorTypes: map[string]uint64{}, events: map[string]uint64{},
+// defaultWidth is the terminal view's width unless -wide.
+const defaultWidth = 100
+
+// defaultOrder is how long the view holds lines to print them in time
+// order: connections' records come within milliseconds of their end.
+const defaultOrder = time.Second
+
+// pendingLine is a line waiting for the ones stamped before it.
+type pendingLine struct {
+	at   time.Time
+	text string
+}
+
+// newTerminal returns a view that wraps its lines at width columns (0:
+// one line per connection, however long) and holds them for order to
+// print them in time order (0: as they come).
+func newTerminal(w io.Writer, verbose bool, width int, order time.Duration) *terminal {
+	return &terminal{w: w, verbose: verbose, width: width, order: order, errorTypes: map[string]uint64{}, events: map[string]uint64{},
 		folds: map[lineKey]*lineFold{}}
+}
+
+// header says what the lines are, and when they come: a connection is
+// printed when it ends, so a long one follows shorter ones that began
+// after it, and a socket-less one comes after orphanIdle without events.
+func (t *terminal) header(orphanIdle time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	what := "connection with a problem"
+	if t.verbose {
+		what = "connection"
+	}
+	if t.order > 0 {
+		fmt.Fprintf(t.w, "# one %s per line when it ends, stamped with its end, in time order within %s;\n", what, t.order)
+		fmt.Fprintf(t.w, "# one without a socket comes %s after its last event, out of order\n", orphanIdle)
+		return
+	}
+	fmt.Fprintf(t.w, "# one %s per line, printed when it ends, stamped with its end:\n", what)
+	fmt.Fprintf(t.w, "# a long one follows shorter, later ones; one without a socket comes %s after its last event\n", orphanIdle)
+}
+
+// emit writes one line stamped at, wrapped at t.width: the diagnosis
+// first, then side, ends and owner, continued under the diagnosis; with
+// t.order, once the lines stamped before it had time to come. t.mu is
+// held.
+func (t *terminal) emit(at time.Time, line string) {
+	if t.order <= 0 {
+		fmt.Fprintln(t.w, wrap(line, t.width))
+		return
+	}
+	t.pending = append(t.pending, pendingLine{at: at, text: line})
+}
+
+// release prints, in time order, the pending lines stamped order before
+// now or earlier (all of them if all is set). t.mu is held.
+func (t *terminal) release(now time.Time, all bool) {
+	slices.SortStableFunc(t.pending, func(a, b pendingLine) int { return a.at.Compare(b.at) })
+	n := 0
+	for n < len(t.pending) && (all || !t.pending[n].at.After(now.Add(-t.order))) {
+		fmt.Fprintln(t.w, wrap(t.pending[n].text, t.width))
+		n++
+	}
+	t.pending = append(t.pending[:0], t.pending[n:]...)
+}
+
+// indent lines a wrapped line's continuation up under the text after the
+// time stamp ("15:04:05.000  ").
+const indent = "              "
+
+// wrap breaks a line longer than width columns: at the "  |  " between
+// the diagnosis and the connection's ends first, then at spaces, each
+// continuation indented. Width 0 leaves it whole.
+func wrap(line string, width int) string {
+	if width <= 0 || utf8.RuneCountInString(line) <= width {
+		return line
+	}
+	head, tail, split := strings.Cut(line, "  |  ")
+	out := wrapWords(head, width, indent+"  ")
+	if split {
+		out = append(out, wrapWords(indent+tail, width, indent+"  ")...)
+	}
+	return strings.Join(out, "\n")
+}
+
+// wrapWords breaks s at spaces into lines of at most width columns (a
+// word longer than that stays whole), continuations prefixed by cont.
+func wrapWords(s string, width int, cont string) []string {
+	var out []string
+	for utf8.RuneCountInString(s) > width {
+		cut := -1
+		for i, r := range s {
+			if utf8.RuneCountInString(s[:i]) > width {
+				break
+			}
+			if r == ' ' && strings.TrimSpace(s[:i]) != "" && utf8.RuneCountInString(s[:i]) > len(cont) {
+				cut = i
+			}
+		}
+		if cut < 0 {
+			break
+		}
+		out = append(out, strings.TrimRight(s[:cut], " "))
+		s = cont + strings.TrimLeft(s[cut:], " ")
+	}
+	return append(out, s)
 }
 
 func (t *terminal) print(c *conn.Connection) {
@@ -127,14 +235,14 @@ func (t *terminal) print(c *conn.Connection) {
 	if c.Storm != nil {
 		// The tracker's storm of orphans: already one line a second.
 		t.printed++
-		fmt.Fprintln(t.w, line(c, diagnosis))
+		t.emit(c.End, line(c, diagnosis))
 		return
 	}
 	k := lineKeyOf(c, errorType, problem)
 	f, ok := t.folds[k]
 	if !ok {
 		t.printed++
-		fmt.Fprintln(t.w, line(c, diagnosis))
+		t.emit(c.End, line(c, diagnosis))
 		if len(t.folds) < maxLineFolds {
 			until := c.End.Add(lineFoldWindow)
 			t.folds[k] = &lineFold{first: c.End, until: until, kind: kindText(c, diagnosis, k)}
@@ -157,6 +265,7 @@ func (t *terminal) flush(now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.flushLocked(now, false)
+	t.release(now, false)
 }
 
 // flushLocked prints the folds whose window passed by now (all of them if
@@ -184,11 +293,11 @@ func (t *terminal) flushLocked(now time.Time, all bool) {
 		case 0:
 		case 1:
 			t.printed++
-			fmt.Fprintln(t.w, f.one)
+			t.emit(st.Last, f.one)
 		default:
 			t.printed++
-			fmt.Fprintf(t.w, "%s  … %d more in %s from %s: %s\n", st.Last.Format("15:04:05.000"), st.Count,
-				st.Last.Sub(f.first).Round(time.Millisecond), plural(int(st.Peers), "peer"), f.kind)
+			t.emit(st.Last, fmt.Sprintf("%s  … %d more in %s from %s: %s", st.Last.Format("15:04:05.000"), st.Count,
+				st.Last.Sub(f.first).Round(time.Millisecond), plural(int(st.Peers), "peer"), f.kind))
 		}
 	}
 }
@@ -260,20 +369,39 @@ func writeWhat(b *strings.Builder, c *conn.Connection, diagnosis, local, remote 
 
 // summary prints what the terminal saw, for comparison with the kernel's
 // own counters (nstat). cleanInKernel is the clean connections the kernel
-// side counted without sending them.
-func (t *terminal) summary(cleanInKernel uint64) {
+// side counted without sending them. With the tracker's counts, a second
+// line adds the total up from the agent's stopped log line, whose
+// "connections" are those with a socket only.
+func (t *terminal) summary(cleanInKernel uint64, tracker *conn.Stats) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.flushLocked(time.Time{}, true)
-	fmt.Fprintf(t.w, "\n%d connections", t.connections+cleanInKernel)
-	if cleanInKernel > 0 {
-		fmt.Fprintf(t.w, " (%d clean, counted in the kernel)", cleanInKernel)
+	t.release(time.Time{}, true)
+	// Long lines wrap at the view's width, continued with an indent.
+	put := func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		if t.width > 0 {
+			line = strings.Join(wrapWords(line, t.width, "      "), "\n")
+		}
+		fmt.Fprintln(t.w, line)
 	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d connections", t.connections+cleanInKernel)
 	for _, k := range slices.Sorted(maps.Keys(t.errorTypes)) {
-		fmt.Fprintf(t.w, ", %d %s", t.errorTypes[k], k)
+		fmt.Fprintf(&b, ", %d %s", t.errorTypes[k], k)
 	}
 	fmt.Fprintln(t.w)
+	put("%s", b.String())
+	if tracker != nil {
+		// A storm span is one orphan emitted for the orphans_folded.
+		put("  = %d with a socket + %d without + %d folded into %s + %d clean, kernel-counted",
+			tracker.Connections, tracker.Orphans-tracker.Storms, tracker.OrphansFolded, plural(int(tracker.Storms), "storm"), cleanInKernel)
+		put("    (log: connections=%d, orphans=%d with storms=%d, orphans_folded=%d, clean_in_kernel=%d)",
+			tracker.Connections, tracker.Orphans, tracker.Storms, tracker.OrphansFolded, cleanInKernel)
+	} else if cleanInKernel > 0 {
+		put("  of which %d clean, counted in the kernel", cleanInKernel)
+	}
 	for _, k := range slices.Sorted(maps.Keys(t.events)) {
-		fmt.Fprintf(t.w, "  %8d %s\n", t.events[k], k)
+		put("  %8d %s", t.events[k], k)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tcpspan/tcpspan/conn"
 )
@@ -57,7 +58,7 @@ func lines(out string) []string {
 // line for the rest, not a line each.
 func TestTerminalFoldsAStorm(t *testing.T) {
 	var out bytes.Buffer
-	view := newTerminal(&out, false)
+	view := newTerminal(&out, false, 0, 0)
 	for i := range 1000 {
 		view.print(refusedAt(i/2, uint16(20000+i), 9))
 	}
@@ -65,7 +66,7 @@ func TestTerminalFoldsAStorm(t *testing.T) {
 		!strings.Contains(got[0], "127.0.0.1:20000 -> 127.0.0.1:9") {
 		t.Fatalf("before the window closed: %q, want the first line alone", got)
 	}
-	view.summary(0)
+	view.summary(0, nil)
 	got := lines(out.String())
 	want := "18:00:00.499  … 999 more in 499ms from 1 peer: connection refused: RST received (ECONNREFUSED) from 127.0.0.1:9  |  client 127.0.0.1 -> 127.0.0.1:9  rstorm[1838]"
 	if len(got) != 2 || got[1] != want {
@@ -80,7 +81,7 @@ func TestTerminalFoldsAStorm(t *testing.T) {
 // it, whose line follows the kind's; a lone fellow is printed in full.
 func TestTerminalFoldWindows(t *testing.T) {
 	var out bytes.Buffer
-	view := newTerminal(&out, false)
+	view := newTerminal(&out, false, 0, 0)
 	view.print(refusedAt(0, 30001, 9))
 	view.print(refusedAt(10, 30002, 9))  // folded: the only one
 	view.print(refusedAt(20, 30003, 10)) // another port: another kind
@@ -116,11 +117,11 @@ func TestTerminalFoldWindows(t *testing.T) {
 func TestTerminalCleanLines(t *testing.T) {
 	for _, verbose := range []bool{false, true} {
 		var out bytes.Buffer
-		view := newTerminal(&out, verbose)
+		view := newTerminal(&out, verbose, 0, 0)
 		for i := range 50 {
 			view.print(cleanAt(i, uint16(40000+i)))
 		}
-		view.summary(0)
+		view.summary(0, nil)
 		got := lines(out.String())
 		switch {
 		case !verbose && len(got) != 0:
@@ -136,7 +137,7 @@ func TestTerminalCleanLines(t *testing.T) {
 // that it compares with the kernel's counters (nstat's TcpOutRsts).
 func TestTerminalSummaryCountsStorms(t *testing.T) {
 	var out bytes.Buffer
-	view := newTerminal(&out, false)
+	view := newTerminal(&out, false, 0, 0)
 	end := t0.Add(time.Second)
 	storm := &conn.Connection{
 		Side: conn.SideServer, Network: "ipv4", Orphan: true,
@@ -148,7 +149,7 @@ func TestTerminalSummaryCountsStorms(t *testing.T) {
 	storm.Storm.Events[conn.EventRSTSent] = 4211
 	view.print(storm)
 	view.print(refusedAt(0, 20000, 9))
-	view.summary(0)
+	view.summary(0, nil)
 	for _, want := range []string{"4212 connections, 1 tcp.refused, 4211 tcp.rst_sent", "      4211 rst_sent NO_SOCKET", "         1 rst_received"} {
 		if !strings.Contains(out.String(), want+"\n") {
 			t.Errorf("summary without %q:\n%s", want, out.String())
@@ -156,5 +157,84 @@ func TestTerminalSummaryCountsStorms(t *testing.T) {
 	}
 	if l := lines(out.String()); len(l) != 2 || !strings.Contains(l[0], "4211 such in 1s from 1 peer") {
 		t.Errorf("lines: %q", l)
+	}
+}
+
+// By default the view fits 100 columns: a long line goes on under its
+// time stamp, with the same words as the one line -wide prints.
+func TestTerminalFits100Columns(t *testing.T) {
+	overflow := &conn.Connection{
+		Side: conn.SideServer, Network: "ipv4", Orphan: true,
+		Local:  netip.MustParseAddrPort("127.0.0.1:92"),
+		Remote: netip.MustParseAddrPort("127.0.0.1:51234"),
+		Start:  t0, End: t0.Add(7 * time.Second), Owner: conn.Process{PID: 812, Comm: "rinetd"},
+		Events: []conn.Event{
+			{Time: t0, Kind: conn.EventACKOverflow, State: conn.StateListen, Backlog: 6, MaxBacklog: 5},
+			{Time: t0.Add(time.Second), Kind: conn.EventACKOverflow, State: conn.StateListen, Backlog: 6, MaxBacklog: 5},
+			{Time: t0.Add(7 * time.Second), Kind: conn.EventRSTSent, Reason: "TCP_FLAGS", State: conn.StateListen},
+		},
+	}
+	conns := []*conn.Connection{refusedAt(0, 30001, 9), overflow, cleanAt(10, 40000)}
+	render := func(width int) string {
+		var out bytes.Buffer
+		view := newTerminal(&out, true, width, 0)
+		view.header(5 * time.Second)
+		for _, c := range conns {
+			view.print(c)
+		}
+		// A summary line as long as a storm's.
+		view.summary(18005, &conn.Stats{Connections: 13524, Orphans: 86, Storms: 21, OrphansFolded: 13601})
+		return out.String()
+	}
+	wide, narrow := render(0), render(defaultWidth)
+	longest := 0
+	for _, l := range strings.Split(wide, "\n") {
+		longest = max(longest, utf8.RuneCountInString(l))
+	}
+	if longest <= defaultWidth {
+		t.Fatalf("no line of the wide view is longer than %d columns: nothing to wrap\n%s", defaultWidth, wide)
+	}
+	for _, l := range strings.Split(narrow, "\n") {
+		if n := utf8.RuneCountInString(l); n > defaultWidth {
+			t.Errorf("%d columns: %q", n, l)
+		}
+		if strings.HasPrefix(l, "  ") && !strings.HasPrefix(l, "              ") && !strings.HasPrefix(l, "  =") &&
+			!strings.HasPrefix(l, "    ") {
+			t.Errorf("a continuation not under the text: %q", l)
+		}
+	}
+	// The same words; a wrapped line's second line replaces the "|".
+	words := func(s string) string { return strings.Join(strings.Fields(strings.ReplaceAll(s, "  |  ", " ")), " ") }
+	if words(narrow) != words(wide) {
+		t.Errorf("wrapped:\n%s\nwide:\n%s", narrow, wide)
+	}
+	t.Logf("\n%s", narrow)
+}
+
+// Lines wait for the order window, then come in the order of their time
+// stamps, whatever the order their connections were printed in; the
+// summary prints what still waits.
+func TestTerminalKeepsTimeOrder(t *testing.T) {
+	var out bytes.Buffer
+	view := newTerminal(&out, false, 0, time.Second)
+	for i, ms := range []int{500, 100, 300, 1400} {
+		view.print(refusedAt(ms, uint16(30001+i), uint16(9+i))) // each its own kind: no folding
+	}
+	if got := lines(out.String()); len(got) != 0 {
+		t.Fatalf("printed before the order window: %q", got)
+	}
+	view.flush(t0.Add(1300 * time.Millisecond)) // stamped up to 0.3 s
+	got := lines(out.String())
+	if len(got) != 2 || !strings.HasPrefix(got[0], "18:00:00.100") || !strings.HasPrefix(got[1], "18:00:00.300") {
+		t.Fatalf("after 1.3 s: %q, want the lines of 0.1 s and 0.3 s, in order", got)
+	}
+	view.summary(0, nil)
+	got = lines(out.String())
+	var stamps []string
+	for _, l := range got {
+		stamps = append(stamps, l[:12])
+	}
+	if strings.Join(stamps, " ") != "18:00:00.100 18:00:00.300 18:00:00.500 18:00:01.400" {
+		t.Errorf("lines stamped %v, want time order", stamps)
 	}
 }
