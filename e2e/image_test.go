@@ -132,7 +132,7 @@ func TestImageTracesContainers(t *testing.T) {
 		"-v", "/var/run/netns:/var/run/netns:ro",
 		"-e", "OTEL_EXPORTER_OTLP_ENDPOINT=http://" + jaeger.OTLPGRPC,
 		"-e", "OTEL_SERVICE_NAME=tcpspan-image"}, agentPrivileges...),
-		"localhost/tcpspan:e2e", "-netns", ns.Name)...)
+		"localhost/tcpspan:e2e", "-netns", ns.Name, "-terminal", "-v")...)
 	waitLogs(t, agent, "msg=tracing", 30*time.Second)
 
 	port := freePort(t, ns)
@@ -164,6 +164,10 @@ func TestImageTracesContainers(t *testing.T) {
 	}
 	if got := fmt.Sprint(sp.Resource["container.id"]); got != srv {
 		t.Errorf("container.id %s, want the server container's %s", got, srv)
+	}
+	// The terminal view names it too, by its short id, beside the process.
+	if !strings.Contains(string(logs), "e2e.test[") || !strings.Contains(string(logs), "] container "+srv[:12]) {
+		t.Errorf("the agent's terminal view does not name container %.12s beside its process", srv)
 	}
 	if !strings.HasPrefix(sp.Status.Message, "RST sent (TCP_ABORT_ON_CLOSE): e2e.test[") ||
 		!strings.Contains(sp.Status.Message, "with 18 bytes unread") {

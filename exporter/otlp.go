@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/tcpspan/tcpspan/conn"
+	"github.com/tcpspan/tcpspan/container"
 	"github.com/tcpspan/tcpspan/internal/version"
 	tcpsemconv "github.com/tcpspan/tcpspan/semconv"
 )
@@ -240,7 +241,7 @@ type Exporter struct {
 	cfg   config
 	names *serviceNames
 	// containers names owners' containers and pods.
-	containers *containers
+	containers *container.Owners
 	stop       func(context.Context) error // stops the client
 	scope      *commonpb.InstrumentationScope
 
@@ -392,7 +393,7 @@ func New(base *resource.Resource, opts ...Option) (*Exporter, error) {
 		e.names = newServiceNames()
 		e.cfg.serviceOf = e.names.resolve
 	}
-	e.containers = newContainers(cfg.cgroupRoot)
+	e.containers = container.NewOwners(cfg.cgroupRoot)
 	e.mapper.cleanEvents = cfg.cleanEvents
 	for range cfg.concurrency {
 		e.senders.Go(e.send)
@@ -721,7 +722,7 @@ func (e *Exporter) resourceKeyOf(c *conn.Connection) resourceKey {
 	if name == "" {
 		name = e.cfg.agentService
 	}
-	info := e.containers.resolve(owner, c.OwnerCgroup)
+	info := e.containers.Of(owner.PID, owner.Comm, c.OwnerCgroup)
 	return resourceKey{service: name, pid: owner.PID, exe: owner.Comm, container: info.ID, pod: info.PodUID}
 }
 

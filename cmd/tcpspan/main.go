@@ -27,6 +27,7 @@ import (
 	"github.com/tcpspan/tcpspan/agent"
 	"github.com/tcpspan/tcpspan/bpf"
 	"github.com/tcpspan/tcpspan/conn"
+	"github.com/tcpspan/tcpspan/container"
 	"github.com/tcpspan/tcpspan/exporter"
 	"github.com/tcpspan/tcpspan/internal/version"
 	"github.com/tcpspan/tcpspan/selfmetrics"
@@ -172,6 +173,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			width = 0
 		}
 		view = newTerminal(stdout, o.verbose, width, defaultOrder)
+		cgroupRoot, _ := bpf.FindCgroup2()
+		view.containers = container.NewOwners(cgroupRoot)
 		view.header(o.orphanIdle)
 		sinks = append(sinks, view.print)
 		go func() {

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tcpspan/tcpspan/conn"
+	"github.com/tcpspan/tcpspan/container"
 	"github.com/tcpspan/tcpspan/exporter"
 )
 
@@ -28,7 +29,9 @@ type terminal struct {
 	w       io.Writer
 	verbose bool
 	width   int // wrap lines at this many columns; 0: never
-	printed uint64
+	// containers names owners' containers; nil names none.
+	containers *container.Owners
+	printed    uint64
 
 	// order is how long lines wait to be printed in the order of their
 	// time stamps (a connection's end); 0 prints them as they come.
@@ -235,17 +238,17 @@ func (t *terminal) print(c *conn.Connection) {
 	if c.Storm != nil {
 		// The tracker's storm of orphans: already one line a second.
 		t.printed++
-		t.emit(c.End, line(c, diagnosis))
+		t.emit(c.End, t.line(c, diagnosis))
 		return
 	}
 	k := lineKeyOf(c, errorType, problem)
 	f, ok := t.folds[k]
 	if !ok {
 		t.printed++
-		t.emit(c.End, line(c, diagnosis))
+		t.emit(c.End, t.line(c, diagnosis))
 		if len(t.folds) < maxLineFolds {
 			until := c.End.Add(lineFoldWindow)
-			t.folds[k] = &lineFold{first: c.End, until: until, kind: kindText(c, diagnosis, k)}
+			t.folds[k] = &lineFold{first: c.End, until: until, kind: t.kindText(c, diagnosis, k)}
 			if len(t.folds) == 1 || until.Before(t.nextDue) {
 				t.nextDue = until
 			}
@@ -253,7 +256,7 @@ func (t *terminal) print(c *conn.Connection) {
 		return
 	}
 	if f.folded.Storm.Count == 0 {
-		f.one = line(c, diagnosis)
+		f.one = t.line(c, diagnosis)
 	}
 	f.folded.Add(c.Events, c.Start, c.End, c.Remote.Addr(), c.ISN)
 }
@@ -305,9 +308,9 @@ func (t *terminal) flushLocked(now time.Time, all bool) {
 // kindText is what a fold's summary line says of its kind: the first's
 // diagnosis (or what a clean line says), side, owner and the ends the kind
 // shares (a changing port left out).
-func kindText(c *conn.Connection, diagnosis string, k lineKey) string {
+func (t *terminal) kindText(c *conn.Connection, diagnosis string, k lineKey) string {
 	var b strings.Builder
-	writeWhat(&b, c, diagnosis, endText(k.local), endText(k.remote))
+	writeWhat(&b, c, diagnosis, endText(k.local), endText(k.remote), t.containerOf(c))
 	return b.String()
 }
 
@@ -330,12 +333,20 @@ func plural(n int, what string) string {
 	return strconv.Itoa(n) + " " + what + "s"
 }
 
+// containerOf returns the short id of the container of c's owner, or "".
+func (t *terminal) containerOf(c *conn.Connection) string {
+	if t.containers == nil {
+		return ""
+	}
+	return t.containers.Of(c.Owner.PID, c.Owner.Comm, c.OwnerCgroup).Short()
+}
+
 // line renders one connection: time, diagnosis (or "ok"), then who and where.
-func line(c *conn.Connection, diagnosis string) string {
+func (t *terminal) line(c *conn.Connection, diagnosis string) string {
 	var b strings.Builder
 	b.WriteString(c.End.Format("15:04:05.000"))
 	b.WriteString("  ")
-	writeWhat(&b, c, diagnosis, c.Local.String(), c.Remote.String())
+	writeWhat(&b, c, diagnosis, c.Local.String(), c.Remote.String(), t.containerOf(c))
 	fmt.Fprintf(&b, "  %s", c.End.Sub(c.Start).Round(10e3))
 	if c.BytesSent+c.BytesReceived > 0 {
 		fmt.Fprintf(&b, "  tx %dB rx %dB", c.BytesSent, c.BytesReceived)
@@ -346,8 +357,9 @@ func line(c *conn.Connection, diagnosis string) string {
 	return b.String()
 }
 
-// writeWhat writes a line's diagnosis (or "ok"), side, ends and owner.
-func writeWhat(b *strings.Builder, c *conn.Connection, diagnosis, local, remote string) {
+// writeWhat writes a line's diagnosis (or "ok"), side, ends and owner, with
+// the owner's container (ctr, a short id) if it has one.
+func writeWhat(b *strings.Builder, c *conn.Connection, diagnosis, local, remote, ctr string) {
 	switch {
 	case diagnosis != "":
 		b.WriteString(diagnosis)
@@ -364,6 +376,9 @@ func writeWhat(b *strings.Builder, c *conn.Connection, diagnosis, local, remote 
 	fmt.Fprintf(b, "%s %s %s %s", c.Side, local, arrow, remote)
 	if c.Owner.PID != 0 {
 		fmt.Fprintf(b, "  %s", c.Owner)
+	}
+	if ctr != "" {
+		fmt.Fprintf(b, " container %s", ctr)
 	}
 }
 
