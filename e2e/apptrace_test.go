@@ -110,7 +110,7 @@ func TestDiagnosisInAppTrace(t *testing.T) {
 		if sp.ParentSpanID != "" && !hasSpan(trace, sp.ParentSpanID) {
 			t.Errorf("span %q (%s) has a parent %s missing from the trace", sp.Name, sp.Service, sp.ParentSpanID)
 		}
-		if _, ok := sp.Attributes["tcp.diagnosis.of"]; ok {
+		if _, ok := sp.Attributes["tcpspan.diagnosis.of"]; ok {
 			diags = append(diags, sp)
 		}
 	}
@@ -120,7 +120,7 @@ func TestDiagnosisInAppTrace(t *testing.T) {
 		if d.ParentSpanID != failed.SpanID || !isError(d) {
 			t.Errorf("diagnosis %q: parent %s, status %v; want a child of the shop's request span %s, Error", d.Name, d.ParentSpanID, d.Status.Code, failed.SpanID)
 		}
-		if d.Attributes["tcp.diagnosis.of"] == "server" {
+		if d.Attributes["tcpspan.diagnosis.of"] == "server" {
 			server = d
 		}
 	}
@@ -146,14 +146,14 @@ func TestDiagnosisInAppTrace(t *testing.T) {
 	}
 	linked := false
 	for _, l := range connSpan.Links {
-		linked = linked || l.TraceID == failed.TraceID && l.SpanID == failed.SpanID && l.Attributes["tcp.link.reason"] == "traceparent"
+		linked = linked || l.TraceID == failed.TraceID && l.SpanID == failed.SpanID && l.Attributes["tcpspan.link.reason"] == "traceparent"
 	}
-	if !linked || connSpan.Attributes["tcp.traceparent.count"] != int64(1) {
+	if !linked || connSpan.Attributes["tcpspan.traceparent.count"] != int64(1) {
 		t.Errorf("the forwarder's connection span links %v, count %v: want a traceparent link to %s/%s", connSpan.Links,
-			connSpan.Attributes["tcp.traceparent.count"], failed.TraceID, failed.SpanID)
+			connSpan.Attributes["tcpspan.traceparent.count"], failed.TraceID, failed.SpanID)
 	}
 	for _, sp := range traces[ok.TraceID] {
-		if _, ok := sp.Attributes["tcp.diagnosis.of"]; ok {
+		if _, ok := sp.Attributes["tcpspan.diagnosis.of"]; ok {
 			t.Errorf("the answered request's trace has a diagnosis: %q %s", sp.Name, sp.Status.Message)
 		}
 	}
@@ -197,7 +197,7 @@ func waitAppTraces(t *testing.T, jaeger *testutil.Jaeger, since time.Time, ids .
 		}
 		done := len(got[ids[0]]) > 0 && len(got[ids[1]]) > 0
 		for _, sp := range got[ids[0]] {
-			if sp.Attributes["tcp.diagnosis.of"] == "server" {
+			if sp.Attributes["tcpspan.diagnosis.of"] == "server" {
 				return got
 			}
 		}

@@ -127,7 +127,7 @@ func TestCorrelationThroughNAT(t *testing.T) {
 			if peer != nil {
 				t.Logf("%s: trace %s\n\t%s: %s\n\t%s: %s", s.name, c.TraceID, corrServiceA, corrDescribe(c), corrServiceB, corrDescribe(peer))
 				// The two ends link to each other, as the other end's
-				// span ("tcp.link.reason": "peer").
+				// span ("tcpspan.link.reason": "peer").
 				if !corrLinked(c, peer) || !corrLinked(peer, c) {
 					t.Errorf("%s: trace %s: the ends do not link to each other (client span %s, B's span %s)",
 						s.name, c.TraceID, c.SpanID, peer.SpanID)
@@ -421,7 +421,7 @@ func corrDescribe(sp *testutil.Span) string {
 		d += " parent " + sp.ParentSpanID
 	}
 	for _, l := range sp.Links {
-		d += fmt.Sprintf(" link %s/%s (%v)", l.TraceID, l.SpanID, l.Attributes["tcp.link.reason"])
+		d += fmt.Sprintf(" link %s/%s (%v)", l.TraceID, l.SpanID, l.Attributes["tcpspan.link.reason"])
 	}
 	return d
 }
@@ -429,7 +429,7 @@ func corrDescribe(sp *testutil.Span) string {
 // corrLinked says whether sp links to other as its peer.
 func corrLinked(sp, other *testutil.Span) bool {
 	for _, l := range sp.Links {
-		if l.TraceID == other.TraceID && l.SpanID == other.SpanID && fmt.Sprint(l.Attributes["tcp.link.reason"]) == "peer" {
+		if l.TraceID == other.TraceID && l.SpanID == other.SpanID && fmt.Sprint(l.Attributes["tcpspan.link.reason"]) == "peer" {
 			return true
 		}
 	}

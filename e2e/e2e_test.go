@@ -282,7 +282,7 @@ func checkSpans(t *testing.T, jaeger *testutil.Jaeger, s scenario, since time.Ti
 		t.Errorf("refused client span: %+v", refused)
 	}
 	noSocket := find(spansOf(t, jaeger, agentService, since), func(sp *testutil.Span) bool {
-		return attr(sp, "tcp.reset.reason") == "NO_SOCKET" && attr(sp, "network.local.port") == strconv.Itoa(s.refusedPort)
+		return attr(sp, "tcpspan.reset.reason") == "NO_SOCKET" && attr(sp, "network.local.port") == strconv.Itoa(s.refusedPort)
 	})
 	if noSocket == nil || !isError(noSocket) || noSocket.Kind != testutil.SpanKindServer {
 		t.Fatalf("NO_SOCKET reset span under %s: %+v", agentService, noSocket)
@@ -311,8 +311,8 @@ func checkSpans(t *testing.T, jaeger *testutil.Jaeger, s scenario, since time.Ti
 	if !strings.HasPrefix(abort.Status.Message, wantDesc) || !strings.Contains(abort.Status.Message, "with 18 bytes unread") {
 		t.Errorf("description %q, want %q... with 18 bytes unread", abort.Status.Message, wantDesc)
 	}
-	if attr(abort, "tcp.reset.reason") != "TCP_ABORT_ON_CLOSE" || attr(abort, "error.type") != "tcp.rst_sent" ||
-		attr(abort, "tcp.reset.context") != "process" {
+	if attr(abort, "tcpspan.reset.reason") != "TCP_ABORT_ON_CLOSE" || attr(abort, "error.type") != "tcp.rst_sent" ||
+		attr(abort, "tcpspan.reset.context") != "process" {
 		t.Errorf("abort attributes: %v", abort.Attributes)
 	}
 	if resourcePID(abort) != strconv.Itoa(s.abortServerPID) {

@@ -19,7 +19,7 @@ var addressLike = regexp.MustCompile(`\d+\.\d+\.\d+\.\d+|[0-9a-fA-F]*:[0-9a-fA-F
 
 // checkSpanNames fails the test for any span whose name holds an address,
 // one of its own addresses, or its peer's port, or whose name is not of a
-// connection span's shape (diagnosis spans, tcp.diagnosis.of, have names
+// connection span's shape (diagnosis spans, tcpspan.diagnosis.of, have names
 // of their own). Span names are low-cardinality: Jaeger lists each as an
 // operation.
 func checkSpanNames(t *testing.T, spans []jaegerapi.Span) {
@@ -31,7 +31,7 @@ func checkSpanNames(t *testing.T, spans []jaegerapi.Span) {
 		switch {
 		case addressLike.MatchString(sp.Name):
 			problem = "holds an address"
-		case sp.Attributes["tcp.diagnosis.of"] == nil && !connectionSpanName.MatchString(sp.Name):
+		case sp.Attributes["tcpspan.diagnosis.of"] == nil && !connectionSpanName.MatchString(sp.Name):
 			problem = "is not of a connection span's shape"
 		}
 		for _, key := range []string{"network.peer.address", "network.local.address", "server.address", "client.address"} {

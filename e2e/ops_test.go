@@ -534,8 +534,8 @@ func TestRestartMidConnection(t *testing.T) {
 		t.Fatalf("%d spans of the connection, want its two ends once each", len(got))
 	}
 	for _, sp := range got {
-		if attr(&sp, "tcp.observed_midlife") != "true" {
-			t.Errorf("span %q %v: tcp.observed_midlife %q, want true", sp.Name, sp.Kind, attr(&sp, "tcp.observed_midlife"))
+		if attr(&sp, "tcpspan.observed_midlife") != "true" {
+			t.Errorf("span %q %v: tcpspan.observed_midlife %q, want true", sp.Name, sp.Kind, attr(&sp, "tcpspan.observed_midlife"))
 		}
 	}
 }

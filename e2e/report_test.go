@@ -397,7 +397,7 @@ func eventsInTimeOrder(sp *jaegerapi.Span) []string {
 
 func linksAsPeer(sp, other *jaegerapi.Span) bool {
 	for _, l := range sp.Links {
-		if l.SpanID == other.SpanID && l.TraceID == other.TraceID && fmt.Sprint(l.Attributes["tcp.link.reason"]) == "peer" {
+		if l.SpanID == other.SpanID && l.TraceID == other.TraceID && fmt.Sprint(l.Attributes["tcpspan.link.reason"]) == "peer" {
 			return true
 		}
 	}

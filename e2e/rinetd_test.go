@@ -140,7 +140,7 @@ func TestRinetdIncident(t *testing.T) {
 			upstreamRefused++
 			refusedIDs[sp.SpanID] = true
 		}
-		// A storm span (tcp.storm.count) stands for many orphans.
+		// A storm span (tcpspan.storm.count) stands for many orphans.
 		rstEvents += sp.EventCount("tcp.rst_sent")
 		overflowEvents += sp.EventCount("tcp.syn_overflow") + sp.EventCount("tcp.ack_overflow")
 		if sp.Service != "rinetd" || resourcePID(sp) != pid {
@@ -150,10 +150,10 @@ func TestRinetdIncident(t *testing.T) {
 		case attr(sp, "error.type") == "tcp.accept_queue_overflow":
 			overflows += sp.Connections()
 			for _, e := range sp.Events {
-				if e.Attributes["tcp.context"] != "kernel" || e.Attributes["process.pid"] != nil {
-					t.Errorf("overflow span %s: event %s credited to %v (%v)", sp.Name, e.Name, e.Attributes["process.pid"], e.Attributes["tcp.context"])
+				if e.Attributes["tcpspan.context"] != "kernel" || e.Attributes["process.pid"] != nil {
+					t.Errorf("overflow span %s: event %s credited to %v (%v)", sp.Name, e.Name, e.Attributes["process.pid"], e.Attributes["tcpspan.context"])
 				}
-				if e.Name == "tcp.rst_sent" && e.Attributes["tcp.reset.reason"] == "TCP_FLAGS" && e.Attributes["tcp.state"] == "LISTEN" {
+				if e.Name == "tcp.rst_sent" && e.Attributes["tcpspan.reset.reason"] == "TCP_FLAGS" && e.Attributes["network.connection.state"] == "listen" {
 					listenerResets += sp.Connections()
 				}
 			}
@@ -166,12 +166,12 @@ func TestRinetdIncident(t *testing.T) {
 				continue
 			}
 			rinetdClosed++
-			unread, _ := strconv.Atoi(attr(sp, "tcp.close.unread_bytes"))
+			unread, _ := strconv.Atoi(attr(sp, "tcpspan.close.unread_bytes"))
 			if unread > 0 {
 				aborts++
-				want := fmt.Sprintf("RST sent (TCP_ABORT_ON_CLOSE): rinetd[%d] closed fd %s with %d bytes unread", rinetdPID, attr(sp, "tcp.close.fd"), unread)
-				if sp.Status.Message != want || attr(sp, "tcp.reset.context") != "process" || !hasEvent(sp, "tcp.rst_sent") {
-					t.Errorf("abort span: %q (context %s), want %q", sp.Status.Message, attr(sp, "tcp.reset.context"), want)
+				want := fmt.Sprintf("RST sent (TCP_ABORT_ON_CLOSE): rinetd[%d] closed fd %s with %d bytes unread", rinetdPID, attr(sp, "tcpspan.close.fd"), unread)
+				if sp.Status.Message != want || attr(sp, "tcpspan.reset.context") != "process" || !hasEvent(sp, "tcp.rst_sent") {
+					t.Errorf("abort span: %q (context %s), want %q", sp.Status.Message, attr(sp, "tcpspan.reset.context"), want)
 				}
 				abortSpans = append(abortSpans, sp)
 			}
@@ -189,7 +189,7 @@ func TestRinetdIncident(t *testing.T) {
 	linked := 0
 	for _, sp := range abortSpans {
 		for _, l := range sp.Links {
-			if refusedIDs[l.SpanID] && l.Attributes["tcp.link.reason"] == "closed_after_failure" {
+			if refusedIDs[l.SpanID] && l.Attributes["tcpspan.link.reason"] == "closed_after_failure" {
 				linked++
 				break
 			}
@@ -255,7 +255,7 @@ func allSpans(t *testing.T, jaeger *testutil.Jaeger, since time.Time, netns uint
 			}
 			for _, tr := range traces {
 				for _, sp := range tr.ServiceSpans(svc) {
-					if sp.Start.Before(from.Add(2*time.Second)) && attr(&sp, "tcp.netns") == strconv.Itoa(int(netns)) {
+					if sp.Start.Before(from.Add(2*time.Second)) && attr(&sp, "tcpspan.netns") == strconv.Itoa(int(netns)) {
 						spans = append(spans, sp)
 					}
 				}

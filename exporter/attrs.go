@@ -105,7 +105,6 @@ var (
 	keyErrorType           = newKey(semconv.ErrorTypeKey)
 
 	keyNetns               = newKey(tcpsemconv.TCPNetnsKey)
-	keyStateFinal          = newKey(tcpsemconv.TCPStateFinalKey)
 	keyCloseFD             = newKey(tcpsemconv.TCPCloseFDKey)
 	keyCloseUnreadBytes    = newKey(tcpsemconv.TCPCloseUnreadBytesKey)
 	keyBytesSent           = newKey(tcpsemconv.TCPBytesSentKey)
@@ -124,8 +123,8 @@ var (
 	keyTraceparentsBad     = newKey(tcpsemconv.TCPTraceparentMalformedKey)
 	keyStormCount          = newKey(tcpsemconv.TCPStormCountKey)
 	keyStormPeerAddresses  = newKey(tcpsemconv.TCPStormPeerAddressesKey)
-	keyState               = newKey(tcpsemconv.TCPStateKey)
-	keyStateOld            = newKey(tcpsemconv.TCPStateOldKey)
+	keyState               = newKey(semconv.NetworkConnectionStateKey)
+	keyStatePrevious       = newKey(tcpsemconv.TCPStatePreviousKey)
 	keySyscall             = newKey(tcpsemconv.TCPSyscallKey)
 	keyFD                  = newKey(tcpsemconv.TCPFDKey)
 	keyDropReason          = newKey(tcpsemconv.TCPDropReasonKey)
@@ -145,38 +144,41 @@ var (
 		return k
 	}()
 
-	attrTransportTCP          = newConst(semconv.NetworkTransportTCP)
-	attrTypeIPv4              = newConst(semconv.NetworkTypeIPv4)
-	attrTypeIPv6              = newConst(semconv.NetworkTypeIPv6)
-	attrOwnerFromListener     = newConst(tcpsemconv.TCPOwnerFromListener(true))
-	attrObservedMidlife       = newConst(tcpsemconv.TCPObservedMidlife(true))
-	attrSYNEstimated          = newConst(tcpsemconv.TCPSYNEstimated(true))
-	attrOrphan                = newConst(tcpsemconv.TCPOrphan(true))
-	attrEndUnseen             = newConst(tcpsemconv.TCPEndUnseen(true))
-	attrInitiatorLocal        = newConst(tcpsemconv.TCPCloseInitiatorLocal)
-	attrInitiatorRemote       = newConst(tcpsemconv.TCPCloseInitiatorRemote)
-	attrInitiatorUnknown      = newConst(tcpsemconv.TCPCloseInitiatorUnknown)
-	attrResetSent             = newConst(tcpsemconv.TCPResetDirectionSent)
-	attrResetReceived         = newConst(tcpsemconv.TCPResetDirectionReceived)
-	attrResetCtxProcess       = newConst(tcpsemconv.TCPResetContextProcess)
-	attrResetCtxKernel        = newConst(tcpsemconv.TCPResetContextKernel)
-	attrResetCtxUnknown       = newConst(tcpsemconv.TCPResetContextUnknown)
-	attrResetAnswer           = newConst(tcpsemconv.TCPResetAnswer(true))
-	attrResetOwn              = newConst(tcpsemconv.TCPResetAnswer(false))
-	attrContextProcess        = newConst(tcpsemconv.TCPContextProcess)
-	attrContextKernel         = newConst(tcpsemconv.TCPContextKernel)
-	attrContextUnknown        = newConst(tcpsemconv.TCPContextUnknown)
-	attrStates, attrOldStates = func() (now, old [conn.StateNewSynRecv + 1]*constAttr) {
+	attrTransportTCP      = newConst(semconv.NetworkTransportTCP)
+	attrTypeIPv4          = newConst(semconv.NetworkTypeIPv4)
+	attrTypeIPv6          = newConst(semconv.NetworkTypeIPv6)
+	attrOwnerFromListener = newConst(tcpsemconv.TCPOwnerFromListener(true))
+	attrObservedMidlife   = newConst(tcpsemconv.TCPObservedMidlife(true))
+	attrSYNEstimated      = newConst(tcpsemconv.TCPSYNEstimated(true))
+	attrOrphan            = newConst(tcpsemconv.TCPOrphan(true))
+	attrEndUnseen         = newConst(tcpsemconv.TCPEndUnseen(true))
+	attrInitiatorLocal    = newConst(tcpsemconv.TCPCloseInitiatorLocal)
+	attrInitiatorRemote   = newConst(tcpsemconv.TCPCloseInitiatorRemote)
+	attrInitiatorUnknown  = newConst(tcpsemconv.TCPCloseInitiatorUnknown)
+	attrResetSent         = newConst(tcpsemconv.TCPResetDirectionSent)
+	attrResetReceived     = newConst(tcpsemconv.TCPResetDirectionReceived)
+	attrResetCtxProcess   = newConst(tcpsemconv.TCPResetContextProcess)
+	attrResetCtxKernel    = newConst(tcpsemconv.TCPResetContextKernel)
+	attrResetCtxUnknown   = newConst(tcpsemconv.TCPResetContextUnknown)
+	attrResetAnswer       = newConst(tcpsemconv.TCPResetAnswer(true))
+	attrResetOwn          = newConst(tcpsemconv.TCPResetAnswer(false))
+	attrContextProcess    = newConst(tcpsemconv.TCPContextProcess)
+	attrContextKernel     = newConst(tcpsemconv.TCPContextKernel)
+	attrContextUnknown    = newConst(tcpsemconv.TCPContextUnknown)
+	// The states as network.connection.state and tcpspan.state.previous
+	// values, RFC 9293's names (tcpsemconv.ConnectionState).
+	attrStates, attrPreviousStates = func() (now, previous [conn.StateNewSynRecv + 1]*constAttr) {
 		for s := conn.StateEstablished; s <= conn.StateNewSynRecv; s++ {
-			now[s] = newConst(tcpsemconv.TCPState(s.String()))
-			old[s] = newConst(tcpsemconv.TCPStateOld(s.String()))
+			v := tcpsemconv.ConnectionState(s.String())
+			now[s] = newConst(semconv.NetworkConnectionStateKey.String(v))
+			previous[s] = newConst(tcpsemconv.TCPStatePrevious(v))
 		}
-		return now, old
+		return now, previous
 	}()
 )
 
 // writeState writes a socket state as attribute k, from a table for the states
-// the kernel has.
+// the kernel has; one it does not know keeps its kernel name.
 func writeState(w attrWriter, table *[conn.StateNewSynRecv + 1]*constAttr, k *attrKey, s conn.State) {
 	if int(s) < len(table) && table[s] != nil {
 		w.constant(table[s])

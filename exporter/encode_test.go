@@ -184,11 +184,11 @@ func TestFullQueueFoldsAndCounts(t *testing.T) {
 		t.Fatalf("stats %+v, %d spans received, %d storms: want 40-50 exported, the rest in one storm", st, len(spans), len(storms))
 	}
 	s := storms[0]
-	if n := accounted(spans); n != 1000 || uint64(attrInt(s, "tcp.storm.count")) != st.Folded+1 || st.Recorded+st.Folded != 1000 {
-		t.Errorf("the spans account for %d connections, the storm for %d of %d folded: want 1000", n, attrInt(s, "tcp.storm.count"), st.Folded)
+	if n := accounted(spans); n != 1000 || uint64(attrInt(s, "tcpspan.storm.count")) != st.Folded+1 || st.Recorded+st.Folded != 1000 {
+		t.Errorf("the spans account for %d connections, the storm for %d of %d folded: want 1000", n, attrInt(s, "tcpspan.storm.count"), st.Folded)
 	}
 	if s.Status.Code != tracepb.Status_STATUS_CODE_ERROR || !strings.Contains(s.Status.Message, " such in ") ||
-		attrInt(s, "tcp.storm.events.rst_received") != int64(st.Folded+1) || attrInt(s, "tcp.storm.peer_addresses") != 1 {
+		attrInt(s, "tcpspan.storm.events.rst_received") != int64(st.Folded+1) || attrInt(s, "tcpspan.storm.peer_addresses") != 1 {
 		t.Errorf("storm span: status %v, attributes %v", s.Status, s.Attributes)
 	}
 	// It spans the connections it stands for: from the first folded to the last.
@@ -228,7 +228,7 @@ func TestFoldKeepsDiagnosesApart(t *testing.T) {
 	for _, s := range stormSpans(mem.spans()) {
 		for _, a := range s.Attributes {
 			if a.Key == "error.type" {
-				types[a.Value.GetStringValue()] += attrInt(s, "tcp.storm.count")
+				types[a.Value.GetStringValue()] += attrInt(s, "tcpspan.storm.count")
 			}
 		}
 	}
@@ -264,11 +264,11 @@ func TestFullQueueDropsPastMaxFolds(t *testing.T) {
 	}
 }
 
-// stormSpans returns the spans with tcp.storm.count.
+// stormSpans returns the spans with tcpspan.storm.count.
 func stormSpans(spans []gotSpan) []gotSpan {
 	var out []gotSpan
 	for _, sp := range spans {
-		if attrInt(sp, "tcp.storm.count") >= 0 {
+		if attrInt(sp, "tcpspan.storm.count") >= 0 {
 			out = append(out, sp)
 		}
 	}
@@ -280,7 +280,7 @@ func stormSpans(spans []gotSpan) []gotSpan {
 func accounted(spans []gotSpan) int64 {
 	var n int64
 	for _, sp := range spans {
-		if c := attrInt(sp, "tcp.storm.count"); c >= 0 {
+		if c := attrInt(sp, "tcpspan.storm.count"); c >= 0 {
 			n += c
 		} else {
 			n++

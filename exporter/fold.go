@@ -13,7 +13,7 @@ import (
 // refused upstream connects, tens of thousands a second) the spans that do
 // not fit are alike: the same process, the same peer, the same diagnosis.
 // So instead of dropping one, the exporter folds it into a storm span of
-// its kind (tcp.storm.count, as the tracker does for orphans), sent once
+// its kind (tcpspan.storm.count, as the tracker does for orphans), sent once
 // the kind's window has passed and the queue has room. Nothing changes
 // while the backend keeps up; when it does not, what it cannot take is
 // still accounted for, by kind, in a few spans.

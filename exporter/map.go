@@ -241,7 +241,7 @@ func (m *mapper) writeSpanAttributes(w attrWriter, c *conn.Connection, errType s
 		w.constant(attrEndUnseen)
 	}
 	if c.FinalState != 0 {
-		w.str(keyStateFinal, c.FinalState.String())
+		writeState(w, &attrStates, keyState, c.FinalState)
 	}
 	w.constant(closeInitiator(c.CloseInitiator))
 	if cl := c.Closer; cl != nil {
@@ -399,7 +399,7 @@ func writeEventAttributes(w attrWriter, e *conn.Event) {
 		writeState(w, &attrStates, keyState, e.State)
 	}
 	if e.Kind == conn.EventState && e.OldState != 0 {
-		writeState(w, &attrOldStates, keyStateOld, e.OldState)
+		writeState(w, &attrPreviousStates, keyStatePrevious, e.OldState)
 	}
 	if e.Kind == conn.EventState && e.Errno != 0 {
 		w.str(keyErrno, errnoName(e.Errno))
@@ -552,7 +552,7 @@ func eventContext(c conn.Context) *constAttr {
 	return attrContextUnknown
 }
 
-// resetReason is the tcp.reset.reason value of a kernel reason.
+// resetReason is the tcpspan.reset.reason value of a kernel reason.
 func resetReason(r string) string {
 	if r == "" {
 		return conn.ReasonUnknown

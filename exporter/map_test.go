@@ -24,27 +24,30 @@ func one(kv ...attribute.KeyValue) []attribute.KeyValue { return kv }
 
 // st is a state change's own attributes.
 func st(to, from string) []attribute.KeyValue {
-	return one(attribute.String("tcp.state", to), attribute.String("tcp.state.old", from))
+	return one(attribute.String("network.connection.state", tcpsemconv.ConnectionState(to)),
+		attribute.String("tcpspan.state.previous", tcpsemconv.ConnectionState(from)))
 }
 
-func atState(s string) []attribute.KeyValue { return one(attribute.String("tcp.state", s)) }
+func atState(s string) []attribute.KeyValue {
+	return one(attribute.String("network.connection.state", tcpsemconv.ConnectionState(s)))
+}
 
-var inKernel = one(attribute.String("tcp.context", "kernel"))
+var inKernel = one(attribute.String("tcpspan.context", "kernel"))
 
 // inProcess is process context with the acting process named.
 func inProcess(p conn.Process) []attribute.KeyValue {
-	return one(attribute.String("tcp.context", "process"),
+	return one(attribute.String("tcpspan.context", "process"),
 		attribute.Int("process.pid", int(p.PID)), attribute.String("process.executable.name", p.Comm))
 }
 
 // closed is a close() event's own attributes.
 func closed(tid, fd int) []attribute.KeyValue {
-	return one(attribute.Int("thread.id", tid), attribute.String("tcp.syscall", "close"), attribute.Int("tcp.fd", fd),
-		attribute.String("tcp.close.release", "close"))
+	return one(attribute.Int("thread.id", tid), attribute.String("tcpspan.syscall", "close"), attribute.Int("tcpspan.fd", fd),
+		attribute.String("tcpspan.close.release", "close"))
 }
 
 func accepted(fd int) []attribute.KeyValue {
-	return one(attribute.String("tcp.syscall", "accept4"), attribute.Int("tcp.fd", fd))
+	return one(attribute.String("tcpspan.syscall", "accept4"), attribute.Int("tcpspan.fd", fd))
 }
 
 func endpoints(network, local string, lport int, peer string, pport int) []attribute.KeyValue {
@@ -58,12 +61,12 @@ func owner(p conn.Process) []attribute.KeyValue {
 }
 
 func counters(sent, recv int64, out, in, retrans, rttUs int) []attribute.KeyValue {
-	return one(attribute.Int64("tcp.bytes.sent", sent), attribute.Int64("tcp.bytes.received", recv),
-		attribute.Int("tcp.segments.sent", out), attribute.Int("tcp.segments.received", in),
-		attribute.Int("tcp.retransmits", retrans), attribute.Int("tcp.rtt", rttUs))
+	return one(attribute.Int64("tcpspan.bytes.sent", sent), attribute.Int64("tcpspan.bytes.received", recv),
+		attribute.Int("tcpspan.segments.sent", out), attribute.Int("tcpspan.segments.received", in),
+		attribute.Int("tcpspan.retransmits", retrans), attribute.Int("tcpspan.rtt", rttUs))
 }
 
-var inNetns = one(attribute.Int("tcp.netns", netns))
+var inNetns = one(attribute.Int("tcpspan.netns", netns))
 
 func TestMap(t *testing.T) {
 	tests := []struct {
@@ -79,8 +82,8 @@ func TestMap(t *testing.T) {
 				Attributes: kvs(endpoints("ipv4", "10.0.0.1", 41234, "10.0.0.2", 80),
 					one(attribute.String("server.address", "10.0.0.2"), attribute.Int("server.port", 80)),
 					owner(curl), inNetns,
-					one(attribute.String("tcp.state.final", "CLOSE"), attribute.String("tcp.close.initiator", "local"),
-						attribute.Int("tcp.close.fd", 3), attribute.Int("tcp.close.unread_bytes", 0)),
+					one(attribute.String("network.connection.state", "closed"), attribute.String("tcpspan.close.initiator", "local"),
+						attribute.Int("tcpspan.close.fd", 3), attribute.Int("tcpspan.close.unread_bytes", 0)),
 					counters(78, 512, 6, 5, 0, 35), timed(1, -1, 10)),
 				Events: []EventData{
 					{"tcp.state", at(0), kvs(st("SYN_SENT", "CLOSE"), inProcess(curl))},
@@ -102,8 +105,8 @@ func TestMap(t *testing.T) {
 					one(attribute.String("server.address", "10.0.0.2"), attribute.Int("server.port", 80),
 						attribute.String("client.address", "10.0.0.1"), attribute.Int("client.port", 41234)),
 					owner(nginx), inNetns,
-					one(attribute.String("tcp.state.final", "CLOSE"), attribute.String("tcp.close.initiator", "remote"),
-						attribute.Int("tcp.close.fd", 12), attribute.Int("tcp.close.unread_bytes", 0)),
+					one(attribute.String("network.connection.state", "closed"), attribute.String("tcpspan.close.initiator", "remote"),
+						attribute.Int("tcpspan.close.fd", 12), attribute.Int("tcpspan.close.unread_bytes", 0)),
 					counters(512, 78, 5, 6, 0, 40), timed(1, 1, 2)),
 				Events: []EventData{
 					{"tcp.syn", at(0), kvs(atState("LISTEN"), inKernel)},
@@ -137,16 +140,16 @@ func TestMap(t *testing.T) {
 				Attributes: kvs(endpoints("ipv4", "127.0.0.1", 41234, "127.0.0.1", 9999),
 					one(attribute.String("server.address", "127.0.0.1"), attribute.Int("server.port", 9999)),
 					owner(curl), inNetns,
-					one(attribute.String("tcp.state.final", "CLOSE"), attribute.String("tcp.close.initiator", "remote"),
-						attribute.Int64("tcp.bytes.sent", 0), attribute.Int64("tcp.bytes.received", 0),
-						attribute.Int("tcp.segments.sent", 1), attribute.Int("tcp.segments.received", 1),
-						attribute.Int("tcp.retransmits", 0),
-						attribute.String("tcp.reset.direction", "received"), attribute.String("tcp.errno", "ECONNREFUSED"),
+					one(attribute.String("network.connection.state", "closed"), attribute.String("tcpspan.close.initiator", "remote"),
+						attribute.Int64("tcpspan.bytes.sent", 0), attribute.Int64("tcpspan.bytes.received", 0),
+						attribute.Int("tcpspan.segments.sent", 1), attribute.Int("tcpspan.segments.received", 1),
+						attribute.Int("tcpspan.retransmits", 0),
+						attribute.String("tcpspan.reset.direction", "received"), attribute.String("tcpspan.errno", "ECONNREFUSED"),
 						attribute.String("error.type", "tcp.refused"))),
 				Events: []EventData{
 					{"tcp.state", at(0), kvs(st("SYN_SENT", "CLOSE"), inProcess(curl))},
 					{"tcp.rst_received", at(1), kvs(atState("SYN_SENT"), inKernel)},
-					{"tcp.error", at(1), kvs(atState("SYN_SENT"), inKernel, one(attribute.String("tcp.errno", "ECONNREFUSED")))},
+					{"tcp.error", at(1), kvs(atState("SYN_SENT"), inKernel, one(attribute.String("tcpspan.errno", "ECONNREFUSED")))},
 					{"tcp.state", at(1), kvs(st("CLOSE", "SYN_SENT"), inKernel)},
 				},
 				StatusCode:        codes.Error,
@@ -163,11 +166,11 @@ func TestMap(t *testing.T) {
 					one(attribute.String("server.address", "127.0.0.1"), attribute.Int("server.port", 9999),
 						attribute.String("client.address", "127.0.0.1"), attribute.Int("client.port", 41234)),
 					inNetns,
-					one(attribute.Bool("tcp.orphan", true), attribute.String("tcp.close.initiator", "local"),
-						attribute.String("tcp.reset.direction", "sent"), attribute.String("tcp.reset.reason", "NO_SOCKET"),
-						attribute.String("tcp.reset.context", "kernel"), attribute.Bool("tcp.reset.answer", true), attribute.String("error.type", "tcp.rst_sent"))),
+					one(attribute.Bool("tcpspan.orphan", true), attribute.String("tcpspan.close.initiator", "local"),
+						attribute.String("tcpspan.reset.direction", "sent"), attribute.String("tcpspan.reset.reason", "NO_SOCKET"),
+						attribute.String("tcpspan.reset.context", "kernel"), attribute.Bool("tcpspan.reset.answer", true), attribute.String("error.type", "tcp.rst_sent"))),
 				Events: []EventData{
-					{"tcp.rst_sent", at(1), kvs(inKernel, one(attribute.String("tcp.reset.reason", "NO_SOCKET"), attribute.Bool("tcp.reset.answer", true)))},
+					{"tcp.rst_sent", at(1), kvs(inKernel, one(attribute.String("tcpspan.reset.reason", "NO_SOCKET"), attribute.Bool("tcpspan.reset.answer", true)))},
 				},
 				StatusCode:        codes.Error,
 				StatusDescription: "RST sent (NO_SOCKET): no socket on :9999 for 127.0.0.1:41234",
@@ -189,14 +192,14 @@ func TestMap(t *testing.T) {
 					one(attribute.String("server.address", "127.0.0.1"), attribute.Int("server.port", 9999),
 						attribute.String("client.address", "127.0.0.1"), attribute.Int("client.port", 41234)),
 					inNetns,
-					one(attribute.Bool("tcp.orphan", true), attribute.String("tcp.close.initiator", "local"),
-						attribute.String("tcp.reset.direction", "sent"), attribute.String("tcp.reset.reason", "NO_SOCKET"),
-						attribute.String("tcp.reset.context", "kernel"), attribute.Bool("tcp.reset.answer", true),
-						attribute.Int("tcp.storm.count", 4211), attribute.Int("tcp.storm.peer_addresses", 3),
-						attribute.Int("tcp.storm.events.rst_sent", 4211),
+					one(attribute.Bool("tcpspan.orphan", true), attribute.String("tcpspan.close.initiator", "local"),
+						attribute.String("tcpspan.reset.direction", "sent"), attribute.String("tcpspan.reset.reason", "NO_SOCKET"),
+						attribute.String("tcpspan.reset.context", "kernel"), attribute.Bool("tcpspan.reset.answer", true),
+						attribute.Int("tcpspan.storm.count", 4211), attribute.Int("tcpspan.storm.peer_addresses", 3),
+						attribute.Int("tcpspan.storm.events.rst_sent", 4211),
 						attribute.String("error.type", "tcp.rst_sent"))),
 				Events: []EventData{
-					{"tcp.rst_sent", at(1), kvs(inKernel, one(attribute.String("tcp.reset.reason", "NO_SOCKET"), attribute.Bool("tcp.reset.answer", true)))},
+					{"tcp.rst_sent", at(1), kvs(inKernel, one(attribute.String("tcpspan.reset.reason", "NO_SOCKET"), attribute.Bool("tcpspan.reset.answer", true)))},
 				},
 				StatusCode:        codes.Error,
 				StatusDescription: "RST sent (NO_SOCKET): no socket on :9999 for 127.0.0.1:41234; 4211 such in 998ms from 3 peers",
@@ -211,17 +214,17 @@ func TestMap(t *testing.T) {
 					one(attribute.String("server.address", "127.0.0.1"), attribute.Int("server.port", 92),
 						attribute.String("client.address", "127.0.0.1"), attribute.Int("client.port", 50001)),
 					owner(rinetd),
-					one(attribute.Bool("tcp.owner.from_listener", true)), inNetns,
-					one(attribute.Bool("tcp.orphan", true), attribute.String("tcp.state.final", "LISTEN"),
-						attribute.String("tcp.close.initiator", "local"),
-						attribute.Int("tcp.listener.backlog", 6), attribute.Int("tcp.listener.backlog_max", 5),
-						attribute.String("tcp.reset.direction", "sent"), attribute.String("tcp.reset.reason", "TCP_FLAGS"),
-						attribute.String("tcp.reset.context", "kernel"), attribute.Bool("tcp.reset.answer", true),
+					one(attribute.Bool("tcpspan.owner.from_listener", true)), inNetns,
+					one(attribute.Bool("tcpspan.orphan", true), attribute.String("network.connection.state", "listen"),
+						attribute.String("tcpspan.close.initiator", "local"),
+						attribute.Int("tcpspan.listener.backlog", 6), attribute.Int("tcpspan.listener.backlog_max", 5),
+						attribute.String("tcpspan.reset.direction", "sent"), attribute.String("tcpspan.reset.reason", "TCP_FLAGS"),
+						attribute.String("tcpspan.reset.context", "kernel"), attribute.Bool("tcpspan.reset.answer", true),
 						attribute.String("error.type", "tcp.accept_queue_overflow"))),
 				Events: []EventData{
 					{"tcp.ack_overflow", at(0), kvs(atState("LISTEN"), inKernel,
-						one(attribute.Int("tcp.listener.backlog", 6), attribute.Int("tcp.listener.backlog_max", 5)))},
-					{"tcp.rst_sent", at(1000), kvs(atState("LISTEN"), inKernel, one(attribute.String("tcp.reset.reason", "TCP_FLAGS"), attribute.Bool("tcp.reset.answer", true)))},
+						one(attribute.Int("tcpspan.listener.backlog", 6), attribute.Int("tcpspan.listener.backlog_max", 5)))},
+					{"tcp.rst_sent", at(1000), kvs(atState("LISTEN"), inKernel, one(attribute.String("tcpspan.reset.reason", "TCP_FLAGS"), attribute.Bool("tcpspan.reset.answer", true)))},
 				},
 				StatusCode:        codes.Error,
 				StatusDescription: "handshake dropped: accept queue of :92 full (6/5), then RST from listener (TCP_FLAGS)",
@@ -236,15 +239,15 @@ func TestMap(t *testing.T) {
 				Attributes: kvs(endpoints("ipv4", "10.0.0.1", 41000, "10.0.0.2", 80),
 					one(attribute.String("server.address", "10.0.0.2"), attribute.Int("server.port", 80)),
 					owner(curl), inNetns,
-					one(attribute.String("tcp.state.final", "CLOSE"), attribute.String("tcp.close.initiator", "remote")),
+					one(attribute.String("network.connection.state", "closed"), attribute.String("tcpspan.close.initiator", "remote")),
 					counters(100, 0, 3, 2, 0, 200), timed(1, -1, -1),
-					one(attribute.String("tcp.reset.direction", "received"), attribute.String("tcp.errno", "ECONNRESET"),
+					one(attribute.String("tcpspan.reset.direction", "received"), attribute.String("tcpspan.errno", "ECONNRESET"),
 						attribute.String("error.type", "tcp.rst_received"))),
 				Events: []EventData{
 					{"tcp.state", at(0), kvs(st("SYN_SENT", "CLOSE"), inProcess(curl))},
 					{"tcp.state", at(1), kvs(st("ESTABLISHED", "SYN_SENT"), inKernel)},
 					{"tcp.rst_received", at(50), kvs(atState("ESTABLISHED"), inKernel)},
-					{"tcp.error", at(50), kvs(atState("ESTABLISHED"), inKernel, one(attribute.String("tcp.errno", "ECONNRESET")))},
+					{"tcp.error", at(50), kvs(atState("ESTABLISHED"), inKernel, one(attribute.String("tcpspan.errno", "ECONNRESET")))},
 					{"tcp.state", at(50), kvs(st("CLOSE", "ESTABLISHED"), inKernel)},
 				},
 				StatusCode:        codes.Error,
@@ -260,8 +263,8 @@ func TestMap(t *testing.T) {
 				Attributes: kvs(endpoints("ipv4", "10.0.0.1", 41234, "10.0.0.2", 80),
 					one(attribute.String("server.address", "10.0.0.2"), attribute.Int("server.port", 80)),
 					owner(curl), inNetns,
-					one(attribute.String("tcp.state.final", "CLOSE"), attribute.String("tcp.close.initiator", "local"),
-						attribute.Int("tcp.close.fd", 3), attribute.Int("tcp.close.unread_bytes", 0)),
+					one(attribute.String("network.connection.state", "closed"), attribute.String("tcpspan.close.initiator", "local"),
+						attribute.Int("tcpspan.close.fd", 3), attribute.Int("tcpspan.close.unread_bytes", 0)),
 					counters(78, 512, 9, 5, 3, 20000), timed(1, -1, 10)),
 				Events: []EventData{
 					{"tcp.state", at(0), kvs(st("SYN_SENT", "CLOSE"), inProcess(curl))},
@@ -286,17 +289,17 @@ func TestMap(t *testing.T) {
 					one(attribute.String("server.address", "2001:db8::2"), attribute.Int("server.port", 443),
 						attribute.String("client.address", "2001:db8::1"), attribute.Int("client.port", 50000)),
 					owner(nginx), inNetns,
-					one(attribute.String("tcp.state.final", "CLOSE"), attribute.String("tcp.close.initiator", "local"),
-						attribute.Int("tcp.close.fd", 9), attribute.Int("tcp.close.unread_bytes", 0)),
+					one(attribute.String("network.connection.state", "closed"), attribute.String("tcpspan.close.initiator", "local"),
+						attribute.Int("tcpspan.close.fd", 9), attribute.Int("tcpspan.close.unread_bytes", 0)),
 					counters(4096, 300, 5, 4, 0, 50), timed(-1, -1, 1),
-					one(attribute.String("tcp.reset.direction", "sent"), attribute.String("tcp.reset.reason", "TCP_ABORT_ON_DATA"),
-						attribute.String("tcp.reset.context", "kernel"), attribute.Bool("tcp.reset.answer", true), attribute.String("error.type", "tcp.rst_sent"))),
+					one(attribute.String("tcpspan.reset.direction", "sent"), attribute.String("tcpspan.reset.reason", "TCP_ABORT_ON_DATA"),
+						attribute.String("tcpspan.reset.context", "kernel"), attribute.Bool("tcpspan.reset.answer", true), attribute.String("error.type", "tcp.rst_sent"))),
 				Events: []EventData{
-					{"tcp.syn", at(0), kvs(atState("LISTEN"), inKernel, one(attribute.Bool("tcp.syn.estimated", true)))},
+					{"tcp.syn", at(0), kvs(atState("LISTEN"), inKernel, one(attribute.Bool("tcpspan.syn.estimated", true)))},
 					{"tcp.accept", at(1), kvs(atState("ESTABLISHED"), inProcess(nginx), accepted(9))},
 					{"tcp.close", at(20), kvs(atState("ESTABLISHED"), inProcess(nginx), closed(200, 9))},
 					{"tcp.state", at(20), kvs(st("FIN_WAIT1", "ESTABLISHED"), inProcess(nginx))},
-					{"tcp.rst_sent", at(21), kvs(atState("FIN_WAIT1"), inKernel, one(attribute.String("tcp.reset.reason", "TCP_ABORT_ON_DATA"), attribute.Bool("tcp.reset.answer", true)))},
+					{"tcp.rst_sent", at(21), kvs(atState("FIN_WAIT1"), inKernel, one(attribute.String("tcpspan.reset.reason", "TCP_ABORT_ON_DATA"), attribute.Bool("tcpspan.reset.answer", true)))},
 					{"tcp.state", at(21), kvs(st("CLOSE", "FIN_WAIT1"), inKernel)},
 				},
 				StatusCode:        codes.Error,
@@ -315,11 +318,11 @@ func TestMap(t *testing.T) {
 			want: SpanData{
 				Name: "TCP", Kind: trace.SpanKindInternal, Start: at(0), End: at(40),
 				Attributes: kvs(endpoints("ipv4", "10.0.0.1", 41234, "10.0.0.2", 80),
-					one(attribute.Bool("tcp.observed_midlife", true), attribute.String("tcp.state.final", "CLOSE"),
-						attribute.String("tcp.close.initiator", "local"),
-						attribute.Int64("tcp.bytes.sent", 78), attribute.Int64("tcp.bytes.received", 512),
-						attribute.Int("tcp.segments.sent", 6), attribute.Int("tcp.segments.received", 5),
-						attribute.Int("tcp.retransmits", 0), attribute.Int("tcp.events.dropped", 4))),
+					one(attribute.Bool("tcpspan.observed_midlife", true), attribute.String("network.connection.state", "closed"),
+						attribute.String("tcpspan.close.initiator", "local"),
+						attribute.Int64("tcpspan.bytes.sent", 78), attribute.Int64("tcpspan.bytes.received", 512),
+						attribute.Int("tcpspan.segments.sent", 6), attribute.Int("tcpspan.segments.received", 5),
+						attribute.Int("tcpspan.retransmits", 0), attribute.Int("tcpspan.events.dropped", 4))),
 				Events: []EventData{
 					{"tcp.state", at(40), kvs(st("CLOSE", "FIN_WAIT2"), inKernel)},
 				},
@@ -345,12 +348,12 @@ func TestMap(t *testing.T) {
 					one(attribute.String("server.address", "10.0.0.2"), attribute.Int("server.port", 80),
 						attribute.String("client.address", "10.0.0.1"), attribute.Int("client.port", 5555)),
 					inNetns,
-					one(attribute.Bool("tcp.orphan", true), attribute.String("tcp.state.final", "NEW_SYN_RECV"),
-						attribute.String("tcp.close.initiator", "unknown"), attribute.Int("tcp.synack.retransmits", 2),
+					one(attribute.Bool("tcpspan.orphan", true), attribute.String("network.connection.state", "syn_received"),
+						attribute.String("tcpspan.close.initiator", "unknown"), attribute.Int("tcpspan.synack.retransmits", 2),
 						attribute.String("error.type", "tcp.handshake_dropped"))),
 				Events: []EventData{
-					{"tcp.synack_retransmit", at(1000), kvs(atState("NEW_SYN_RECV"), inKernel, one(attribute.Int("tcp.synack.retransmits", 1)))},
-					{"tcp.synack_retransmit", at(3000), kvs(atState("NEW_SYN_RECV"), inKernel, one(attribute.Int("tcp.synack.retransmits", 2)))},
+					{"tcp.synack_retransmit", at(1000), kvs(atState("NEW_SYN_RECV"), inKernel, one(attribute.Int("tcpspan.synack.retransmits", 1)))},
+					{"tcp.synack_retransmit", at(3000), kvs(atState("NEW_SYN_RECV"), inKernel, one(attribute.Int("tcpspan.synack.retransmits", 2)))},
 				},
 				StatusCode:        codes.Error,
 				StatusDescription: "handshake not completed: SYN-ACK to 10.0.0.1:5555 retransmitted 2 times without an ACK",
@@ -380,7 +383,7 @@ func timed(handshake, queued, closing int) []attribute.KeyValue {
 	for _, x := range []struct {
 		key string
 		ms  int
-	}{{"tcp.handshake.duration", handshake}, {"tcp.accept.delay", queued}, {"tcp.close.duration", closing}} {
+	}{{"tcpspan.handshake.duration", handshake}, {"tcpspan.accept.delay", queued}, {"tcpspan.close.duration", closing}} {
 		if x.ms >= 0 {
 			a = append(a, attribute.Int64(x.key, int64(x.ms)*1000))
 		}
@@ -396,11 +399,11 @@ func rinetdAbortSpan(reason, desc string) SpanData {
 			one(attribute.String("server.address", "127.0.0.1"), attribute.Int("server.port", 92),
 				attribute.String("client.address", "127.0.0.1"), attribute.Int("client.port", 50000)),
 			owner(rinetd), inNetns,
-			one(attribute.String("tcp.state.final", "CLOSE"), attribute.String("tcp.close.initiator", "local"),
-				attribute.Int("tcp.close.fd", 7), attribute.Int("tcp.close.unread_bytes", 18)),
+			one(attribute.String("network.connection.state", "closed"), attribute.String("tcpspan.close.initiator", "local"),
+				attribute.Int("tcpspan.close.fd", 7), attribute.Int("tcpspan.close.unread_bytes", 18)),
 			counters(0, 18, 2, 3, 0, 10), timed(0, 1, -1),
-			one(attribute.String("tcp.reset.direction", "sent"), attribute.String("tcp.reset.reason", reason),
-				attribute.String("tcp.reset.context", "process"), attribute.Bool("tcp.reset.answer", false), attribute.String("error.type", "tcp.rst_sent"))),
+			one(attribute.String("tcpspan.reset.direction", "sent"), attribute.String("tcpspan.reset.reason", reason),
+				attribute.String("tcpspan.reset.context", "process"), attribute.Bool("tcpspan.reset.answer", false), attribute.String("error.type", "tcp.rst_sent"))),
 		Events: []EventData{
 			{"tcp.syn", at(0), kvs(atState("LISTEN"), inKernel)},
 			{"tcp.state", at(0), kvs(st("ESTABLISHED", "NEW_SYN_RECV"), inKernel)},
@@ -408,8 +411,8 @@ func rinetdAbortSpan(reason, desc string) SpanData {
 			{"tcp.close", at(5), kvs(atState("ESTABLISHED"), inProcess(rinetd), closed(812, 7))},
 			{"tcp.state", at(5), kvs(st("CLOSE", "ESTABLISHED"), inProcess(rinetd))},
 			{"tcp.rst_sent", at(5), kvs(atState("CLOSE"), inProcess(rinetd),
-				one(attribute.String("tcp.syscall", "close"), attribute.String("tcp.reset.reason", reason),
-					attribute.String("tcp.close.release", "close"), attribute.Bool("tcp.reset.answer", false)))},
+				one(attribute.String("tcpspan.syscall", "close"), attribute.String("tcpspan.reset.reason", reason),
+					attribute.String("tcpspan.close.release", "close"), attribute.Bool("tcpspan.reset.answer", false)))},
 		},
 		StatusCode:        codes.Error,
 		StatusDescription: desc,
@@ -546,8 +549,8 @@ func TestCleanSpansAreLean(t *testing.T) {
 		if len(lean.Events) != 0 {
 			t.Errorf("%s: %d events on a clean span", lean.Name, len(lean.Events))
 		}
-		if !slices.ContainsFunc(lean.Attributes, func(kv attribute.KeyValue) bool { return kv.Key == "tcp.handshake.duration" }) {
-			t.Errorf("%s: no tcp.handshake.duration", lean.Name)
+		if !slices.ContainsFunc(lean.Attributes, func(kv attribute.KeyValue) bool { return kv.Key == "tcpspan.handshake.duration" }) {
+			t.Errorf("%s: no tcpspan.handshake.duration", lean.Name)
 		}
 		size := func(cleanEvents bool) int {
 			m := newCachingMapper()

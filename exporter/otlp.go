@@ -186,7 +186,7 @@ func WithServiceResolver(f func(conn.Process) string) Option {
 
 // WithCleanEvents keeps the events of clean connections' spans. By
 // default a connection without a problem is a lean span: its timings
-// (tcp.handshake.duration, tcp.accept.delay, tcp.close.duration) as
+// (tcpspan.handshake.duration, tcpspan.accept.delay, tcpspan.close.duration) as
 // attributes, and no events.
 func WithCleanEvents(on bool) Option {
 	return optionFunc(func(c config) config { c.cleanEvents = on; return c })
@@ -204,7 +204,7 @@ type Stats struct {
 	Recorded   uint64 // spans built for export, or dropped from a full queue
 	SampledOut uint64 // clean connections not exported (WithCleanRatio)
 	// Folded counts connections the full queue could not take, folded
-	// into the storm span of their kind (tcp.storm.count) instead of
+	// into the storm span of their kind (tcpspan.storm.count) instead of
 	// dropped. The first of each kind is recorded as that span: spans
 	// recorded, sampled out and folded add up to the connections given.
 	Folded uint64
@@ -471,7 +471,7 @@ func (e *Exporter) appendDiagnosisLocked(c *conn.Connection, q *conn.Request, er
 }
 
 // maxStormOverflow is how many storm spans may go past a full batch when
-// the queue has no room: one stands for many orphans (tcp.storm.count), and
+// the queue has no room: one stands for many orphans (tcpspan.storm.count), and
 // there are few of them (one per kind a second), so they are kept rather
 // than dropped with their whole count.
 const maxStormOverflow = 64

@@ -398,7 +398,7 @@ func TestStormSpanKeptWhenQueueFull(t *testing.T) {
 	}
 	var found bool
 	for _, s := range stormSpans(mem.spans()) {
-		found = found || attrInt(s, "tcp.storm.count") == 4211
+		found = found || attrInt(s, "tcpspan.storm.count") == 4211
 	}
 	st := e.Stats()
 	if n := accounted(mem.spans()); !found || st.Dropped() != 0 || n != 100+4211 {
@@ -426,7 +426,7 @@ func TestStormSpansFoldWhenQueueFull(t *testing.T) {
 		t.Errorf("%d spans account for %d orphans, want fewer than 200 for 2000; stats %+v", len(spans), n, e.Stats())
 	}
 	for _, s := range stormSpans(spans) {
-		if attrInt(s, "tcp.storm.peer_addresses") != 3 || attrInt(s, "tcp.storm.events.rst_sent") != attrInt(s, "tcp.storm.count") {
+		if attrInt(s, "tcpspan.storm.peer_addresses") != 3 || attrInt(s, "tcpspan.storm.events.rst_sent") != attrInt(s, "tcpspan.storm.count") {
 			t.Errorf("storm span attributes %v", s.Attributes)
 		}
 	}
@@ -502,7 +502,7 @@ func TestResetLinksToAFoldedFailure(t *testing.T) {
 	var storm, abort gotSpan
 	for _, s := range mem.spans() {
 		switch {
-		case s.Kind == tracepb.Span_SPAN_KIND_CLIENT && attrInt(s, "tcp.storm.count") > 0:
+		case s.Kind == tracepb.Span_SPAN_KIND_CLIENT && attrInt(s, "tcpspan.storm.count") > 0:
 			storm = s
 		case s.Kind == tracepb.Span_SPAN_KIND_SERVER:
 			abort = s

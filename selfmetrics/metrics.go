@@ -118,7 +118,7 @@ var Definitions = []Definition{
 		func(h agent.Health) []Point { return one(h.Export.Spans.Recorded) }},
 	{"tcpspan.spans.sampled_out", "{connection}", "Clean connections not exported (-clean-ratio).", Counter,
 		func(h agent.Health) []Point { return one(h.Export.Spans.SampledOut) }},
-	{"tcpspan.spans.folded", "{connection}", "Connections the full export queue could not take, folded into the storm span of their kind (tcp.storm.count) instead of dropped; the first of each kind is recorded as that span.", Counter,
+	{"tcpspan.spans.folded", "{connection}", "Connections the full export queue could not take, folded into the storm span of their kind (tcpspan.storm.count) instead of dropped; the first of each kind is recorded as that span.", Counter,
 		func(h agent.Health) []Point { return one(h.Export.Spans.Folded) }},
 	{"tcpspan.spans.exported", "{span}", "Spans the collector accepted.", Counter,
 		func(h agent.Health) []Point { return one(h.Export.Spans.Exported) }},

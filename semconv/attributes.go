@@ -4,16 +4,16 @@ import "go.opentelemetry.io/otel/attribute"
 
 // Namespace: tcp (span attributes: the outcome of one connection)
 const (
-	// TCPCloseFDKey is the attribute Key for "tcp.close.fd". It represents the
+	// TCPCloseFDKey is the attribute Key for "tcpspan.close.fd". It represents the
 	// file descriptor that the closing process passed to close().
 	//
 	// Type: int
 	// Stability: Development
 	//
 	// Examples: 7
-	TCPCloseFDKey = attribute.Key("tcp.close.fd")
+	TCPCloseFDKey = attribute.Key("tcpspan.close.fd")
 
-	// TCPCloseInitiatorKey is the attribute Key for "tcp.close.initiator". It
+	// TCPCloseInitiatorKey is the attribute Key for "tcpspan.close.initiator". It
 	// represents which end closed the connection first: the end that sent the
 	// first FIN or RST.
 	//
@@ -21,9 +21,9 @@ const (
 	// Stability: Development
 	//
 	// Examples: "local", "remote", "unknown"
-	TCPCloseInitiatorKey = attribute.Key("tcp.close.initiator")
+	TCPCloseInitiatorKey = attribute.Key("tcpspan.close.initiator")
 
-	// TCPCloseUnreadBytesKey is the attribute Key for "tcp.close.unread_bytes".
+	// TCPCloseUnreadBytesKey is the attribute Key for "tcpspan.close.unread_bytes".
 	// It represents the bytes that were received but never read by the
 	// application when it called close(). A non-zero value makes the kernel
 	// reset the connection (reason TCP_ABORT_ON_CLOSE).
@@ -32,10 +32,10 @@ const (
 	// Stability: Development
 	//
 	// Examples: 0, 18
-	TCPCloseUnreadBytesKey = attribute.Key("tcp.close.unread_bytes")
+	TCPCloseUnreadBytesKey = attribute.Key("tcpspan.close.unread_bytes")
 
 	// TCPHandshakeDurationKey is the attribute Key for
-	// "tcp.handshake.duration". It represents how long the handshake took,
+	// "tcpspan.handshake.duration". It represents how long the handshake took,
 	// in microseconds: from the SYN (a server) or connect() (a client) to
 	// ESTABLISHED.
 	//
@@ -43,9 +43,9 @@ const (
 	// Stability: Development
 	//
 	// Examples: 52
-	TCPHandshakeDurationKey = attribute.Key("tcp.handshake.duration")
+	TCPHandshakeDurationKey = attribute.Key("tcpspan.handshake.duration")
 
-	// TCPAcceptDelayKey is the attribute Key for "tcp.accept.delay". It
+	// TCPAcceptDelayKey is the attribute Key for "tcpspan.accept.delay". It
 	// represents how long an established connection waited in its
 	// listener's accept queue before the server's accept() took it, in
 	// microseconds.
@@ -54,9 +54,9 @@ const (
 	// Stability: Development
 	//
 	// Examples: 180
-	TCPAcceptDelayKey = attribute.Key("tcp.accept.delay")
+	TCPAcceptDelayKey = attribute.Key("tcpspan.accept.delay")
 
-	// TCPCloseDurationKey is the attribute Key for "tcp.close.duration". It
+	// TCPCloseDurationKey is the attribute Key for "tcpspan.close.duration". It
 	// represents how long the close took, in microseconds: from the first
 	// FIN, sent or received, to the socket's end.
 	//
@@ -64,9 +64,9 @@ const (
 	// Stability: Development
 	//
 	// Examples: 95
-	TCPCloseDurationKey = attribute.Key("tcp.close.duration")
+	TCPCloseDurationKey = attribute.Key("tcpspan.close.duration")
 
-	// TCPCloseReleaseKey is the attribute Key for "tcp.close.release". It
+	// TCPCloseReleaseKey is the attribute Key for "tcpspan.close.release". It
 	// represents how the process that released the socket let go of its last
 	// file reference: close(), close_range(), dup2() or dup3() onto its fd,
 	// execve() closing it as close-on-exec, or its exit (death by a signal
@@ -76,29 +76,29 @@ const (
 	// Stability: Development
 	//
 	// Examples: "close", "close_range", "dup2", "execve", "exit"
-	TCPCloseReleaseKey = attribute.Key("tcp.close.release")
+	TCPCloseReleaseKey = attribute.Key("tcpspan.close.release")
 
-	// TCPCloseExitSignalKey is the attribute Key for "tcp.close.exit_signal".
+	// TCPCloseExitSignalKey is the attribute Key for "tcpspan.close.exit_signal".
 	// It represents the signal that killed the process that released the
-	// socket by exiting (tcp.close.release=exit).
+	// socket by exiting (tcpspan.close.release=exit).
 	//
 	// Type: string
 	// Stability: Development
 	//
 	// Examples: "SIGKILL", "SIGSEGV"
-	TCPCloseExitSignalKey = attribute.Key("tcp.close.exit_signal")
+	TCPCloseExitSignalKey = attribute.Key("tcpspan.close.exit_signal")
 
-	// TCPCloseExitStatusKey is the attribute Key for "tcp.close.exit_status".
+	// TCPCloseExitStatusKey is the attribute Key for "tcpspan.close.exit_status".
 	// It represents the exit status of the process that released the socket
-	// by exiting on its own (tcp.close.release=exit, no signal).
+	// by exiting on its own (tcpspan.close.release=exit, no signal).
 	//
 	// Type: int
 	// Stability: Development
 	//
 	// Examples: 0, 1
-	TCPCloseExitStatusKey = attribute.Key("tcp.close.exit_status")
+	TCPCloseExitStatusKey = attribute.Key("tcpspan.close.exit_status")
 
-	// TCPResetAnswerKey is the attribute Key for "tcp.reset.answer". It
+	// TCPResetAnswerKey is the attribute Key for "tcpspan.reset.answer". It
 	// represents whether a reset this host sent answered a packet it received
 	// (true), or was the socket's own (false): sent as a process released it,
 	// or by a timer or memory pressure.
@@ -107,9 +107,9 @@ const (
 	// Stability: Development
 	//
 	// Examples: true, false
-	TCPResetAnswerKey = attribute.Key("tcp.reset.answer")
+	TCPResetAnswerKey = attribute.Key("tcpspan.reset.answer")
 
-	// TCPListenerQueuedKey is the attribute Key for "tcp.listener.queued". It
+	// TCPListenerQueuedKey is the attribute Key for "tcpspan.listener.queued". It
 	// represents, for a connection its server never accepted and that was
 	// reset because its listener was closed, how many connections were still
 	// in that listener's accept queue when it closed.
@@ -118,22 +118,22 @@ const (
 	// Stability: Development
 	//
 	// Examples: 3
-	TCPListenerQueuedKey = attribute.Key("tcp.listener.queued")
+	TCPListenerQueuedKey = attribute.Key("tcpspan.listener.queued")
 
 	// TCPEventsRetransmitsDroppedKey is the attribute Key for
-	// "tcp.events.retransmits_dropped". It represents the retransmits not kept
+	// "tcpspan.events.retransmits_dropped". It represents the retransmits not kept
 	// as tcp.retransmit events: the kernel keeps the first 3 of a connection
-	// and counts the rest (tcp.retransmits has the total). Only set when
+	// and counts the rest (tcpspan.retransmits has the total). Only set when
 	// non-zero.
 	//
 	// Type: int
 	// Stability: Development
 	//
 	// Examples: 1
-	TCPEventsRetransmitsDroppedKey = attribute.Key("tcp.events.retransmits_dropped")
+	TCPEventsRetransmitsDroppedKey = attribute.Key("tcpspan.events.retransmits_dropped")
 
 	// TCPTraceparentDroppedKey is the attribute Key for
-	// "tcp.traceparent.dropped". It represents the requests with a
+	// "tcpspan.traceparent.dropped". It represents the requests with a
 	// traceparent header that the span does not link to: it links to the
 	// latest 8. Only set when non-zero.
 	//
@@ -141,19 +141,9 @@ const (
 	// Stability: Development
 	//
 	// Examples: 4
-	TCPTraceparentDroppedKey = attribute.Key("tcp.traceparent.dropped")
+	TCPTraceparentDroppedKey = attribute.Key("tcpspan.traceparent.dropped")
 
-	// TCPStateFinalKey is the attribute Key for "tcp.state.final". It
-	// represents the kernel TCP state (include/net/tcp_states.h) of the socket
-	// when it was last seen.
-	//
-	// Type: string
-	// Stability: Development
-	//
-	// Examples: "CLOSE", "TIME_WAIT", "SYN_RECV"
-	TCPStateFinalKey = attribute.Key("tcp.state.final")
-
-	// TCPResetDirectionKey is the attribute Key for "tcp.reset.direction". It
+	// TCPResetDirectionKey is the attribute Key for "tcpspan.reset.direction". It
 	// represents whether the first reset of the connection was sent by this
 	// host or received from the peer.
 	//
@@ -161,9 +151,9 @@ const (
 	// Stability: Development
 	//
 	// Examples: "sent", "received"
-	TCPResetDirectionKey = attribute.Key("tcp.reset.direction")
+	TCPResetDirectionKey = attribute.Key("tcpspan.reset.direction")
 
-	// TCPResetReasonKey is the attribute Key for "tcp.reset.reason". It
+	// TCPResetReasonKey is the attribute Key for "tcpspan.reset.reason". It
 	// represents the kernel's reason for a reset this host sent (enum
 	// sk_rst_reason, without the SK_RST_REASON_ prefix), resolved from the
 	// running kernel. "UNKNOWN" when the kernel does not report reasons
@@ -173,9 +163,9 @@ const (
 	// Stability: Development
 	//
 	// Examples: "TCP_ABORT_ON_CLOSE", "NO_SOCKET", "TCP_FLAGS", "UNKNOWN"
-	TCPResetReasonKey = attribute.Key("tcp.reset.reason")
+	TCPResetReasonKey = attribute.Key("tcpspan.reset.reason")
 
-	// TCPResetContextKey is the attribute Key for "tcp.reset.context". It
+	// TCPResetContextKey is the attribute Key for "tcpspan.reset.context". It
 	// represents who sent the first reset: a process inside a syscall, or the
 	// kernel on its own (softirq, a timer, processing a packet).
 	//
@@ -183,9 +173,9 @@ const (
 	// Stability: Development
 	//
 	// Examples: "process", "kernel", "unknown"
-	TCPResetContextKey = attribute.Key("tcp.reset.context")
+	TCPResetContextKey = attribute.Key("tcpspan.reset.context")
 
-	// TCPListenerBacklogKey is the attribute Key for "tcp.listener.backlog". It
+	// TCPListenerBacklogKey is the attribute Key for "tcpspan.listener.backlog". It
 	// represents the length of the listener's accept queue when a handshake
 	// packet was dropped because the queue was full.
 	//
@@ -193,65 +183,65 @@ const (
 	// Stability: Development
 	//
 	// Examples: 6
-	TCPListenerBacklogKey = attribute.Key("tcp.listener.backlog")
+	TCPListenerBacklogKey = attribute.Key("tcpspan.listener.backlog")
 
 	// TCPListenerBacklogMaxKey is the attribute Key for
-	// "tcp.listener.backlog_max". It represents the limit of the listener's
+	// "tcpspan.listener.backlog_max". It represents the limit of the listener's
 	// accept queue (the backlog given to listen(), capped by somaxconn).
 	//
 	// Type: int
 	// Stability: Development
 	//
 	// Examples: 5, 4096
-	TCPListenerBacklogMaxKey = attribute.Key("tcp.listener.backlog_max")
+	TCPListenerBacklogMaxKey = attribute.Key("tcpspan.listener.backlog_max")
 
-	// TCPBytesSentKey is the attribute Key for "tcp.bytes.sent". It represents
+	// TCPBytesSentKey is the attribute Key for "tcpspan.bytes.sent". It represents
 	// the payload bytes sent and acknowledged by the peer.
 	//
 	// Type: int
 	// Stability: Development
 	//
 	// Examples: 0, 1448
-	TCPBytesSentKey = attribute.Key("tcp.bytes.sent")
+	TCPBytesSentKey = attribute.Key("tcpspan.bytes.sent")
 
-	// TCPBytesReceivedKey is the attribute Key for "tcp.bytes.received". It
+	// TCPBytesReceivedKey is the attribute Key for "tcpspan.bytes.received". It
 	// represents the payload bytes received.
 	//
 	// Type: int
 	// Stability: Development
 	//
 	// Examples: 0, 512
-	TCPBytesReceivedKey = attribute.Key("tcp.bytes.received")
+	TCPBytesReceivedKey = attribute.Key("tcpspan.bytes.received")
 
-	// TCPSegmentsSentKey is the attribute Key for "tcp.segments.sent". It
+	// TCPSegmentsSentKey is the attribute Key for "tcpspan.segments.sent". It
 	// represents the segments sent, retransmits included.
 	//
 	// Type: int
 	// Stability: Development
 	//
 	// Examples: 6
-	TCPSegmentsSentKey = attribute.Key("tcp.segments.sent")
+	TCPSegmentsSentKey = attribute.Key("tcpspan.segments.sent")
 
-	// TCPSegmentsReceivedKey is the attribute Key for "tcp.segments.received".
+	// TCPSegmentsReceivedKey is the attribute Key for "tcpspan.segments.received".
 	// It represents the segments received.
 	//
 	// Type: int
 	// Stability: Development
 	//
 	// Examples: 5
-	TCPSegmentsReceivedKey = attribute.Key("tcp.segments.received")
+	TCPSegmentsReceivedKey = attribute.Key("tcpspan.segments.received")
 
-	// TCPRetransmitsKey is the attribute Key for "tcp.retransmits". It
+	// TCPRetransmitsKey is the attribute Key for "tcpspan.retransmits". It
 	// represents the segments the kernel retransmitted on the connection.
 	//
 	// Type: int
 	// Stability: Development
 	//
 	// Examples: 0, 3
-	TCPRetransmitsKey = attribute.Key("tcp.retransmits")
+	TCPRetransmitsKey = attribute.Key("tcpspan.retransmits")
 
 	// TCPSYNACKRetransmitsKey is the attribute Key for
-	// "tcp.synack.retransmits". It represents how many times the SYN-ACK was
+	// "tcpspan.synack.retransmits". It represents how many times the SYN-ACK was
 	// retransmitted: on the span the total, on a tcp.synack_retransmit event
 	// the count so far.
 	//
@@ -259,18 +249,18 @@ const (
 	// Stability: Development
 	//
 	// Examples: 1, 5
-	TCPSYNACKRetransmitsKey = attribute.Key("tcp.synack.retransmits")
+	TCPSYNACKRetransmitsKey = attribute.Key("tcpspan.synack.retransmits")
 
-	// TCPRTTKey is the attribute Key for "tcp.rtt". It represents the smoothed
+	// TCPRTTKey is the attribute Key for "tcpspan.rtt". It represents the smoothed
 	// round-trip time (srtt) in microseconds.
 	//
 	// Type: int
 	// Stability: Development
 	//
 	// Examples: 35, 20000
-	TCPRTTKey = attribute.Key("tcp.rtt")
+	TCPRTTKey = attribute.Key("tcpspan.rtt")
 
-	// TCPSYNEstimatedKey is the attribute Key for "tcp.syn.estimated". It
+	// TCPSYNEstimatedKey is the attribute Key for "tcpspan.syn.estimated". It
 	// represents, on a tcp.syn event, that the SYN was not seen but placed
 	// one handshake RTT (as the kernel measured it) before the handshake
 	// completed: at the SYN-ACK, microseconds after the SYN. Only set when
@@ -280,9 +270,9 @@ const (
 	// Stability: Development
 	//
 	// Examples: true
-	TCPSYNEstimatedKey = attribute.Key("tcp.syn.estimated")
+	TCPSYNEstimatedKey = attribute.Key("tcpspan.syn.estimated")
 
-	// TCPObservedMidlifeKey is the attribute Key for "tcp.observed_midlife".
+	// TCPObservedMidlifeKey is the attribute Key for "tcpspan.observed_midlife".
 	// It represents that the connection was already open when tcpspan first
 	// saw it, so the span starts late and its early events are missing. Only
 	// set when true.
@@ -291,9 +281,9 @@ const (
 	// Stability: Development
 	//
 	// Examples: true
-	TCPObservedMidlifeKey = attribute.Key("tcp.observed_midlife")
+	TCPObservedMidlifeKey = attribute.Key("tcpspan.observed_midlife")
 
-	// TCPOrphanKey is the attribute Key for "tcp.orphan". It represents that
+	// TCPOrphanKey is the attribute Key for "tcpspan.orphan". It represents that
 	// there was never a full socket on this side (a dropped handshake, a reset
 	// from a listener or for no socket): the span was joined from packet-level
 	// events by 4-tuple. Only set when true.
@@ -302,9 +292,9 @@ const (
 	// Stability: Development
 	//
 	// Examples: true
-	TCPOrphanKey = attribute.Key("tcp.orphan")
+	TCPOrphanKey = attribute.Key("tcpspan.orphan")
 
-	// TCPEndUnseenKey is the attribute Key for "tcp.end_unseen". It
+	// TCPEndUnseenKey is the attribute Key for "tcpspan.end_unseen". It
 	// represents that the kernel side never saw the socket destroyed: the
 	// span was emitted when the socket's address was reused, with the events
 	// it had. Only set when true.
@@ -313,9 +303,9 @@ const (
 	// Stability: Development
 	//
 	// Examples: true
-	TCPEndUnseenKey = attribute.Key("tcp.end_unseen")
+	TCPEndUnseenKey = attribute.Key("tcpspan.end_unseen")
 
-	// TCPLinkReasonKey is the attribute Key for "tcp.link.reason", on a span
+	// TCPLinkReasonKey is the attribute Key for "tcpspan.link.reason", on a span
 	// link. It says why a span links to another: "peer" (the other end of
 	// the same connection), "closed_after_failure" (the process that closed
 	// this connection had just seen the linked one fail), "traceparent" (an
@@ -327,19 +317,19 @@ const (
 	// Stability: Development
 	//
 	// Examples: "peer", "closed_after_failure"
-	TCPLinkReasonKey = attribute.Key("tcp.link.reason")
+	TCPLinkReasonKey = attribute.Key("tcpspan.link.reason")
 
-	// TCPNetnsKey is the attribute Key for "tcp.netns". It represents the inode
+	// TCPNetnsKey is the attribute Key for "tcpspan.netns". It represents the inode
 	// number of the network namespace of the socket.
 	//
 	// Type: int
 	// Stability: Development
 	//
 	// Examples: 4026531840
-	TCPNetnsKey = attribute.Key("tcp.netns")
+	TCPNetnsKey = attribute.Key("tcpspan.netns")
 
 	// TCPOwnerFromListenerKey is the attribute Key for
-	// "tcp.owner.from_listener". It represents that no accept() was seen, so
+	// "tcpspan.owner.from_listener". It represents that no accept() was seen, so
 	// process.pid and process.executable.name name the owner of the listener
 	// the connection arrived on. Only set when true.
 	//
@@ -347,9 +337,9 @@ const (
 	// Stability: Development
 	//
 	// Examples: true
-	TCPOwnerFromListenerKey = attribute.Key("tcp.owner.from_listener")
+	TCPOwnerFromListenerKey = attribute.Key("tcpspan.owner.from_listener")
 
-	// TCPDiagnosisOfKey is the attribute Key for "tcp.diagnosis.of", on a
+	// TCPDiagnosisOfKey is the attribute Key for "tcpspan.diagnosis.of", on a
 	// diagnosis span: a span in an application's trace, under the span of
 	// a request that a connection failed while carrying. It says which end
 	// of the connection the diagnosis is from: "client" or "server".
@@ -358,10 +348,10 @@ const (
 	// Stability: Development
 	//
 	// Examples: "server"
-	TCPDiagnosisOfKey = attribute.Key("tcp.diagnosis.of")
+	TCPDiagnosisOfKey = attribute.Key("tcpspan.diagnosis.of")
 
 	// TCPTraceparentCountKey is the attribute Key for
-	// "tcp.traceparent.count": the requests with a W3C traceparent header
+	// "tcpspan.traceparent.count": the requests with a W3C traceparent header
 	// the connection carried. The span links to the latest of them (at most
 	// 8); this counts them all. Only set when not zero.
 	//
@@ -369,10 +359,10 @@ const (
 	// Stability: Development
 	//
 	// Examples: 3
-	TCPTraceparentCountKey = attribute.Key("tcp.traceparent.count")
+	TCPTraceparentCountKey = attribute.Key("tcpspan.traceparent.count")
 
 	// TCPTraceparentMalformedKey is the attribute Key for
-	// "tcp.traceparent.malformed": traceparent headers on the connection
+	// "tcpspan.traceparent.malformed": traceparent headers on the connection
 	// whose value did not parse (or was cut by the end of its packet). Only
 	// set when not zero.
 	//
@@ -380,9 +370,9 @@ const (
 	// Stability: Development
 	//
 	// Examples: 1
-	TCPTraceparentMalformedKey = attribute.Key("tcp.traceparent.malformed")
+	TCPTraceparentMalformedKey = attribute.Key("tcpspan.traceparent.malformed")
 
-	// TCPEventsDroppedKey is the attribute Key for "tcp.events.dropped". It
+	// TCPEventsDroppedKey is the attribute Key for "tcpspan.events.dropped". It
 	// represents the events the kernel saw on the connection but could not
 	// keep, so the span's event list is incomplete. Only set when non-zero.
 	//
@@ -390,9 +380,9 @@ const (
 	// Stability: Development
 	//
 	// Examples: 12
-	TCPEventsDroppedKey = attribute.Key("tcp.events.dropped")
+	TCPEventsDroppedKey = attribute.Key("tcpspan.events.dropped")
 
-	// TCPStormCountKey is the attribute Key for "tcp.storm.count". It
+	// TCPStormCountKey is the attribute Key for "tcpspan.storm.count". It
 	// represents that the span stands for this many connections of the same
 	// kind that came within a short window: a storm, folded into one span.
 	// Orphans are folded by the tracker (same local address and port, owner,
@@ -400,54 +390,45 @@ const (
 	// cannot take by the exporter (same process, side, ends without the
 	// ephemeral port, diagnosis, kinds of event and reasons). The span's
 	// events are the first folded connection's; its start and end span them
-	// all; the totals are in tcp.storm.events.<event>. Only set on such
+	// all; the totals are in tcpspan.storm.events.<event>. Only set on such
 	// spans.
 	//
 	// Type: int
 	// Stability: Development
 	//
 	// Examples: 4211
-	TCPStormCountKey = attribute.Key("tcp.storm.count")
+	TCPStormCountKey = attribute.Key("tcpspan.storm.count")
 
 	// TCPStormPeerAddressesKey is the attribute Key for
-	// "tcp.storm.peer_addresses". It represents the distinct peer addresses
+	// "tcpspan.storm.peer_addresses". It represents the distinct peer addresses
 	// among a storm's connections, counted up to 1024 (at least that many).
 	//
 	// Type: int
 	// Stability: Development
 	//
 	// Examples: 1, 1024
-	TCPStormPeerAddressesKey = attribute.Key("tcp.storm.peer_addresses")
+	TCPStormPeerAddressesKey = attribute.Key("tcpspan.storm.peer_addresses")
 )
 
 // TCPStormEventsPrefix starts the template attribute
-// "tcp.storm.events.<event>": how many events of that kind (an event name
+// "tcpspan.storm.events.<event>": how many events of that kind (an event name
 // without its "tcp." prefix, e.g. rst_sent) a storm's connections had in
 // all.
-const TCPStormEventsPrefix = "tcp.storm.events."
+const TCPStormEventsPrefix = "tcpspan.storm.events."
 
 // Namespace: tcp (span event attributes: one kernel event)
 const (
-	// TCPStateKey is the attribute Key for "tcp.state". It represents the
-	// kernel TCP state of the socket at an event: the new state for a
-	// tcp.state event.
+	// TCPStatePreviousKey is the attribute Key for "tcpspan.state.previous".
+	// It represents the state a tcp.state event left, in the values of
+	// network.connection.state (see ConnectionState).
 	//
 	// Type: string
 	// Stability: Development
 	//
-	// Examples: "ESTABLISHED", "FIN_WAIT1", "LISTEN"
-	TCPStateKey = attribute.Key("tcp.state")
+	// Examples: "syn_sent", "established"
+	TCPStatePreviousKey = attribute.Key("tcpspan.state.previous")
 
-	// TCPStateOldKey is the attribute Key for "tcp.state.old". It represents
-	// the state a tcp.state event left.
-	//
-	// Type: string
-	// Stability: Development
-	//
-	// Examples: "SYN_SENT", "ESTABLISHED"
-	TCPStateOldKey = attribute.Key("tcp.state.old")
-
-	// TCPContextKey is the attribute Key for "tcp.context". It represents who
+	// TCPContextKey is the attribute Key for "tcpspan.context". It represents who
 	// acted at an event: a process inside a syscall on the socket ("process";
 	// then process.pid and process.executable.name name it), or the kernel on
 	// its own, in softirq, a timer or while processing a packet ("kernel";
@@ -457,9 +438,9 @@ const (
 	// Stability: Development
 	//
 	// Examples: "process", "kernel", "unknown"
-	TCPContextKey = attribute.Key("tcp.context")
+	TCPContextKey = attribute.Key("tcpspan.context")
 
-	// TCPFDKey is the attribute Key for "tcp.fd". It represents the file
+	// TCPFDKey is the attribute Key for "tcpspan.fd". It represents the file
 	// descriptor of the socket in the acting process at a tcp.accept or
 	// tcp.close event.
 	//
@@ -467,18 +448,18 @@ const (
 	// Stability: Development
 	//
 	// Examples: 7
-	TCPFDKey = attribute.Key("tcp.fd")
+	TCPFDKey = attribute.Key("tcpspan.fd")
 
-	// TCPSyscallKey is the attribute Key for "tcp.syscall". It represents the
+	// TCPSyscallKey is the attribute Key for "tcpspan.syscall". It represents the
 	// syscall the acting process was in at an event.
 	//
 	// Type: string
 	// Stability: Development
 	//
 	// Examples: "close", "accept4"
-	TCPSyscallKey = attribute.Key("tcp.syscall")
+	TCPSyscallKey = attribute.Key("tcpspan.syscall")
 
-	// TCPErrnoKey is the attribute Key for "tcp.errno". It represents the
+	// TCPErrnoKey is the attribute Key for "tcpspan.errno". It represents the
 	// error reported to the application, by its errno name. On the span it is
 	// the first such error.
 	//
@@ -486,9 +467,9 @@ const (
 	// Stability: Development
 	//
 	// Examples: "ECONNRESET", "ECONNREFUSED", "ETIMEDOUT"
-	TCPErrnoKey = attribute.Key("tcp.errno")
+	TCPErrnoKey = attribute.Key("tcpspan.errno")
 
-	// TCPDropReasonKey is the attribute Key for "tcp.drop.reason". It
+	// TCPDropReasonKey is the attribute Key for "tcpspan.drop.reason". It
 	// represents the kernel's reason for dropping a packet of the connection
 	// (enum skb_drop_reason, without the SKB_DROP_REASON_ prefix), resolved
 	// from the running kernel.
@@ -497,78 +478,74 @@ const (
 	// Stability: Development
 	//
 	// Examples: "TCP_LISTEN_OVERFLOW", "TCP_INVALID_SEQUENCE"
-	TCPDropReasonKey = attribute.Key("tcp.drop.reason")
+	TCPDropReasonKey = attribute.Key("tcpspan.drop.reason")
 )
 
-// TCPCloseFD returns an attribute KeyValue for "tcp.close.fd": the file
+// TCPCloseFD returns an attribute KeyValue for "tcpspan.close.fd": the file
 // descriptor passed to close().
 func TCPCloseFD(val int) attribute.KeyValue { return TCPCloseFDKey.Int(val) }
 
 // TCPCloseUnreadBytes returns an attribute KeyValue for
-// "tcp.close.unread_bytes": bytes received but never read at close().
+// "tcpspan.close.unread_bytes": bytes received but never read at close().
 func TCPCloseUnreadBytes(val int) attribute.KeyValue { return TCPCloseUnreadBytesKey.Int(val) }
 
-// TCPCloseRelease returns an attribute KeyValue for "tcp.close.release": how
+// TCPCloseRelease returns an attribute KeyValue for "tcpspan.close.release": how
 // the process released the socket ("close", "exit", ...).
 func TCPCloseRelease(val string) attribute.KeyValue { return TCPCloseReleaseKey.String(val) }
 
-// TCPResetAnswer returns an attribute KeyValue for "tcp.reset.answer":
+// TCPResetAnswer returns an attribute KeyValue for "tcpspan.reset.answer":
 // whether a reset sent answered a packet received.
 func TCPResetAnswer(val bool) attribute.KeyValue { return TCPResetAnswerKey.Bool(val) }
 
-// TCPStateFinal returns an attribute KeyValue for "tcp.state.final": the
-// socket's last kernel TCP state.
-func TCPStateFinal(val string) attribute.KeyValue { return TCPStateFinalKey.String(val) }
-
-// TCPResetReason returns an attribute KeyValue for "tcp.reset.reason": the
+// TCPResetReason returns an attribute KeyValue for "tcpspan.reset.reason": the
 // kernel's reason for a reset sent.
 func TCPResetReason(val string) attribute.KeyValue { return TCPResetReasonKey.String(val) }
 
 // TCPListenerBacklog returns an attribute KeyValue for
-// "tcp.listener.backlog": the accept queue length at an overflow.
+// "tcpspan.listener.backlog": the accept queue length at an overflow.
 func TCPListenerBacklog(val int) attribute.KeyValue { return TCPListenerBacklogKey.Int(val) }
 
 // TCPListenerBacklogMax returns an attribute KeyValue for
-// "tcp.listener.backlog_max": the accept queue limit.
+// "tcpspan.listener.backlog_max": the accept queue limit.
 func TCPListenerBacklogMax(val int) attribute.KeyValue { return TCPListenerBacklogMaxKey.Int(val) }
 
-// TCPBytesSent returns an attribute KeyValue for "tcp.bytes.sent": payload
+// TCPBytesSent returns an attribute KeyValue for "tcpspan.bytes.sent": payload
 // bytes acknowledged by the peer.
 func TCPBytesSent(val int64) attribute.KeyValue { return TCPBytesSentKey.Int64(val) }
 
-// TCPBytesReceived returns an attribute KeyValue for "tcp.bytes.received":
+// TCPBytesReceived returns an attribute KeyValue for "tcpspan.bytes.received":
 // payload bytes received.
 func TCPBytesReceived(val int64) attribute.KeyValue { return TCPBytesReceivedKey.Int64(val) }
 
-// TCPSegmentsSent returns an attribute KeyValue for "tcp.segments.sent":
+// TCPSegmentsSent returns an attribute KeyValue for "tcpspan.segments.sent":
 // segments sent.
 func TCPSegmentsSent(val int) attribute.KeyValue { return TCPSegmentsSentKey.Int(val) }
 
 // TCPSegmentsReceived returns an attribute KeyValue for
-// "tcp.segments.received": segments received.
+// "tcpspan.segments.received": segments received.
 func TCPSegmentsReceived(val int) attribute.KeyValue { return TCPSegmentsReceivedKey.Int(val) }
 
-// TCPRetransmits returns an attribute KeyValue for "tcp.retransmits":
+// TCPRetransmits returns an attribute KeyValue for "tcpspan.retransmits":
 // segments retransmitted.
 func TCPRetransmits(val int) attribute.KeyValue { return TCPRetransmitsKey.Int(val) }
 
 // TCPSYNACKRetransmits returns an attribute KeyValue for
-// "tcp.synack.retransmits": SYN-ACK retransmits.
+// "tcpspan.synack.retransmits": SYN-ACK retransmits.
 func TCPSYNACKRetransmits(val int) attribute.KeyValue { return TCPSYNACKRetransmitsKey.Int(val) }
 
-// TCPRTT returns an attribute KeyValue for "tcp.rtt": the smoothed
+// TCPRTT returns an attribute KeyValue for "tcpspan.rtt": the smoothed
 // round-trip time in microseconds.
 func TCPRTT(val int) attribute.KeyValue { return TCPRTTKey.Int(val) }
 
-// TCPSYNEstimated returns an attribute KeyValue for "tcp.syn.estimated":
+// TCPSYNEstimated returns an attribute KeyValue for "tcpspan.syn.estimated":
 // the SYN's time is estimated from the handshake RTT.
 func TCPSYNEstimated(val bool) attribute.KeyValue { return TCPSYNEstimatedKey.Bool(val) }
 
 // TCPObservedMidlife returns an attribute KeyValue for
-// "tcp.observed_midlife": the connection was open before it was first seen.
+// "tcpspan.observed_midlife": the connection was open before it was first seen.
 func TCPObservedMidlife(val bool) attribute.KeyValue { return TCPObservedMidlifeKey.Bool(val) }
 
-// TCPOrphan returns an attribute KeyValue for "tcp.orphan": there was never a
+// TCPOrphan returns an attribute KeyValue for "tcpspan.orphan": there was never a
 // full socket on this side.
 func TCPOrphan(val bool) attribute.KeyValue { return TCPOrphanKey.Bool(val) }
 
@@ -577,7 +554,7 @@ func TCPOrphan(val bool) attribute.KeyValue { return TCPOrphanKey.Bool(val) }
 // before, such as a forwarder's refused upstream connect.
 var TCPLinkReasonClosedAfterFailure = TCPLinkReasonKey.String("closed_after_failure")
 
-// TCPDiagnosisOf returns an attribute KeyValue for "tcp.diagnosis.of": the
+// TCPDiagnosisOf returns an attribute KeyValue for "tcpspan.diagnosis.of": the
 // end of the connection a diagnosis span is from.
 func TCPDiagnosisOf(side string) attribute.KeyValue { return TCPDiagnosisOfKey.String(side) }
 
@@ -597,62 +574,58 @@ var TCPLinkReasonTraceparent = TCPLinkReasonKey.String("traceparent")
 // application's trace, to the connection span it diagnoses.
 var TCPLinkReasonConnection = TCPLinkReasonKey.String("connection")
 
-// TCPEndUnseen returns an attribute KeyValue for "tcp.end_unseen": the
+// TCPEndUnseen returns an attribute KeyValue for "tcpspan.end_unseen": the
 // socket's end was never seen.
 func TCPEndUnseen(val bool) attribute.KeyValue { return TCPEndUnseenKey.Bool(val) }
 
-// TCPNetns returns an attribute KeyValue for "tcp.netns": the network
+// TCPNetns returns an attribute KeyValue for "tcpspan.netns": the network
 // namespace inode.
 func TCPNetns(val int) attribute.KeyValue { return TCPNetnsKey.Int(val) }
 
 // TCPOwnerFromListener returns an attribute KeyValue for
-// "tcp.owner.from_listener": the owner is the listener's owner.
+// "tcpspan.owner.from_listener": the owner is the listener's owner.
 func TCPOwnerFromListener(val bool) attribute.KeyValue { return TCPOwnerFromListenerKey.Bool(val) }
 
-// TCPEventsDropped returns an attribute KeyValue for "tcp.events.dropped":
+// TCPEventsDropped returns an attribute KeyValue for "tcpspan.events.dropped":
 // events the kernel could not keep.
 func TCPEventsDropped(val int) attribute.KeyValue { return TCPEventsDroppedKey.Int(val) }
 
-// TCPStormCount returns an attribute KeyValue for "tcp.storm.count": the
+// TCPStormCount returns an attribute KeyValue for "tcpspan.storm.count": the
 // connections a storm span stands for.
 func TCPStormCount(val int) attribute.KeyValue { return TCPStormCountKey.Int(val) }
 
 // TCPStormPeerAddresses returns an attribute KeyValue for
-// "tcp.storm.peer_addresses": distinct peer addresses in a storm.
+// "tcpspan.storm.peer_addresses": distinct peer addresses in a storm.
 func TCPStormPeerAddresses(val int) attribute.KeyValue { return TCPStormPeerAddressesKey.Int(val) }
 
-// TCPStormEvents returns an attribute KeyValue for "tcp.storm.events.<event>":
+// TCPStormEvents returns an attribute KeyValue for "tcpspan.storm.events.<event>":
 // the events of one kind in a storm. event is an event name without its
 // "tcp." prefix, e.g. "rst_sent".
 func TCPStormEvents(event string, val int) attribute.KeyValue {
 	return attribute.Int(TCPStormEventsPrefix+event, val)
 }
 
-// TCPState returns an attribute KeyValue for "tcp.state": the socket's state
-// at an event.
-func TCPState(val string) attribute.KeyValue { return TCPStateKey.String(val) }
+// TCPStatePrevious returns an attribute KeyValue for
+// "tcpspan.state.previous": the state a state change left.
+func TCPStatePrevious(val string) attribute.KeyValue { return TCPStatePreviousKey.String(val) }
 
-// TCPStateOld returns an attribute KeyValue for "tcp.state.old": the state a
-// state change left.
-func TCPStateOld(val string) attribute.KeyValue { return TCPStateOldKey.String(val) }
-
-// TCPFD returns an attribute KeyValue for "tcp.fd": the socket's file
+// TCPFD returns an attribute KeyValue for "tcpspan.fd": the socket's file
 // descriptor in the acting process.
 func TCPFD(val int) attribute.KeyValue { return TCPFDKey.Int(val) }
 
-// TCPSyscall returns an attribute KeyValue for "tcp.syscall": the syscall
+// TCPSyscall returns an attribute KeyValue for "tcpspan.syscall": the syscall
 // the acting process was in.
 func TCPSyscall(val string) attribute.KeyValue { return TCPSyscallKey.String(val) }
 
-// TCPErrno returns an attribute KeyValue for "tcp.errno": the errno name of
+// TCPErrno returns an attribute KeyValue for "tcpspan.errno": the errno name of
 // an error reported to the application.
 func TCPErrno(val string) attribute.KeyValue { return TCPErrnoKey.String(val) }
 
-// TCPDropReason returns an attribute KeyValue for "tcp.drop.reason": the
+// TCPDropReason returns an attribute KeyValue for "tcpspan.drop.reason": the
 // kernel's reason for dropping a packet.
 func TCPDropReason(val string) attribute.KeyValue { return TCPDropReasonKey.String(val) }
 
-// Enum values for tcp.close.initiator.
+// Enum values for tcpspan.close.initiator.
 var (
 	// TCPCloseInitiatorLocal says this host sent the first FIN or RST.
 	TCPCloseInitiatorLocal = TCPCloseInitiatorKey.String("local")
@@ -662,7 +635,7 @@ var (
 	TCPCloseInitiatorUnknown = TCPCloseInitiatorKey.String("unknown")
 )
 
-// Enum values for tcp.reset.direction.
+// Enum values for tcpspan.reset.direction.
 var (
 	// TCPResetDirectionSent says this host sent the reset.
 	TCPResetDirectionSent = TCPResetDirectionKey.String("sent")
@@ -670,14 +643,14 @@ var (
 	TCPResetDirectionReceived = TCPResetDirectionKey.String("received")
 )
 
-// Predefined values for tcp.reset.reason.
+// Predefined values for tcpspan.reset.reason.
 var (
 	// TCPResetReasonUnknown says the running kernel does not report reset
 	// reasons (before 6.10).
 	TCPResetReasonUnknown = TCPResetReasonKey.String("UNKNOWN")
 )
 
-// Enum values for tcp.reset.context.
+// Enum values for tcpspan.reset.context.
 var (
 	// TCPResetContextProcess says a process sent the reset, inside a syscall.
 	TCPResetContextProcess = TCPResetContextKey.String("process")
@@ -687,7 +660,7 @@ var (
 	TCPResetContextUnknown = TCPResetContextKey.String("unknown")
 )
 
-// Enum values for tcp.context.
+// Enum values for tcpspan.context.
 var (
 	// TCPContextProcess says a process acted, inside a syscall.
 	TCPContextProcess = TCPContextKey.String("process")

@@ -27,8 +27,10 @@ func names(t *testing.T, file string, re *regexp.Regexp) []string {
 	return out
 }
 
-// TestNamesDocumented checks that every key, event name and error.type
-// value is under tcp., unique, and listed in README.md.
+// TestNamesDocumented checks that every key is under tcpspan. (a namespace
+// upstream will not claim), every event name and error.type value under
+// tcp., each unique and listed in README.md, and that no key is also the
+// namespace of another.
 func TestNamesDocumented(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
@@ -38,14 +40,14 @@ func TestNamesDocumented(t *testing.T) {
 	events := names(t, "events.go", regexp.MustCompile(`(?m)^\tEvent\w+ = "([^"]+)"`))
 	errorTypes := names(t, "errortype.go", regexp.MustCompile(`(?m)^\tErrorType\w+ = "([^"]+)"`))
 	for _, group := range []struct {
-		name  string
-		names []string
-	}{{"key", keys}, {"event", events}, {"error.type", errorTypes}} {
+		name, prefix string
+		names        []string
+	}{{"key", "tcpspan.", keys}, {"event", "tcp.", events}, {"error.type", "tcp.", errorTypes}} {
 		t.Run(group.name, func(t *testing.T) {
 			seen := map[string]bool{}
 			for _, n := range group.names {
-				if !strings.HasPrefix(n, "tcp.") {
-					t.Errorf("%s %q is not under tcp.", group.name, n)
+				if !strings.HasPrefix(n, group.prefix) {
+					t.Errorf("%s %q is not under %s", group.name, n, group.prefix)
 				}
 				if seen[n] {
 					t.Errorf("%s %q defined twice", group.name, n)
@@ -56,6 +58,13 @@ func TestNamesDocumented(t *testing.T) {
 				}
 			}
 		})
+	}
+	for _, k := range keys {
+		for _, other := range append(keys, TCPStormEventsPrefix) {
+			if strings.HasPrefix(other, k+".") {
+				t.Errorf("key %q is also the namespace of %q", k, other)
+			}
+		}
 	}
 }
 
@@ -74,47 +83,45 @@ func TestConstructors(t *testing.T) {
 		got  attribute.KeyValue
 		want attribute.KeyValue
 	}{
-		{TCPCloseFD(7), attribute.Int("tcp.close.fd", 7)},
-		{TCPStormCount(4211), attribute.Int("tcp.storm.count", 4211)},
-		{TCPStormEvents("rst_sent", 4211), attribute.Int("tcp.storm.events.rst_sent", 4211)},
-		{TCPCloseUnreadBytes(18), attribute.Int("tcp.close.unread_bytes", 18)},
-		{TCPStateFinal("CLOSE"), attribute.String("tcp.state.final", "CLOSE")},
-		{TCPResetReason("NO_SOCKET"), attribute.String("tcp.reset.reason", "NO_SOCKET")},
-		{TCPListenerBacklog(6), attribute.Int("tcp.listener.backlog", 6)},
-		{TCPListenerBacklogMax(5), attribute.Int("tcp.listener.backlog_max", 5)},
-		{TCPBytesSent(1 << 40), attribute.Int64("tcp.bytes.sent", 1<<40)},
-		{TCPBytesReceived(512), attribute.Int64("tcp.bytes.received", 512)},
-		{TCPSegmentsSent(6), attribute.Int("tcp.segments.sent", 6)},
-		{TCPSegmentsReceived(5), attribute.Int("tcp.segments.received", 5)},
-		{TCPRetransmits(3), attribute.Int("tcp.retransmits", 3)},
-		{TCPSYNACKRetransmits(2), attribute.Int("tcp.synack.retransmits", 2)},
-		{TCPRTT(35), attribute.Int("tcp.rtt", 35)},
-		{TCPObservedMidlife(true), attribute.Bool("tcp.observed_midlife", true)},
-		{TCPSYNEstimated(true), attribute.Bool("tcp.syn.estimated", true)},
-		{TCPOrphan(true), attribute.Bool("tcp.orphan", true)},
-		{TCPEndUnseen(true), attribute.Bool("tcp.end_unseen", true)},
-		{TCPLinkReasonClosedAfterFailure, attribute.String("tcp.link.reason", "closed_after_failure")},
-		{TCPNetns(4026531840), attribute.Int("tcp.netns", 4026531840)},
-		{TCPOwnerFromListener(true), attribute.Bool("tcp.owner.from_listener", true)},
-		{TCPEventsDropped(12), attribute.Int("tcp.events.dropped", 12)},
-		{TCPState("ESTABLISHED"), attribute.String("tcp.state", "ESTABLISHED")},
-		{TCPStateOld("SYN_SENT"), attribute.String("tcp.state.old", "SYN_SENT")},
-		{TCPFD(7), attribute.Int("tcp.fd", 7)},
-		{TCPSyscall("close"), attribute.String("tcp.syscall", "close")},
-		{TCPErrno("ECONNRESET"), attribute.String("tcp.errno", "ECONNRESET")},
-		{TCPDropReason("TCP_LISTEN_OVERFLOW"), attribute.String("tcp.drop.reason", "TCP_LISTEN_OVERFLOW")},
-		{TCPCloseInitiatorLocal, attribute.String("tcp.close.initiator", "local")},
-		{TCPCloseInitiatorRemote, attribute.String("tcp.close.initiator", "remote")},
-		{TCPCloseInitiatorUnknown, attribute.String("tcp.close.initiator", "unknown")},
-		{TCPResetDirectionSent, attribute.String("tcp.reset.direction", "sent")},
-		{TCPResetDirectionReceived, attribute.String("tcp.reset.direction", "received")},
-		{TCPResetReasonUnknown, attribute.String("tcp.reset.reason", "UNKNOWN")},
-		{TCPResetContextProcess, attribute.String("tcp.reset.context", "process")},
-		{TCPResetContextKernel, attribute.String("tcp.reset.context", "kernel")},
-		{TCPResetContextUnknown, attribute.String("tcp.reset.context", "unknown")},
-		{TCPContextProcess, attribute.String("tcp.context", "process")},
-		{TCPContextKernel, attribute.String("tcp.context", "kernel")},
-		{TCPContextUnknown, attribute.String("tcp.context", "unknown")},
+		{TCPCloseFD(7), attribute.Int("tcpspan.close.fd", 7)},
+		{TCPStormCount(4211), attribute.Int("tcpspan.storm.count", 4211)},
+		{TCPStormEvents("rst_sent", 4211), attribute.Int("tcpspan.storm.events.rst_sent", 4211)},
+		{TCPCloseUnreadBytes(18), attribute.Int("tcpspan.close.unread_bytes", 18)},
+		{TCPResetReason("NO_SOCKET"), attribute.String("tcpspan.reset.reason", "NO_SOCKET")},
+		{TCPListenerBacklog(6), attribute.Int("tcpspan.listener.backlog", 6)},
+		{TCPListenerBacklogMax(5), attribute.Int("tcpspan.listener.backlog_max", 5)},
+		{TCPBytesSent(1 << 40), attribute.Int64("tcpspan.bytes.sent", 1<<40)},
+		{TCPBytesReceived(512), attribute.Int64("tcpspan.bytes.received", 512)},
+		{TCPSegmentsSent(6), attribute.Int("tcpspan.segments.sent", 6)},
+		{TCPSegmentsReceived(5), attribute.Int("tcpspan.segments.received", 5)},
+		{TCPRetransmits(3), attribute.Int("tcpspan.retransmits", 3)},
+		{TCPSYNACKRetransmits(2), attribute.Int("tcpspan.synack.retransmits", 2)},
+		{TCPRTT(35), attribute.Int("tcpspan.rtt", 35)},
+		{TCPObservedMidlife(true), attribute.Bool("tcpspan.observed_midlife", true)},
+		{TCPSYNEstimated(true), attribute.Bool("tcpspan.syn.estimated", true)},
+		{TCPOrphan(true), attribute.Bool("tcpspan.orphan", true)},
+		{TCPEndUnseen(true), attribute.Bool("tcpspan.end_unseen", true)},
+		{TCPLinkReasonClosedAfterFailure, attribute.String("tcpspan.link.reason", "closed_after_failure")},
+		{TCPNetns(4026531840), attribute.Int("tcpspan.netns", 4026531840)},
+		{TCPOwnerFromListener(true), attribute.Bool("tcpspan.owner.from_listener", true)},
+		{TCPEventsDropped(12), attribute.Int("tcpspan.events.dropped", 12)},
+		{TCPStatePrevious("syn_sent"), attribute.String("tcpspan.state.previous", "syn_sent")},
+		{TCPFD(7), attribute.Int("tcpspan.fd", 7)},
+		{TCPSyscall("close"), attribute.String("tcpspan.syscall", "close")},
+		{TCPErrno("ECONNRESET"), attribute.String("tcpspan.errno", "ECONNRESET")},
+		{TCPDropReason("TCP_LISTEN_OVERFLOW"), attribute.String("tcpspan.drop.reason", "TCP_LISTEN_OVERFLOW")},
+		{TCPCloseInitiatorLocal, attribute.String("tcpspan.close.initiator", "local")},
+		{TCPCloseInitiatorRemote, attribute.String("tcpspan.close.initiator", "remote")},
+		{TCPCloseInitiatorUnknown, attribute.String("tcpspan.close.initiator", "unknown")},
+		{TCPResetDirectionSent, attribute.String("tcpspan.reset.direction", "sent")},
+		{TCPResetDirectionReceived, attribute.String("tcpspan.reset.direction", "received")},
+		{TCPResetReasonUnknown, attribute.String("tcpspan.reset.reason", "UNKNOWN")},
+		{TCPResetContextProcess, attribute.String("tcpspan.reset.context", "process")},
+		{TCPResetContextKernel, attribute.String("tcpspan.reset.context", "kernel")},
+		{TCPResetContextUnknown, attribute.String("tcpspan.reset.context", "unknown")},
+		{TCPContextProcess, attribute.String("tcpspan.context", "process")},
+		{TCPContextKernel, attribute.String("tcpspan.context", "kernel")},
+		{TCPContextUnknown, attribute.String("tcpspan.context", "unknown")},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.want.Key), func(t *testing.T) {
@@ -123,5 +130,26 @@ func TestConstructors(t *testing.T) {
 					tt.want.Key, tt.want.Value.String(), tt.want.Value.Type())
 			}
 		})
+	}
+}
+
+// Every kernel TCP state maps to one of upstream's network.connection.state
+// values.
+func TestConnectionState(t *testing.T) {
+	valid := map[string]bool{}
+	for _, kv := range []attribute.KeyValue{upstream.NetworkConnectionStateClosed, upstream.NetworkConnectionStateCloseWait,
+		upstream.NetworkConnectionStateClosing, upstream.NetworkConnectionStateEstablished, upstream.NetworkConnectionStateFinWait1,
+		upstream.NetworkConnectionStateFinWait2, upstream.NetworkConnectionStateLastAck, upstream.NetworkConnectionStateListen,
+		upstream.NetworkConnectionStateSynReceived, upstream.NetworkConnectionStateSynSent, upstream.NetworkConnectionStateTimeWait} {
+		valid[kv.Value.AsString()] = true
+	}
+	for _, kernel := range []string{"ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE",
+		"CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV"} {
+		if v := ConnectionState(kernel); !valid[v] {
+			t.Errorf("ConnectionState(%q) = %q, not an upstream value", kernel, v)
+		}
+	}
+	if v := ConnectionState("STATE(42)"); v != "" {
+		t.Errorf("an unknown state maps to %q", v)
 	}
 }

@@ -63,7 +63,7 @@ func cmdJaeger(args []string) error {
 					}
 					seen[sp.SpanID] = true
 					n.Spans++
-					// A storm span (tcp.storm.count) stands for many
+					// A storm span (tcpspan.storm.count) stands for many
 					// connections: orphans, or what a full queue folded.
 					n.Connections += int64(sp.Connections())
 					if sp.Status.Code == jaegerapi.StatusError {

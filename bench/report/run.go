@@ -97,7 +97,7 @@ type Run struct {
 // JaegerCount is what Jaeger's query API returns for a run's time window.
 type JaegerCount struct {
 	Spans        int64   `json:"spans"`
-	Connections  int64   `json:"connections"` // the spans stand for: a storm span's tcp.storm.count, else 1
+	Connections  int64   `json:"connections"` // the spans stand for: a storm span's tcpspan.storm.count, else 1
 	ErrorSpans   int64   `json:"error_spans"`
 	RSTSent      int64   `json:"rst_sent_events"`
 	RSTReceived  int64   `json:"rst_received_events"`

@@ -89,7 +89,7 @@ type Mode struct {
 
 	JaegerSpans int64 `json:"jaeger_spans,omitempty"`
 	// JaegerConnections is what JaegerSpans stand for (storm spans count
-	// their tcp.storm.count).
+	// their tcpspan.storm.count).
 	JaegerConnections int64 `json:"jaeger_connections,omitempty"`
 	JaegerRSTSent     int64 `json:"jaeger_rst_sent_events,omitempty"`
 	Verified          int   `json:"jaeger_verified_rounds,omitempty"`

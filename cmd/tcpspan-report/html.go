@@ -111,7 +111,7 @@ func (f *spanFinder) lanes(main *jaegerapi.Span) []lane {
 	}
 	ends := []*jaegerapi.Span{main}
 	for _, l := range main.Links {
-		if l.Attributes["tcp.link.reason"] == "peer" {
+		if l.Attributes["tcpspan.link.reason"] == "peer" {
 			if peer := f.find(l.TraceID, l.SpanID); peer != nil {
 				add(peer, "the other end")
 				ends = append(ends, peer)
@@ -124,7 +124,7 @@ func (f *spanFinder) lanes(main *jaegerapi.Span) []lane {
 		spans := f.traceSpans(main.TraceID)
 		for i := range spans {
 			for _, l := range spans[i].Links {
-				if l.SpanID == main.SpanID && l.Attributes["tcp.link.reason"] == "peer" {
+				if l.SpanID == main.SpanID && l.Attributes["tcpspan.link.reason"] == "peer" {
 					add(&spans[i], "the other end")
 					ends = append(ends, &spans[i])
 				}
@@ -133,14 +133,14 @@ func (f *spanFinder) lanes(main *jaegerapi.Span) []lane {
 	}
 	for _, end := range ends {
 		for _, l := range end.Links {
-			if l.Attributes["tcp.link.reason"] == "closed_after_failure" {
+			if l.Attributes["tcpspan.link.reason"] == "closed_after_failure" {
 				add(f.find(l.TraceID, l.SpanID), "closed after this failure")
 			}
 		}
 	}
 	for _, end := range ends {
 		for _, l := range end.Links {
-			if l.Attributes["tcp.link.reason"] != "traceparent" {
+			if l.Attributes["tcpspan.link.reason"] != "traceparent" {
 				continue
 			}
 			add(f.find(l.TraceID, l.SpanID), "the application's request")
@@ -150,7 +150,7 @@ func (f *spanFinder) lanes(main *jaegerapi.Span) []lane {
 					continue
 				}
 				for _, dl := range spans[i].Links {
-					if have[dl.SpanID] && dl.Attributes["tcp.link.reason"] == "connection" {
+					if have[dl.SpanID] && dl.Attributes["tcpspan.link.reason"] == "connection" {
 						add(&spans[i], "diagnosis in the application's trace")
 						break
 					}
@@ -205,12 +205,12 @@ func buildPage(c jaegerapi.Client, s *summary, trace func(string) ([]jaegerapi.S
 	for _, sp := range s.storms {
 		var totals []string
 		for _, k := range slices.Sorted(maps.Keys(sp.Attributes)) {
-			if name, ok := strings.CutPrefix(k, "tcp.storm.events."); ok {
+			if name, ok := strings.CutPrefix(k, "tcpspan.storm.events."); ok {
 				totals = append(totals, fmt.Sprintf("%s %v", name, sp.Attributes[k]))
 			}
 		}
 		peers := 0
-		if n, ok := sp.Attributes["tcp.storm.peer_addresses"].(int64); ok {
+		if n, ok := sp.Attributes["tcpspan.storm.peer_addresses"].(int64); ok {
 			peers = int(n)
 		}
 		p.StormRows = append(p.StormRows, htmlStorm{

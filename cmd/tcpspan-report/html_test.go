@@ -17,16 +17,16 @@ import (
 func TestPageLanesAndEscaping(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 7, 0, 0, 0, time.UTC)
 	link := func(trace, span, reason string) jaegerapi.Link {
-		return jaegerapi.Link{TraceID: trace, SpanID: span, Attributes: map[string]any{"tcp.link.reason": reason}}
+		return jaegerapi.Link{TraceID: trace, SpanID: span, Attributes: map[string]any{"tcpspan.link.reason": reason}}
 	}
 	errStatus := func(msg string) jaegerapi.Status { return jaegerapi.Status{Code: jaegerapi.StatusError, Message: msg} }
 	server := jaegerapi.Span{TraceID: "t1", SpanID: "s1", Kind: jaegerapi.SpanKindServer, Service: "<b>rinetd</b>", Scope: tcpspanScope,
 		Start: t0, End: t0.Add(time.Millisecond), Status: errStatus("RST sent (TCP_ABORT_ON_CLOSE): <script>x</script>[812] closed fd 5"),
-		Attributes: map[string]any{"error.type": "tcp.rst_sent", "tcp.reset.reason": "TCP_ABORT_ON_CLOSE"},
+		Attributes: map[string]any{"error.type": "tcp.rst_sent", "tcpspan.reset.reason": "TCP_ABORT_ON_CLOSE"},
 		Events: []jaegerapi.Event{
 			{Name: "tcp.close", Time: t0.Add(500 * time.Microsecond)},
 			{Name: "tcp.syn", Time: t0},
-			{Name: "tcp.rst_sent", Time: t0.Add(500 * time.Microsecond), Attributes: map[string]any{"tcp.reset.reason": "TCP_ABORT_ON_CLOSE"}},
+			{Name: "tcp.rst_sent", Time: t0.Add(500 * time.Microsecond), Attributes: map[string]any{"tcpspan.reset.reason": "TCP_ABORT_ON_CLOSE"}},
 		},
 		Links: []jaegerapi.Link{link("t1", "c1", "peer"), link("t2", "u1", "closed_after_failure"), link("app", "req", "traceparent")}}
 	client := jaegerapi.Span{TraceID: "t1", SpanID: "c1", Kind: jaegerapi.SpanKindClient, Service: "wrk", Scope: tcpspanScope,
@@ -42,7 +42,7 @@ func TestPageLanesAndEscaping(t *testing.T) {
 		{TraceID: "app", SpanID: "req", Service: "shop", Scope: "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp", Name: "HTTP GET",
 			Start: t0, End: t0.Add(3 * time.Millisecond)},
 		{TraceID: "app", SpanID: "diag", ParentSpanID: "req", Service: "<b>rinetd</b>", Scope: tcpspanScope, Name: "TCP reset sent",
-			Start: t0, End: t0.Add(time.Millisecond), Attributes: map[string]any{"tcp.diagnosis.of": "server"},
+			Start: t0, End: t0.Add(time.Millisecond), Attributes: map[string]any{"tcpspan.diagnosis.of": "server"},
 			Links: []jaegerapi.Link{link("t1", "s1", "connection")}},
 	}
 	asked := map[string]int{}

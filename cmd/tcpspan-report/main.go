@@ -159,7 +159,7 @@ func writeText(w io.Writer, c jaegerapi.Client, s *summary, examples []string) {
 	fmt.Fprintf(w, "== from Jaeger: %d spans, %d with status Error (%d of them storms of alike connections), %s to %s\n",
 		len(s.spans), s.errorSpans, len(s.storms), s.start.Format("15:04:05"), s.end.Format("15:04:05"))
 	if s.diagnoses > 0 {
-		fmt.Fprintf(w, "   and %d diagnosis spans in applications' traces (tcp.diagnosis.of)\n", s.diagnoses)
+		fmt.Fprintf(w, "   and %d diagnosis spans in applications' traces (tcpspan.diagnosis.of)\n", s.diagnoses)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "connections with an error, by diagnosis (a storm span counts its connections; numbers masked as N):")
@@ -176,7 +176,7 @@ func writeText(w io.Writer, c jaegerapi.Client, s *summary, examples []string) {
 		sp := s.pick(errType, reason)
 		fmt.Fprintf(w, "\n== example: error.type=%s", errType)
 		if reason != "" {
-			fmt.Fprintf(w, " tcp.reset.reason=%s", reason)
+			fmt.Fprintf(w, " tcpspan.reset.reason=%s", reason)
 		}
 		fmt.Fprintln(w)
 		if sp == nil {
@@ -187,7 +187,7 @@ func writeText(w io.Writer, c jaegerapi.Client, s *summary, examples []string) {
 		fmt.Fprintf(w, "  find them: curl -s '%s%s'\n", c.BaseURL, c.TracesQuery(sp.Service, s.start, s.end))
 		fmt.Fprintf(w, "  then filter on attributes error.type=%s", errType)
 		if reason != "" {
-			fmt.Fprintf(w, " and tcp.reset.reason=%s", reason)
+			fmt.Fprintf(w, " and tcpspan.reset.reason=%s", reason)
 		}
 		fmt.Fprintln(w)
 	}

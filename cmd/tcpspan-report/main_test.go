@@ -16,19 +16,19 @@ func TestReportGroupsByDiagnosis(t *testing.T) {
 		return jaegerapi.Span{Name: "TCP accept :92", Kind: jaegerapi.SpanKindServer, Service: "rinetd", Scope: tcpspanScope,
 			Start: t0, End: t0.Add(time.Millisecond),
 			Status:     jaegerapi.Status{Code: jaegerapi.StatusError, Message: "RST sent (TCP_ABORT_ON_CLOSE): rinetd[" + itoa(pid) + "] closed fd " + itoa(fd) + " with 18 bytes unread"},
-			Attributes: map[string]any{"error.type": "tcp.rst_sent", "tcp.reset.reason": "TCP_ABORT_ON_CLOSE"},
+			Attributes: map[string]any{"error.type": "tcp.rst_sent", "tcpspan.reset.reason": "TCP_ABORT_ON_CLOSE"},
 			Events: []jaegerapi.Event{{Name: "tcp.close", Time: t0}, {Name: "tcp.rst_sent", Time: t0.Add(time.Microsecond),
-				Attributes: map[string]any{"tcp.reset.reason": "TCP_ABORT_ON_CLOSE"}}}}
+				Attributes: map[string]any{"tcpspan.reset.reason": "TCP_ABORT_ON_CLOSE"}}}}
 	}
 	noSocket := func(storm int64) jaegerapi.Span {
 		sp := jaegerapi.Span{Name: "TCP reset :9", Kind: jaegerapi.SpanKindServer, Service: "tcpspan", Scope: tcpspanScope, Start: t0, End: t0,
 			Status:     jaegerapi.Status{Code: jaegerapi.StatusError, Message: "RST sent (NO_SOCKET): no socket on :9 for 127.0.0.1:4000"},
-			Attributes: map[string]any{"error.type": "tcp.rst_sent", "tcp.reset.reason": "NO_SOCKET"},
-			Events:     []jaegerapi.Event{{Name: "tcp.rst_sent", Time: t0, Attributes: map[string]any{"tcp.reset.reason": "NO_SOCKET"}}}}
+			Attributes: map[string]any{"error.type": "tcp.rst_sent", "tcpspan.reset.reason": "NO_SOCKET"},
+			Events:     []jaegerapi.Event{{Name: "tcp.rst_sent", Time: t0, Attributes: map[string]any{"tcpspan.reset.reason": "NO_SOCKET"}}}}
 		if storm > 0 {
 			sp.Status.Message += "; " + itoa(int(storm)) + " such in 998ms from 1 peer"
-			sp.Attributes["tcp.storm.count"] = storm
-			sp.Attributes["tcp.storm.events.rst_sent"] = storm
+			sp.Attributes["tcpspan.storm.count"] = storm
+			sp.Attributes["tcpspan.storm.events.rst_sent"] = storm
 		}
 		return sp
 	}

@@ -71,7 +71,7 @@ func isTCPSpan(sp *jaegerapi.Span) bool {
 // isDiagnosis says whether a span is a diagnosis in an application's trace
 // rather than a connection.
 func isDiagnosis(sp *jaegerapi.Span) bool {
-	_, ok := sp.Attributes["tcp.diagnosis.of"]
+	_, ok := sp.Attributes["tcpspan.diagnosis.of"]
 	return ok
 }
 
@@ -105,7 +105,7 @@ func summarize(spans []jaegerapi.Span, start, end time.Time) *summary {
 				seen[e.Name] = true
 				key := e.Name
 				if e.Name == "tcp.rst_sent" {
-					key += " " + attr(sp, "tcp.reset.reason")
+					key += " " + attr(sp, "tcpspan.reset.reason")
 				}
 				s.events[key] += sp.EventCount(e.Name)
 			}
@@ -113,7 +113,7 @@ func summarize(spans []jaegerapi.Span, start, end time.Time) *summary {
 		} else {
 			for _, e := range sp.Events {
 				key := e.Name
-				if r, ok := e.Attributes["tcp.reset.reason"]; ok {
+				if r, ok := e.Attributes["tcpspan.reset.reason"]; ok {
 					key += " " + fmt.Sprint(r)
 				}
 				s.events[key]++
@@ -184,7 +184,7 @@ func (k errorKind) String() string {
 func kindOf(sp *jaegerapi.Span) errorKind {
 	k := errorKind{errorType: attr(sp, "error.type")}
 	if strings.HasPrefix(k.errorType, "tcp.rst_") {
-		k.reason = attr(sp, "tcp.reset.reason")
+		k.reason = attr(sp, "tcpspan.reset.reason")
 	}
 	return k
 }
@@ -243,7 +243,7 @@ func (s *summary) pickWhere(errType, reason string, where func(*jaegerapi.Span) 
 			}
 		}
 		for _, l := range sp.Links {
-			if l.Attributes["tcp.link.reason"] == "peer" && s.spanByID[l.SpanID] != nil {
+			if l.Attributes["tcpspan.link.reason"] == "peer" && s.spanByID[l.SpanID] != nil {
 				n += 500
 			}
 		}
@@ -255,7 +255,7 @@ func (s *summary) pickWhere(errType, reason string, where func(*jaegerapi.Span) 
 	for i := range s.spans {
 		sp := &s.spans[i]
 		if !isTCPSpan(sp) || isDiagnosis(sp) || sp.Status.Code != jaegerapi.StatusError || attr(sp, "error.type") != errType ||
-			(reason != "" && attr(sp, "tcp.reset.reason") != reason) || !where(sp) {
+			(reason != "" && attr(sp, "tcpspan.reset.reason") != reason) || !where(sp) {
 			continue
 		}
 		if best == nil || score(sp) > score(best) {

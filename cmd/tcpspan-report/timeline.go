@@ -104,11 +104,11 @@ func shortEvent(e jaegerapi.Event) string {
 	}
 	switch e.Name {
 	case "tcp.state":
-		if s := a("tcp.state"); s != "" {
+		if s := a("network.connection.state"); s != "" {
 			return s
 		}
 	case "tcp.rst_sent", "tcp.rst_received":
-		if r := a("tcp.reset.reason"); r != "" {
+		if r := a("tcpspan.reset.reason"); r != "" {
 			return name + " " + r
 		}
 	case "tcp.close", "tcp.accept":
@@ -116,15 +116,15 @@ func shortEvent(e jaegerapi.Event) string {
 			return name + " pid " + p
 		}
 	case "tcp.syn_overflow", "tcp.ack_overflow":
-		if b := a("tcp.listener.backlog"); b != "" {
-			return name + " " + b + "/" + a("tcp.listener.backlog_max")
+		if b := a("tcpspan.listener.backlog"); b != "" {
+			return name + " " + b + "/" + a("tcpspan.listener.backlog_max")
 		}
 	case "tcp.error":
-		if n := a("tcp.errno"); n != "" {
+		if n := a("tcpspan.errno"); n != "" {
 			return n
 		}
 	case "tcp.drop":
-		if r := a("tcp.drop.reason"); r != "" {
+		if r := a("tcpspan.drop.reason"); r != "" {
 			return "drop " + r
 		}
 	}
@@ -153,7 +153,7 @@ func laneTitle(sp *jaegerapi.Span) (title, subtitle string) {
 	if pid := attr(sp, "process.pid"); pid == "" {
 		// The resource's process is the owner's, but for a socket-less
 		// span with no owner it may be the agent's own: not shown.
-		if rp, ok := sp.Resource["process.pid"]; ok && attr(sp, "tcp.orphan") != "true" {
+		if rp, ok := sp.Resource["process.pid"]; ok && attr(sp, "tcpspan.orphan") != "true" {
 			title += fmt.Sprintf("[%v]", rp)
 		}
 	} else {

@@ -68,9 +68,9 @@ type Span struct {
 }
 
 // Connections returns how many connections the span stands for: the count
-// of a tcpspan storm span (tcp.storm.count), else 1.
+// of a tcpspan storm span (tcpspan.storm.count), else 1.
 func (s *Span) Connections() int {
-	if n, ok := s.Attributes["tcp.storm.count"].(int64); ok {
+	if n, ok := s.Attributes["tcpspan.storm.count"].(int64); ok {
 		return int(n)
 	}
 	return 1
@@ -78,10 +78,10 @@ func (s *Span) Connections() int {
 
 // EventCount returns how many events named name (e.g. "tcp.rst_sent") the
 // span stands for: on a tcpspan storm span, the storm's total
-// (tcp.storm.events.<event>); otherwise its own events of that name.
+// (tcpspan.storm.events.<event>); otherwise its own events of that name.
 func (s *Span) EventCount(name string) int {
-	if _, storm := s.Attributes["tcp.storm.count"]; storm {
-		n, _ := s.Attributes["tcp.storm.events."+strings.TrimPrefix(name, "tcp.")].(int64)
+	if _, storm := s.Attributes["tcpspan.storm.count"]; storm {
+		n, _ := s.Attributes["tcpspan.storm.events."+strings.TrimPrefix(name, "tcp.")].(int64)
 		return int(n)
 	}
 	n := 0

@@ -124,7 +124,7 @@ func BenchmarkUnmarshal(b *testing.B) {
 	}
 	for range 6 {
 		sp.Events = append(sp.Events, &tracepb.Span_Event{Name: "tcp.state", TimeUnixNano: 1 << 60,
-			Attributes: []*commonpb.KeyValue{kv("tcp.state", "ESTABLISHED"), kv("tcp.state.old", "SYN_SENT"), kv("tcp.context", "kernel")}})
+			Attributes: []*commonpb.KeyValue{kv("network.connection.state", "established"), kv("tcpspan.state.previous", "syn_sent"), kv("tcpspan.context", "kernel")}})
 	}
 	ss := &tracepb.ScopeSpans{}
 	for range 512 {

@@ -39,10 +39,10 @@ func newTestSpan(service, name string) testSpan {
 		kind:         SpanKindClient,
 		start:        now.Add(-50 * time.Millisecond),
 		end:          now,
-		attrs:        map[string]any{"network.peer.port": int64(8080), "tcp.reset.reason": "TCP_ABORT_ON_CLOSE"},
+		attrs:        map[string]any{"network.peer.port": int64(8080), "tcpspan.reset.reason": "TCP_ABORT_ON_CLOSE"},
 		event:        "tcp.reset",
 		eventTime:    now.Add(-10 * time.Millisecond),
-		eventAttrs:   map[string]any{"tcp.reset.direction": "sent"},
+		eventAttrs:   map[string]any{"tcpspan.reset.direction": "sent"},
 		statusCode:   StatusError,
 		statusDetail: "connection reset by peer",
 	}
