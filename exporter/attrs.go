@@ -101,6 +101,7 @@ var (
 	keyClientPort          = newKey(semconv.ClientPortKey)
 	keyProcessPID          = newKey(semconv.ProcessPIDKey)
 	keyProcessExecutable   = newKey(semconv.ProcessExecutableNameKey)
+	keyProcessComm         = newKey(tcpsemconv.TCPProcessCommKey)
 	keyThreadID            = newKey(semconv.ThreadIDKey)
 	keyErrorType           = newKey(semconv.ErrorTypeKey)
 

@@ -127,7 +127,7 @@ func (enc *spanEncoder) appendConn(dst []byte, m *mapper, c *conn.Connection, er
 		w.b, sub = openLen(w.b, subLenBytes)
 		w.b = appendEventHead(w.b, e.Time, eventName(e.Kind))
 		w.tag = tagEventAttributes
-		writeEventAttributes(w, e)
+		m.writeEventAttributes(w, e)
 		w.b = closeLen(w.b, sub, subLenBytes)
 	}
 	b, w.b = w.b, nil

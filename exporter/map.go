@@ -71,6 +71,9 @@ func Map(c *conn.Connection) SpanData {
 // attributes straight into the wire format through it (appendConn); one
 // made by newCachingMapper also reuses its slices from span to span.
 type mapper struct {
+	// exeOf names a process's executable (the basename of /proc/PID/exe),
+	// "" if unknown; nil: its comm stands in.
+	exeOf func(conn.Process) string
 	// cleanEvents: clean connections' spans keep their events too
 	// (WithCleanEvents). Otherwise they carry their timings as attributes
 	// and no events: half the bytes.
@@ -224,7 +227,7 @@ func (m *mapper) writeSpanAttributes(w attrWriter, c *conn.Connection, errType s
 	case c.Side == conn.SideClient:
 		writeEndpoint(w, keyServerAddress, keyServerPort, c.Remote, remote)
 	}
-	writeProcess(w, c.Owner)
+	m.writeProcess(w, c.Owner)
 	if c.OwnerFromListener {
 		w.constant(attrOwnerFromListener)
 	}
@@ -383,7 +386,7 @@ func (m *mapper) spanEvents(evs []EventData, c *conn.Connection) []EventData {
 		e := &c.Events[i]
 		start := len(buf)
 		m.kv.a = buf
-		writeEventAttributes(&m.kv, e)
+		m.writeEventAttributes(&m.kv, e)
 		buf, m.kv.a = m.kv.a, nil
 		evs = append(evs, EventData{Name: eventName(e.Kind), Time: e.Time, Attributes: buf[start:len(buf):len(buf)]})
 	}
@@ -394,7 +397,7 @@ func (m *mapper) spanEvents(evs []EventData, c *conn.Connection) []EventData {
 }
 
 // writeEventAttributes writes the attributes of the span event of e to w.
-func writeEventAttributes(w attrWriter, e *conn.Event) {
+func (m *mapper) writeEventAttributes(w attrWriter, e *conn.Event) {
 	if e.State != 0 {
 		writeState(w, &attrStates, keyState, e.State)
 	}
@@ -406,7 +409,7 @@ func writeEventAttributes(w attrWriter, e *conn.Event) {
 	}
 	w.constant(eventContext(e.Context))
 	if e.Context == conn.ContextProcess {
-		writeProcess(w, e.Process)
+		m.writeProcess(w, e.Process)
 		if e.TID != 0 {
 			w.int(keyThreadID, int64(e.TID))
 		}
@@ -512,13 +515,28 @@ func writeEndpoint(w attrWriter, addrKey, portKey *attrKey, ap netip.AddrPort, a
 	w.int(portKey, int64(ap.Port()))
 }
 
-func writeProcess(w attrWriter, p conn.Process) {
+func (m *mapper) writeProcess(w attrWriter, p conn.Process) {
 	if p.PID == 0 {
 		return
 	}
 	w.int(keyProcessPID, int64(p.PID))
-	if p.Comm != "" {
-		w.str(keyProcessExecutable, p.Comm)
+	exe := ""
+	if m.exeOf != nil {
+		exe = m.exeOf(p)
+	}
+	switch {
+	case exe == "":
+		// Unknown (the process is gone): the kernel's name for it.
+		if p.Comm != "" {
+			w.str(keyProcessExecutable, p.Comm)
+		}
+	case exe == p.Comm:
+		w.str(keyProcessExecutable, exe)
+	default:
+		w.str(keyProcessExecutable, exe)
+		if p.Comm != "" {
+			w.str(keyProcessComm, p.Comm)
+		}
 	}
 }
 

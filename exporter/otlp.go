@@ -299,7 +299,8 @@ type failureRing struct {
 type resourceKey struct {
 	service string
 	pid     uint32
-	exe     string
+	exe     string // basename of its executable; "" if unknown
+	comm    string // the kernel's name for it
 	// The owner's container and pod (container.id, k8s.pod.uid).
 	container, pod string
 }
@@ -394,6 +395,9 @@ func New(base *resource.Resource, opts ...Option) (*Exporter, error) {
 		e.cfg.serviceOf = e.names.resolve
 	}
 	e.containers = container.NewOwners(cfg.cgroupRoot)
+	if e.names != nil {
+		e.mapper.exeOf = e.names.executable
+	}
 	e.mapper.cleanEvents = cfg.cleanEvents
 	for range cfg.concurrency {
 		e.senders.Go(e.send)
@@ -723,7 +727,11 @@ func (e *Exporter) resourceKeyOf(c *conn.Connection) resourceKey {
 		name = e.cfg.agentService
 	}
 	info := e.containers.Of(owner.PID, owner.Comm, c.OwnerCgroup)
-	return resourceKey{service: name, pid: owner.PID, exe: owner.Comm, container: info.ID, pod: info.PodUID}
+	exe := ""
+	if e.names != nil {
+		exe = e.names.executable(owner)
+	}
+	return resourceKey{service: name, pid: owner.PID, exe: exe, comm: owner.Comm, container: info.ID, pod: info.PodUID}
 }
 
 // resourceLocked returns the resource of key, building it on first use.
@@ -754,7 +762,15 @@ func (e *Exporter) resourceLocked(key resourceKey) *resourceEntry {
 func (e *Exporter) resourceFor(k resourceKey) *resource.Resource {
 	attrs := []attribute.KeyValue{semconv.ServiceName(k.service)}
 	if k.pid != 0 {
-		attrs = append(attrs, semconv.ProcessPID(int(k.pid)), semconv.ProcessExecutableName(k.exe))
+		attrs = append(attrs, semconv.ProcessPID(int(k.pid)))
+		switch {
+		case k.exe == "":
+			attrs = append(attrs, semconv.ProcessExecutableName(k.comm))
+		case k.exe == k.comm || k.comm == "":
+			attrs = append(attrs, semconv.ProcessExecutableName(k.exe))
+		default:
+			attrs = append(attrs, semconv.ProcessExecutableName(k.exe), tcpsemconv.TCPProcessCommKey.String(k.comm))
+		}
 	}
 	if k.container != "" {
 		attrs = append(attrs, semconv.ContainerID(k.container))

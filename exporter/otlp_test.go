@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -615,4 +616,61 @@ func attrInt(s gotSpan, key string) int64 {
 		}
 	}
 	return -1
+}
+
+// process.executable.name is the basename of /proc/PID/exe; the comm, the
+// kernel's name for the process, is kept beside it where it differs (a
+// program started through a link of another name).
+func TestExecutableName(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep(1)")
+	}
+	real, err := filepath.EvalSymlinks(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "napper")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(link, "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+
+	mem := &memClient{}
+	e, err := New(nil, WithClient(mem), WithBatchTimeout(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cleanClient()
+	c.Owner = conn.Process{PID: uint32(cmd.Process.Pid), Comm: "napper"}
+	c.Events = nil
+	e.Export(c)
+	if err := e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s := mem.spans()[0]
+	want := filepath.Base(real)
+	if got := resourceValue(s, string(semconv.ProcessExecutableNameKey)); got != want {
+		t.Errorf("process.executable.name %q, want %q (from /proc/PID/exe)", got, want)
+	}
+	if got := resourceValue(s, "tcpspan.process.comm"); got != "napper" {
+		t.Errorf("tcpspan.process.comm %q, want the comm napper", got)
+	}
+	if got := attrText(s, string(semconv.ProcessExecutableNameKey)); got != want {
+		t.Errorf("span process.executable.name %q, want %q", got, want)
+	}
+}
+
+// attrText returns a span attribute's value as text, or "".
+func attrText(s gotSpan, key string) string {
+	for _, kv := range s.Attributes {
+		if kv.Key == key {
+			return anyText(kv.Value)
+		}
+	}
+	return ""
 }

@@ -3,7 +3,9 @@ package exporter
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/tcpspan/tcpspan/conn"
@@ -23,6 +25,7 @@ type serviceNames struct {
 
 type serviceName struct {
 	comm, name string
+	exe        string // basename of /proc/PID/exe; "" if unreadable
 }
 
 func newServiceNames() *serviceNames {
@@ -30,22 +33,39 @@ func newServiceNames() *serviceNames {
 }
 
 func (s *serviceNames) resolve(p conn.Process) string {
+	return s.lookup(p).name
+}
+
+// executable returns the basename of p's executable (/proc/PID/exe), as
+// process.executable.name wants it, or "" when it cannot be read (the
+// process is gone, or another user's without CAP_SYS_PTRACE).
+func (s *serviceNames) executable(p conn.Process) string {
+	return s.lookup(p).exe
+}
+
+// lookup returns what is known of p, reading /proc on a miss.
+func (s *serviceNames) lookup(p conn.Process) serviceName {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n, ok := s.cache[p.PID]; ok && n.comm == p.Comm {
-		return n.name
+		return n
 	}
-	name := p.Comm
-	if env, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(p.PID), 10) + "/environ"); err == nil {
+	proc := "/proc/" + strconv.FormatUint(uint64(p.PID), 10)
+	n := serviceName{comm: p.Comm, name: p.Comm}
+	if env, err := os.ReadFile(proc + "/environ"); err == nil {
 		if v, ok := envValue(env, "OTEL_SERVICE_NAME"); ok && v != "" {
-			name = v
+			n.name = v
 		}
+	}
+	if exe, err := os.Readlink(proc + "/exe"); err == nil {
+		// A deleted executable reads "/path/name (deleted)".
+		n.exe = filepath.Base(strings.TrimSuffix(exe, " (deleted)"))
 	}
 	if len(s.cache) >= maxServiceNames {
 		clear(s.cache)
 	}
-	s.cache[p.PID] = serviceName{comm: p.Comm, name: name}
-	return name
+	s.cache[p.PID] = n
+	return n
 }
 
 // envValue finds key in a NUL-separated environment block.

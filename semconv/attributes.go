@@ -34,6 +34,17 @@ const (
 	// Examples: 0, 18
 	TCPCloseUnreadBytesKey = attribute.Key("tcpspan.close.unread_bytes")
 
+	// TCPProcessCommKey is the attribute Key for "tcpspan.process.comm". It
+	// represents the kernel's name for a process (its comm: at most 15
+	// characters, settable by the process), where it differs from
+	// process.executable.name, the basename of its executable.
+	//
+	// Type: string
+	// Stability: Development
+	//
+	// Examples: "python3", "nginx: worker"
+	TCPProcessCommKey = attribute.Key("tcpspan.process.comm")
+
 	// TCPHandshakeDurationKey is the attribute Key for
 	// "tcpspan.handshake.duration". It represents how long the handshake took,
 	// in microseconds: from the SYN (a server) or connect() (a client) to
