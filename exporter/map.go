@@ -524,13 +524,13 @@ func (m *mapper) writeProcess(w attrWriter, p conn.Process) {
 	if m.exeOf != nil {
 		exe = m.exeOf(p)
 	}
-	switch {
-	case exe == "":
+	switch exe {
+	case "":
 		// Unknown (the process is gone): the kernel's name for it.
 		if p.Comm != "" {
 			w.str(keyProcessExecutable, p.Comm)
 		}
-	case exe == p.Comm:
+	case p.Comm:
 		w.str(keyProcessExecutable, exe)
 	default:
 		w.str(keyProcessExecutable, exe)
