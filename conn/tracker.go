@@ -789,17 +789,13 @@ func comm(b []int8) string {
 	return string(buf)
 }
 
-// syscallName names the x86_64 syscalls the kernel side reports.
+// syscallName names the x86_64 syscall of an accept event (its arg2).
 func syscallName(nr uint32) string {
 	switch nr {
-	case bpf.SyscallClose:
-		return "close"
 	case bpf.SyscallAccept:
 		return "accept"
 	case bpf.SyscallAccept4:
 		return "accept4"
-	case bpf.SyscallNone:
-		return ""
 	}
 	return ""
 }

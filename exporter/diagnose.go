@@ -230,9 +230,6 @@ func releaseReason(r string) bool {
 func processCause(c *conn.Connection, rst *conn.Event) string {
 	who := actorName(c, rst.Process)
 	release := rst.Release
-	if release == conn.ReleaseNone && rst.Syscall == "" && (rst.Reason == "TCP_ABORT_ON_CLOSE" || rst.Reason == "TCP_ABORT_ON_LINGER") {
-		release = conn.ReleaseClose
-	}
 	if release == conn.ReleaseNone {
 		b := "sent by " + who
 		if rst.Syscall != "" {

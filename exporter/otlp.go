@@ -722,15 +722,18 @@ func (e *Exporter) resourceKeyOf(c *conn.Connection) resourceKey {
 		// which did not act.
 		return resourceKey{service: e.cfg.agentService}
 	}
-	name := e.cfg.serviceOf(owner)
+	// One look at /proc per process (cached): its service and executable.
+	var name, exe string
+	if e.names != nil {
+		n := e.names.lookup(owner)
+		name, exe = n.name, n.exe
+	} else {
+		name = e.cfg.serviceOf(owner)
+	}
 	if name == "" {
 		name = e.cfg.agentService
 	}
 	info := e.containers.Of(owner.PID, owner.Comm, c.OwnerCgroup)
-	exe := ""
-	if e.names != nil {
-		exe = e.names.executable(owner)
-	}
 	return resourceKey{service: name, pid: owner.PID, exe: exe, comm: owner.Comm, container: info.ID, pod: info.PodUID}
 }
 
