@@ -29,6 +29,9 @@ const volatile bool softirq_in_task = false;
 /* The SYN watch (syn_ingress) is attached on demand, while an accept queue
  * is high: the hooks ask for it (syn_watch_ask). Off: it is always on. */
 const volatile bool syn_watch_auto = false;
+/* Resets for no socket are counted per kind and window of this many ns
+ * (reset_storms), the first of each sent as an example. 0: each is sent. */
+const volatile __u64 reset_window_ns = 0;
 
 /* fetch_add atomically adds v to *p and returns the old value. Atomic fetch
  * instructions need 5.12+; the object built with TCPSPAN_COMPAT (see gen.go),
@@ -144,6 +147,19 @@ struct {
 	__type(key, struct tuple);
 	__type(value, struct handshake);
 } handshakes SEC(".maps");
+
+/* reset_storms: struct reset_storm_key -> struct reset_storm.
+ * Inserted by the first reset of a kind in a window (that one is sent as an
+ * orphan record), counted by the rest. User space reads and deletes the
+ * windows that have ended (Tracer.Read). Not LRU: an evicted count would be
+ * lost without a trace. When it is full, resets are sent one record each, as
+ * without folding, and COUNTER_RESET_STORMS_FULL says so. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct reset_storm_key);
+	__type(value, struct reset_storm);
+} reset_storms SEC(".maps");
 
 /* zero_conn initialises new conns entries in place: struct conn is too
  * large for the 512-byte BPF stack. */

@@ -254,6 +254,30 @@ struct traceparent {
 	char value[TRACEPARENT_VALUE];
 };
 
+/* reset_storm_key is one kind of reset the kernel counts instead of sending
+ * (reset_folded in tcpspan.bpf.c): those sent for no socket at all, from one
+ * local address and port, to one peer address, for one reason, within one
+ * window of reset_window_ns. The peer's port is not in it: a connect loop
+ * uses a new one each time. */
+struct reset_storm_key {
+	__u64 window; /* boot ns / reset_window_ns */
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 netns;
+	__u32 reason;
+	__u16 sport;
+	__u16 family;
+	__u8 _pad[4];
+};
+
+/* reset_storm counts the resets of one key after the first, which was sent
+ * as an orphan record (the example). */
+struct reset_storm {
+	__u64 first_ns; /* the first one counted, boot ns; 0 while none */
+	__u64 last_ns;  /* the last one counted */
+	__u64 count;
+};
+
 /* Counters in the per-CPU "counters" map. Every record or event the kernel
  * side fails to keep lands in one of these. */
 enum counter {
@@ -273,7 +297,11 @@ enum counter {
 	/* clean connections not sent: skip_clean (nothing would export them) */
 	COUNTER_CONNS_CLEAN_SKIPPED = 9,
 	COUNTER_RINGBUF_LOST_TRACEPARENT = 10, /* ring buffer full: traceparent record lost */
-	COUNTER_MAX = 11,
+	/* closed-port resets counted in reset_storms instead of sent (reset_folded) */
+	COUNTER_RESETS_FOLDED = 11,
+	/* closed-port resets sent as records because reset_storms was full */
+	COUNTER_RESET_STORMS_FULL = 12,
+	COUNTER_MAX = 13,
 };
 
 #endif /* TCPSPAN_RECORDS_H */

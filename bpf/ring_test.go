@@ -595,7 +595,8 @@ func TestReaderReturnsOnClose(t *testing.T) {
 
 type nopHandler struct{}
 
-func (nopHandler) HandleConn(*ConnRecord)     {}
-func (nopHandler) HandleOrphan(*OrphanRecord) {}
+func (nopHandler) HandleConn(*ConnRecord)           {}
+func (nopHandler) HandleOrphan(*OrphanRecord)       {}
+func (nopHandler) HandleFoldedResets(*FoldedResets) {}
 
 func (nopHandler) HandleTraceparent(*TraceparentRecord) {}

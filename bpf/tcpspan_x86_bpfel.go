@@ -85,7 +85,9 @@ const (
 	tcpspanCounterCOUNTER_CONN_STALE               tcpspanCounter = 8
 	tcpspanCounterCOUNTER_CONNS_CLEAN_SKIPPED      tcpspanCounter = 9
 	tcpspanCounterCOUNTER_RINGBUF_LOST_TRACEPARENT tcpspanCounter = 10
-	tcpspanCounterCOUNTER_MAX                      tcpspanCounter = 11
+	tcpspanCounterCOUNTER_RESETS_FOLDED            tcpspanCounter = 11
+	tcpspanCounterCOUNTER_RESET_STORMS_FULL        tcpspanCounter = 12
+	tcpspanCounterCOUNTER_MAX                      tcpspanCounter = 13
 )
 
 type tcpspanEventHow uint32
@@ -221,6 +223,25 @@ const (
 	tcpspanRequestDirREQUEST_RECEIVED tcpspanRequestDir = 2
 )
 
+type tcpspanResetStorm struct {
+	_       structs.HostLayout
+	FirstNs uint64
+	LastNs  uint64
+	Count   uint64
+}
+
+type tcpspanResetStormKey struct {
+	_      structs.HostLayout
+	Window uint64
+	Saddr  [16]uint8
+	Daddr  [16]uint8
+	Netns  uint32
+	Reason uint32
+	Sport  uint16
+	Family uint16
+	Pad    [4]uint8
+}
+
 type tcpspanRetransLimit uint32
 
 const (
@@ -287,6 +308,7 @@ const (
 	tcpspanMapHandshakes                = "handshakes"
 	tcpspanMapListenerCloses            = "listener_closes"
 	tcpspanMapListeners                 = "listeners"
+	tcpspanMapResetStorms               = "reset_storms"
 	tcpspanMapScanBufs                  = "scan_bufs"
 	tcpspanProgInetSkErrorReport        = "inet_sk_error_report"
 	tcpspanProgInetSockSetState         = "inet_sock_set_state"
@@ -311,6 +333,7 @@ const (
 	tcpspanVarKfreeHasRxSk              = "kfree_has_rx_sk"
 	tcpspanVarListenOverflowReason      = "listen_overflow_reason"
 	tcpspanVarNoSocketReason            = "no_socket_reason"
+	tcpspanVarResetWindowNs             = "reset_window_ns"
 	tcpspanVarRstHasReason              = "rst_has_reason"
 	tcpspanVarSkipClean                 = "skip_clean"
 	tcpspanVarSoftirqInTask             = "softirq_in_task"
@@ -327,6 +350,8 @@ const (
 	tcpspanVarUnusedRecordKind          = "unused_record_kind"
 	tcpspanVarUnusedReleaseHow          = "unused_release_how"
 	tcpspanVarUnusedRequestDir          = "unused_request_dir"
+	tcpspanVarUnusedResetStorm          = "unused_reset_storm"
+	tcpspanVarUnusedResetStormKey       = "unused_reset_storm_key"
 	tcpspanVarUnusedRetransLimit        = "unused_retrans_limit"
 	tcpspanVarUnusedSynWatchAsk         = "unused_syn_watch_ask"
 	tcpspanVarUnusedSynWatchWhy         = "unused_syn_watch_why"
@@ -405,6 +430,7 @@ type tcpspanMapSpecs struct {
 	Handshakes     *ebpf.MapSpec `ebpf:"handshakes"`
 	ListenerCloses *ebpf.MapSpec `ebpf:"listener_closes"`
 	Listeners      *ebpf.MapSpec `ebpf:"listeners"`
+	ResetStorms    *ebpf.MapSpec `ebpf:"reset_storms"`
 	ScanBufs       *ebpf.MapSpec `ebpf:"scan_bufs"`
 }
 
@@ -419,6 +445,7 @@ type tcpspanVariableSpecs struct {
 	KfreeHasRxSk         *ebpf.VariableSpec `ebpf:"kfree_has_rx_sk"`
 	ListenOverflowReason *ebpf.VariableSpec `ebpf:"listen_overflow_reason"`
 	NoSocketReason       *ebpf.VariableSpec `ebpf:"no_socket_reason"`
+	ResetWindowNs        *ebpf.VariableSpec `ebpf:"reset_window_ns"`
 	RstHasReason         *ebpf.VariableSpec `ebpf:"rst_has_reason"`
 	SkipClean            *ebpf.VariableSpec `ebpf:"skip_clean"`
 	SoftirqInTask        *ebpf.VariableSpec `ebpf:"softirq_in_task"`
@@ -435,6 +462,8 @@ type tcpspanVariableSpecs struct {
 	UnusedRecordKind     *ebpf.VariableSpec `ebpf:"unused_record_kind"`
 	UnusedReleaseHow     *ebpf.VariableSpec `ebpf:"unused_release_how"`
 	UnusedRequestDir     *ebpf.VariableSpec `ebpf:"unused_request_dir"`
+	UnusedResetStorm     *ebpf.VariableSpec `ebpf:"unused_reset_storm"`
+	UnusedResetStormKey  *ebpf.VariableSpec `ebpf:"unused_reset_storm_key"`
 	UnusedRetransLimit   *ebpf.VariableSpec `ebpf:"unused_retrans_limit"`
 	UnusedSynWatchAsk    *ebpf.VariableSpec `ebpf:"unused_syn_watch_ask"`
 	UnusedSynWatchWhy    *ebpf.VariableSpec `ebpf:"unused_syn_watch_why"`
@@ -469,6 +498,7 @@ type tcpspanMaps struct {
 	Handshakes     *ebpf.Map `ebpf:"handshakes"`
 	ListenerCloses *ebpf.Map `ebpf:"listener_closes"`
 	Listeners      *ebpf.Map `ebpf:"listeners"`
+	ResetStorms    *ebpf.Map `ebpf:"reset_storms"`
 	ScanBufs       *ebpf.Map `ebpf:"scan_bufs"`
 }
 
@@ -480,6 +510,7 @@ func (m *tcpspanMaps) Close() error {
 		m.Handshakes,
 		m.ListenerCloses,
 		m.Listeners,
+		m.ResetStorms,
 		m.ScanBufs,
 	)
 }
@@ -495,6 +526,7 @@ type tcpspanVariables struct {
 	KfreeHasRxSk         *ebpf.Variable `ebpf:"kfree_has_rx_sk"`
 	ListenOverflowReason *ebpf.Variable `ebpf:"listen_overflow_reason"`
 	NoSocketReason       *ebpf.Variable `ebpf:"no_socket_reason"`
+	ResetWindowNs        *ebpf.Variable `ebpf:"reset_window_ns"`
 	RstHasReason         *ebpf.Variable `ebpf:"rst_has_reason"`
 	SkipClean            *ebpf.Variable `ebpf:"skip_clean"`
 	SoftirqInTask        *ebpf.Variable `ebpf:"softirq_in_task"`
@@ -511,6 +543,8 @@ type tcpspanVariables struct {
 	UnusedRecordKind     *ebpf.Variable `ebpf:"unused_record_kind"`
 	UnusedReleaseHow     *ebpf.Variable `ebpf:"unused_release_how"`
 	UnusedRequestDir     *ebpf.Variable `ebpf:"unused_request_dir"`
+	UnusedResetStorm     *ebpf.Variable `ebpf:"unused_reset_storm"`
+	UnusedResetStormKey  *ebpf.Variable `ebpf:"unused_reset_storm_key"`
 	UnusedRetransLimit   *ebpf.Variable `ebpf:"unused_retrans_limit"`
 	UnusedSynWatchAsk    *ebpf.Variable `ebpf:"unused_syn_watch_ask"`
 	UnusedSynWatchWhy    *ebpf.Variable `ebpf:"unused_syn_watch_why"`

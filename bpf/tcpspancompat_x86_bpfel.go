@@ -85,7 +85,9 @@ const (
 	tcpspanCompatCounterCOUNTER_CONN_STALE               tcpspanCompatCounter = 8
 	tcpspanCompatCounterCOUNTER_CONNS_CLEAN_SKIPPED      tcpspanCompatCounter = 9
 	tcpspanCompatCounterCOUNTER_RINGBUF_LOST_TRACEPARENT tcpspanCompatCounter = 10
-	tcpspanCompatCounterCOUNTER_MAX                      tcpspanCompatCounter = 11
+	tcpspanCompatCounterCOUNTER_RESETS_FOLDED            tcpspanCompatCounter = 11
+	tcpspanCompatCounterCOUNTER_RESET_STORMS_FULL        tcpspanCompatCounter = 12
+	tcpspanCompatCounterCOUNTER_MAX                      tcpspanCompatCounter = 13
 )
 
 type tcpspanCompatEventHow uint32
@@ -196,6 +198,25 @@ const (
 	tcpspanCompatRequestDirREQUEST_RECEIVED tcpspanCompatRequestDir = 2
 )
 
+type tcpspanCompatResetStorm struct {
+	_       structs.HostLayout
+	FirstNs uint64
+	LastNs  uint64
+	Count   uint64
+}
+
+type tcpspanCompatResetStormKey struct {
+	_      structs.HostLayout
+	Window uint64
+	Saddr  [16]uint8
+	Daddr  [16]uint8
+	Netns  uint32
+	Reason uint32
+	Sport  uint16
+	Family uint16
+	Pad    [4]uint8
+}
+
 type tcpspanCompatRetransLimit uint32
 
 const (
@@ -239,6 +260,7 @@ const (
 	tcpspanCompatMapHandshakes                = "handshakes"
 	tcpspanCompatMapListenerCloses            = "listener_closes"
 	tcpspanCompatMapListeners                 = "listeners"
+	tcpspanCompatMapResetStorms               = "reset_storms"
 	tcpspanCompatMapScanBufs                  = "scan_bufs"
 	tcpspanCompatProgInetSkErrorReport        = "inet_sk_error_report"
 	tcpspanCompatProgInetSockSetState         = "inet_sock_set_state"
@@ -263,6 +285,7 @@ const (
 	tcpspanCompatVarKfreeHasRxSk              = "kfree_has_rx_sk"
 	tcpspanCompatVarListenOverflowReason      = "listen_overflow_reason"
 	tcpspanCompatVarNoSocketReason            = "no_socket_reason"
+	tcpspanCompatVarResetWindowNs             = "reset_window_ns"
 	tcpspanCompatVarRstHasReason              = "rst_has_reason"
 	tcpspanCompatVarSkipClean                 = "skip_clean"
 	tcpspanCompatVarSoftirqInTask             = "softirq_in_task"
@@ -279,6 +302,8 @@ const (
 	tcpspanCompatVarUnusedRecordKind          = "unused_record_kind"
 	tcpspanCompatVarUnusedReleaseHow          = "unused_release_how"
 	tcpspanCompatVarUnusedRequestDir          = "unused_request_dir"
+	tcpspanCompatVarUnusedResetStorm          = "unused_reset_storm"
+	tcpspanCompatVarUnusedResetStormKey       = "unused_reset_storm_key"
 	tcpspanCompatVarUnusedRetransLimit        = "unused_retrans_limit"
 	tcpspanCompatVarUnusedSynWatchAsk         = "unused_syn_watch_ask"
 	tcpspanCompatVarUnusedSynWatchWhy         = "unused_syn_watch_why"
@@ -357,6 +382,7 @@ type tcpspanCompatMapSpecs struct {
 	Handshakes     *ebpf.MapSpec `ebpf:"handshakes"`
 	ListenerCloses *ebpf.MapSpec `ebpf:"listener_closes"`
 	Listeners      *ebpf.MapSpec `ebpf:"listeners"`
+	ResetStorms    *ebpf.MapSpec `ebpf:"reset_storms"`
 	ScanBufs       *ebpf.MapSpec `ebpf:"scan_bufs"`
 }
 
@@ -371,6 +397,7 @@ type tcpspanCompatVariableSpecs struct {
 	KfreeHasRxSk         *ebpf.VariableSpec `ebpf:"kfree_has_rx_sk"`
 	ListenOverflowReason *ebpf.VariableSpec `ebpf:"listen_overflow_reason"`
 	NoSocketReason       *ebpf.VariableSpec `ebpf:"no_socket_reason"`
+	ResetWindowNs        *ebpf.VariableSpec `ebpf:"reset_window_ns"`
 	RstHasReason         *ebpf.VariableSpec `ebpf:"rst_has_reason"`
 	SkipClean            *ebpf.VariableSpec `ebpf:"skip_clean"`
 	SoftirqInTask        *ebpf.VariableSpec `ebpf:"softirq_in_task"`
@@ -387,6 +414,8 @@ type tcpspanCompatVariableSpecs struct {
 	UnusedRecordKind     *ebpf.VariableSpec `ebpf:"unused_record_kind"`
 	UnusedReleaseHow     *ebpf.VariableSpec `ebpf:"unused_release_how"`
 	UnusedRequestDir     *ebpf.VariableSpec `ebpf:"unused_request_dir"`
+	UnusedResetStorm     *ebpf.VariableSpec `ebpf:"unused_reset_storm"`
+	UnusedResetStormKey  *ebpf.VariableSpec `ebpf:"unused_reset_storm_key"`
 	UnusedRetransLimit   *ebpf.VariableSpec `ebpf:"unused_retrans_limit"`
 	UnusedSynWatchAsk    *ebpf.VariableSpec `ebpf:"unused_syn_watch_ask"`
 	UnusedSynWatchWhy    *ebpf.VariableSpec `ebpf:"unused_syn_watch_why"`
@@ -421,6 +450,7 @@ type tcpspanCompatMaps struct {
 	Handshakes     *ebpf.Map `ebpf:"handshakes"`
 	ListenerCloses *ebpf.Map `ebpf:"listener_closes"`
 	Listeners      *ebpf.Map `ebpf:"listeners"`
+	ResetStorms    *ebpf.Map `ebpf:"reset_storms"`
 	ScanBufs       *ebpf.Map `ebpf:"scan_bufs"`
 }
 
@@ -432,6 +462,7 @@ func (m *tcpspanCompatMaps) Close() error {
 		m.Handshakes,
 		m.ListenerCloses,
 		m.Listeners,
+		m.ResetStorms,
 		m.ScanBufs,
 	)
 }
@@ -447,6 +478,7 @@ type tcpspanCompatVariables struct {
 	KfreeHasRxSk         *ebpf.Variable `ebpf:"kfree_has_rx_sk"`
 	ListenOverflowReason *ebpf.Variable `ebpf:"listen_overflow_reason"`
 	NoSocketReason       *ebpf.Variable `ebpf:"no_socket_reason"`
+	ResetWindowNs        *ebpf.Variable `ebpf:"reset_window_ns"`
 	RstHasReason         *ebpf.Variable `ebpf:"rst_has_reason"`
 	SkipClean            *ebpf.Variable `ebpf:"skip_clean"`
 	SoftirqInTask        *ebpf.Variable `ebpf:"softirq_in_task"`
@@ -463,6 +495,8 @@ type tcpspanCompatVariables struct {
 	UnusedRecordKind     *ebpf.Variable `ebpf:"unused_record_kind"`
 	UnusedReleaseHow     *ebpf.Variable `ebpf:"unused_release_how"`
 	UnusedRequestDir     *ebpf.Variable `ebpf:"unused_request_dir"`
+	UnusedResetStorm     *ebpf.Variable `ebpf:"unused_reset_storm"`
+	UnusedResetStormKey  *ebpf.Variable `ebpf:"unused_reset_storm_key"`
 	UnusedRetransLimit   *ebpf.Variable `ebpf:"unused_retrans_limit"`
 	UnusedSynWatchAsk    *ebpf.Variable `ebpf:"unused_syn_watch_ask"`
 	UnusedSynWatchWhy    *ebpf.Variable `ebpf:"unused_syn_watch_why"`

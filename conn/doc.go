@@ -22,5 +22,7 @@
 // emitted on its own; those of the same kind that follow within
 // [DefaultStormWindow] are folded into one connection with a [Storm]
 // summary: counts, peers, first and last times. Connections with a full
-// socket are never folded.
+// socket are never folded. Resets for closed ports are folded in the
+// kernel already (bpf.WithResetFolding): their counts arrive through
+// [Tracker.HandleFoldedResets] and join the same storms.
 package conn

@@ -114,6 +114,8 @@ var Definitions = []Definition{
 		func(h agent.Health) []Point { return one(h.Tracker.OrphansForced) }},
 	{"tcpspan.orphans.folded", "{connection}", "Socket-less connections folded into a storm span (counted once in tcpspan.connections{kind=orphan} per storm).", Counter,
 		func(h agent.Health) []Point { return one(h.Tracker.OrphansFolded) }},
+	{"tcpspan.orphans.folded_in_kernel", "{connection}", "Resets for closed ports the kernel counted instead of sending a record each, all but the first of a kind per window (in tcpspan.orphans.folded too).", Counter,
+		func(h agent.Health) []Point { return one(h.Kernel.ResetsFolded) }},
 	{"tcpspan.spans.recorded", "{span}", "Spans ended and queued for export.", Counter,
 		func(h agent.Health) []Point { return one(h.Export.Spans.Recorded) }},
 	{"tcpspan.spans.sampled_out", "{connection}", "Clean connections not exported (-clean-ratio).", Counter,
