@@ -260,6 +260,8 @@ func (h Health) LogAttrs() []any {
 		"orphans_forced", h.Tracker.OrphansForced, "orphans_folded", h.Tracker.OrphansFolded,
 		"storms", h.Tracker.Storms, "resets_folded_in_kernel", h.Kernel.ResetsFolded,
 		"reset_storms_full", h.Kernel.ResetStormsFull,
+		"conn_storms", h.Tracker.ConnStorms, "conns_folded", h.Tracker.ConnsFolded,
+		"refused_storms_full", h.Kernel.RefusedStormsFull,
 		"traceparents", h.Tracker.Requests, "traceparents_malformed", h.Tracker.RequestsMalformed,
 		"traceparents_dropped", h.Tracker.RequestsDropped,
 		"syn_watch_on", h.Kernel.SynWatchOn, "syn_watch_attaches", h.Kernel.SynWatchAttaches,

@@ -161,6 +161,43 @@ struct {
 	__type(value, struct reset_storm);
 } reset_storms SEC(".maps");
 
+/* refused_storms: struct refused_storm_key -> struct refused_storm.
+ * Like reset_storms, for the connects those resets refuse (refused_folded
+ * in conn.h). Not LRU, for the same reason. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct refused_storm_key);
+	__type(value, struct refused_storm);
+} refused_storms SEC(".maps");
+
+/* servers: tgid -> 1, the processes seen to listen or accept since the
+ * agent started, in the namespaces it traces. Such a process may close a
+ * connection it serves because its own connect was refused (a forwarder):
+ * user space links the two (closed_after_failure), so its refused connects
+ * are never folded. LRU: an evicted process only has its refused connects
+ * folded again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} servers SEC(".maps");
+
+/* server_seen marks the current process as a server (servers). */
+static __always_inline void server_seen(void)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	__u32 one = 1;
+
+	if (!bpf_map_lookup_elem(&servers, &pid))
+		bpf_map_update_elem(&servers, &pid, &one, BPF_ANY);
+}
+
+/* zero_refused_storm initialises refused_storms entries: too large for the
+ * stack. */
+const struct refused_storm zero_refused_storm = {};
+
 /* zero_conn initialises new conns entries in place: struct conn is too
  * large for the 512-byte BPF stack. */
 const struct conn zero_conn = {};

@@ -37,6 +37,10 @@ type Handler interface {
 	// HandleFoldedResets receives the resets the kernel counted instead of
 	// sending (see [WithResetFolding]), once their window has ended.
 	HandleFoldedResets(*FoldedResets)
+	// HandleFoldedConns receives the refused connects the kernel counted
+	// instead of sending (see [WithResetFolding]), once their window has
+	// ended.
+	HandleFoldedConns(*FoldedConns)
 }
 
 // Counters are the kernel side's own counts, summed over CPUs.
@@ -66,6 +70,9 @@ type Counters struct {
 	// ResetStormsFull those it sent one record each because its map of
 	// counts was full.
 	ResetsFolded, ResetStormsFull uint64
+	// RefusedFolded and RefusedStormsFull are the same for refused
+	// connects.
+	RefusedFolded, RefusedStormsFull uint64
 	// Missed counts, per hook, the times the kernel skipped a program
 	// because another run of it was under way on the same CPU (a softirq
 	// interrupting it): those events were never seen. From the kernel's
@@ -115,14 +122,14 @@ func (t *Tracer) Read(ctx context.Context, h Handler) error {
 			if _, err := t.drain(buf, h); err != nil && !errors.Is(err, os.ErrClosed) {
 				return err
 			}
-			if err := t.sweepResets(h, true); err != nil && !errors.Is(err, os.ErrClosed) {
+			if err := t.sweepFolded(h, true); err != nil && !errors.Is(err, os.ErrClosed) {
 				return err
 			}
 			return nil
 		}
 		if now := time.Now(); now.Sub(swept) >= resetSweepInterval {
 			swept = now
-			if err := t.sweepResets(h, false); err != nil {
+			if err := t.sweepFolded(h, false); err != nil {
 				if errors.Is(err, os.ErrClosed) {
 					return nil
 				}
@@ -301,6 +308,8 @@ func (t *Tracer) Counters() (Counters, error) {
 		CleanSkipped:           sums[tcpspanCounterCOUNTER_CONNS_CLEAN_SKIPPED],
 		ResetsFolded:           sums[tcpspanCounterCOUNTER_RESETS_FOLDED],
 		ResetStormsFull:        sums[tcpspanCounterCOUNTER_RESET_STORMS_FULL],
+		RefusedFolded:          sums[tcpspanCounterCOUNTER_REFUSED_FOLDED],
+		RefusedStormsFull:      sums[tcpspanCounterCOUNTER_REFUSED_STORMS_FULL],
 		Malformed:              t.malformed.Load(),
 	}, nil
 }

@@ -278,6 +278,34 @@ struct reset_storm {
 	__u64 count;
 };
 
+/* refused_storm_key is one kind of refused connect the kernel counts
+ * instead of sending (refused_folded in conn.h): by one process, from one
+ * local address to one remote address and port, with the same kinds and
+ * number of events, within one window of reset_window_ns. The local port
+ * is not in it: each connect gets a new one. */
+struct refused_storm_key {
+	__u64 window; /* boot ns / reset_window_ns */
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 netns;
+	__u32 pid;
+	__u16 dport;
+	__u16 family;
+	__u16 kinds;  /* bit per enum event_type present */
+	__u8 nevents; /* events it holds */
+	__u8 _pad;
+};
+
+/* refused_storm counts the refused connects of one key after the first,
+ * which was sent as a record (the example), and keeps the first of those
+ * counted as it ended. */
+struct refused_storm {
+	__u32 count;
+	__u32 _pad;
+	__u64 last_ns; /* when the last one counted ended, boot ns */
+	struct conn first;
+};
+
 /* Counters in the per-CPU "counters" map. Every record or event the kernel
  * side fails to keep lands in one of these. */
 enum counter {
@@ -301,7 +329,11 @@ enum counter {
 	COUNTER_RESETS_FOLDED = 11,
 	/* closed-port resets sent as records because reset_storms was full */
 	COUNTER_RESET_STORMS_FULL = 12,
-	COUNTER_MAX = 13,
+	/* refused connects counted in refused_storms instead of sent (refused_folded) */
+	COUNTER_REFUSED_FOLDED = 13,
+	/* refused connects sent as records because refused_storms was full */
+	COUNTER_REFUSED_STORMS_FULL = 14,
+	COUNTER_MAX = 15,
 };
 
 #endif /* TCPSPAN_RECORDS_H */

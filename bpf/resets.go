@@ -29,11 +29,14 @@ type FoldedResets struct {
 	FirstNs, LastNs uint64
 }
 
-// WithResetFolding makes the kernel count resets for closed ports per kind
-// and window of d, sending only the first of each as a record: a reset
-// storm then costs a map update per reset, and the reader delivers the
-// counts ([Handler.HandleFoldedResets]) once each window has ended. Zero,
-// the default, sends a record for each reset.
+// WithResetFolding makes the kernel count resets for closed ports, and the
+// connects they refuse, per kind and window of d, sending only the first of
+// each as a record: a closed-port storm then costs a map update per
+// attempt, and the reader delivers the counts
+// ([Handler.HandleFoldedResets], [Handler.HandleFoldedConns]) once each
+// window has ended. The refused connects of a process that listens or
+// accepts are never folded (see servers in maps.h). Zero, the default,
+// sends a record for each.
 func WithResetFolding(d time.Duration) Option {
 	return optionFunc(func(c config) config { c.resetWindow = d; return c })
 }
@@ -47,10 +50,22 @@ const resetSweepInterval = 100 * time.Millisecond
 // counting.
 const resetSweepGrace = 10 * time.Millisecond
 
-// sweepResets delivers and deletes the folded resets of the windows that
-// have ended, or of every window if all is set (the reader is stopping: no
-// later reset is delivered anyway).
-func (t *Tracer) sweepResets(h Handler, all bool) error {
+// FoldedConns counts refused connects the kernel counted instead of
+// sending a record each: those of one kind (one process, from one local
+// address to one remote address and port, with the same kinds and number
+// of events), within one window (see [WithResetFolding]). The first of
+// each window was sent as a connection record; of the rest, First is the
+// first as it ended, and Count says how many there were, First included.
+type FoldedConns struct {
+	Count  uint32
+	LastNs uint64 // when the last of them ended, boot clock
+	First  ConnRecord
+}
+
+// sweepFolded delivers and deletes the folded resets and refused connects
+// of the windows that have ended, or of every window if all is set (the
+// reader is stopping: no later record is delivered anyway).
+func (t *Tracer) sweepFolded(h Handler, all bool) error {
 	if t.resetWindow <= 0 {
 		return nil
 	}
@@ -58,55 +73,93 @@ func (t *Tracer) sweepResets(h Handler, all bool) error {
 	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
 		return fmt.Errorf("read the boot clock: %w", err)
 	}
-	window := uint64(t.resetWindow)
-	ended := (uint64(ts.Nano()) - uint64(resetSweepGrace)) / window
-	m := t.objs.ResetStorms
-	var key, next tcpspanResetStormKey
-	var done []tcpspanResetStormKey
-	err := m.NextKey(nil, &next)
-	for err == nil {
-		key = next
-		if all || key.Window < ended {
-			done = append(done, key)
+	ended := (uint64(ts.Nano()) - uint64(resetSweepGrace)) / uint64(t.resetWindow)
+	var resets []tcpspanResetStormKey
+	err := walkKeys(t.objs.ResetStorms, func(k *tcpspanResetStormKey) {
+		if all || k.Window < ended {
+			resets = append(resets, *k)
 		}
-		err = m.NextKey(&key, &next)
-	}
-	if !errors.Is(err, ebpf.ErrKeyNotExist) {
+	})
+	if err != nil {
 		return fmt.Errorf("walk reset_storms: %w", err)
 	}
-	for i := range done {
+	for i := range resets {
+		k := &resets[i]
 		var v tcpspanResetStorm
-		if err := t.takeReset(&done[i], &v); err != nil {
-			if errors.Is(err, ebpf.ErrKeyNotExist) {
-				continue
-			}
+		if ok, err := t.take(t.objs.ResetStorms, k, &v); err != nil {
 			return fmt.Errorf("take from reset_storms: %w", err)
+		} else if !ok || v.Count == 0 {
+			continue // gone, or a window with its example only
 		}
-		if v.Count == 0 {
-			continue // a window with its example only
-		}
-		k := &done[i]
 		r := FoldedResets{Reason: k.Reason, Count: v.Count, FirstNs: v.FirstNs, LastNs: v.LastNs}
 		r.Tuple.Saddr, r.Tuple.Daddr, r.Tuple.Netns = k.Saddr, k.Daddr, k.Netns
 		r.Tuple.Sport, r.Tuple.Family = k.Sport, k.Family
 		h.HandleFoldedResets(&r)
 	}
+	var refused []tcpspanRefusedStormKey
+	err = walkKeys(t.objs.RefusedStorms, func(k *tcpspanRefusedStormKey) {
+		if all || k.Window < ended {
+			refused = append(refused, *k)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("walk refused_storms: %w", err)
+	}
+	for i := range refused {
+		if t.refused == nil {
+			t.refused = new(tcpspanRefusedStorm) // 600 bytes: not per sweep
+		}
+		v := t.refused
+		if ok, err := t.take(t.objs.RefusedStorms, &refused[i], v); err != nil {
+			return fmt.Errorf("take from refused_storms: %w", err)
+		} else if !ok || v.Count == 0 {
+			continue
+		}
+		h.HandleFoldedConns(&FoldedConns{Count: v.Count, LastNs: v.LastNs, First: v.First})
+	}
 	return nil
 }
 
-// takeReset reads and deletes one entry, in one step where the kernel can
-// (hash maps since 5.14), so that no count is added in between.
-func (t *Tracer) takeReset(k *tcpspanResetStormKey, v *tcpspanResetStorm) error {
-	m := t.objs.ResetStorms
+// walkKeys calls fn with each key of m.
+func walkKeys[K any](m *ebpf.Map, fn func(*K)) error {
+	var key, next K
+	err := m.NextKey(nil, &next)
+	for err == nil {
+		key = next
+		fn(&key)
+		err = m.NextKey(&key, &next)
+	}
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil
+	}
+	return err
+}
+
+// take reads and deletes one entry, in one step where the kernel can (hash
+// maps since 5.14), so that nothing is counted in between; it reports
+// false if the entry is gone. Before 5.14 it reads, then deletes: only
+// windows that have ended are taken while the kernel runs, so nothing is
+// counted in them any more.
+func (t *Tracer) take(m *ebpf.Map, k, v any) (bool, error) {
 	if !t.noLookupAndDelete {
 		err := m.LookupAndDelete(k, v)
-		if !errors.Is(err, ebpf.ErrNotSupported) && !errors.Is(err, unix.EINVAL) {
-			return err
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return false, nil
+		case !errors.Is(err, ebpf.ErrNotSupported) && !errors.Is(err, unix.EINVAL):
+			return false, err
 		}
 		t.noLookupAndDelete = true
 	}
-	if err := m.Lookup(k, v); err != nil {
-		return err
+	if err := m.Lookup(k, v); errors.Is(err, ebpf.ErrKeyNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
 	}
-	return m.Delete(k)
+	if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return false, err
+	}
+	return true, nil
 }

@@ -598,5 +598,6 @@ type nopHandler struct{}
 func (nopHandler) HandleConn(*ConnRecord)           {}
 func (nopHandler) HandleOrphan(*OrphanRecord)       {}
 func (nopHandler) HandleFoldedResets(*FoldedResets) {}
+func (nopHandler) HandleFoldedConns(*FoldedConns)   {}
 
 func (nopHandler) HandleTraceparent(*TraceparentRecord) {}

@@ -1,7 +1,9 @@
 package bpf_test
 
 import (
+	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -35,6 +37,23 @@ func refuseLoop(t *testing.T, ns *testutil.NetNS, from, to netip.AddrPort, n int
 	})
 }
 
+// refusedConnects counts the client connections the captured ones stand
+// for: a storm's from its tally.
+func refusedConnects(conns []*conn.Connection) (n uint64, records int) {
+	for _, x := range conns {
+		if x.Orphan || x.Side != conn.SideClient {
+			continue
+		}
+		records++
+		if x.Storm != nil {
+			n += uint64(x.Storm.Count)
+		} else {
+			n++
+		}
+	}
+	return n, records
+}
+
 // stormResets counts the resets the orphans stand for: a storm's from its
 // tally, another orphan's from its events.
 func stormResets(conns []*conn.Connection) (n uint64, orphans int) {
@@ -54,9 +73,10 @@ func stormResets(conns []*conn.Connection) (n uint64, orphans int) {
 
 // A closed-port storm is counted in the kernel: the first reset of each
 // kind (local port, peer address, reason) in each window goes out as a
-// record, the others only as a count. Every reset is still accounted for,
-// equal to the kernel's TcpOutRsts, in storm connections whose peers are
-// the two clients.
+// record, the others only as a count; so do the refused connects of a
+// process that serves nothing. Every reset is still accounted for, equal
+// to the kernel's TcpOutRsts, in storm connections whose peers are the two
+// clients, and every connect, equal to TcpActiveOpens.
 func TestClosedPortStormFoldedInKernel(t *testing.T) {
 	ns := testutil.NewNetNS(t)
 	c := startCaptureTracking(t, ns, 200*time.Millisecond,
@@ -75,12 +95,15 @@ func TestClosedPortStormFoldedInKernel(t *testing.T) {
 
 	after := ns.Counters(t)
 	rsts := after["TcpOutRsts"] - before["TcpOutRsts"]
-	if rsts != 2*perClient {
-		t.Fatalf("TcpOutRsts +%d, want %d", rsts, 2*perClient)
+	opens := after["TcpActiveOpens"] - before["TcpActiveOpens"]
+	if rsts != 2*perClient || opens != 2*perClient {
+		t.Fatalf("TcpOutRsts +%d, TcpActiveOpens +%d, want %d", rsts, opens, 2*perClient)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if n, _ := stormResets(c.all()); n == rsts || time.Now().After(deadline) {
+		n, _ := stormResets(c.all())
+		m, _ := refusedConnects(c.all())
+		if n == rsts && m == opens || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -91,10 +114,20 @@ func TestClosedPortStormFoldedInKernel(t *testing.T) {
 	if got != rsts {
 		t.Errorf("resets accounted for %d, TcpOutRsts +%d\n%s", got, rsts, c.dump())
 	}
+	refused, clients := refusedConnects(c.all())
+	if refused != opens {
+		t.Errorf("connects accounted for %d, TcpActiveOpens +%d", refused, opens)
+	}
 	k := c.final
 	st := c.tracker.Stats()
 	t.Logf("orphan records %d, folded in the kernel %d (map full %d), spans %d, storms %d",
 		k.OrphansEmitted, k.ResetsFolded, k.ResetStormsFull, orphans, st.Storms)
+	t.Logf("connection records %d, folded in the kernel %d (map full %d), spans %d, storms %d",
+		k.ConnsEmitted, k.RefusedFolded, k.RefusedStormsFull, clients, st.ConnStorms)
+	if k.RefusedFolded+k.ConnsEmitted != opens || st.ConnsFolded > k.RefusedFolded {
+		t.Errorf("kernel: %d folded + %d sent, want %d; tracker folded %d in %d storms",
+			k.RefusedFolded, k.ConnsEmitted, opens, st.ConnsFolded, st.ConnStorms)
+	}
 	if k.ResetsFolded+k.OrphansEmitted != rsts {
 		t.Errorf("kernel: %d folded + %d sent, want %d", k.ResetsFolded, k.OrphansEmitted, rsts)
 	}
@@ -104,8 +137,18 @@ func TestClosedPortStormFoldedInKernel(t *testing.T) {
 	// One example per client per window: the loops take well under a
 	// second each on any machine this runs on, but allow for slow ones.
 	windows := uint64(time.Since(start)/(300*time.Millisecond)) + 2
-	if k.OrphansEmitted > 2*windows {
-		t.Errorf("%d orphan records for %d windows of 2 clients: resets were not folded", k.OrphansEmitted, windows)
+	if k.OrphansEmitted > 2*windows || k.ConnsEmitted > 2*windows {
+		t.Errorf("%d orphan and %d connection records for %d windows of 2 clients: not folded",
+			k.OrphansEmitted, k.ConnsEmitted, windows)
+	}
+	for _, x := range c.all() {
+		if x.Storm == nil || x.Orphan {
+			continue
+		}
+		if e := x.First(conn.EventError); e == nil || e.Errno != unix.ECONNREFUSED || x.Remote != closed ||
+			x.Storm.EventCount(conn.EventRSTReceived) != x.Storm.Count || x.Owner.PID != uint32(os.Getpid()) {
+			t.Errorf("refused storm %s: %+v", describe(x), x.Storm)
+		}
 	}
 	// A storm names its first peer and counts the others.
 	peers, stormPeers := map[netip.Addr]bool{}, uint32(0)
@@ -126,5 +169,47 @@ func TestClosedPortStormFoldedInKernel(t *testing.T) {
 	}
 	if len(peers) > 2 || stormPeers > 2 || !peers[a.Addr()] || (!peers[b.Addr()] && stormPeers != 2) {
 		t.Errorf("peers %v (a storm counting %d), want %s and %s", peers, stormPeers, a.Addr(), b.Addr())
+	}
+}
+
+// A process that listens may close a connection it serves because its own
+// connect was refused (a forwarder): its refused connects are each sent,
+// for that link, while the resets that refused them are still folded.
+func TestRefusedConnectsOfServersNotFolded(t *testing.T) {
+	ns := testutil.NewNetNS(t)
+	c := startCaptureTracking(t, ns, 200*time.Millisecond,
+		[]conn.Option{conn.WithStormWindow(300 * time.Millisecond)},
+		bpf.WithResetFolding(300*time.Millisecond))
+	requireCapability(t, c, bpf.CapClosedPortResets)
+	ns.Do(t, func() {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+	})
+	before := ns.Counters(t)
+	const n = 300
+	refuseLoop(t, ns, netip.MustParseAddrPort("127.0.0.1:0"), netip.MustParseAddrPort("127.0.0.1:9"), n)
+	after := ns.Counters(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m, _ := refusedConnects(c.all())
+		r, _ := stormResets(c.all())
+		if m == n && r == n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.stop()
+	k := c.final
+	if rsts := after["TcpOutRsts"] - before["TcpOutRsts"]; rsts != n {
+		t.Fatalf("TcpOutRsts +%d, want %d", rsts, n)
+	}
+	if m, records := refusedConnects(c.all()); m != n || records != n || k.RefusedFolded != 0 {
+		t.Errorf("%d connects in %d records, %d folded in the kernel; want %d, each its own", m, records, k.RefusedFolded, n)
+	}
+	if r, _ := stormResets(c.all()); r != n || k.ResetsFolded == 0 {
+		t.Errorf("%d resets accounted for, %d folded in the kernel; want %d, folded", r, k.ResetsFolded, n)
 	}
 }

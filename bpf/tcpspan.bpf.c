@@ -47,6 +47,8 @@ const enum retrans_limit unused_retrans_limit __attribute__((unused));
 const enum counter unused_counter __attribute__((unused));
 const struct reset_storm_key *unused_reset_storm_key __attribute__((unused));
 const struct reset_storm *unused_reset_storm __attribute__((unused));
+const struct refused_storm_key *unused_refused_storm_key __attribute__((unused));
+const struct refused_storm *unused_refused_storm __attribute__((unused));
 
 /* The syscall tracepoint layout, from
  * /sys/kernel/tracing/events/syscalls/sys_exit_accept4/format. It is the
@@ -315,6 +317,7 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 
 		if (filter_netns && k.netns != filter_netns)
 			return 0;
+		server_seen();
 		bpf_get_current_comm(l.owner.comm, sizeof(l.owner.comm));
 		listener_small(&l, &k, max);
 		bpf_map_update_elem(&listeners, &k, &l, BPF_ANY);
@@ -775,6 +778,7 @@ static __always_inline void accepted(struct syscall_exit_ctx *ctx)
 		return;
 	if (c->flags & (CONN_LISTENER_UNLEARNED | CONN_LISTENER_HIGH))
 		listener_accepted(c);
+	server_seen();
 	owner_from_current(c);
 	c->flags &= ~(CONN_OWNER_FROM_LISTENER | CONN_LISTENER_UNLEARNED | CONN_LISTENER_HIGH);
 	conn_event(c, 0, EVENT_ACCEPT, sk_state(sk), CTX_PROCESS, c->owner_pid, (__u32)ctx->ret, ctx->nr);

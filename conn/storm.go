@@ -294,3 +294,37 @@ func (t *Tracker) HandleFoldedResets(r *bpf.FoldedResets) {
 	}
 	s.tally.addFolded(n, ev.Kind, ev.Time, last, remote.Addr())
 }
+
+// HandleFoldedConns takes refused connects the kernel counted instead of
+// sending (bpf.WithResetFolding): those after the first of their kind in a
+// window, the first having come as a connection record. They go out as one
+// connection, the first of them as it ended, with a [Storm] that counts
+// them all; one alone goes out as it is. It implements [bpf.Handler].
+func (t *Tracker) HandleFoldedConns(r *bpf.FoldedConns) {
+	if r.Count == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a := t.fromConnRecord(&r.First, t.newConnAlloc())
+	c := &a.conn
+	if r.Count > 1 {
+		// Every one of them had these events: the kernel folds only
+		// connections with the same kinds and number of events.
+		s := &Storm{Count: r.Count, Peers: 1, First: c.Start, Last: t.cfg.bootTime(r.LastNs)}
+		if c.End.After(s.Last) {
+			s.Last = c.End
+		}
+		for i := range c.Events {
+			if k := c.Events[i].Kind; int(k) < numEventKinds {
+				s.Events[k] += r.Count
+			}
+		}
+		s.sample(c.ISN)
+		c.Storm, c.End = s, s.Last
+		t.stats.ConnStorms++
+		t.stats.ConnsFolded += uint64(r.Count)
+	}
+	t.emitConn(c)
+	t.recycle(a)
+}

@@ -224,3 +224,35 @@ func TestStormFoldsKernelCounts(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// Refused connects the kernel counted go out as their first one, with a
+// storm that counts them and the events each of them had; one alone goes
+// out as it is.
+func TestStormFromKernelRefusedConnects(t *testing.T) {
+	tk, out := newTestTracker(t)
+	refused := connRecord(1, tuple4("10.0.0.2:40000", "10.0.0.1:9"),
+		ev{ts: 100, typ: bpf.EventState, state: 2, ctx: bpf.CtxProcess, pid: 812, arg: 7},
+		ev{ts: 150, typ: bpf.EventRSTReceived, state: 2, ctx: bpf.CtxKernel},
+		ev{ts: 160, typ: bpf.EventState, state: 7, ctx: bpf.CtxKernel, arg: 2, arg2: 111},
+		ev{ts: 170, typ: bpf.EventError, state: 7, ctx: bpf.CtxKernel, arg: 111})
+	tk.HandleFoldedConns(&bpf.FoldedConns{Count: 40, LastNs: 5000, First: *refused})
+	if len(*out) != 1 {
+		t.Fatalf("%d out, want one storm", len(*out))
+	}
+	c := (*out)[0]
+	s := c.Storm
+	if s == nil || c.Orphan || c.Side != SideClient || s.Count != 40 || s.Peers != 1 ||
+		s.EventCount(EventRSTReceived) != 40 || s.EventCount(EventState) != 80 || s.EventCount(EventError) != 40 {
+		t.Fatalf("storm %+v of %+v", s, c)
+	}
+	if !c.Start.Equal(clock(100)) || !c.End.Equal(clock(5000)) || !s.Last.Equal(clock(5000)) {
+		t.Errorf("storm %v..%v", c.Start, c.End)
+	}
+	tk.HandleFoldedConns(&bpf.FoldedConns{Count: 1, LastNs: 900, First: *refused})
+	if len(*out) != 2 || (*out)[1].Storm != nil {
+		t.Fatalf("a count of one: %+v", (*out)[len(*out)-1])
+	}
+	if st := tk.Stats(); st.Connections != 2 || st.ConnStorms != 1 || st.ConnsFolded != 40 {
+		t.Errorf("stats %+v", st)
+	}
+}

@@ -116,6 +116,8 @@ var Definitions = []Definition{
 		func(h agent.Health) []Point { return one(h.Tracker.OrphansFolded) }},
 	{"tcpspan.orphans.folded_in_kernel", "{connection}", "Resets for closed ports the kernel counted instead of sending a record each, all but the first of a kind per window (in tcpspan.orphans.folded too).", Counter,
 		func(h agent.Health) []Point { return one(h.Kernel.ResetsFolded) }},
+	{"tcpspan.connections.folded_in_kernel", "{connection}", "Refused connects the kernel counted instead of sending a record each, emitted as storm connections (tcpspan.storm.count; each counted once in tcpspan.connections{kind=connection}).", Counter,
+		func(h agent.Health) []Point { return one(h.Tracker.ConnsFolded) }},
 	{"tcpspan.spans.recorded", "{span}", "Spans ended and queued for export.", Counter,
 		func(h agent.Health) []Point { return one(h.Export.Spans.Recorded) }},
 	{"tcpspan.spans.sampled_out", "{connection}", "Clean connections not exported (-clean-ratio).", Counter,
