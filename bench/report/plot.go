@@ -144,7 +144,7 @@ func writeChart(path string, res *Results) error {
 
 // ratioOf is a run's rate over the median rate of its baseline mode.
 func ratioOf(res *Results, r *Run) float64 {
-	if b := findMode(res.Modes, baseline[r.Mode]); b != nil && b.RateMedian > 0 {
+	if b := findMode(res.Modes, r.baselineMode()); b != nil && b.RateMedian > 0 {
 		return r.Rate / b.RateMedian
 	}
 	return 0
