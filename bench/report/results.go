@@ -61,12 +61,18 @@ func cmdSummarize(args []string) error {
 	if fs.NArg() != 1 {
 		usage()
 	}
-	runs, err := loadRuns(fs.Arg(0))
+	return summarizeTo(fs.Arg(0), *jsonOut, *pngOut, *commit, *conf)
+}
+
+// summarizeTo prints the tables of the runs in runsDir and writes
+// results.json and the chart (each skipped when its path is "").
+func summarizeTo(runsDir, jsonOut, pngOut, commit, conf string) error {
+	runs, err := loadRuns(runsDir)
 	if err != nil {
 		return err
 	}
 	if len(runs) == 0 {
-		return fmt.Errorf("no runs in %s", fs.Arg(0))
+		return fmt.Errorf("no runs in %s", runsDir)
 	}
 	modes := summarize(runs)
 	for _, m := range modes {
@@ -77,25 +83,25 @@ func cmdSummarize(args []string) error {
 		}
 	}
 	res := &Results{
-		Date: time.Now().UTC().Format(time.RFC3339), Commit: *commit, Machine: machine(), Load: *conf,
+		Date: time.Now().UTC().Format(time.RFC3339), Commit: commit, Machine: machine(), Load: conf,
 		Modes: modes, Targets: targets(modes), Runs: runs,
 	}
 	printTables(os.Stdout, res)
-	if *jsonOut != "" {
+	if jsonOut != "" {
 		b, err := json.MarshalIndent(res, "", "  ")
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(jsonOut, append(b, '\n'), 0o644); err != nil {
 			return err
 		}
-		fmt.Printf("report: wrote %s\n", *jsonOut)
+		fmt.Printf("report: wrote %s\n", jsonOut)
 	}
-	if *pngOut != "" {
-		if err := writeChart(*pngOut, res); err != nil {
+	if pngOut != "" {
+		if err := writeChart(pngOut, res); err != nil {
 			return err
 		}
-		fmt.Printf("report: wrote %s\n", *pngOut)
+		fmt.Printf("report: wrote %s\n", pngOut)
 	}
 	return nil
 }
