@@ -35,6 +35,7 @@ type bench struct {
 	nginx        *proc
 	sink         *proc
 	agent        *proc
+	load         *proc
 	bpfStatsOld  string
 	cleaned      bool
 	seq          int
@@ -149,6 +150,7 @@ func (b *bench) cleanup() {
 		return
 	}
 	b.cleaned = true
+	b.load.stop(syscall.SIGTERM, 2*time.Second)
 	b.agent.stop(syscall.SIGINT, 5*time.Second)
 	for _, p := range []*proc{b.sink, b.nginx, b.jaeger} {
 		p.stop(syscall.SIGTERM, 5*time.Second)
@@ -538,7 +540,9 @@ func (b *bench) runOne(m modeSpec, round int) (string, error) {
 		appendVals(dir, g+"_ns_before", b.cg.usageNS(g))
 	}
 	appendVals(dir, "t_load_start", now())
-	run(inGroup(b.cg.procs("load"), b.loadArgv(m)...), filepath.Join(dir, "load.out"), filepath.Join(dir, "load.err"))
+	if err := b.runLoad(inGroup(b.cg.procs("load"), b.loadArgv(m)...), filepath.Join(dir, "load.out"), filepath.Join(dir, "load.err")); err != nil {
+		return "", err
+	}
 	appendVals(dir, "t_load_end", now())
 	for _, g := range groupNames {
 		appendVals(dir, g+"_ns_after", b.cg.usageNS(g))
@@ -562,6 +566,23 @@ func (b *bench) runOne(m modeSpec, round int) (string, error) {
 		return "", err
 	}
 	return dir, appendVals(dir, "t_stop", now())
+}
+
+// runLoad runs a load tool to its end, its output to files; its exit
+// status does not matter (the tools say what happened in their output).
+func (b *bench) runLoad(argv []string, stdout, stderr string) error {
+	p, err := start(argv, stdout, stderr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", argv[0], err)
+	}
+	b.mu.Lock()
+	b.load = p
+	b.mu.Unlock()
+	<-p.done
+	b.mu.Lock()
+	b.load = nil
+	b.mu.Unlock()
+	return nil
 }
 
 // copyCPULine saves /proc/stat's first line.

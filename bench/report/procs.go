@@ -64,17 +64,6 @@ func outFile(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 }
 
-// run runs argv to its end, its output to files; its exit status does not
-// matter (the load tools say what happened in their output).
-func run(argv []string, stdout, stderr string) {
-	p, err := start(argv, stdout, stderr)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "bench: %s: %v\n", argv[0], err)
-		return
-	}
-	<-p.done
-}
-
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
 func (p *proc) alive() bool {

@@ -102,7 +102,9 @@ func (b *bench) profileRun(name string, f *os.File) error {
 		}
 	}
 	load := filepath.Join(dir, "load.out")
-	run(b.loadArgv(m), load, load)
+	if err := b.runLoad(b.loadArgv(m), load, load); err != nil {
+		return err
+	}
 	if perf != nil {
 		<-perf.done
 	}
