@@ -47,7 +47,7 @@ demo: ## the seed incident (rinetd, backlog 5, wrk -c1000) explained by tcpspan 
 	./scripts/demo.sh
 
 .PHONY: bench
-bench: ## connection and reset storms with no agent, tcpspan and bpftrace, side by side (root)
+bench: ## what tcpspan costs: connection/reset storms, keep-alive, getpid tax, with and without (root; knobs: docs/performance.md)
 	./scripts/bench.sh
 
 .PHONY: bench-idle
