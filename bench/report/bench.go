@@ -227,7 +227,10 @@ func (b *bench) startJaeger() error {
 	return fmt.Errorf("jaeger did not open its ports in 30s:\n%s", l)
 }
 
-// nginxConf is nginx's configuration: 2 workers, a tiny static answer.
+// nginxConf is nginx's configuration: 2 workers, a tiny static answer, and
+// no limit on the requests of a kept-alive connection (nginx closes one
+// after 1000 by default, which would make the keepalive modes open some 50
+// connections a second).
 const nginxConf = `worker_processes 2;
 daemon off;
 pid {{dir}}/nginx.pid;
@@ -237,6 +240,7 @@ events {
 }
 http {
 	access_log off;
+	keepalive_requests 1000000000;
 	client_body_temp_path {{dir}}/body;
 	proxy_temp_path {{dir}}/proxy;
 	fastcgi_temp_path {{dir}}/fastcgi;
