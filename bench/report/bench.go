@@ -29,18 +29,18 @@ type bench struct {
 
 	otlpPort, queryPort, sinkPort int
 
-	mu           sync.Mutex
-	nsMade       bool
-	jaeger       *proc
-	nginx        *proc
-	sink         *proc
-	agent        *proc
-	load         *proc
-	bpfStatsOld  string
-	cleaned      bool
-	seq          int
-	runsDir      string
-	jaegerEnvURL string
+	mu          sync.Mutex
+	nsMade      bool
+	jaeger      *proc
+	nginx       *proc
+	sink        *proc
+	agent       *proc
+	load        *proc
+	bpfStatsOld string
+	cleaned     bool
+	seq         int
+	runsDir     string
+	jaegerOTLP  string // OTEL_EXPORTER_OTLP_ENDPOINT for Jaeger
 }
 
 // cmdBench runs make bench: see scripts/bench.sh for what and
@@ -215,7 +215,7 @@ func (b *bench) startJaeger() error {
 	}
 	for range 300 {
 		if dialable(b.otlpPort) && dialable(b.queryPort) {
-			b.jaegerEnvURL = fmt.Sprintf("http://127.0.0.1:%d", b.otlpPort)
+			b.jaegerOTLP = fmt.Sprintf("http://127.0.0.1:%d", b.otlpPort)
 			return nil
 		}
 		if !b.jaeger.alive() {
@@ -384,7 +384,7 @@ func (b *bench) startAgent(m modeSpec, dir string) error {
 		if m.Sink {
 			env = append(env, fmt.Sprintf("OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:%d", b.sinkPort))
 		} else {
-			env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+b.jaegerEnvURL)
+			env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+b.jaegerOTLP)
 		}
 	}
 	logPath := filepath.Join(dir, "agent.log")
@@ -398,7 +398,9 @@ func (b *bench) startAgent(m modeSpec, dir string) error {
 	for range 300 {
 		if !p.alive() {
 			l, _ := os.ReadFile(logPath)
+			b.mu.Lock()
 			b.agent = nil
+			b.mu.Unlock()
 			return fmt.Errorf("%s agent exited:\n%s", m.Name, l)
 		}
 		if m.Agent == "bpftrace" {
