@@ -17,3 +17,10 @@ func Drains(t *Tracer) uint64 { return t.drains.Load() }
 func WithSoftirqInTask(on bool) Option {
 	return optionFunc(func(c config) config { c.softirqInTask = &on; return c })
 }
+
+// WithAcceptTracepoints makes Load hook accept() through its syscall
+// tracepoints, the fallback, even where fexit works, so that both paths are
+// tested on such kernels.
+func WithAcceptTracepoints() Option {
+	return optionFunc(func(c config) config { c.acceptTracepoints = true; return c })
+}

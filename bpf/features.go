@@ -11,12 +11,14 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
 )
 
 // Names of the capabilities in [Features.Caps], stable for scripts and
 // tests.
 const (
-	CapConnections      = "connections"        // connection lifecycle, close() and accept() owners
+	CapConnections      = "connections"        // connection lifecycle, close() owners
+	CapAccept           = "accept"             // the process that accepts a connection, its fd and when
 	CapSocketErrors     = "socket-errors"      // errors the kernel reports to the application (ECONNREFUSED, ...)
 	CapResetReasons     = "reset-reasons"      // the kernel's sk_rst_reason on each RST sent
 	CapClosedPortResets = "closed-port-resets" // RSTs sent for packets that found no socket
@@ -211,6 +213,46 @@ func isPointerTo(t btf.Type, structName string) bool {
 	return ok && s.Name == structName
 }
 
+// probeFexit says why an fexit program cannot be loaded on the kernel
+// function fn, or nil if it can: that needs BPF trampolines (5.5+ on
+// x86_64) and a kernel that lets tracing programs load, which some refuse
+// (EPERM). It loads a two-instruction program.
+func probeFexit(spec *btf.Spec, fn string) error {
+	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
+		Type:       ebpf.Tracing,
+		AttachType: ebpf.AttachTraceFExit,
+		AttachTo:   fn,
+		Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
+		License: "Dual BSD/GPL",
+	}, ebpf.ProgramOptions{KernelTypes: spec})
+	if errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("the kernel refuses tracing programs: load fexit/%s: %w", fn, unix.EPERM)
+	}
+	if err != nil {
+		return fmt.Errorf("load fexit/%s: %w", fn, err)
+	}
+	prog.Close()
+	return nil
+}
+
+// stubProgram stands in for a program of the object that cannot load on
+// this kernel and whose hook is not used: it does nothing and is never
+// attached.
+func stubProgram(name string) *ebpf.ProgramSpec {
+	return &ebpf.ProgramSpec{
+		Name: name,
+		Type: ebpf.SocketFilter,
+		Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
+		License: "Dual BSD/GPL",
+	}
+}
+
 // haveModernObjectNeeds says whether the kernel can load the object built
 // for current kernels: atomic fetch instructions (5.12) and, to read the
 // syscall a task is in, bpf_get_current_task_btf and bpf_task_pt_regs
@@ -276,11 +318,12 @@ func haveAtomicFetch() (bool, error) {
 // when attaching.
 func (f *Features) init(p prototypes, names *KernelNames, modern, realtime bool) {
 	conns := Capability{Name: CapConnections, On: true,
-		How: "raw tracepoints inet_sock_set_state, tcp_*; tracepoints syscalls accept, accept4"}
+		How: "raw tracepoints inet_sock_set_state, tcp_*"}
 	if realtime {
 		conns.Why = "PREEMPT_RT runs softirqs on the task's stack: an event inside close() is credited to the process only while close() holds the socket's lock, so children reset by a listener's close() are marked kernel"
 	}
 	f.set(conns)
+	f.set(Capability{Name: CapAccept, Why: "not attached"})
 	f.set(Capability{Name: CapSocketErrors, Why: "not attached"})
 	f.set(Capability{Name: CapReleases, On: true,
 		How: "the releasing task's syscall and PF_EXITING: close(), close_range(), dup2()/dup3(), execve() close-on-exec, exit and death by a signal",

@@ -16,15 +16,17 @@ import (
 // without it the series is read from uname.
 const SeriesEnv = "TCPSPAN_KERNEL_SERIES"
 
-// Expected capabilities per kernel series: "on", "off", or "kprobe" (on
-// through the kprobe fallback). The kernels are Debian's cloud kernels of
-// the matrix (scripts/test-kernels.sh) and this machine's 6.18, which has no
-// kprobes. A capability that should load but does not fails the test, and
+// Expected capabilities per kernel series: "on", "off", "kprobe" (on
+// through the kprobe fallback) or "fallback" (on through another fallback
+// hook, such as the syscall tracepoints for accept()). The kernels are
+// Debian's cloud kernels of the matrix (scripts/test-kernels.sh) and this
+// machine's 6.18, which has no kprobes and refuses tracing programs. A capability that should load but does not fails the test, and
 // so does one that loads where the table says it cannot: then the table,
 // or the loader's reading of the kernel, is wrong.
 var expectedFeatures = map[string]map[string]string{
 	"5.10": {
 		bpf.CapConnections:      "on",
+		bpf.CapAccept:           "on",
 		bpf.CapSocketErrors:     "kprobe", // no inet_sk_error_report tracepoint
 		bpf.CapResetReasons:     "off",    // tcp_send_reset(sk, skb)
 		bpf.CapClosedPortResets: "kprobe",
@@ -38,6 +40,7 @@ var expectedFeatures = map[string]map[string]string{
 	},
 	"6.1": {
 		bpf.CapConnections:      "on",
+		bpf.CapAccept:           "on",
 		bpf.CapSocketErrors:     "on",
 		bpf.CapResetReasons:     "off",
 		bpf.CapClosedPortResets: "kprobe",
@@ -51,6 +54,7 @@ var expectedFeatures = map[string]map[string]string{
 	},
 	"6.12": {
 		bpf.CapConnections:      "on",
+		bpf.CapAccept:           "on",
 		bpf.CapSocketErrors:     "on",
 		bpf.CapResetReasons:     "on",
 		bpf.CapClosedPortResets: "on",
@@ -64,6 +68,7 @@ var expectedFeatures = map[string]map[string]string{
 	},
 	"6.18": {
 		bpf.CapConnections:      "on",
+		bpf.CapAccept:           "fallback", // tracing programs are refused (EPERM): syscall tracepoints
 		bpf.CapSocketErrors:     "on",
 		bpf.CapResetReasons:     "on",
 		bpf.CapClosedPortResets: "on",
@@ -118,8 +123,10 @@ func TestKernelFeatures(t *testing.T) {
 			t.Errorf("%s expected on %s, but it is off: %s", c.Name, series, c.Why)
 		case w == "kprobe" && !strings.Contains(c.How, "kprobe"):
 			t.Errorf("%s on %s through %q, expected the kprobe fallback", c.Name, series, c.How)
-		case w == "on" && strings.Contains(c.How, "kprobe"):
-			t.Errorf("%s on %s through %q, expected without kprobes", c.Name, series, c.How)
+		case w == "fallback" && !strings.Contains(c.How, "(fallback"):
+			t.Errorf("%s on %s through %q, expected its fallback", c.Name, series, c.How)
+		case w == "on" && (strings.Contains(c.How, "kprobe") || strings.Contains(c.How, "fallback")):
+			t.Errorf("%s on %s through %q, expected without kprobes or fallbacks", c.Name, series, c.How)
 		case !c.On && c.Why == "":
 			t.Errorf("%s is off without a reason", c.Name)
 		}

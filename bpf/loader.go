@@ -62,6 +62,9 @@ type config struct {
 	noTraceparent bool
 	notice        func(string)
 	resetWindow   time.Duration // see WithResetFolding
+	// acceptTracepoints: hook accept() through the syscall tracepoints
+	// even where fexit works (tests).
+	acceptTracepoints bool
 	// softirqInTask: the kernel runs softirqs on the task's stack
 	// (PREEMPT_RT); nil means read /sys/kernel/realtime.
 	softirqInTask *bool
@@ -216,6 +219,16 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// fexit programs load only where the kernel has BPF trampolines and
+	// lets tracing programs load; elsewhere they are left out (stubs), and
+	// accept() is hooked through its syscall tracepoints (attachAccept).
+	fexitErr := errAcceptTracepointsAsked
+	if !cfg.acceptTracepoints {
+		fexitErr = probeFexit(kernelBTF, acceptFexitFunc)
+	}
+	if fexitErr != nil {
+		spec.Programs[tcpspanProgAcceptExit] = stubProgram(tcpspanProgAcceptExit)
+	}
 	spec.Maps[tcpspanMapEvents].MaxEntries = uint32(cfg.ringBytes)
 	spec.Maps[tcpspanMapConns].MaxEntries = uint32(cfg.maxConns)
 
@@ -298,19 +311,8 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 		t.links = append(t.links, l)
 		t.progs[r.name] = r.prog
 	}
-	for _, tp := range []struct {
-		name string
-		prog *ebpf.Program
-	}{
-		{"sys_exit_accept4", t.objs.SysExitAccept4},
-		{"sys_exit_accept", t.objs.SysExitAccept},
-	} {
-		l, err := link.Tracepoint("syscalls", tp.name, tp.prog, nil)
-		if err != nil {
-			return nil, fmt.Errorf("attach tracepoint syscalls/%s: %w", tp.name, err)
-		}
-		t.links = append(t.links, l)
-		t.progs[tp.name] = tp.prog
+	if err := t.attachAccept(fexitErr); err != nil {
+		return nil, err
 	}
 
 	if !protos.rstNoSocket {
@@ -409,6 +411,53 @@ func (t *Tracer) attachTraceparent(cfg config, cgroup string) {
 	}
 	t.features.set(Capability{Name: CapTraceparent, On: true,
 		How: "cgroup_skb/ingress and egress on " + cgroup + ": HTTP/1.x requests, header in " + window})
+}
+
+// acceptFexitFunc is the kernel function the accept() hook attaches to
+// with fexit: accept() and accept4() call it, and nothing else.
+const acceptFexitFunc = "__sys_accept4"
+
+// errAcceptTracepointsAsked is why fexit is not used when a test asks for
+// the syscall tracepoints.
+var errAcceptTracepointsAsked = errors.New("the syscall tracepoints were asked for")
+
+// attachAccept attaches the accept() hook, which names the process that
+// accepts a connection: fexit on the function both system calls call, which
+// runs for them alone, or where fexit did not load (fexitErr) or does not
+// attach, the syscall tracepoints. Those cost every system call on the
+// host, whatever it is, about 12 ns while attached: enabling any syscall
+// tracepoint puts every task on the kernel's slow syscall path
+// (TIF_SYSCALL_TRACEPOINT).
+func (t *Tracer) attachAccept(fexitErr error) error {
+	if fexitErr == nil {
+		l, err := link.AttachTracing(link.TracingOptions{Program: t.objs.AcceptExit, AttachType: ebpf.AttachTraceFExit})
+		if err == nil {
+			t.links = append(t.links, l)
+			t.progs["fexit/"+acceptFexitFunc] = t.objs.AcceptExit
+			t.features.set(Capability{Name: CapAccept, On: true,
+				How: "fexit " + acceptFexitFunc + " (runs only for accept, accept4)"})
+			return nil
+		}
+		fexitErr = fmt.Errorf("attach fexit/%s: %w", acceptFexitFunc, err)
+	}
+	for _, tp := range []struct {
+		name string
+		prog *ebpf.Program
+	}{
+		{"sys_exit_accept4", t.objs.SysExitAccept4},
+		{"sys_exit_accept", t.objs.SysExitAccept},
+	} {
+		l, err := link.Tracepoint("syscalls", tp.name, tp.prog, nil)
+		if err != nil {
+			return fmt.Errorf("attach tracepoint syscalls/%s: %w", tp.name, err)
+		}
+		t.links = append(t.links, l)
+		t.progs[tp.name] = tp.prog
+	}
+	t.features.set(Capability{Name: CapAccept, On: true,
+		How: "tracepoints syscalls/sys_exit_accept4, sys_exit_accept (fallback)",
+		Why: fmt.Sprintf("fexit is not available (%v): while attached, every system call on the host takes the kernel's slow path, about 12 ns more", fexitErr)})
+	return nil
 }
 
 // attachClosedPortKprobes attaches the optional fallback for RSTs sent for

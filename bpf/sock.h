@@ -341,7 +341,7 @@ static __always_inline bool release_by_task(const void *ctx, const struct sock *
 
 /* syscall_arg0 is the first argument of the system call the current task is
  * in, from its saved user registers, which the call leaves as they were:
- * still there when its exit tracepoint runs. */
+ * still there when its exit hook runs. */
 static __always_inline __u64 syscall_arg0(void)
 {
 	__u64 arg = 0;
@@ -356,6 +356,24 @@ static __always_inline __u64 syscall_arg0(void)
 	arg = regs->di;
 #endif
 	return arg;
+}
+
+/* syscall_nr is the number of the system call the current task is in, from
+ * its saved user registers (orig_ax). */
+static __always_inline __u64 syscall_nr(void)
+{
+	__u64 nr = 0;
+#ifdef TCPSPAN_COMPAT
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct pt_regs *regs = (struct pt_regs *)((__u64)BPF_CORE_READ(task, stack) + COMPAT_THREAD_SIZE) - 1;
+
+	bpf_probe_read_kernel(&nr, sizeof(nr), &regs->orig_ax);
+#else
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+
+	nr = regs->orig_ax;
+#endif
+	return nr;
 }
 
 #endif /* TCPSPAN_SOCK_H */

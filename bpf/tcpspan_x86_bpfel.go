@@ -336,6 +336,7 @@ const (
 	tcpspanMapResetStorms               = "reset_storms"
 	tcpspanMapScanBufs                  = "scan_bufs"
 	tcpspanMapServers                   = "servers"
+	tcpspanProgAcceptExit               = "accept_exit"
 	tcpspanProgInetSkErrorReport        = "inet_sk_error_report"
 	tcpspanProgInetSockSetState         = "inet_sock_set_state"
 	tcpspanProgKfreeSkb                 = "kfree_skb"
@@ -431,6 +432,7 @@ type tcpspanSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpspanProgramSpecs struct {
+	AcceptExit               *ebpf.ProgramSpec `ebpf:"accept_exit"`
 	InetSkErrorReport        *ebpf.ProgramSpec `ebpf:"inet_sk_error_report"`
 	InetSockSetState         *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
 	KfreeSkb                 *ebpf.ProgramSpec `ebpf:"kfree_skb"`
@@ -598,6 +600,7 @@ type tcpspanVariables struct {
 //
 // It can be passed to loadTcpspanObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpspanPrograms struct {
+	AcceptExit               *ebpf.Program `ebpf:"accept_exit"`
 	InetSkErrorReport        *ebpf.Program `ebpf:"inet_sk_error_report"`
 	InetSockSetState         *ebpf.Program `ebpf:"inet_sock_set_state"`
 	KfreeSkb                 *ebpf.Program `ebpf:"kfree_skb"`
@@ -618,6 +621,7 @@ type tcpspanPrograms struct {
 
 func (p *tcpspanPrograms) Close() error {
 	return _TcpspanClose(
+		p.AcceptExit,
 		p.InetSkErrorReport,
 		p.InetSockSetState,
 		p.KfreeSkb,

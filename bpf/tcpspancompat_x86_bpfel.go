@@ -288,6 +288,7 @@ const (
 	tcpspanCompatMapResetStorms               = "reset_storms"
 	tcpspanCompatMapScanBufs                  = "scan_bufs"
 	tcpspanCompatMapServers                   = "servers"
+	tcpspanCompatProgAcceptExit               = "accept_exit"
 	tcpspanCompatProgInetSkErrorReport        = "inet_sk_error_report"
 	tcpspanCompatProgInetSockSetState         = "inet_sock_set_state"
 	tcpspanCompatProgKfreeSkb                 = "kfree_skb"
@@ -383,6 +384,7 @@ type tcpspanCompatSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpspanCompatProgramSpecs struct {
+	AcceptExit               *ebpf.ProgramSpec `ebpf:"accept_exit"`
 	InetSkErrorReport        *ebpf.ProgramSpec `ebpf:"inet_sk_error_report"`
 	InetSockSetState         *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
 	KfreeSkb                 *ebpf.ProgramSpec `ebpf:"kfree_skb"`
@@ -550,6 +552,7 @@ type tcpspanCompatVariables struct {
 //
 // It can be passed to loadTcpspanCompatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpspanCompatPrograms struct {
+	AcceptExit               *ebpf.Program `ebpf:"accept_exit"`
 	InetSkErrorReport        *ebpf.Program `ebpf:"inet_sk_error_report"`
 	InetSockSetState         *ebpf.Program `ebpf:"inet_sock_set_state"`
 	KfreeSkb                 *ebpf.Program `ebpf:"kfree_skb"`
@@ -570,6 +573,7 @@ type tcpspanCompatPrograms struct {
 
 func (p *tcpspanCompatPrograms) Close() error {
 	return _TcpspanCompatClose(
+		p.AcceptExit,
 		p.InetSkErrorReport,
 		p.InetSockSetState,
 		p.KfreeSkb,
