@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/tcpspan/tcpspan/bpf"
 	"github.com/tcpspan/tcpspan/conn"
@@ -15,8 +16,10 @@ import (
 
 // TestAcceptHooks: accept() and accept4() name the accepting process, the
 // new fd and the system call, through the hook the kernel uses (fexit where
-// it loads, else the syscall tracepoints) and through the tracepoints
-// asked for. The first accept() of a listener that predates the agent
+// it loads, else the cgroup getpeername hooks, else the syscall
+// tracepoints) and through each fallback asked for. The getpeername hooks
+// know neither fd nor syscall, and see only an accept() that asks for the
+// peer's address, as servers do. The first accept() of a listener that predates the agent
 // teaches the kernel side its address (listener_accepted), so the SYN watch
 // need not go on for it.
 func TestAcceptHooks(t *testing.T) {
@@ -27,6 +30,7 @@ func TestAcceptHooks(t *testing.T) {
 		how  string // in the capability's How; "" for the kernel's choice
 	}{
 		{"kernel's choice", nil, ""},
+		{"getpeername hooks", []bpf.Option{bpf.WithAcceptPeerHook()}, "cgroup/getpeername4"},
 		{"syscall tracepoints", []bpf.Option{bpf.WithAcceptTracepoints()}, "tracepoints syscalls/sys_exit_accept4"},
 	} {
 		t.Run(hook.name, func(t *testing.T) {
@@ -55,9 +59,12 @@ func TestAcceptHooks(t *testing.T) {
 				client := netip.AddrPortFrom(server.Addr(), uint16(sa.(*unix.SockaddrInet4).Port))
 				time.Sleep(20 * time.Millisecond)
 				var nfd uintptr
+				var peer [128]byte
+				peerLen := uint32(len(peer))
 				ns.Do(t, func() {
 					var errno unix.Errno
-					nfd, _, errno = unix.Syscall6(sc.nr, uintptr(lfd), 0, 0, 0, 0, 0)
+					nfd, _, errno = unix.Syscall6(sc.nr, uintptr(lfd), uintptr(unsafe.Pointer(&peer[0])),
+						uintptr(unsafe.Pointer(&peerLen)), 0, 0, 0)
 					if errno != 0 {
 						t.Fatalf("%s: %v", sc.name, errno)
 					}
@@ -77,8 +84,12 @@ func TestAcceptHooks(t *testing.T) {
 				if e == nil {
 					t.Fatalf("%s: no accept event:\n%s", sc.name, describe(got))
 				}
-				if e.Process != self() || e.FD != int32(nfd) || e.Syscall != sc.name || e.Context != conn.ContextProcess {
-					t.Errorf("%s: accept event %+v, want %v fd %d in %s()", sc.name, e, self(), nfd, sc.name)
+				wantFD, wantSyscall := int32(nfd), sc.name
+				if strings.Contains(cp.How, "getpeername") {
+					wantFD, wantSyscall = -1, ""
+				}
+				if e.Process != self() || e.FD != wantFD || e.Syscall != wantSyscall || e.Context != conn.ContextProcess {
+					t.Errorf("%s: accept event %+v, want %v fd %d in %q", sc.name, e, self(), wantFD, wantSyscall)
 				}
 				if got.Owner != self() {
 					t.Errorf("%s: owner %v, want %v", sc.name, got.Owner, self())

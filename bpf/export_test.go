@@ -19,8 +19,14 @@ func WithSoftirqInTask(on bool) Option {
 }
 
 // WithAcceptTracepoints makes Load hook accept() through its syscall
-// tracepoints, the fallback, even where fexit works, so that both paths are
-// tested on such kernels.
+// tracepoints, the last fallback, even where a better hook works, so that
+// every path is tested on such kernels.
 func WithAcceptTracepoints() Option {
-	return optionFunc(func(c config) config { c.acceptTracepoints = true; return c })
+	return optionFunc(func(c config) config { c.acceptHook = acceptTracepoints; return c })
+}
+
+// WithAcceptPeerHook makes Load hook accept() through the cgroup
+// getpeername hooks, the first fallback, even where fexit works.
+func WithAcceptPeerHook() Option {
+	return optionFunc(func(c config) config { c.acceptHook = acceptPeerHook; return c })
 }

@@ -62,9 +62,9 @@ type config struct {
 	noTraceparent bool
 	notice        func(string)
 	resetWindow   time.Duration // see WithResetFolding
-	// acceptTracepoints: hook accept() through the syscall tracepoints
-	// even where fexit works (tests).
-	acceptTracepoints bool
+	// acceptHook: hook accept() through this fallback even where fexit
+	// works (tests): acceptPeerHook or acceptTracepoints; "" for the best.
+	acceptHook string
 	// softirqInTask: the kernel runs softirqs on the task's stack
 	// (PREEMPT_RT); nil means read /sys/kernel/realtime.
 	softirqInTask *bool
@@ -222,12 +222,17 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 	// fexit programs load only where the kernel has BPF trampolines and
 	// lets tracing programs load; elsewhere they are left out (stubs), and
 	// accept() is hooked through its syscall tracepoints (attachAccept).
-	fexitErr := errAcceptTracepointsAsked
-	if !cfg.acceptTracepoints {
+	fexitErr := errAcceptFallbackAsked
+	if cfg.acceptHook == "" {
 		fexitErr = probeFexit(kernelBTF, acceptFexitFunc)
 	}
 	if fexitErr != nil {
 		spec.Programs[tcpspanProgAcceptExit] = stubProgram(tcpspanProgAcceptExit)
+	}
+	if fexitErr == nil || cfg.acceptHook == acceptTracepoints {
+		// Not needed: keep them from the verifier.
+		spec.Programs[tcpspanProgAcceptPeer4] = stubProgram(tcpspanProgAcceptPeer4)
+		spec.Programs[tcpspanProgAcceptPeer6] = stubProgram(tcpspanProgAcceptPeer6)
 	}
 	spec.Maps[tcpspanMapEvents].MaxEntries = uint32(cfg.ringBytes)
 	spec.Maps[tcpspanMapConns].MaxEntries = uint32(cfg.maxConns)
@@ -268,7 +273,18 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 	}
 
 	collOpts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernelBTF}}
-	if err := spec.LoadAndAssign(&t.objs, collOpts); err != nil {
+	err = spec.LoadAndAssign(&t.objs, collOpts)
+	var peerErr error // why the getpeername hooks did not load
+	if err != nil && spec.Programs[tcpspanProgAcceptPeer4].Type != ebpf.SocketFilter {
+		// A kernel without fexit that refuses the getpeername hooks too:
+		// load without them, and let accept() fall back to the
+		// tracepoints.
+		peerErr = fmt.Errorf("load cgroup/getpeername hooks: %w", err)
+		spec.Programs[tcpspanProgAcceptPeer4] = stubProgram(tcpspanProgAcceptPeer4)
+		spec.Programs[tcpspanProgAcceptPeer6] = stubProgram(tcpspanProgAcceptPeer6)
+		err = spec.LoadAndAssign(&t.objs, collOpts)
+	}
+	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) && cfg.verifierLogs {
 			// The wrapped error names the program; %+v is the full log.
@@ -311,10 +327,6 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 		t.links = append(t.links, l)
 		t.progs[r.name] = r.prog
 	}
-	if err := t.attachAccept(fexitErr); err != nil {
-		return nil, err
-	}
-
 	if !protos.rstNoSocket {
 		t.attachClosedPortKprobes()
 	}
@@ -355,6 +367,9 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 			t.features.CgroupPath = cgroup
 			t.features.set(Capability{Name: CapSYNOverflow, On: true, How: how})
 		}
+	}
+	if err := t.attachAccept(cfg, fexitErr, peerErr, cgroup); err != nil {
+		return nil, err
 	}
 	t.attachTraceparent(cfg, cgroup)
 	for _, c := range t.features.Caps {
@@ -417,18 +432,28 @@ func (t *Tracer) attachTraceparent(cfg config, cgroup string) {
 // with fexit: accept() and accept4() call it, and nothing else.
 const acceptFexitFunc = "__sys_accept4"
 
-// errAcceptTracepointsAsked is why fexit is not used when a test asks for
-// the syscall tracepoints.
-var errAcceptTracepointsAsked = errors.New("the syscall tracepoints were asked for")
+// The fallbacks a test may ask for (WithAcceptHook in export_test.go).
+const (
+	acceptPeerHook    = "getpeername"
+	acceptTracepoints = "tracepoints"
+)
+
+// errAcceptFallbackAsked is why fexit is not used when a test asks for a
+// fallback.
+var errAcceptFallbackAsked = errors.New("a fallback was asked for")
 
 // attachAccept attaches the accept() hook, which names the process that
-// accepts a connection: fexit on the function both system calls call, which
-// runs for them alone, or where fexit did not load (fexitErr) or does not
-// attach, the syscall tracepoints. Those cost every system call on the
-// host, whatever it is, about 12 ns while attached: enabling any syscall
+// accepts a connection. Best, fexit on the function both system calls
+// call, which runs for them alone. Where fexit did not load (fexitErr) or
+// does not attach, the cgroup getpeername hooks on cgroup, which accept()
+// runs when it asks for the peer's address (accepted_peer in
+// tcpspan.bpf.c): they too cost nothing else, but miss an accept() that
+// asks for no address, and know neither its fd nor its syscall. Last, the
+// syscall tracepoints, which see every accept() but cost every system call
+// on the host, whatever it is, while attached: enabling any syscall
 // tracepoint puts every task on the kernel's slow syscall path
-// (TIF_SYSCALL_TRACEPOINT).
-func (t *Tracer) attachAccept(fexitErr error) error {
+// (TIF_SYSCALL_TRACEPOINT), 12 to 80 ns a call on the machines measured.
+func (t *Tracer) attachAccept(cfg config, fexitErr, peerErr error, cgroup string) error {
 	if fexitErr == nil {
 		l, err := link.AttachTracing(link.TracingOptions{Program: t.objs.AcceptExit, AttachType: ebpf.AttachTraceFExit})
 		if err == nil {
@@ -439,6 +464,20 @@ func (t *Tracer) attachAccept(fexitErr error) error {
 			return nil
 		}
 		fexitErr = fmt.Errorf("attach fexit/%s: %w", acceptFexitFunc, err)
+	}
+	if cfg.acceptHook != acceptTracepoints {
+		err := peerErr
+		if err == nil {
+			err = t.attachAcceptPeer(cgroup)
+		}
+		if err == nil {
+			t.features.set(Capability{Name: CapAccept, On: true,
+				How: "cgroup/getpeername4, getpeername6 on " + cgroup + " (fallback; they run only for accept() and getpeername())",
+				Why: fmt.Sprintf("fexit is not available (%v): an accept() that asks for no peer address leaves its connection "+
+					"to the listener's owner, and accept events name no fd or system call", fexitErr)})
+			return nil
+		}
+		fexitErr = fmt.Errorf("%w; %w", fexitErr, err)
 	}
 	for _, tp := range []struct {
 		name string
@@ -456,7 +495,36 @@ func (t *Tracer) attachAccept(fexitErr error) error {
 	}
 	t.features.set(Capability{Name: CapAccept, On: true,
 		How: "tracepoints syscalls/sys_exit_accept4, sys_exit_accept (fallback)",
-		Why: fmt.Sprintf("fexit is not available (%v): while attached, every system call on the host takes the kernel's slow path, about 12 ns more", fexitErr)})
+		Why: fmt.Sprintf("neither fexit nor the cgroup getpeername hooks are available (%v): while attached, every system call on the host takes the kernel's slow path", fexitErr)})
+	return nil
+}
+
+// attachAcceptPeer attaches the getpeername hooks (accepted_peer) to the
+// cgroup v2 directory cgroup, both or neither.
+func (t *Tracer) attachAcceptPeer(cgroup string) error {
+	if cgroup == "" {
+		return errors.New("no cgroup v2 mount for the getpeername hooks")
+	}
+	var links []link.Link
+	for _, p := range []struct {
+		name   string
+		attach ebpf.AttachType
+		prog   *ebpf.Program
+	}{
+		{"cgroup/getpeername4", ebpf.AttachCgroupInet4GetPeername, t.objs.AcceptPeer4},
+		{"cgroup/getpeername6", ebpf.AttachCgroupInet6GetPeername, t.objs.AcceptPeer6},
+	} {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: p.attach, Program: p.prog})
+		if err != nil {
+			for _, l := range links {
+				l.Close()
+			}
+			return fmt.Errorf("attach %s to %s: %w", p.name, cgroup, err)
+		}
+		links = append(links, l)
+		t.progs[p.name] = p.prog
+	}
+	t.links = append(t.links, links...)
 	return nil
 }
 

@@ -821,6 +821,89 @@ int sys_exit_accept(struct syscall_exit_ctx *ctx)
 	return 0;
 }
 
+/* accepted_peer is the accept() hook where fexit does not load but cgroup
+ * programs do: accept() asks the new socket for its peer's address, which
+ * runs the cgroup getpeername hook in the accepting task's context. It runs
+ * only for accept() and getpeername(), so it costs nothing else. It does
+ * not see an accept() that asks for no address (fd, NULL, NULL), and knows
+ * neither the new fd nor the syscall: those children keep their listener's
+ * owner, and their closer is told at close() as always. It learns the
+ * listener as listener_accepted does, by another way. The first call for
+ * a child is its accept(); later getpeername() calls change nothing. */
+/* listener_accepted_peer is listener_accepted for accepted_peer, which
+ * cannot read accept()'s arguments: it finds the listener by a lookup of
+ * the child's local address and port from no peer, which only a listener
+ * matches, and reads its queue through the socket the lookup returns. */
+static __always_inline void listener_accepted_peer(struct bpf_sock_addr *ctx, const struct conn *c)
+{
+	struct listener_key k = {.netns = c->tuple.netns, .port = c->tuple.sport};
+	struct listener_state *l = bpf_map_lookup_elem(&listeners, &k);
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *lsk;
+	struct tcp_sock *tp;
+
+	if (!l)
+		return;
+	if (c->tuple.family == AF_INET) {
+		__builtin_memcpy(&t.ipv4.daddr, &c->tuple.saddr[12], 4);
+		t.ipv4.dport = bpf_htons(c->tuple.sport);
+		lsk = bpf_sk_lookup_tcp(ctx, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	} else {
+		__builtin_memcpy(t.ipv6.daddr, c->tuple.saddr, 16);
+		t.ipv6.dport = bpf_htons(c->tuple.sport);
+		lsk = bpf_sk_lookup_tcp(ctx, &t, sizeof(t.ipv6), BPF_F_CURRENT_NETNS, 0);
+	}
+	if (!lsk)
+		return;
+	tp = bpf_skc_to_tcp_sock(lsk);
+	if (tp && lsk->state == BPF_TCP_LISTEN) {
+		if (!l->sk)
+			l->sk = address_of(tp);
+		listener_watch(l, &k, tp->inet_conn.icsk_inet.sk.sk_ack_backlog,
+			       tp->inet_conn.icsk_inet.sk.sk_max_ack_backlog);
+	}
+	bpf_sk_release(lsk);
+}
+
+static __always_inline void accepted_peer(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *bsk = ctx->sk;
+	struct tcp_sock *tp;
+	struct conn *c;
+	__u64 key;
+
+	if (!bsk || bsk->protocol != IPPROTO_TCP)
+		return;
+	tp = bpf_skc_to_tcp_sock(bsk);
+	if (!tp)
+		return;
+	key = address_of(tp);
+	c = bpf_map_lookup_elem(&conns, &key);
+	if (!c || c->side != SIDE_SERVER || !(c->flags & CONN_OWNER_FROM_LISTENER))
+		return;
+	if (c->flags & (CONN_LISTENER_UNLEARNED | CONN_LISTENER_HIGH))
+		listener_accepted_peer(ctx, c);
+	server_seen();
+	owner_from_current(c);
+	c->flags &= ~(CONN_OWNER_FROM_LISTENER | CONN_LISTENER_UNLEARNED | CONN_LISTENER_HIGH);
+	conn_event(c, 0, EVENT_ACCEPT, tp->inet_conn.icsk_inet.sk.__sk_common.skc_state, CTX_PROCESS, c->owner_pid,
+		   0xffffffff, SYSCALL_NONE);
+}
+
+SEC("cgroup/getpeername4")
+int accept_peer4(struct bpf_sock_addr *ctx)
+{
+	accepted_peer(ctx);
+	return 1;
+}
+
+SEC("cgroup/getpeername6")
+int accept_peer6(struct bpf_sock_addr *ctx)
+{
+	accepted_peer(ctx);
+	return 1;
+}
+
 /* cgroup_skb/ingress on the cgroup v2 root sees each packet as it is
  * delivered to a socket, with skb->sk set to that socket. A SYN that reaches
  * a listener whose accept queue is full is dropped by tcp_conn_request()

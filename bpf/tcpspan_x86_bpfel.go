@@ -337,6 +337,8 @@ const (
 	tcpspanMapScanBufs                  = "scan_bufs"
 	tcpspanMapServers                   = "servers"
 	tcpspanProgAcceptExit               = "accept_exit"
+	tcpspanProgAcceptPeer4              = "accept_peer4"
+	tcpspanProgAcceptPeer6              = "accept_peer6"
 	tcpspanProgInetSkErrorReport        = "inet_sk_error_report"
 	tcpspanProgInetSockSetState         = "inet_sock_set_state"
 	tcpspanProgKfreeSkb                 = "kfree_skb"
@@ -433,6 +435,8 @@ type tcpspanSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpspanProgramSpecs struct {
 	AcceptExit               *ebpf.ProgramSpec `ebpf:"accept_exit"`
+	AcceptPeer4              *ebpf.ProgramSpec `ebpf:"accept_peer4"`
+	AcceptPeer6              *ebpf.ProgramSpec `ebpf:"accept_peer6"`
 	InetSkErrorReport        *ebpf.ProgramSpec `ebpf:"inet_sk_error_report"`
 	InetSockSetState         *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
 	KfreeSkb                 *ebpf.ProgramSpec `ebpf:"kfree_skb"`
@@ -601,6 +605,8 @@ type tcpspanVariables struct {
 // It can be passed to loadTcpspanObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpspanPrograms struct {
 	AcceptExit               *ebpf.Program `ebpf:"accept_exit"`
+	AcceptPeer4              *ebpf.Program `ebpf:"accept_peer4"`
+	AcceptPeer6              *ebpf.Program `ebpf:"accept_peer6"`
 	InetSkErrorReport        *ebpf.Program `ebpf:"inet_sk_error_report"`
 	InetSockSetState         *ebpf.Program `ebpf:"inet_sock_set_state"`
 	KfreeSkb                 *ebpf.Program `ebpf:"kfree_skb"`
@@ -622,6 +628,8 @@ type tcpspanPrograms struct {
 func (p *tcpspanPrograms) Close() error {
 	return _TcpspanClose(
 		p.AcceptExit,
+		p.AcceptPeer4,
+		p.AcceptPeer6,
 		p.InetSkErrorReport,
 		p.InetSockSetState,
 		p.KfreeSkb,

@@ -289,6 +289,8 @@ const (
 	tcpspanCompatMapScanBufs                  = "scan_bufs"
 	tcpspanCompatMapServers                   = "servers"
 	tcpspanCompatProgAcceptExit               = "accept_exit"
+	tcpspanCompatProgAcceptPeer4              = "accept_peer4"
+	tcpspanCompatProgAcceptPeer6              = "accept_peer6"
 	tcpspanCompatProgInetSkErrorReport        = "inet_sk_error_report"
 	tcpspanCompatProgInetSockSetState         = "inet_sock_set_state"
 	tcpspanCompatProgKfreeSkb                 = "kfree_skb"
@@ -385,6 +387,8 @@ type tcpspanCompatSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpspanCompatProgramSpecs struct {
 	AcceptExit               *ebpf.ProgramSpec `ebpf:"accept_exit"`
+	AcceptPeer4              *ebpf.ProgramSpec `ebpf:"accept_peer4"`
+	AcceptPeer6              *ebpf.ProgramSpec `ebpf:"accept_peer6"`
 	InetSkErrorReport        *ebpf.ProgramSpec `ebpf:"inet_sk_error_report"`
 	InetSockSetState         *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
 	KfreeSkb                 *ebpf.ProgramSpec `ebpf:"kfree_skb"`
@@ -553,6 +557,8 @@ type tcpspanCompatVariables struct {
 // It can be passed to loadTcpspanCompatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpspanCompatPrograms struct {
 	AcceptExit               *ebpf.Program `ebpf:"accept_exit"`
+	AcceptPeer4              *ebpf.Program `ebpf:"accept_peer4"`
+	AcceptPeer6              *ebpf.Program `ebpf:"accept_peer6"`
 	InetSkErrorReport        *ebpf.Program `ebpf:"inet_sk_error_report"`
 	InetSockSetState         *ebpf.Program `ebpf:"inet_sock_set_state"`
 	KfreeSkb                 *ebpf.Program `ebpf:"kfree_skb"`
@@ -574,6 +580,8 @@ type tcpspanCompatPrograms struct {
 func (p *tcpspanCompatPrograms) Close() error {
 	return _TcpspanCompatClose(
 		p.AcceptExit,
+		p.AcceptPeer4,
+		p.AcceptPeer6,
 		p.InetSkErrorReport,
 		p.InetSockSetState,
 		p.KfreeSkb,
