@@ -7,17 +7,18 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpspan/tcpspan/internal/caps"
 )
 
 // CheckPrivileges returns an error naming what is missing when the process
 // cannot load and attach tcpspan's programs.
 func CheckPrivileges() error {
-	var hdr = unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("read capabilities: %w", err)
+	eff, err := caps.Effective()
+	if err != nil {
+		return err
 	}
-	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+	has := eff.Has
 	if has(unix.CAP_SYS_ADMIN) {
 		return nil
 	}
