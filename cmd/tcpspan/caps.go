@@ -1,13 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpspan/tcpspan/internal/caps"
@@ -36,14 +36,8 @@ func readHostFacts() hostFacts {
 			f.perfParanoid = v
 		}
 	}
-	if m, err := os.Open("/proc/self/mountinfo"); err == nil {
-		sc := bufio.NewScanner(m)
-		for sc.Scan() {
-			if _, fstype, ok := strings.Cut(sc.Text(), " - "); ok && strings.HasPrefix(fstype, "tracefs ") {
-				f.tracefsMounted = true
-			}
-		}
-		m.Close()
+	if m, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("tracefs")); err == nil {
+		f.tracefsMounted = len(m) > 0
 	}
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
