@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -120,16 +121,8 @@ func (e *Exporter) send() {
 		req = req[:0]
 		for i := range b.groups {
 			g := &b.groups[i]
-			ss := &tracepb.ScopeSpans{Scope: e.scope, SchemaUrl: tcpsemconv.SchemaURL}
-			// The spans are already in the wire format: carried as the
-			// message's unknown fields, they are marshalled verbatim as
-			// ScopeSpans.spans, which receivers decode as usual.
-			// (The OTLP clients' optional self-observability,
-			// OTEL_GO_X_OBSERVABILITY, counts len(ScopeSpans.Spans) and so
-			// sees none; Stats counts what was sent.)
-			ss.ProtoReflect().SetUnknown(protoreflect.RawFields(g.spans))
 			req = append(req, &tracepb.ResourceSpans{Resource: g.res.pb, SchemaUrl: g.res.schemaURL,
-				ScopeSpans: []*tracepb.ScopeSpans{ss}})
+				ScopeSpans: []*tracepb.ScopeSpans{rawScopeSpans(e.scope, g.spans)}})
 		}
 		if err := e.upload(req); err != nil {
 			e.failed.Add(uint64(b.spans))
@@ -151,4 +144,26 @@ func (e *Exporter) upload(req []*tracepb.ResourceSpans) error {
 		defer cancel()
 	}
 	return e.cfg.client.UploadTraces(ctx, req)
+}
+
+// rawScopeSpans returns the ScopeSpans of scope whose spans are spans:
+// elements of ScopeSpans.spans already in the OTLP wire format, as the
+// span encoder writes them (appendConn, appendSpan).
+//
+// This is the export path's contract with protobuf-go. The spans ride as
+// the message's unknown fields (ScopeSpans.Spans stays empty), and every
+// OTLP client hands the message to proto.Marshal (otlptracehttp directly,
+// otlptracegrpc through gRPC's proto codec), which writes unknown fields
+// back verbatim after the known ones. On the wire that is exactly
+// ScopeSpans.spans, so receivers decode ordinary spans. If a protobuf-go
+// release stopped writing unknown fields back, spans would vanish without
+// an error: TestEncodedSpansReachReceivers sends them through both real
+// OTLP clients to receivers that decode them with the generated OTLP
+// types, and fails then. (The OTLP clients' optional self-observability,
+// OTEL_GO_X_OBSERVABILITY, counts len(ScopeSpans.Spans) and so sees none;
+// Stats counts what was sent.)
+func rawScopeSpans(scope *commonpb.InstrumentationScope, spans []byte) *tracepb.ScopeSpans {
+	ss := &tracepb.ScopeSpans{Scope: scope, SchemaUrl: tcpsemconv.SchemaURL}
+	ss.ProtoReflect().SetUnknown(protoreflect.RawFields(spans))
+	return ss
 }
