@@ -23,4 +23,13 @@
 // [DefaultStormWindow] are folded into one connection with a [Storm]
 // summary: counts, peers, first and last times. Connections with a full
 // socket are never folded.
+//
+// tracker.go joins records into connections, decode.go turns a record into
+// a [Connection] and its [Event]s, comm.go interns process names, storm.go
+// folds storms, traceparent.go attaches requests' trace contexts, and
+// options.go holds the [Option]s of [New].
+//
+// It must not import OpenTelemetry, the exporter or anything above it, nor
+// touch the kernel: from package bpf it uses only the record types and
+// constants.
 package conn

@@ -2,6 +2,10 @@
 // and span events by name. It walks the protobuf wire format without
 // building message objects, so that a benchmark measures the sender, not
 // the receiver. Malformed requests are refused.
+//
+// It is for tests and benchmarks: it must not store or forward what it
+// receives, and the agent must not import it. Its field numbers come from
+// internal/otlpwire, like the exporter's.
 package otlpsink
 
 import (

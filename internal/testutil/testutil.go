@@ -1,6 +1,10 @@
 // Package testutil holds the helpers of tcpspan's privileged tests: one gate
 // for tests that need root to load BPF, and network namespaces that keep
 // each scenario's traffic away from the host's.
+//
+// Only tests import it: the agent's packages must not. What it sets up
+// (namespaces, NAT paths, a Jaeger process) it tears down with the test's
+// Cleanup; it must not change the host otherwise.
 package testutil
 
 import (
