@@ -347,28 +347,13 @@ func waitState(t *testing.T, c *net.TCPConn, state int) {
 	t.Fatalf("socket never reached state %d", state)
 }
 
-// rawListener listens with an exact backlog inside ns, which net.Listen
-// does not allow. It never accepts.
+// rawListener listens with an exact backlog inside ns (see
+// [testutil.NetNS.RawListener]), closed at cleanup. It never accepts.
 func rawListener(t *testing.T, ns *testutil.NetNS, backlog int) (fd int, addr netip.AddrPort) {
 	t.Helper()
-	ns.Do(t, func() {
-		var err error
-		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
-			t.Fatal(err)
-		}
-		if err = unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-			t.Fatal(err)
-		}
-		if err = unix.Listen(fd, backlog); err != nil {
-			t.Fatal(err)
-		}
-	})
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fd, addr = ns.RawListener(t, backlog)
 	t.Cleanup(func() { unix.Close(fd) })
-	return fd, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
+	return fd, addr
 }
 
 // connectFrom starts a non-blocking connect inside ns from a fixed local

@@ -23,16 +23,10 @@ func TestConnectRefused(t *testing.T) {
 	requireCapability(t, c, bpf.CapClosedPortResets)
 	before := ns.Counters(t)
 
-	var port int
+	port := ns.FreePort(t)
 	var cl net.Conn
 	var dialErr error
 	ns.Do(t, func() {
-		ln, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 0}}
 		cl, dialErr = d.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
 	})

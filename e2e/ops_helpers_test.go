@@ -96,7 +96,7 @@ func (s *server) hold(t *testing.T, ns *testutil.NetNS, n int) []net.Conn {
 // refuse makes n connects to a port where nothing listens.
 func refuse(t *testing.T, ns *testutil.NetNS, n int) {
 	t.Helper()
-	port := freePort(t, ns)
+	port := ns.FreePort(t)
 	ns.Do(t, func() {
 		for range n {
 			if c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {

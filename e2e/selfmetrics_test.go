@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -108,7 +106,6 @@ func lastMetricValues(t *testing.T, path string) (map[string]uint64, map[string]
 func TestSelfMetricsThroughCollector(t *testing.T) {
 	testutil.RequireBPF(t)
 	bin := buildAgent(t)
-	otelcol := toolBinary(t, "otelcol")
 	dir := t.TempDir()
 	grpc := freeHostPort(t)
 	out := filepath.Join(dir, "metrics.jsonl")
@@ -134,33 +131,7 @@ service:
       receivers: [otlp]
       exporters: [debug]
 `, grpc, out)
-	cfgPath := filepath.Join(dir, "otelcol.yaml")
-	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	col := exec.Command(otelcol, "--config", cfgPath)
-	colLog, _ := os.Create(filepath.Join(dir, "otelcol.log"))
-	col.Stdout, col.Stderr = colLog, colLog
-	if err := col.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		col.Process.Signal(syscall.SIGTERM)
-		col.Wait()
-		if t.Failed() {
-			t.Logf("collector log:\n%s", readFile(colLog.Name()))
-		}
-	})
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if c, err := net.DialTimeout("tcp", grpc, 100*time.Millisecond); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("collector did not start:\n%s", readFile(colLog.Name()))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	runCollector(t, config, grpc)
 
 	ns := testutil.NewNetNS(t)
 	stats := filepath.Join(dir, "stats.json")
