@@ -15,8 +15,10 @@
 // fallbacks), privileges.go, tracefs.go, cgroup.go and netns.go (what Load
 // needs from the host), listeners.go ([Tracer.AddListener]), realtime.go
 // (PREEMPT_RT detection), features.go (the capability report), names.go
-// (reason names from BTF), ring.go and reader.go (the ring buffer),
-// records.go (record decoding) and synwatch.go (the on-demand SYN watch).
+// (reason names from BTF), ring.go (the ring buffer's reader), reader.go
+// ([Tracer.Read] and the kernel's counters), records.go (the record types
+// and [Decode]), syscalls.go (syscall numbers) and synwatch.go (the
+// on-demand SYN watch).
 //
 // It is the bottom layer: it must not import conn, exporter or anything
 // above it, nor join records into connections (package conn) or name them

@@ -24,10 +24,12 @@
 // summary: counts, peers, first and last times. Connections with a full
 // socket are never folded.
 //
-// tracker.go joins records into connections, decode.go turns a record into
-// a [Connection] and its [Event]s, comm.go interns process names, storm.go
-// folds storms, traceparent.go attaches requests' trace contexts, and
-// options.go holds the [Option]s of [New].
+// One file per concern: types.go (the [Connection] and its parts),
+// tracker.go (joining records into connections), decode.go (a record into
+// a [Connection] and its [Event]s), comm.go (interning process names),
+// storm.go (folding storms), traceparent.go (requests' trace contexts),
+// clock*.go (kernel time to wall time) and options.go (the [Option]s of
+// [New]).
 //
 // It must not import OpenTelemetry, the exporter or anything above it, nor
 // touch the kernel: from package bpf it uses only the record types and
