@@ -84,7 +84,7 @@ func buildAgent(t *testing.T) string {
 func startAgent(t *testing.T, bin string, ns *testutil.NetNS, env ...string) *agent {
 	t.Helper()
 	// Jaeger takes no metrics: the agent's own are tested through the
-	// collector (ops_test.go).
+	// collector (selfmetrics_test.go).
 	return startAgentWith(t, bin, []string{"-netns", ns.Path, "-orphan-idle", "500ms", "-health-interval", "0"},
 		append([]string{"OTEL_METRICS_EXPORTER=none"}, env...)...)
 }
