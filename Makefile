@@ -47,12 +47,12 @@ demo: ## the seed incident (rinetd, backlog 5, wrk -c1000) explained by tcpspan 
 	./scripts/demo.sh
 
 .PHONY: bench
-bench: ## connection and reset storms with no agent, tcpspan and bpftrace, side by side (root)
+bench: ## what tcpspan costs: connection/reset storms, keep-alive, getpid tax, with and without (root; knobs: docs/performance.md)
 	./scripts/bench.sh
 
 .PHONY: bench-idle
 bench-idle: build ## 100k open idle connections: agent and kernel memory, eviction, close burst (root)
-	$(GO) run ./bench/idle -agent bin/tcpspan -n $${N:-100000} -- $${AGENT_FLAGS:-}
+	cd bench && $(GO) run ./idle -agent $(CURDIR)/bin/tcpspan -n $${N:-100000} -- $${AGENT_FLAGS:-}
 
 .PHONY: jaeger
 jaeger: ## run Jaeger v2 on loopback (OTLP 127.0.0.1:14317/14318, query API http://127.0.0.1:16686)

@@ -135,6 +135,9 @@ func Run(ctx context.Context, cfg Config, sink func(*conn.Connection)) (Health, 
 		bpf.WithSynWatch(cfg.SynWatch),
 		bpf.WithTraceparent(!cfg.NoTraceparent),
 		bpf.WithNotices(func(s string) { log.Info(s) }),
+		// Closed-port resets are folded in the kernel by the window the
+		// tracker folds storms by, so that both make one storm span.
+		bpf.WithResetFolding(conn.DefaultStormWindow),
 	}
 	var netns uint32
 	if cfg.NetnsPath != "" {
@@ -261,7 +264,10 @@ func (h Health) LogAttrs() []any {
 		"tracked", h.Tracked, "capacity", h.Capacity, "clean_in_kernel", h.Kernel.CleanSkipped,
 		"midlife", h.Kernel.ConnMidlife, "untracked", h.Kernel.DestroyedUntracked, "stale", h.Kernel.ConnStale, "missed", h.Missed(),
 		"orphans_forced", h.Tracker.OrphansForced, "orphans_folded", h.Tracker.OrphansFolded,
-		"storms", h.Tracker.Storms,
+		"storms", h.Tracker.Storms, "resets_folded_in_kernel", h.Kernel.ResetsFolded,
+		"reset_storms_full", h.Kernel.ResetStormsFull,
+		"conn_storms", h.Tracker.ConnStorms, "conns_folded", h.Tracker.ConnsFolded,
+		"refused_storms_full", h.Kernel.RefusedStormsFull,
 		"traceparents", h.Tracker.Requests, "traceparents_malformed", h.Tracker.RequestsMalformed,
 		"traceparents_dropped", h.Tracker.RequestsDropped,
 		"syn_watch_on", h.Kernel.SynWatchOn, "syn_watch_attaches", h.Kernel.SynWatchAttaches,

@@ -278,6 +278,64 @@ static __always_inline bool conn_clean(const struct conn *c)
 	return true;
 }
 
+/* refused_folded counts c, a finished connection, in refused_storms if it
+ * is a refused connect (a client's, whose only events are its states, the
+ * reset that refused it, its error and its close), and reports whether it
+ * did: then it sends no record. As with reset_folded, the first of each
+ * kind in each window is sent, as an example; of the rest, the first is
+ * kept whole in the count's entry. Never folded: those of a process that
+ * listens or accepts (servers), whose refusals user space links to the
+ * connections it closes because of them. */
+static __always_inline bool refused_folded(const struct conn *c)
+{
+	__u32 n = *(volatile const __u32 *)&c->events_seen;
+	struct refused_storm_key k = {};
+	struct refused_storm *s;
+	bool refused = false;
+
+	if (!reset_window_ns || c->side != SIDE_CLIENT || c->traceparents || c->total_retrans || c->retrans_seen ||
+	    (c->flags & (CONN_ISN_REMOTE | CONN_MIDLIFE | CONN_END_UNSEEN)) || n > MAX_CONN_EVENTS)
+		return false;
+	for (__u32 i = 0; i < MAX_CONN_EVENTS; i++) {
+		__u8 type;
+
+		if (i >= n)
+			break;
+		type = c->events[i].type;
+		if (type == EVENT_RST_RECV)
+			refused = true;
+		else if (type != EVENT_STATE && type != EVENT_ERROR && type != EVENT_CLOSE)
+			return false;
+		k.kinds |= 1u << (type & 15);
+	}
+	if (!refused || bpf_map_lookup_elem(&servers, &c->owner_pid))
+		return false;
+	k.window = c->end_ns / reset_window_ns;
+	__builtin_memcpy(k.saddr, c->tuple.saddr, sizeof(k.saddr));
+	__builtin_memcpy(k.daddr, c->tuple.daddr, sizeof(k.daddr));
+	k.netns = c->tuple.netns;
+	k.pid = c->owner_pid;
+	k.dport = c->tuple.dport;
+	k.family = c->tuple.family;
+	k.nevents = n;
+	s = bpf_map_lookup_elem(&refused_storms, &k);
+	if (!s) {
+		/* The first of its window, unless another CPU was first. */
+		if (!bpf_map_update_elem(&refused_storms, &k, &zero_refused_storm, BPF_NOEXIST))
+			return false;
+		s = bpf_map_lookup_elem(&refused_storms, &k);
+		if (!s) {
+			count(COUNTER_REFUSED_STORMS_FULL);
+			return false;
+		}
+	}
+	if (fetch_add(&s->count, 1) == 0)
+		__builtin_memcpy(&s->first, c, sizeof(*c));
+	s->last_ns = c->end_ns;
+	count(COUNTER_REFUSED_FOLDED);
+	return true;
+}
+
 /* conn_finish fills the final statistics from tcp_sock, emits the record and
  * forgets the socket. A clean connection that is not sent (skip_clean) is
  * only counted: its statistics are not read, nor the clock. */
@@ -301,7 +359,8 @@ static __always_inline void conn_finish(struct conn *c, const struct sock *sk)
 		conn_counters(c, sk);
 		if (c->tuple.sport == 0)
 			c->tuple.sport = sk_local_port(sk);
-		conn_emit(c);
+		if (!refused_folded(c))
+			conn_emit(c);
 	}
 	bpf_map_delete_elem(&conns, &key);
 }

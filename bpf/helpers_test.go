@@ -32,6 +32,8 @@ type capture struct {
 
 	mu    sync.Mutex
 	conns []*conn.Connection
+	// final are the kernel's counters when the capture stopped.
+	final bpf.Counters
 }
 
 func startCapture(t *testing.T, ns *testutil.NetNS, orphanIdle time.Duration, opts ...bpf.Option) *capture {
@@ -93,6 +95,7 @@ func (c *capture) stop() {
 	c.tracker.Close()
 	counters, err := c.tracer.Counters()
 	if err == nil {
+		c.final = counters
 		c.t.Logf("kernel counters: %+v; tracker: %+v", counters, c.tracker.Stats())
 		if counters.RingbufLostConn+counters.RingbufLostOrphan+counters.ConnMapFull+counters.Malformed > 0 {
 			c.t.Errorf("records lost: %+v", counters)

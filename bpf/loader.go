@@ -28,7 +28,12 @@ type Tracer struct {
 	malformed atomic.Uint64            // records Read could not decode
 	// pollMin and pollMax bound Read's sleeps; drains counts its passes.
 	pollMin, pollMax time.Duration
-	drains           atomic.Uint64
+	// resetWindow: resets for closed ports are folded per window of this
+	// (WithResetFolding); the reader sweeps their counts (sweepResets).
+	resetWindow       time.Duration
+	noLookupAndDelete bool                 // the kernel cannot look up and delete in one step
+	refused           *tcpspanRefusedStorm // sweepFolded's buffer
+	drains            atomic.Uint64
 	// watch attaches the SYN watch on demand ([SynWatchAuto]); nil when
 	// it is always on, or cannot be.
 	watch *synWatch
@@ -75,7 +80,8 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 	if cfg.softirqInTask != nil {
 		rt = *cfg.softirqInTask
 	}
-	t := &Tracer{names: names, progs: map[string]*ebpf.Program{}, pollMin: cfg.pollMin, pollMax: cfg.pollMax}
+	t := &Tracer{names: names, progs: map[string]*ebpf.Program{}, pollMin: cfg.pollMin, pollMax: cfg.pollMax,
+		resetWindow: cfg.resetWindow}
 	t.features.init(protos, names, modern, rt)
 
 	// Both objects have the same programs, maps and variables; the
@@ -120,6 +126,7 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 		tcpspanVarKfreeHasRxSk:         protos.kfreeRxSk,
 		tcpspanVarSoftirqInTask:        rt,
 		tcpspanVarSynWatchAuto:         cfg.synWatch == SynWatchAuto,
+		tcpspanVarResetWindowNs:        uint64(max(cfg.resetWindow, 0)),
 	} {
 		if err := spec.Variables[name].Set(value); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)

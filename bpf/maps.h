@@ -29,6 +29,9 @@ const volatile bool softirq_in_task = false;
 /* The SYN watch (syn_ingress) is attached on demand, while an accept queue
  * is high: the hooks ask for it (syn_watch_ask). Off: it is always on. */
 const volatile bool syn_watch_auto = false;
+/* Resets for no socket are counted per kind and window of this many ns
+ * (reset_storms), the first of each sent as an example. 0: each is sent. */
+const volatile __u64 reset_window_ns = 0;
 
 /* fetch_add atomically adds v to *p and returns the old value. Atomic fetch
  * instructions need 5.12+; the object built with TCPSPAN_COMPAT (see gen.go),
@@ -144,6 +147,56 @@ struct {
 	__type(key, struct tuple);
 	__type(value, struct handshake);
 } handshakes SEC(".maps");
+
+/* reset_storms: struct reset_storm_key -> struct reset_storm.
+ * Inserted by the first reset of a kind in a window (that one is sent as an
+ * orphan record), counted by the rest. User space reads and deletes the
+ * windows that have ended (Tracer.Read). Not LRU: an evicted count would be
+ * lost without a trace. When it is full, resets are sent one record each, as
+ * without folding, and COUNTER_RESET_STORMS_FULL says so. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct reset_storm_key);
+	__type(value, struct reset_storm);
+} reset_storms SEC(".maps");
+
+/* refused_storms: struct refused_storm_key -> struct refused_storm.
+ * Like reset_storms, for the connects those resets refuse (refused_folded
+ * in conn.h). Not LRU, for the same reason. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct refused_storm_key);
+	__type(value, struct refused_storm);
+} refused_storms SEC(".maps");
+
+/* servers: tgid -> 1, the processes seen to listen or accept since the
+ * agent started, in the namespaces it traces. Such a process may close a
+ * connection it serves because its own connect was refused (a forwarder):
+ * user space links the two (closed_after_failure), so its refused connects
+ * are never folded. LRU: an evicted process only has its refused connects
+ * folded again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} servers SEC(".maps");
+
+/* server_seen marks the current process as a server (servers). */
+static __always_inline void server_seen(void)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	__u32 one = 1;
+
+	if (!bpf_map_lookup_elem(&servers, &pid))
+		bpf_map_update_elem(&servers, &pid, &one, BPF_ANY);
+}
+
+/* zero_refused_storm initialises refused_storms entries: too large for the
+ * stack. */
+const struct refused_storm zero_refused_storm = {};
 
 /* zero_conn initialises new conns entries in place: struct conn is too
  * large for the 512-byte BPF stack. */

@@ -46,6 +46,7 @@ type config struct {
 	synWatch      SynWatchMode
 	noTraceparent bool
 	notice        func(string)
+	resetWindow   time.Duration // see WithResetFolding
 	// softirqInTask: the kernel runs softirqs on the task's stack
 	// (PREEMPT_RT); nil means read /sys/kernel/realtime.
 	softirqInTask *bool

@@ -34,6 +34,13 @@ type Handler interface {
 	HandleConn(*ConnRecord)
 	HandleOrphan(*OrphanRecord)
 	HandleTraceparent(*TraceparentRecord)
+	// HandleFoldedResets receives the resets the kernel counted instead of
+	// sending (see [WithResetFolding]), once their window has ended.
+	HandleFoldedResets(*FoldedResets)
+	// HandleFoldedConns receives the refused connects the kernel counted
+	// instead of sending (see [WithResetFolding]), once their window has
+	// ended.
+	HandleFoldedConns(*FoldedConns)
 }
 
 // Counters are the kernel side's own counts, summed over CPUs.
@@ -58,6 +65,14 @@ type Counters struct {
 	// CleanSkipped counts connections with no problem that the kernel
 	// side did not send (see [WithSkipClean]).
 	CleanSkipped uint64
+	// ResetsFolded counts resets for closed ports the kernel counted
+	// instead of sending a record each (see [WithResetFolding]);
+	// ResetStormsFull those it sent one record each because its map of
+	// counts was full.
+	ResetsFolded, ResetStormsFull uint64
+	// RefusedFolded and RefusedStormsFull are the same for refused
+	// connects.
+	RefusedFolded, RefusedStormsFull uint64
 	// Missed counts, per hook, the times the kernel skipped a program
 	// because another run of it was under way on the same CPU (a softirq
 	// interrupting it): those events were never seen. From the kernel's
@@ -92,6 +107,7 @@ func (t *Tracer) Read(ctx context.Context, h Handler) error {
 	defer w.close()
 	defer context.AfterFunc(ctx, w.interrupt)()
 	sleep := t.pollMin
+	var swept time.Time
 	for {
 		n, err := t.drain(buf, h)
 		if err != nil {
@@ -101,11 +117,24 @@ func (t *Tracer) Read(ctx context.Context, h Handler) error {
 			return err
 		}
 		if ctx.Err() != nil {
-			// What the kernel wrote before the cancel is delivered too.
+			// What the kernel wrote before the cancel is delivered too,
+			// and what it counted.
 			if _, err := t.drain(buf, h); err != nil && !errors.Is(err, os.ErrClosed) {
 				return err
 			}
+			if err := t.sweepFolded(h, true); err != nil && !errors.Is(err, os.ErrClosed) {
+				return err
+			}
 			return nil
+		}
+		if now := time.Now(); now.Sub(swept) >= resetSweepInterval {
+			swept = now
+			if err := t.sweepFolded(h, false); err != nil {
+				if errors.Is(err, os.ErrClosed) {
+					return nil
+				}
+				return err
+			}
 		}
 		if n > 0 {
 			sleep = t.pollMin
@@ -277,6 +306,10 @@ func (t *Tracer) Counters() (Counters, error) {
 		DestroyedUntracked:     sums[tcpspanCounterCOUNTER_DESTROYED_UNTRACKED],
 		ConnStale:              sums[tcpspanCounterCOUNTER_CONN_STALE],
 		CleanSkipped:           sums[tcpspanCounterCOUNTER_CONNS_CLEAN_SKIPPED],
+		ResetsFolded:           sums[tcpspanCounterCOUNTER_RESETS_FOLDED],
+		ResetStormsFull:        sums[tcpspanCounterCOUNTER_RESET_STORMS_FULL],
+		RefusedFolded:          sums[tcpspanCounterCOUNTER_REFUSED_FOLDED],
+		RefusedStormsFull:      sums[tcpspanCounterCOUNTER_REFUSED_STORMS_FULL],
 		Malformed:              t.malformed.Load(),
 	}, nil
 }

@@ -254,6 +254,58 @@ struct traceparent {
 	char value[TRACEPARENT_VALUE];
 };
 
+/* reset_storm_key is one kind of reset the kernel counts instead of sending
+ * (reset_folded in tcpspan.bpf.c): those sent for no socket at all, from one
+ * local address and port, to one peer address, for one reason, within one
+ * window of reset_window_ns. The peer's port is not in it: a connect loop
+ * uses a new one each time. */
+struct reset_storm_key {
+	__u64 window; /* boot ns / reset_window_ns */
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 netns;
+	__u32 reason;
+	__u16 sport;
+	__u16 family;
+	__u8 _pad[4];
+};
+
+/* reset_storm counts the resets of one key after the first, which was sent
+ * as an orphan record (the example). */
+struct reset_storm {
+	__u64 first_ns; /* the first one counted, boot ns; 0 while none */
+	__u64 last_ns;  /* the last one counted */
+	__u64 count;
+};
+
+/* refused_storm_key is one kind of refused connect the kernel counts
+ * instead of sending (refused_folded in conn.h): by one process, from one
+ * local address to one remote address and port, with the same kinds and
+ * number of events, within one window of reset_window_ns. The local port
+ * is not in it: each connect gets a new one. */
+struct refused_storm_key {
+	__u64 window; /* boot ns / reset_window_ns */
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 netns;
+	__u32 pid;
+	__u16 dport;
+	__u16 family;
+	__u16 kinds;  /* bit per enum event_type present */
+	__u8 nevents; /* events it holds */
+	__u8 _pad;
+};
+
+/* refused_storm counts the refused connects of one key after the first,
+ * which was sent as a record (the example), and keeps the first of those
+ * counted as it ended. */
+struct refused_storm {
+	__u32 count;
+	__u32 _pad;
+	__u64 last_ns; /* when the last one counted ended, boot ns */
+	struct conn first;
+};
+
 /* Counters in the per-CPU "counters" map. Every record or event the kernel
  * side fails to keep lands in one of these. */
 enum counter {
@@ -273,7 +325,15 @@ enum counter {
 	/* clean connections not sent: skip_clean (nothing would export them) */
 	COUNTER_CONNS_CLEAN_SKIPPED = 9,
 	COUNTER_RINGBUF_LOST_TRACEPARENT = 10, /* ring buffer full: traceparent record lost */
-	COUNTER_MAX = 11,
+	/* closed-port resets counted in reset_storms instead of sent (reset_folded) */
+	COUNTER_RESETS_FOLDED = 11,
+	/* closed-port resets sent as records because reset_storms was full */
+	COUNTER_RESET_STORMS_FULL = 12,
+	/* refused connects counted in refused_storms instead of sent (refused_folded) */
+	COUNTER_REFUSED_FOLDED = 13,
+	/* refused connects sent as records because refused_storms was full */
+	COUNTER_REFUSED_STORMS_FULL = 14,
+	COUNTER_MAX = 15,
 };
 
 #endif /* TCPSPAN_RECORDS_H */

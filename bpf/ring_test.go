@@ -595,7 +595,9 @@ func TestReaderReturnsOnClose(t *testing.T) {
 
 type nopHandler struct{}
 
-func (nopHandler) HandleConn(*ConnRecord)     {}
-func (nopHandler) HandleOrphan(*OrphanRecord) {}
+func (nopHandler) HandleConn(*ConnRecord)           {}
+func (nopHandler) HandleOrphan(*OrphanRecord)       {}
+func (nopHandler) HandleFoldedResets(*FoldedResets) {}
+func (nopHandler) HandleFoldedConns(*FoldedConns)   {}
 
 func (nopHandler) HandleTraceparent(*TraceparentRecord) {}

@@ -45,6 +45,10 @@ const enum syn_watch_why unused_syn_watch_why __attribute__((unused));
 const enum queue_limit unused_queue_limit __attribute__((unused));
 const enum retrans_limit unused_retrans_limit __attribute__((unused));
 const enum counter unused_counter __attribute__((unused));
+const struct reset_storm_key *unused_reset_storm_key __attribute__((unused));
+const struct reset_storm *unused_reset_storm __attribute__((unused));
+const struct refused_storm_key *unused_refused_storm_key __attribute__((unused));
+const struct refused_storm *unused_refused_storm __attribute__((unused));
 
 /* The syscall tracepoint layout, from
  * /sys/kernel/tracing/events/syscalls/sys_exit_accept4/format. It is the
@@ -313,6 +317,7 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 
 		if (filter_netns && k.netns != filter_netns)
 			return 0;
+		server_seen();
 		bpf_get_current_comm(l.owner.comm, sizeof(l.owner.comm));
 		listener_small(&l, &k, max);
 		bpf_map_update_elem(&listeners, &k, &l, BPF_ANY);
@@ -400,6 +405,50 @@ int tcp_destroy_sock(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+/* reset_folded counts a reset sent for no socket at all (a closed port) in
+ * reset_storms, and reports whether it did: then it sends no record. The
+ * first reset of its kind in each window is not folded: it goes out as an
+ * orphan with its 4-tuple, an example of the rest. So a closed-port storm
+ * costs a map update per reset, not a ring-buffer record, and no rate loses
+ * any: a full map sends records as before. Resets from sockets are never
+ * folded: each joins its own connection or handshake by tuple. */
+static __always_inline bool reset_folded(const struct tuple *t, __u32 reason)
+{
+	struct reset_storm_key k = {};
+	struct reset_storm *s;
+	__u64 now;
+
+	if (!reset_window_ns)
+		return false;
+	now = bpf_ktime_get_boot_ns();
+	k.window = now / reset_window_ns;
+	__builtin_memcpy(k.saddr, t->saddr, sizeof(k.saddr));
+	__builtin_memcpy(k.daddr, t->daddr, sizeof(k.daddr));
+	k.netns = t->netns;
+	k.reason = reason;
+	k.sport = t->sport;
+	k.family = t->family;
+	s = bpf_map_lookup_elem(&reset_storms, &k);
+	if (!s) {
+		struct reset_storm zero = {};
+
+		/* The first of its window, unless another CPU was first. */
+		if (!bpf_map_update_elem(&reset_storms, &k, &zero, BPF_NOEXIST))
+			return false;
+		s = bpf_map_lookup_elem(&reset_storms, &k);
+		if (!s) {
+			count(COUNTER_RESET_STORMS_FULL);
+			return false;
+		}
+	}
+	__sync_fetch_and_add(&s->count, 1);
+	if (!s->first_ns)
+		s->first_ns = now;
+	s->last_ns = now;
+	count(COUNTER_RESETS_FOLDED);
+	return true;
+}
+
 SEC("raw_tracepoint/tcp_send_reset")
 int tcp_send_reset(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -449,28 +498,35 @@ int tcp_send_reset(struct bpf_raw_tracepoint_args *ctx)
 
 	/* No tracked full socket: a listener, a time-wait or request socket, or
 	 * no socket at all. Key it by the tuple of the packet answered. */
-	if (!skb && !sk)
-		return 0;
-	o = orphan_begin();
-	if (!o)
-		return 0;
 	if (skb) {
+		struct tuple t = {};
 		struct tcphdr th;
 
-		if (tuple_from_skb_th(&o->tuple, skb, &th)) {
-			orphan_discard(o);
+		if (tuple_from_skb_th(&t, skb, &th))
 			return 0;
-		}
 		if (sk)
-			o->tuple.netns = sk_netns(sk);
+			t.netns = sk_netns(sk);
+		if (!tuple_wanted(&t))
+			return 0;
+		if (!sk && reset_folded(&t, reason))
+			return 0;
+		o = orphan_begin();
+		if (!o)
+			return 0;
+		o->tuple = t;
 		/* A listener answers a segment of a handshake it does not know:
 		 * one whose ACK its full accept queue dropped. */
 		orphan_isns(o, &th, state == TCP_LISTEN);
-	} else {
+	} else if (sk) {
+		o = orphan_begin();
+		if (!o)
+			return 0;
 		tuple_from_sk(&o->tuple, sk);
-	}
-	if (!tuple_wanted(&o->tuple)) {
-		orphan_discard(o);
+		if (!tuple_wanted(&o->tuple)) {
+			orphan_discard(o);
+			return 0;
+		}
+	} else {
 		return 0;
 	}
 	o->ev.how = how;
@@ -490,6 +546,7 @@ int tcp_send_reset(struct bpf_raw_tracepoint_args *ctx)
  * use loopback, where the count matches TcpOutRsts). */
 static __always_inline int reset_not_traced(const struct sock *sk, const struct sk_buff *skb)
 {
+	struct tuple t = {};
 	struct tcphdr th;
 	struct orphan *o;
 	__u8 state = 0;
@@ -501,19 +558,18 @@ static __always_inline int reset_not_traced(const struct sock *sk, const struct 
 		if (state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV)
 			return 0; /* a full socket: the tracepoint fires */
 	}
+	if (tuple_from_skb_th(&t, skb, &th) || th.rst)
+		return 0;
+	if (sk)
+		t.netns = sk_netns(sk);
+	if (!tuple_wanted(&t))
+		return 0;
+	if (!sk && reset_folded(&t, RESET_REASON_UNKNOWN))
+		return 0;
 	o = orphan_begin();
 	if (!o)
 		return 0;
-	if (tuple_from_skb_th(&o->tuple, skb, &th) || th.rst) {
-		orphan_discard(o);
-		return 0;
-	}
-	if (sk)
-		o->tuple.netns = sk_netns(sk);
-	if (!tuple_wanted(&o->tuple)) {
-		orphan_discard(o);
-		return 0;
-	}
+	o->tuple = t;
 	orphan_isns(o, &th, false);
 	o->ev.how = HOW_ANSWER;
 	orphan_emit(o, EVENT_RST_SENT, state, CTX_KERNEL, RESET_REASON_UNKNOWN, 0);
@@ -722,6 +778,7 @@ static __always_inline void accepted(struct syscall_exit_ctx *ctx)
 		return;
 	if (c->flags & (CONN_LISTENER_UNLEARNED | CONN_LISTENER_HIGH))
 		listener_accepted(c);
+	server_seen();
 	owner_from_current(c);
 	c->flags &= ~(CONN_OWNER_FROM_LISTENER | CONN_LISTENER_UNLEARNED | CONN_LISTENER_HIGH);
 	conn_event(c, 0, EVENT_ACCEPT, sk_state(sk), CTX_PROCESS, c->owner_pid, (__u32)ctx->ret, ctx->nr);

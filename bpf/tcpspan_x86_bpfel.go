@@ -85,7 +85,11 @@ const (
 	tcpspanCounterCOUNTER_CONN_STALE               tcpspanCounter = 8
 	tcpspanCounterCOUNTER_CONNS_CLEAN_SKIPPED      tcpspanCounter = 9
 	tcpspanCounterCOUNTER_RINGBUF_LOST_TRACEPARENT tcpspanCounter = 10
-	tcpspanCounterCOUNTER_MAX                      tcpspanCounter = 11
+	tcpspanCounterCOUNTER_RESETS_FOLDED            tcpspanCounter = 11
+	tcpspanCounterCOUNTER_RESET_STORMS_FULL        tcpspanCounter = 12
+	tcpspanCounterCOUNTER_REFUSED_FOLDED           tcpspanCounter = 13
+	tcpspanCounterCOUNTER_REFUSED_STORMS_FULL      tcpspanCounter = 14
+	tcpspanCounterCOUNTER_MAX                      tcpspanCounter = 15
 )
 
 type tcpspanEventHow uint32
@@ -203,6 +207,28 @@ const (
 	tcpspanRecordKindRECORD_TRACEPARENT tcpspanRecordKind = 4
 )
 
+type tcpspanRefusedStorm struct {
+	_      structs.HostLayout
+	Count  uint32
+	Pad    uint32
+	LastNs uint64
+	First  tcpspanConn
+}
+
+type tcpspanRefusedStormKey struct {
+	_       structs.HostLayout
+	Window  uint64
+	Saddr   [16]uint8
+	Daddr   [16]uint8
+	Netns   uint32
+	Pid     uint32
+	Dport   uint16
+	Family  uint16
+	Kinds   uint16
+	Nevents uint8
+	Pad     uint8
+}
+
 type tcpspanReleaseHow uint32
 
 const (
@@ -220,6 +246,25 @@ const (
 	tcpspanRequestDirREQUEST_SENT     tcpspanRequestDir = 1
 	tcpspanRequestDirREQUEST_RECEIVED tcpspanRequestDir = 2
 )
+
+type tcpspanResetStorm struct {
+	_       structs.HostLayout
+	FirstNs uint64
+	LastNs  uint64
+	Count   uint64
+}
+
+type tcpspanResetStormKey struct {
+	_      structs.HostLayout
+	Window uint64
+	Saddr  [16]uint8
+	Daddr  [16]uint8
+	Netns  uint32
+	Reason uint32
+	Sport  uint16
+	Family uint16
+	Pad    [4]uint8
+}
 
 type tcpspanRetransLimit uint32
 
@@ -287,7 +332,10 @@ const (
 	tcpspanMapHandshakes                = "handshakes"
 	tcpspanMapListenerCloses            = "listener_closes"
 	tcpspanMapListeners                 = "listeners"
+	tcpspanMapRefusedStorms             = "refused_storms"
+	tcpspanMapResetStorms               = "reset_storms"
 	tcpspanMapScanBufs                  = "scan_bufs"
+	tcpspanMapServers                   = "servers"
 	tcpspanProgInetSkErrorReport        = "inet_sk_error_report"
 	tcpspanProgInetSockSetState         = "inet_sock_set_state"
 	tcpspanProgKfreeSkb                 = "kfree_skb"
@@ -311,6 +359,7 @@ const (
 	tcpspanVarKfreeHasRxSk              = "kfree_has_rx_sk"
 	tcpspanVarListenOverflowReason      = "listen_overflow_reason"
 	tcpspanVarNoSocketReason            = "no_socket_reason"
+	tcpspanVarResetWindowNs             = "reset_window_ns"
 	tcpspanVarRstHasReason              = "rst_has_reason"
 	tcpspanVarSkipClean                 = "skip_clean"
 	tcpspanVarSoftirqInTask             = "softirq_in_task"
@@ -325,14 +374,19 @@ const (
 	tcpspanVarUnusedOrphan              = "unused_orphan"
 	tcpspanVarUnusedQueueLimit          = "unused_queue_limit"
 	tcpspanVarUnusedRecordKind          = "unused_record_kind"
+	tcpspanVarUnusedRefusedStorm        = "unused_refused_storm"
+	tcpspanVarUnusedRefusedStormKey     = "unused_refused_storm_key"
 	tcpspanVarUnusedReleaseHow          = "unused_release_how"
 	tcpspanVarUnusedRequestDir          = "unused_request_dir"
+	tcpspanVarUnusedResetStorm          = "unused_reset_storm"
+	tcpspanVarUnusedResetStormKey       = "unused_reset_storm_key"
 	tcpspanVarUnusedRetransLimit        = "unused_retrans_limit"
 	tcpspanVarUnusedSynWatchAsk         = "unused_syn_watch_ask"
 	tcpspanVarUnusedSynWatchWhy         = "unused_syn_watch_why"
 	tcpspanVarUnusedTraceparent         = "unused_traceparent"
 	tcpspanVarWakeupBytes               = "wakeup_bytes"
 	tcpspanVarZeroConn                  = "zero_conn"
+	tcpspanVarZeroRefusedStorm          = "zero_refused_storm"
 )
 
 // loadTcpspan returns the embedded CollectionSpec for tcpspan.
@@ -405,42 +459,51 @@ type tcpspanMapSpecs struct {
 	Handshakes     *ebpf.MapSpec `ebpf:"handshakes"`
 	ListenerCloses *ebpf.MapSpec `ebpf:"listener_closes"`
 	Listeners      *ebpf.MapSpec `ebpf:"listeners"`
+	RefusedStorms  *ebpf.MapSpec `ebpf:"refused_storms"`
+	ResetStorms    *ebpf.MapSpec `ebpf:"reset_storms"`
 	ScanBufs       *ebpf.MapSpec `ebpf:"scan_bufs"`
+	Servers        *ebpf.MapSpec `ebpf:"servers"`
 }
 
 // tcpspanVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpspanVariableSpecs struct {
-	DropReasons          *ebpf.VariableSpec `ebpf:"drop_reasons"`
-	FilterNetns          *ebpf.VariableSpec `ebpf:"filter_netns"`
-	FilterPorts          *ebpf.VariableSpec `ebpf:"filter_ports"`
-	KfreeHasReason       *ebpf.VariableSpec `ebpf:"kfree_has_reason"`
-	KfreeHasRxSk         *ebpf.VariableSpec `ebpf:"kfree_has_rx_sk"`
-	ListenOverflowReason *ebpf.VariableSpec `ebpf:"listen_overflow_reason"`
-	NoSocketReason       *ebpf.VariableSpec `ebpf:"no_socket_reason"`
-	RstHasReason         *ebpf.VariableSpec `ebpf:"rst_has_reason"`
-	SkipClean            *ebpf.VariableSpec `ebpf:"skip_clean"`
-	SoftirqInTask        *ebpf.VariableSpec `ebpf:"softirq_in_task"`
-	SynWatchAskedNs      *ebpf.VariableSpec `ebpf:"syn_watch_asked_ns"`
-	SynWatchAuto         *ebpf.VariableSpec `ebpf:"syn_watch_auto"`
-	UnusedConnFlags      *ebpf.VariableSpec `ebpf:"unused_conn_flags"`
-	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
-	UnusedEventHow       *ebpf.VariableSpec `ebpf:"unused_event_how"`
-	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
-	UnusedExecCtx        *ebpf.VariableSpec `ebpf:"unused_exec_ctx"`
-	UnusedIsnKnown       *ebpf.VariableSpec `ebpf:"unused_isn_known"`
-	UnusedOrphan         *ebpf.VariableSpec `ebpf:"unused_orphan"`
-	UnusedQueueLimit     *ebpf.VariableSpec `ebpf:"unused_queue_limit"`
-	UnusedRecordKind     *ebpf.VariableSpec `ebpf:"unused_record_kind"`
-	UnusedReleaseHow     *ebpf.VariableSpec `ebpf:"unused_release_how"`
-	UnusedRequestDir     *ebpf.VariableSpec `ebpf:"unused_request_dir"`
-	UnusedRetransLimit   *ebpf.VariableSpec `ebpf:"unused_retrans_limit"`
-	UnusedSynWatchAsk    *ebpf.VariableSpec `ebpf:"unused_syn_watch_ask"`
-	UnusedSynWatchWhy    *ebpf.VariableSpec `ebpf:"unused_syn_watch_why"`
-	UnusedTraceparent    *ebpf.VariableSpec `ebpf:"unused_traceparent"`
-	WakeupBytes          *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
-	ZeroConn             *ebpf.VariableSpec `ebpf:"zero_conn"`
+	DropReasons           *ebpf.VariableSpec `ebpf:"drop_reasons"`
+	FilterNetns           *ebpf.VariableSpec `ebpf:"filter_netns"`
+	FilterPorts           *ebpf.VariableSpec `ebpf:"filter_ports"`
+	KfreeHasReason        *ebpf.VariableSpec `ebpf:"kfree_has_reason"`
+	KfreeHasRxSk          *ebpf.VariableSpec `ebpf:"kfree_has_rx_sk"`
+	ListenOverflowReason  *ebpf.VariableSpec `ebpf:"listen_overflow_reason"`
+	NoSocketReason        *ebpf.VariableSpec `ebpf:"no_socket_reason"`
+	ResetWindowNs         *ebpf.VariableSpec `ebpf:"reset_window_ns"`
+	RstHasReason          *ebpf.VariableSpec `ebpf:"rst_has_reason"`
+	SkipClean             *ebpf.VariableSpec `ebpf:"skip_clean"`
+	SoftirqInTask         *ebpf.VariableSpec `ebpf:"softirq_in_task"`
+	SynWatchAskedNs       *ebpf.VariableSpec `ebpf:"syn_watch_asked_ns"`
+	SynWatchAuto          *ebpf.VariableSpec `ebpf:"syn_watch_auto"`
+	UnusedConnFlags       *ebpf.VariableSpec `ebpf:"unused_conn_flags"`
+	UnusedCounter         *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedEventHow        *ebpf.VariableSpec `ebpf:"unused_event_how"`
+	UnusedEventType       *ebpf.VariableSpec `ebpf:"unused_event_type"`
+	UnusedExecCtx         *ebpf.VariableSpec `ebpf:"unused_exec_ctx"`
+	UnusedIsnKnown        *ebpf.VariableSpec `ebpf:"unused_isn_known"`
+	UnusedOrphan          *ebpf.VariableSpec `ebpf:"unused_orphan"`
+	UnusedQueueLimit      *ebpf.VariableSpec `ebpf:"unused_queue_limit"`
+	UnusedRecordKind      *ebpf.VariableSpec `ebpf:"unused_record_kind"`
+	UnusedRefusedStorm    *ebpf.VariableSpec `ebpf:"unused_refused_storm"`
+	UnusedRefusedStormKey *ebpf.VariableSpec `ebpf:"unused_refused_storm_key"`
+	UnusedReleaseHow      *ebpf.VariableSpec `ebpf:"unused_release_how"`
+	UnusedRequestDir      *ebpf.VariableSpec `ebpf:"unused_request_dir"`
+	UnusedResetStorm      *ebpf.VariableSpec `ebpf:"unused_reset_storm"`
+	UnusedResetStormKey   *ebpf.VariableSpec `ebpf:"unused_reset_storm_key"`
+	UnusedRetransLimit    *ebpf.VariableSpec `ebpf:"unused_retrans_limit"`
+	UnusedSynWatchAsk     *ebpf.VariableSpec `ebpf:"unused_syn_watch_ask"`
+	UnusedSynWatchWhy     *ebpf.VariableSpec `ebpf:"unused_syn_watch_why"`
+	UnusedTraceparent     *ebpf.VariableSpec `ebpf:"unused_traceparent"`
+	WakeupBytes           *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	ZeroConn              *ebpf.VariableSpec `ebpf:"zero_conn"`
+	ZeroRefusedStorm      *ebpf.VariableSpec `ebpf:"zero_refused_storm"`
 }
 
 // tcpspanObjects contains all objects after they have been loaded into the kernel.
@@ -469,7 +532,10 @@ type tcpspanMaps struct {
 	Handshakes     *ebpf.Map `ebpf:"handshakes"`
 	ListenerCloses *ebpf.Map `ebpf:"listener_closes"`
 	Listeners      *ebpf.Map `ebpf:"listeners"`
+	RefusedStorms  *ebpf.Map `ebpf:"refused_storms"`
+	ResetStorms    *ebpf.Map `ebpf:"reset_storms"`
 	ScanBufs       *ebpf.Map `ebpf:"scan_bufs"`
+	Servers        *ebpf.Map `ebpf:"servers"`
 }
 
 func (m *tcpspanMaps) Close() error {
@@ -480,7 +546,10 @@ func (m *tcpspanMaps) Close() error {
 		m.Handshakes,
 		m.ListenerCloses,
 		m.Listeners,
+		m.RefusedStorms,
+		m.ResetStorms,
 		m.ScanBufs,
+		m.Servers,
 	)
 }
 
@@ -488,35 +557,41 @@ func (m *tcpspanMaps) Close() error {
 //
 // It can be passed to loadTcpspanObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpspanVariables struct {
-	DropReasons          *ebpf.Variable `ebpf:"drop_reasons"`
-	FilterNetns          *ebpf.Variable `ebpf:"filter_netns"`
-	FilterPorts          *ebpf.Variable `ebpf:"filter_ports"`
-	KfreeHasReason       *ebpf.Variable `ebpf:"kfree_has_reason"`
-	KfreeHasRxSk         *ebpf.Variable `ebpf:"kfree_has_rx_sk"`
-	ListenOverflowReason *ebpf.Variable `ebpf:"listen_overflow_reason"`
-	NoSocketReason       *ebpf.Variable `ebpf:"no_socket_reason"`
-	RstHasReason         *ebpf.Variable `ebpf:"rst_has_reason"`
-	SkipClean            *ebpf.Variable `ebpf:"skip_clean"`
-	SoftirqInTask        *ebpf.Variable `ebpf:"softirq_in_task"`
-	SynWatchAskedNs      *ebpf.Variable `ebpf:"syn_watch_asked_ns"`
-	SynWatchAuto         *ebpf.Variable `ebpf:"syn_watch_auto"`
-	UnusedConnFlags      *ebpf.Variable `ebpf:"unused_conn_flags"`
-	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
-	UnusedEventHow       *ebpf.Variable `ebpf:"unused_event_how"`
-	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`
-	UnusedExecCtx        *ebpf.Variable `ebpf:"unused_exec_ctx"`
-	UnusedIsnKnown       *ebpf.Variable `ebpf:"unused_isn_known"`
-	UnusedOrphan         *ebpf.Variable `ebpf:"unused_orphan"`
-	UnusedQueueLimit     *ebpf.Variable `ebpf:"unused_queue_limit"`
-	UnusedRecordKind     *ebpf.Variable `ebpf:"unused_record_kind"`
-	UnusedReleaseHow     *ebpf.Variable `ebpf:"unused_release_how"`
-	UnusedRequestDir     *ebpf.Variable `ebpf:"unused_request_dir"`
-	UnusedRetransLimit   *ebpf.Variable `ebpf:"unused_retrans_limit"`
-	UnusedSynWatchAsk    *ebpf.Variable `ebpf:"unused_syn_watch_ask"`
-	UnusedSynWatchWhy    *ebpf.Variable `ebpf:"unused_syn_watch_why"`
-	UnusedTraceparent    *ebpf.Variable `ebpf:"unused_traceparent"`
-	WakeupBytes          *ebpf.Variable `ebpf:"wakeup_bytes"`
-	ZeroConn             *ebpf.Variable `ebpf:"zero_conn"`
+	DropReasons           *ebpf.Variable `ebpf:"drop_reasons"`
+	FilterNetns           *ebpf.Variable `ebpf:"filter_netns"`
+	FilterPorts           *ebpf.Variable `ebpf:"filter_ports"`
+	KfreeHasReason        *ebpf.Variable `ebpf:"kfree_has_reason"`
+	KfreeHasRxSk          *ebpf.Variable `ebpf:"kfree_has_rx_sk"`
+	ListenOverflowReason  *ebpf.Variable `ebpf:"listen_overflow_reason"`
+	NoSocketReason        *ebpf.Variable `ebpf:"no_socket_reason"`
+	ResetWindowNs         *ebpf.Variable `ebpf:"reset_window_ns"`
+	RstHasReason          *ebpf.Variable `ebpf:"rst_has_reason"`
+	SkipClean             *ebpf.Variable `ebpf:"skip_clean"`
+	SoftirqInTask         *ebpf.Variable `ebpf:"softirq_in_task"`
+	SynWatchAskedNs       *ebpf.Variable `ebpf:"syn_watch_asked_ns"`
+	SynWatchAuto          *ebpf.Variable `ebpf:"syn_watch_auto"`
+	UnusedConnFlags       *ebpf.Variable `ebpf:"unused_conn_flags"`
+	UnusedCounter         *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedEventHow        *ebpf.Variable `ebpf:"unused_event_how"`
+	UnusedEventType       *ebpf.Variable `ebpf:"unused_event_type"`
+	UnusedExecCtx         *ebpf.Variable `ebpf:"unused_exec_ctx"`
+	UnusedIsnKnown        *ebpf.Variable `ebpf:"unused_isn_known"`
+	UnusedOrphan          *ebpf.Variable `ebpf:"unused_orphan"`
+	UnusedQueueLimit      *ebpf.Variable `ebpf:"unused_queue_limit"`
+	UnusedRecordKind      *ebpf.Variable `ebpf:"unused_record_kind"`
+	UnusedRefusedStorm    *ebpf.Variable `ebpf:"unused_refused_storm"`
+	UnusedRefusedStormKey *ebpf.Variable `ebpf:"unused_refused_storm_key"`
+	UnusedReleaseHow      *ebpf.Variable `ebpf:"unused_release_how"`
+	UnusedRequestDir      *ebpf.Variable `ebpf:"unused_request_dir"`
+	UnusedResetStorm      *ebpf.Variable `ebpf:"unused_reset_storm"`
+	UnusedResetStormKey   *ebpf.Variable `ebpf:"unused_reset_storm_key"`
+	UnusedRetransLimit    *ebpf.Variable `ebpf:"unused_retrans_limit"`
+	UnusedSynWatchAsk     *ebpf.Variable `ebpf:"unused_syn_watch_ask"`
+	UnusedSynWatchWhy     *ebpf.Variable `ebpf:"unused_syn_watch_why"`
+	UnusedTraceparent     *ebpf.Variable `ebpf:"unused_traceparent"`
+	WakeupBytes           *ebpf.Variable `ebpf:"wakeup_bytes"`
+	ZeroConn              *ebpf.Variable `ebpf:"zero_conn"`
+	ZeroRefusedStorm      *ebpf.Variable `ebpf:"zero_refused_storm"`
 }
 
 // tcpspanPrograms contains all programs after they have been loaded into the kernel.

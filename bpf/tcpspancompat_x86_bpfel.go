@@ -85,7 +85,11 @@ const (
 	tcpspanCompatCounterCOUNTER_CONN_STALE               tcpspanCompatCounter = 8
 	tcpspanCompatCounterCOUNTER_CONNS_CLEAN_SKIPPED      tcpspanCompatCounter = 9
 	tcpspanCompatCounterCOUNTER_RINGBUF_LOST_TRACEPARENT tcpspanCompatCounter = 10
-	tcpspanCompatCounterCOUNTER_MAX                      tcpspanCompatCounter = 11
+	tcpspanCompatCounterCOUNTER_RESETS_FOLDED            tcpspanCompatCounter = 11
+	tcpspanCompatCounterCOUNTER_RESET_STORMS_FULL        tcpspanCompatCounter = 12
+	tcpspanCompatCounterCOUNTER_REFUSED_FOLDED           tcpspanCompatCounter = 13
+	tcpspanCompatCounterCOUNTER_REFUSED_STORMS_FULL      tcpspanCompatCounter = 14
+	tcpspanCompatCounterCOUNTER_MAX                      tcpspanCompatCounter = 15
 )
 
 type tcpspanCompatEventHow uint32
@@ -178,6 +182,28 @@ const (
 	tcpspanCompatRecordKindRECORD_TRACEPARENT tcpspanCompatRecordKind = 4
 )
 
+type tcpspanCompatRefusedStorm struct {
+	_      structs.HostLayout
+	Count  uint32
+	Pad    uint32
+	LastNs uint64
+	First  tcpspanCompatConn
+}
+
+type tcpspanCompatRefusedStormKey struct {
+	_       structs.HostLayout
+	Window  uint64
+	Saddr   [16]uint8
+	Daddr   [16]uint8
+	Netns   uint32
+	Pid     uint32
+	Dport   uint16
+	Family  uint16
+	Kinds   uint16
+	Nevents uint8
+	Pad     uint8
+}
+
 type tcpspanCompatReleaseHow uint32
 
 const (
@@ -195,6 +221,25 @@ const (
 	tcpspanCompatRequestDirREQUEST_SENT     tcpspanCompatRequestDir = 1
 	tcpspanCompatRequestDirREQUEST_RECEIVED tcpspanCompatRequestDir = 2
 )
+
+type tcpspanCompatResetStorm struct {
+	_       structs.HostLayout
+	FirstNs uint64
+	LastNs  uint64
+	Count   uint64
+}
+
+type tcpspanCompatResetStormKey struct {
+	_      structs.HostLayout
+	Window uint64
+	Saddr  [16]uint8
+	Daddr  [16]uint8
+	Netns  uint32
+	Reason uint32
+	Sport  uint16
+	Family uint16
+	Pad    [4]uint8
+}
 
 type tcpspanCompatRetransLimit uint32
 
@@ -239,7 +284,10 @@ const (
 	tcpspanCompatMapHandshakes                = "handshakes"
 	tcpspanCompatMapListenerCloses            = "listener_closes"
 	tcpspanCompatMapListeners                 = "listeners"
+	tcpspanCompatMapRefusedStorms             = "refused_storms"
+	tcpspanCompatMapResetStorms               = "reset_storms"
 	tcpspanCompatMapScanBufs                  = "scan_bufs"
+	tcpspanCompatMapServers                   = "servers"
 	tcpspanCompatProgInetSkErrorReport        = "inet_sk_error_report"
 	tcpspanCompatProgInetSockSetState         = "inet_sock_set_state"
 	tcpspanCompatProgKfreeSkb                 = "kfree_skb"
@@ -263,6 +311,7 @@ const (
 	tcpspanCompatVarKfreeHasRxSk              = "kfree_has_rx_sk"
 	tcpspanCompatVarListenOverflowReason      = "listen_overflow_reason"
 	tcpspanCompatVarNoSocketReason            = "no_socket_reason"
+	tcpspanCompatVarResetWindowNs             = "reset_window_ns"
 	tcpspanCompatVarRstHasReason              = "rst_has_reason"
 	tcpspanCompatVarSkipClean                 = "skip_clean"
 	tcpspanCompatVarSoftirqInTask             = "softirq_in_task"
@@ -277,14 +326,19 @@ const (
 	tcpspanCompatVarUnusedOrphan              = "unused_orphan"
 	tcpspanCompatVarUnusedQueueLimit          = "unused_queue_limit"
 	tcpspanCompatVarUnusedRecordKind          = "unused_record_kind"
+	tcpspanCompatVarUnusedRefusedStorm        = "unused_refused_storm"
+	tcpspanCompatVarUnusedRefusedStormKey     = "unused_refused_storm_key"
 	tcpspanCompatVarUnusedReleaseHow          = "unused_release_how"
 	tcpspanCompatVarUnusedRequestDir          = "unused_request_dir"
+	tcpspanCompatVarUnusedResetStorm          = "unused_reset_storm"
+	tcpspanCompatVarUnusedResetStormKey       = "unused_reset_storm_key"
 	tcpspanCompatVarUnusedRetransLimit        = "unused_retrans_limit"
 	tcpspanCompatVarUnusedSynWatchAsk         = "unused_syn_watch_ask"
 	tcpspanCompatVarUnusedSynWatchWhy         = "unused_syn_watch_why"
 	tcpspanCompatVarUnusedTraceparent         = "unused_traceparent"
 	tcpspanCompatVarWakeupBytes               = "wakeup_bytes"
 	tcpspanCompatVarZeroConn                  = "zero_conn"
+	tcpspanCompatVarZeroRefusedStorm          = "zero_refused_storm"
 )
 
 // loadTcpspanCompat returns the embedded CollectionSpec for tcpspanCompat.
@@ -357,42 +411,51 @@ type tcpspanCompatMapSpecs struct {
 	Handshakes     *ebpf.MapSpec `ebpf:"handshakes"`
 	ListenerCloses *ebpf.MapSpec `ebpf:"listener_closes"`
 	Listeners      *ebpf.MapSpec `ebpf:"listeners"`
+	RefusedStorms  *ebpf.MapSpec `ebpf:"refused_storms"`
+	ResetStorms    *ebpf.MapSpec `ebpf:"reset_storms"`
 	ScanBufs       *ebpf.MapSpec `ebpf:"scan_bufs"`
+	Servers        *ebpf.MapSpec `ebpf:"servers"`
 }
 
 // tcpspanCompatVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpspanCompatVariableSpecs struct {
-	DropReasons          *ebpf.VariableSpec `ebpf:"drop_reasons"`
-	FilterNetns          *ebpf.VariableSpec `ebpf:"filter_netns"`
-	FilterPorts          *ebpf.VariableSpec `ebpf:"filter_ports"`
-	KfreeHasReason       *ebpf.VariableSpec `ebpf:"kfree_has_reason"`
-	KfreeHasRxSk         *ebpf.VariableSpec `ebpf:"kfree_has_rx_sk"`
-	ListenOverflowReason *ebpf.VariableSpec `ebpf:"listen_overflow_reason"`
-	NoSocketReason       *ebpf.VariableSpec `ebpf:"no_socket_reason"`
-	RstHasReason         *ebpf.VariableSpec `ebpf:"rst_has_reason"`
-	SkipClean            *ebpf.VariableSpec `ebpf:"skip_clean"`
-	SoftirqInTask        *ebpf.VariableSpec `ebpf:"softirq_in_task"`
-	SynWatchAskedNs      *ebpf.VariableSpec `ebpf:"syn_watch_asked_ns"`
-	SynWatchAuto         *ebpf.VariableSpec `ebpf:"syn_watch_auto"`
-	UnusedConnFlags      *ebpf.VariableSpec `ebpf:"unused_conn_flags"`
-	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
-	UnusedEventHow       *ebpf.VariableSpec `ebpf:"unused_event_how"`
-	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
-	UnusedExecCtx        *ebpf.VariableSpec `ebpf:"unused_exec_ctx"`
-	UnusedIsnKnown       *ebpf.VariableSpec `ebpf:"unused_isn_known"`
-	UnusedOrphan         *ebpf.VariableSpec `ebpf:"unused_orphan"`
-	UnusedQueueLimit     *ebpf.VariableSpec `ebpf:"unused_queue_limit"`
-	UnusedRecordKind     *ebpf.VariableSpec `ebpf:"unused_record_kind"`
-	UnusedReleaseHow     *ebpf.VariableSpec `ebpf:"unused_release_how"`
-	UnusedRequestDir     *ebpf.VariableSpec `ebpf:"unused_request_dir"`
-	UnusedRetransLimit   *ebpf.VariableSpec `ebpf:"unused_retrans_limit"`
-	UnusedSynWatchAsk    *ebpf.VariableSpec `ebpf:"unused_syn_watch_ask"`
-	UnusedSynWatchWhy    *ebpf.VariableSpec `ebpf:"unused_syn_watch_why"`
-	UnusedTraceparent    *ebpf.VariableSpec `ebpf:"unused_traceparent"`
-	WakeupBytes          *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
-	ZeroConn             *ebpf.VariableSpec `ebpf:"zero_conn"`
+	DropReasons           *ebpf.VariableSpec `ebpf:"drop_reasons"`
+	FilterNetns           *ebpf.VariableSpec `ebpf:"filter_netns"`
+	FilterPorts           *ebpf.VariableSpec `ebpf:"filter_ports"`
+	KfreeHasReason        *ebpf.VariableSpec `ebpf:"kfree_has_reason"`
+	KfreeHasRxSk          *ebpf.VariableSpec `ebpf:"kfree_has_rx_sk"`
+	ListenOverflowReason  *ebpf.VariableSpec `ebpf:"listen_overflow_reason"`
+	NoSocketReason        *ebpf.VariableSpec `ebpf:"no_socket_reason"`
+	ResetWindowNs         *ebpf.VariableSpec `ebpf:"reset_window_ns"`
+	RstHasReason          *ebpf.VariableSpec `ebpf:"rst_has_reason"`
+	SkipClean             *ebpf.VariableSpec `ebpf:"skip_clean"`
+	SoftirqInTask         *ebpf.VariableSpec `ebpf:"softirq_in_task"`
+	SynWatchAskedNs       *ebpf.VariableSpec `ebpf:"syn_watch_asked_ns"`
+	SynWatchAuto          *ebpf.VariableSpec `ebpf:"syn_watch_auto"`
+	UnusedConnFlags       *ebpf.VariableSpec `ebpf:"unused_conn_flags"`
+	UnusedCounter         *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedEventHow        *ebpf.VariableSpec `ebpf:"unused_event_how"`
+	UnusedEventType       *ebpf.VariableSpec `ebpf:"unused_event_type"`
+	UnusedExecCtx         *ebpf.VariableSpec `ebpf:"unused_exec_ctx"`
+	UnusedIsnKnown        *ebpf.VariableSpec `ebpf:"unused_isn_known"`
+	UnusedOrphan          *ebpf.VariableSpec `ebpf:"unused_orphan"`
+	UnusedQueueLimit      *ebpf.VariableSpec `ebpf:"unused_queue_limit"`
+	UnusedRecordKind      *ebpf.VariableSpec `ebpf:"unused_record_kind"`
+	UnusedRefusedStorm    *ebpf.VariableSpec `ebpf:"unused_refused_storm"`
+	UnusedRefusedStormKey *ebpf.VariableSpec `ebpf:"unused_refused_storm_key"`
+	UnusedReleaseHow      *ebpf.VariableSpec `ebpf:"unused_release_how"`
+	UnusedRequestDir      *ebpf.VariableSpec `ebpf:"unused_request_dir"`
+	UnusedResetStorm      *ebpf.VariableSpec `ebpf:"unused_reset_storm"`
+	UnusedResetStormKey   *ebpf.VariableSpec `ebpf:"unused_reset_storm_key"`
+	UnusedRetransLimit    *ebpf.VariableSpec `ebpf:"unused_retrans_limit"`
+	UnusedSynWatchAsk     *ebpf.VariableSpec `ebpf:"unused_syn_watch_ask"`
+	UnusedSynWatchWhy     *ebpf.VariableSpec `ebpf:"unused_syn_watch_why"`
+	UnusedTraceparent     *ebpf.VariableSpec `ebpf:"unused_traceparent"`
+	WakeupBytes           *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	ZeroConn              *ebpf.VariableSpec `ebpf:"zero_conn"`
+	ZeroRefusedStorm      *ebpf.VariableSpec `ebpf:"zero_refused_storm"`
 }
 
 // tcpspanCompatObjects contains all objects after they have been loaded into the kernel.
@@ -421,7 +484,10 @@ type tcpspanCompatMaps struct {
 	Handshakes     *ebpf.Map `ebpf:"handshakes"`
 	ListenerCloses *ebpf.Map `ebpf:"listener_closes"`
 	Listeners      *ebpf.Map `ebpf:"listeners"`
+	RefusedStorms  *ebpf.Map `ebpf:"refused_storms"`
+	ResetStorms    *ebpf.Map `ebpf:"reset_storms"`
 	ScanBufs       *ebpf.Map `ebpf:"scan_bufs"`
+	Servers        *ebpf.Map `ebpf:"servers"`
 }
 
 func (m *tcpspanCompatMaps) Close() error {
@@ -432,7 +498,10 @@ func (m *tcpspanCompatMaps) Close() error {
 		m.Handshakes,
 		m.ListenerCloses,
 		m.Listeners,
+		m.RefusedStorms,
+		m.ResetStorms,
 		m.ScanBufs,
+		m.Servers,
 	)
 }
 
@@ -440,35 +509,41 @@ func (m *tcpspanCompatMaps) Close() error {
 //
 // It can be passed to loadTcpspanCompatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpspanCompatVariables struct {
-	DropReasons          *ebpf.Variable `ebpf:"drop_reasons"`
-	FilterNetns          *ebpf.Variable `ebpf:"filter_netns"`
-	FilterPorts          *ebpf.Variable `ebpf:"filter_ports"`
-	KfreeHasReason       *ebpf.Variable `ebpf:"kfree_has_reason"`
-	KfreeHasRxSk         *ebpf.Variable `ebpf:"kfree_has_rx_sk"`
-	ListenOverflowReason *ebpf.Variable `ebpf:"listen_overflow_reason"`
-	NoSocketReason       *ebpf.Variable `ebpf:"no_socket_reason"`
-	RstHasReason         *ebpf.Variable `ebpf:"rst_has_reason"`
-	SkipClean            *ebpf.Variable `ebpf:"skip_clean"`
-	SoftirqInTask        *ebpf.Variable `ebpf:"softirq_in_task"`
-	SynWatchAskedNs      *ebpf.Variable `ebpf:"syn_watch_asked_ns"`
-	SynWatchAuto         *ebpf.Variable `ebpf:"syn_watch_auto"`
-	UnusedConnFlags      *ebpf.Variable `ebpf:"unused_conn_flags"`
-	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
-	UnusedEventHow       *ebpf.Variable `ebpf:"unused_event_how"`
-	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`
-	UnusedExecCtx        *ebpf.Variable `ebpf:"unused_exec_ctx"`
-	UnusedIsnKnown       *ebpf.Variable `ebpf:"unused_isn_known"`
-	UnusedOrphan         *ebpf.Variable `ebpf:"unused_orphan"`
-	UnusedQueueLimit     *ebpf.Variable `ebpf:"unused_queue_limit"`
-	UnusedRecordKind     *ebpf.Variable `ebpf:"unused_record_kind"`
-	UnusedReleaseHow     *ebpf.Variable `ebpf:"unused_release_how"`
-	UnusedRequestDir     *ebpf.Variable `ebpf:"unused_request_dir"`
-	UnusedRetransLimit   *ebpf.Variable `ebpf:"unused_retrans_limit"`
-	UnusedSynWatchAsk    *ebpf.Variable `ebpf:"unused_syn_watch_ask"`
-	UnusedSynWatchWhy    *ebpf.Variable `ebpf:"unused_syn_watch_why"`
-	UnusedTraceparent    *ebpf.Variable `ebpf:"unused_traceparent"`
-	WakeupBytes          *ebpf.Variable `ebpf:"wakeup_bytes"`
-	ZeroConn             *ebpf.Variable `ebpf:"zero_conn"`
+	DropReasons           *ebpf.Variable `ebpf:"drop_reasons"`
+	FilterNetns           *ebpf.Variable `ebpf:"filter_netns"`
+	FilterPorts           *ebpf.Variable `ebpf:"filter_ports"`
+	KfreeHasReason        *ebpf.Variable `ebpf:"kfree_has_reason"`
+	KfreeHasRxSk          *ebpf.Variable `ebpf:"kfree_has_rx_sk"`
+	ListenOverflowReason  *ebpf.Variable `ebpf:"listen_overflow_reason"`
+	NoSocketReason        *ebpf.Variable `ebpf:"no_socket_reason"`
+	ResetWindowNs         *ebpf.Variable `ebpf:"reset_window_ns"`
+	RstHasReason          *ebpf.Variable `ebpf:"rst_has_reason"`
+	SkipClean             *ebpf.Variable `ebpf:"skip_clean"`
+	SoftirqInTask         *ebpf.Variable `ebpf:"softirq_in_task"`
+	SynWatchAskedNs       *ebpf.Variable `ebpf:"syn_watch_asked_ns"`
+	SynWatchAuto          *ebpf.Variable `ebpf:"syn_watch_auto"`
+	UnusedConnFlags       *ebpf.Variable `ebpf:"unused_conn_flags"`
+	UnusedCounter         *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedEventHow        *ebpf.Variable `ebpf:"unused_event_how"`
+	UnusedEventType       *ebpf.Variable `ebpf:"unused_event_type"`
+	UnusedExecCtx         *ebpf.Variable `ebpf:"unused_exec_ctx"`
+	UnusedIsnKnown        *ebpf.Variable `ebpf:"unused_isn_known"`
+	UnusedOrphan          *ebpf.Variable `ebpf:"unused_orphan"`
+	UnusedQueueLimit      *ebpf.Variable `ebpf:"unused_queue_limit"`
+	UnusedRecordKind      *ebpf.Variable `ebpf:"unused_record_kind"`
+	UnusedRefusedStorm    *ebpf.Variable `ebpf:"unused_refused_storm"`
+	UnusedRefusedStormKey *ebpf.Variable `ebpf:"unused_refused_storm_key"`
+	UnusedReleaseHow      *ebpf.Variable `ebpf:"unused_release_how"`
+	UnusedRequestDir      *ebpf.Variable `ebpf:"unused_request_dir"`
+	UnusedResetStorm      *ebpf.Variable `ebpf:"unused_reset_storm"`
+	UnusedResetStormKey   *ebpf.Variable `ebpf:"unused_reset_storm_key"`
+	UnusedRetransLimit    *ebpf.Variable `ebpf:"unused_retrans_limit"`
+	UnusedSynWatchAsk     *ebpf.Variable `ebpf:"unused_syn_watch_ask"`
+	UnusedSynWatchWhy     *ebpf.Variable `ebpf:"unused_syn_watch_why"`
+	UnusedTraceparent     *ebpf.Variable `ebpf:"unused_traceparent"`
+	WakeupBytes           *ebpf.Variable `ebpf:"wakeup_bytes"`
+	ZeroConn              *ebpf.Variable `ebpf:"zero_conn"`
+	ZeroRefusedStorm      *ebpf.Variable `ebpf:"zero_refused_storm"`
 }
 
 // tcpspanCompatPrograms contains all programs after they have been loaded into the kernel.

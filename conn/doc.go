@@ -22,7 +22,9 @@
 // emitted on its own; those of the same kind that follow within
 // [DefaultStormWindow] are folded into one connection with a [Storm]
 // summary: counts, peers, first and last times. Connections with a full
-// socket are never folded.
+// socket are never folded. Resets for closed ports are folded in the
+// kernel already (bpf.WithResetFolding): their counts arrive through
+// [Tracker.HandleFoldedResets] and join the same storms.
 //
 // One file per concern: types.go (the [Connection] and its parts),
 // tracker.go (joining records into connections), decode.go (a record into

@@ -3,6 +3,8 @@ package conn
 import (
 	"net/netip"
 	"time"
+
+	"github.com/tcpspan/tcpspan/bpf"
 )
 
 // DefaultStormWindow is how long orphans of one kind are folded into one
@@ -86,6 +88,25 @@ func (t *StormTally) Add(events []Event, start, end time.Time, peer netip.Addr, 
 		if k := events[i].Kind; int(k) < numEventKinds {
 			st.Events[k]++
 		}
+	}
+	t.span(start, end)
+	if t.peers == nil {
+		t.peers = make(map[netip.Addr]struct{})
+	}
+	if len(t.peers) < maxStormPeers {
+		t.peers[peer] = struct{}{}
+	}
+	st.Peers = max(uint32(len(t.peers)), t.minPeers)
+}
+
+// addFolded counts n connections of one event each, of kind k, the first
+// at start and the last at end, all from peer, none with a known handshake:
+// resets the kernel counted without sending them.
+func (t *StormTally) addFolded(n uint32, k EventKind, start, end time.Time, peer netip.Addr) {
+	st := &t.Storm
+	st.Count += n
+	if int(k) < numEventKinds {
+		st.Events[k] += n
 	}
 	t.span(start, end)
 	if t.peers == nil {
@@ -224,4 +245,86 @@ func (t *Tracker) flushStorms(now time.Time, all bool) {
 			t.emitOrphanNow(c)
 		}
 	}
+}
+
+// HandleFoldedResets takes the closed-port resets the kernel counted
+// instead of sending (bpf.WithResetFolding): those after the first of
+// their kind in a window, the first having come as an orphan. They join the
+// storm of their kind as orphans folded here would, or start one if its
+// window has closed; either way each is counted in the storm span. It
+// implements [bpf.Handler].
+func (t *Tracker) HandleFoldedResets(r *bpf.FoldedResets) {
+	if r.Count == 0 {
+		return
+	}
+	n := uint32(min(r.Count, uint64(^uint32(0))))
+	ev := t.event(r.FirstNs, uint8(bpf.EventRSTSent), 0, uint8(bpf.CtxKernel), uint8(bpf.HowAnswer), 0, r.Reason, 0)
+	last := t.cfg.bootTime(r.LastNs)
+	local, remote, network := endpoints(&r.Tuple)
+	now := time.Now()
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stats.ResetsFoldedInKernel += uint64(n)
+	t.stats.OrphansFolded += uint64(n)
+	// Never passed through unfolded as an orphan would be (folding off,
+	// too many storms): a count has no connection of its own to send.
+	k := stormKey{netns: r.Tuple.Netns, local: local, kinds: 1 << ev.Kind, rstReason: ev.Reason}
+	s, ok := t.storms[k]
+	if !ok {
+		s = &storm{until: now.Add(max(t.cfg.stormWindow, 0))}
+		t.storms[k] = s
+	}
+	if s.conn == nil {
+		// The storm's example is the first one counted; the 4-tuple's
+		// port is the example orphan's to tell.
+		s.conn = &Connection{
+			Side:           SideServer,
+			Network:        network,
+			Local:          local,
+			Remote:         remote,
+			Netns:          r.Tuple.Netns,
+			Orphan:         true,
+			Start:          ev.Time,
+			End:            ev.Time,
+			Events:         []Event{ev},
+			CloseInitiator: InitiatorLocal,
+			Storm:          &s.tally.Storm,
+		}
+	}
+	s.tally.addFolded(n, ev.Kind, ev.Time, last, remote.Addr())
+}
+
+// HandleFoldedConns takes refused connects the kernel counted instead of
+// sending (bpf.WithResetFolding): those after the first of their kind in a
+// window, the first having come as a connection record. They go out as one
+// connection, the first of them as it ended, with a [Storm] that counts
+// them all; one alone goes out as it is. It implements [bpf.Handler].
+func (t *Tracker) HandleFoldedConns(r *bpf.FoldedConns) {
+	if r.Count == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a := t.fromConnRecord(&r.First, t.newConnAlloc())
+	c := &a.conn
+	if r.Count > 1 {
+		// Every one of them had these events: the kernel folds only
+		// connections with the same kinds and number of events.
+		s := &Storm{Count: r.Count, Peers: 1, First: c.Start, Last: t.cfg.bootTime(r.LastNs)}
+		if c.End.After(s.Last) {
+			s.Last = c.End
+		}
+		for i := range c.Events {
+			if k := c.Events[i].Kind; int(k) < numEventKinds {
+				s.Events[k] += r.Count
+			}
+		}
+		s.sample(c.ISN)
+		c.Storm, c.End = s, s.Last
+		t.stats.ConnStorms++
+		t.stats.ConnsFolded += uint64(r.Count)
+	}
+	t.emitConn(c)
+	t.recycle(a)
 }

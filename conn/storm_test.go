@@ -185,3 +185,74 @@ func BenchmarkHandleOrphanStorm(b *testing.B) {
 		b.Fatalf("stats %+v: not every reset was folded", st)
 	}
 }
+
+// Resets the kernel counted instead of sending (bpf.WithResetFolding) join
+// the storm of their kind, which their example orphan opened; counted
+// after that storm's window, they make one of their own.
+func TestStormFoldsKernelCounts(t *testing.T) {
+	tk, out := newTestTracker(t, WithStormWindow(time.Second))
+	tk.HandleOrphan(noSocketResetRecord(peerN(0), 1000))
+	folded := &bpf.FoldedResets{Tuple: tuple4("10.0.0.1:9", "10.0.1.0:0"), Reason: 1, Count: 500, FirstNs: 1010, LastNs: 1990}
+	tk.HandleFoldedResets(folded)
+	tk.Flush(time.Now().Add(2 * time.Second))
+	if len(*out) != 2 {
+		t.Fatalf("%d out, want the example and one storm", len(*out))
+	}
+	c := (*out)[1]
+	s := c.Storm
+	if s == nil || s.Count != 500 || s.EventCount(EventRSTSent) != 500 || s.Peers != 1 {
+		t.Fatalf("storm %+v", s)
+	}
+	if !c.Start.Equal(clock(1010)) || !c.End.Equal(clock(1990)) || c.Remote != netip.MustParseAddrPort("10.0.1.0:0") {
+		t.Errorf("storm %v..%v from %s", c.Start, c.End, c.Remote)
+	}
+	if e := c.Events[0]; len(c.Events) != 1 || !e.NoSocket() || e.Reason != "NO_SOCKET" || !e.Answer || c.CloseInitiator != InitiatorLocal {
+		t.Errorf("storm example %+v", c)
+	}
+	if st := tk.Stats(); st.Orphans != 2 || st.OrphansFolded != 500 || st.ResetsFoldedInKernel != 500 || st.Storms != 1 {
+		t.Errorf("stats %+v", st)
+	}
+
+	// One reset counted alone is no storm: it goes out as an orphan.
+	folded.Count, folded.FirstNs, folded.LastNs = 1, 9000, 9000
+	tk.HandleFoldedResets(folded)
+	tk.Flush(time.Now().Add(4 * time.Second))
+	if len(*out) != 3 || (*out)[2].Storm != nil || (*out)[2].Count(EventRSTSent) != 1 {
+		t.Fatalf("%d out, last %+v", len(*out), (*out)[len(*out)-1])
+	}
+	if st := tk.Stats(); st.Orphans != 3 || st.OrphansFolded != 500 || st.ResetsFoldedInKernel != 501 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// Refused connects the kernel counted go out as their first one, with a
+// storm that counts them and the events each of them had; one alone goes
+// out as it is.
+func TestStormFromKernelRefusedConnects(t *testing.T) {
+	tk, out := newTestTracker(t)
+	refused := connRecord(1, tuple4("10.0.0.2:40000", "10.0.0.1:9"),
+		ev{ts: 100, typ: bpf.EventState, state: 2, ctx: bpf.CtxProcess, pid: 812, arg: 7},
+		ev{ts: 150, typ: bpf.EventRSTReceived, state: 2, ctx: bpf.CtxKernel},
+		ev{ts: 160, typ: bpf.EventState, state: 7, ctx: bpf.CtxKernel, arg: 2, arg2: 111},
+		ev{ts: 170, typ: bpf.EventError, state: 7, ctx: bpf.CtxKernel, arg: 111})
+	tk.HandleFoldedConns(&bpf.FoldedConns{Count: 40, LastNs: 5000, First: *refused})
+	if len(*out) != 1 {
+		t.Fatalf("%d out, want one storm", len(*out))
+	}
+	c := (*out)[0]
+	s := c.Storm
+	if s == nil || c.Orphan || c.Side != SideClient || s.Count != 40 || s.Peers != 1 ||
+		s.EventCount(EventRSTReceived) != 40 || s.EventCount(EventState) != 80 || s.EventCount(EventError) != 40 {
+		t.Fatalf("storm %+v of %+v", s, c)
+	}
+	if !c.Start.Equal(clock(100)) || !c.End.Equal(clock(5000)) || !s.Last.Equal(clock(5000)) {
+		t.Errorf("storm %v..%v", c.Start, c.End)
+	}
+	tk.HandleFoldedConns(&bpf.FoldedConns{Count: 1, LastNs: 900, First: *refused})
+	if len(*out) != 2 || (*out)[1].Storm != nil {
+		t.Fatalf("a count of one: %+v", (*out)[len(*out)-1])
+	}
+	if st := tk.Stats(); st.Connections != 2 || st.ConnStorms != 1 || st.ConnsFolded != 40 {
+		t.Errorf("stats %+v", st)
+	}
+}

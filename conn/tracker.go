@@ -17,6 +17,14 @@ type Stats struct {
 	OrphansForced uint64 // orphan 4-tuples emitted early: too many pending
 	OrphansFolded uint64 // orphan connections folded into a storm span
 	Storms        uint64 // storm connections emitted (each counts its folded orphans)
+	// ResetsFoldedInKernel counts the closed-port resets the kernel
+	// counted instead of sending (bpf.WithResetFolding); they are in
+	// OrphansFolded too.
+	ResetsFoldedInKernel uint64
+	// ConnsFolded counts the refused connects the kernel counted instead
+	// of sending, emitted as ConnStorms connections with a Storm (each
+	// counted once in Connections too).
+	ConnsFolded, ConnStorms uint64
 	// Requests counts traceparent headers received; RequestsMalformed
 	// those that did not parse; RequestsDropped those of sockets beyond
 	// the pending bound, or whose connection sent no record for

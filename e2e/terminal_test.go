@@ -38,15 +38,17 @@ func TestTerminalSummaryAddsUp(t *testing.T) {
 	}
 	stopped := a.stopped()
 	logged := map[string]uint64{}
-	for _, key := range []string{"connections", "orphans", "storms", "orphans_folded", "clean_in_kernel"} {
+	for _, key := range []string{"connections", "conn_storms", "conns_folded", "orphans", "storms", "orphans_folded", "clean_in_kernel"} {
 		m := regexp.MustCompile(` ` + key + `=(\d+)`).FindStringSubmatch(stopped)
 		if m == nil {
 			t.Fatalf("no %s= in the log line %q", key, stopped)
 		}
 		logged[key] = n(m[1])
 	}
-	// A storm span is one of the orphans, standing for orphans_folded.
-	if want := logged["connections"] + logged["orphans"] - logged["storms"] + logged["orphans_folded"] + logged["clean_in_kernel"]; n(total[1]) != want {
+	// A storm span is one of the orphans, standing for orphans_folded, or
+	// one of the connections, standing for conns_folded.
+	if want := logged["connections"] - logged["conn_storms"] + logged["conns_folded"] + logged["orphans"] - logged["storms"] +
+		logged["orphans_folded"] + logged["clean_in_kernel"]; n(total[1]) != want {
 		t.Errorf("%s connections in the terminal view, the log line adds up to %d: %q", total[1], want, stopped)
 	}
 	if logged["storms"] == 0 {

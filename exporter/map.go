@@ -218,7 +218,10 @@ func (m *mapper) writeSpanAttributes(w attrWriter, c *conn.Connection, errType s
 	if c.Remote.IsValid() {
 		remote = m.addr(c.Remote.Addr())
 		w.str(keyNetworkPeerAddress, remote)
-		w.int(keyNetworkPeerPort, int64(c.Remote.Port()))
+		// Port 0: a storm the kernel counted, whose peers' ports vary.
+		if c.Remote.Port() != 0 {
+			w.int(keyNetworkPeerPort, int64(c.Remote.Port()))
+		}
 	}
 	switch {
 	case c.Orphan || c.Side == conn.SideServer:
@@ -512,7 +515,9 @@ func writeEndpoint(w attrWriter, addrKey, portKey *attrKey, ap netip.AddrPort, a
 		return
 	}
 	w.str(addrKey, addr)
-	w.int(portKey, int64(ap.Port()))
+	if ap.Port() != 0 {
+		w.int(portKey, int64(ap.Port()))
+	}
 }
 
 func (m *mapper) writeProcess(w attrWriter, p conn.Process) {

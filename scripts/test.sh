@@ -97,6 +97,12 @@ go test -count=1 -p 1 -timeout 20m ./... || status=1
 echo "== go test (deploy/check)"
 (cd deploy/check && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./... && GOWORK=off "$lint" run --config ../../.golangci.yml ./... && GOWORK=off go test -count=1 -timeout 20m ./...) || status=1
 
+# bench/ is a module of its own too (make bench's tool, its charts drawn
+# with gonum.org/v1/plot, which stays out of the agent's go.mod): tidy,
+# vetted and linted like the main module; it has no tests of its own.
+echo "== go vet (bench)"
+(cd bench && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./... && GOWORK=off "$lint" run --config ../.golangci.yml ./...) || status=1
+
 # Fuzzing: each fuzz target for a bounded number of inputs (about 15 s
 # each here), on one worker; the committed corpora (testdata/fuzz/) already
 # ran as seeds in go test. A count, not a duration: with -fuzztime 15s, Go

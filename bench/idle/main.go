@@ -14,7 +14,7 @@
 // namespace), 9000 each, so that no process needs an open-file limit above
 // the usual hard one.
 //
-// Usage (root): go run ./bench/idle -agent bin/tcpspan -n 100000 [-close-gap 0] [-- agent flags]
+// Usage (root, from bench/, a module of its own): go run ./idle -agent ../bin/tcpspan -n 100000 [-close-gap 0] [-- agent flags]
 package main
 
 import (

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,9 +14,7 @@ import (
 	"github.com/tcpspan/tcpspan/internal/jaegerapi"
 )
 
-// cmdJaeger counts the spans Jaeger holds that started while a run's agent
-// was attached (from t_ready to t_stop), over all services, in one-second
-// windows so that no answer is huge, and prints key=value lines.
+// cmdJaeger prints what jaegerVals counts for a run directory.
 func cmdJaeger(args []string) error {
 	fs := flag.NewFlagSet("jaeger", flag.ExitOnError)
 	url := fs.String("url", "http://127.0.0.1:16686", "Jaeger query service")
@@ -24,9 +23,18 @@ func cmdJaeger(args []string) error {
 	if fs.NArg() != 1 {
 		usage()
 	}
-	vals, err := readKV(filepath.Join(fs.Arg(0), "vals"))
+	kv, err := jaegerVals(*url, *slice, fs.Arg(0))
+	fmt.Print(kv)
+	return err
+}
+
+// jaegerVals counts the spans Jaeger holds that started while a run's agent
+// was attached (from t_ready to t_stop), over all services, in windows of
+// slice so that no answer is huge, as key=value lines for the run's vals.
+func jaegerVals(url string, slice time.Duration, dir string) (string, error) {
+	vals, err := readKV(filepath.Join(dir, "vals"))
 	if err != nil {
-		return err
+		return "", err
 	}
 	unix := func(s string) time.Time {
 		f := f64(s)
@@ -37,13 +45,13 @@ func cmdJaeger(args []string) error {
 	from := unix(vals["t_ready"]).Add(-200 * time.Millisecond)
 	to := unix(vals["t_stop"])
 	if !to.After(from) {
-		return fmt.Errorf("%s: no t_ready/t_stop", fs.Arg(0))
+		return "", fmt.Errorf("%s: no t_ready/t_stop", dir)
 	}
 	start := time.Now()
-	c := jaegerapi.Client{BaseURL: strings.TrimSuffix(*url, "/"), MaxTraces: 1000000}
+	c := jaegerapi.Client{BaseURL: strings.TrimSuffix(url, "/"), MaxTraces: 1000000}
 	services, err := c.Services()
 	if err != nil {
-		return err
+		return "", err
 	}
 	seen := map[string]bool{}
 	var n JaegerCount
@@ -51,10 +59,10 @@ func cmdJaeger(args []string) error {
 		if svc == "jaeger" {
 			continue
 		}
-		for t := from; t.Before(to); t = t.Add(*slice) {
-			traces, err := c.Traces(svc, t, t.Add(*slice))
+		for t := from; t.Before(to); t = t.Add(slice) {
+			traces, err := c.Traces(svc, t, t.Add(slice))
 			if err != nil {
-				return fmt.Errorf("service %s: %w", svc, err)
+				return "", fmt.Errorf("service %s: %w", svc, err)
 			}
 			for _, tr := range traces {
 				for _, sp := range tr.Spans {
@@ -75,9 +83,8 @@ func cmdJaeger(args []string) error {
 			}
 		}
 	}
-	fmt.Printf("jaeger_spans=%d\njaeger_connections=%d\njaeger_error_spans=%d\njaeger_rst_sent=%d\njaeger_rst_received=%d\njaeger_query_seconds=%.1f\n",
-		n.Spans, n.Connections, n.ErrorSpans, n.RSTSent, n.RSTReceived, time.Since(start).Seconds())
-	return nil
+	return fmt.Sprintf("jaeger_spans=%d\njaeger_connections=%d\njaeger_error_spans=%d\njaeger_rst_sent=%d\njaeger_rst_received=%d\njaeger_query_seconds=%.1f\n",
+		n.Spans, n.Connections, n.ErrorSpans, n.RSTSent, n.RSTReceived, time.Since(start).Seconds()), nil
 }
 
 // cmdBPFStats prints, for the BPF programs that appeared when the agent
@@ -87,6 +94,11 @@ func cmdBPFStats(args []string) error {
 	if len(args) != 4 {
 		usage()
 	}
+	return bpfStats(os.Stdout, args[0], args[1], args[2], f64(args[3]))
+}
+
+// bpfStats writes the table of cmdBPFStats for conns connections.
+func bpfStats(w io.Writer, prePath, beforePath, afterPath string, conns float64) error {
 	type prog struct {
 		ID        int    `json:"id"`
 		Type      string `json:"type"`
@@ -110,19 +122,18 @@ func cmdBPFStats(args []string) error {
 		}
 		return m, nil
 	}
-	pre, err := read(args[0])
+	pre, err := read(prePath)
 	if err != nil {
 		return err
 	}
-	before, err := read(args[1])
+	before, err := read(beforePath)
 	if err != nil {
 		return err
 	}
-	after, err := read(args[2])
+	after, err := read(afterPath)
 	if err != nil {
 		return err
 	}
-	conns := f64(args[3])
 	type row struct {
 		name          string
 		runs, ns, mis int64
@@ -143,7 +154,7 @@ func cmdBPFStats(args []string) error {
 		totNS += r.ns
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].ns > rows[j].ns })
-	fmt.Printf("%-40s %12s %10s %9s %12s %8s\n", "program", "runs", "runs/conn", "ns/run", "ms total", "misses")
+	fmt.Fprintf(w, "%-40s %12s %10s %9s %12s %8s\n", "program", "runs", "runs/conn", "ns/run", "ms total", "misses")
 	for _, r := range rows {
 		per, nsPer := 0.0, 0.0
 		if conns > 0 {
@@ -152,10 +163,10 @@ func cmdBPFStats(args []string) error {
 		if r.runs > 0 {
 			nsPer = float64(r.ns) / float64(r.runs)
 		}
-		fmt.Printf("%-40s %12d %10.2f %9.0f %12.1f %8d\n", r.name, r.runs, per, nsPer, float64(r.ns)/1e6, r.mis)
+		fmt.Fprintf(w, "%-40s %12d %10.2f %9.0f %12.1f %8d\n", r.name, r.runs, per, nsPer, float64(r.ns)/1e6, r.mis)
 	}
 	if conns > 0 && totRuns > 0 {
-		fmt.Printf("total: %d runs (%.1f per connection), %.1f ms of BPF time, %.2f µs per connection, %.0f ns per run; %.0f connections\n",
+		fmt.Fprintf(w, "total: %d runs (%.1f per connection), %.1f ms of BPF time, %.2f µs per connection, %.0f ns per run; %.0f connections\n",
 			totRuns, float64(totRuns)/conns, float64(totNS)/1e6, float64(totNS)/conns/1e3, float64(totNS)/float64(totRuns), conns)
 	}
 	return nil

@@ -1,8 +1,12 @@
-// Command report is the evaluating half of scripts/bench.sh (make bench).
-// The script runs the load and the agents and leaves one directory per run
-// with what it saw: the load tool's output, the namespace's TCP counters
-// before and after, CPU ticks, the agent's log. This program reads them.
+// Command report is make bench: scripts/bench.sh installs what is missing,
+// builds bin/tcpspan and the bench's programs and runs `report bench`,
+// which runs the load and the agents in every mode (knobs from the
+// environment: config.go), leaves one directory per run with what it saw
+// (the load tool's output, the namespace's TCP counters before and after,
+// CPU times, the agent's log), reads them back and writes the tables,
+// results.json and the chart. The other commands read such directories.
 //
+//	report bench -bin DIR               make bench (root); DIR holds rstorm, otlpsink, getpid
 //	report line RUNDIR                  one progress line for a finished run
 //	report jaeger -url URL RUNDIR       count the spans and events Jaeger holds for a run
 //	                                    (appends key=value lines to stdout)
@@ -12,7 +16,8 @@
 //	                                    the table, results.json and the bar chart
 //	report chart -png F RESULTS.json    the bar chart again, from a results.json
 //
-// It uses the standard library and the module's internal/jaegerapi only.
+// It is in the bench module, not the agent's: its chart is drawn with
+// gonum.org/v1/plot.
 package main
 
 import (
@@ -26,6 +31,8 @@ func main() {
 	}
 	var err error
 	switch os.Args[1] {
+	case "bench":
+		err = cmdBench(os.Args[2:])
 	case "line":
 		err = cmdLine(os.Args[2:])
 	case "jaeger":
@@ -46,6 +53,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: report line RUNDIR | jaeger -url URL RUNDIR | bpfstats PRE BEFORE AFTER N | summarize [-json F] [-png F] RUNSDIR | chart -png F RESULTS.json")
+	fmt.Fprintln(os.Stderr, "usage: report bench -bin DIR | line RUNDIR | jaeger -url URL RUNDIR | bpfstats PRE BEFORE AFTER N | summarize [-json F] [-png F] RUNSDIR | chart -png F RESULTS.json")
 	os.Exit(2)
 }

@@ -16,7 +16,9 @@ type Run struct {
 	Mode  string `json:"mode"`
 	Round int    `json:"round"`
 	Dir   string `json:"-"`
-	// Kind is "http" (nginx and wrk) or "storm" (connects to a closed port).
+	// Kind is "http" (nginx and wrk, a connection per request),
+	// "keepalive" (the same, connections kept), "storm" (connects to a
+	// closed port) or "syscall" (a getpid loop).
 	Kind string `json:"kind"`
 
 	// The load, as its tool measured it.
@@ -28,6 +30,11 @@ type Run struct {
 	Attempts       int64            `json:"storm_attempts,omitempty"`
 	Refused        int64            `json:"storm_refused,omitempty"`
 	AttemptErrors  int64            `json:"storm_other_errors,omitempty"`
+	// The getpid loop (syscall): calls made, and ns per call, the fastest
+	// batch's and the median batch's.
+	Calls           int64   `json:"syscall_calls,omitempty"`
+	NsPerCall       float64 `json:"syscall_ns_per_call,omitempty"`
+	NsPerCallMedian float64 `json:"syscall_ns_per_call_median_batch,omitempty"`
 
 	// Deltas of the namespace's counters (nstat) from the agent being
 	// attached to one second after the load.
@@ -39,7 +46,9 @@ type Run struct {
 	ListenOverflows int64 `json:"tcp_listen_overflows"`
 
 	// Rate is connections per second (http: TcpActiveOpens over the load's
-	// duration; storm: connection attempts, each answered by an RST).
+	// duration; storm: connection attempts, each answered by an RST);
+	// keepalive: requests per second; syscall: calls per second of the
+	// fastest batch.
 	Rate       float64 `json:"rate"`
 	RSTsPerSec float64 `json:"rsts_per_second"`
 
@@ -105,11 +114,8 @@ type JaegerCount struct {
 }
 
 func (r *Run) agentKind() string {
-	switch r.Mode {
-	case "none", "storm-none":
-		return ""
-	case "bpftrace":
-		return "bpftrace"
+	if m, ok := specOf(r.Mode); ok {
+		return m.Agent
 	}
 	return "tcpspan"
 }
@@ -192,21 +198,22 @@ func loadRun(dir string) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Run{Mode: vals["mode"], Round: int(i64(vals["round"])), Dir: dir, Kind: "http"}
-	if strings.HasPrefix(r.Mode, "storm") {
-		r.Kind = "storm"
-	}
+	r := &Run{Mode: vals["mode"], Round: int(i64(vals["round"])), Dir: dir, Kind: kindOf(vals["mode"])}
 	out, _ := os.ReadFile(filepath.Join(dir, "load.out"))
-	if r.Kind == "storm" {
-		kv := map[string]string{}
-		for _, tok := range strings.Fields(string(out)) {
-			if k, v, ok := strings.Cut(tok, "="); ok {
-				kv[k] = v
-			}
+	kv := map[string]string{}
+	for _, tok := range strings.Fields(string(out)) {
+		if k, v, ok := strings.Cut(tok, "="); ok {
+			kv[k] = v
 		}
+	}
+	switch r.Kind {
+	case kindStorm:
 		r.Attempts, r.Refused, r.AttemptErrors = i64(kv["attempts"]), i64(kv["refused"]), i64(kv["errors"])
 		r.Seconds = f64(kv["seconds"])
-	} else {
+	case kindSyscall:
+		r.Calls, r.Seconds = i64(kv["calls"]), f64(kv["seconds"])
+		r.NsPerCall, r.NsPerCallMedian = f64(kv["ns_per_call"]), f64(kv["ns_per_call_median"])
+	default:
 		if m := reRequests.FindStringSubmatch(string(out)); m != nil {
 			r.Requests = i64(m[1])
 			r.Seconds = f64(m[2]) * map[string]float64{"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60}[m[3]]
@@ -233,9 +240,16 @@ func loadRun(dir string) (*Run, error) {
 		r.AttemptFails, r.EstabResets, r.ListenOverflows = d("TcpAttemptFails"), d("TcpEstabResets"), d("TcpExtListenOverflows")
 	}
 	if r.Seconds > 0 {
-		if r.Kind == "storm" {
+		switch r.Kind {
+		case kindStorm:
 			r.Rate = float64(r.Attempts) / r.Seconds
-		} else {
+		case kindKeepalive:
+			r.Rate = r.RequestsPerSec
+		case kindSyscall:
+			if r.NsPerCall > 0 {
+				r.Rate = 1e9 / r.NsPerCall
+			}
+		default:
 			r.Rate = float64(r.ActiveOpens) / r.Seconds
 		}
 		r.RSTsPerSec = float64(r.OutRsts) / r.Seconds
@@ -245,14 +259,14 @@ func loadRun(dir string) (*Run, error) {
 	tck := f64(vals["clk_tck"])
 	if wall > 0 && tck > 0 {
 		r.AgentCPUPct = 100 * f64(vals["agent_ticks"]) / tck / wall
-		if n := r.Rate * r.Seconds; n > 0 {
+		if n := r.units(); n > 0 {
 			r.AgentUsPerConn = 1e6 * f64(vals["agent_ticks"]) / tck / n
 		}
 		r.JaegerCPUPct = 100 * f64(vals["jaeger_ticks"]) / tck / wall
 	}
 	// The cgroups' exact CPU times, where the bench had them; the agent's
 	// then replaces its clock-tick figure.
-	if n := r.Rate * r.Seconds; n > 0 {
+	if n := r.units(); n > 0 {
 		cg := func(g string) (float64, bool) {
 			b, okb := vals[g+"_ns_before"]
 			a, oka := vals[g+"_ns_after"]
@@ -290,7 +304,7 @@ func loadRun(dir string) (*Run, error) {
 		if r.ActiveOpens > 0 {
 			r.RecordsPerConn = float64(r.Connections+r.Orphans) / float64(r.ActiveOpens)
 		}
-		if r.Mode == "export-all" || r.Mode == "export-sink" || r.Mode == "export-sink-b" {
+		if m, _ := specOf(r.Mode); m.Kind == kindHTTP && m.CleanRatio == "1" {
 			// A socket of an earlier run still closing when the agent
 			// started is seen mid-life, and is a span too.
 			r.SpansExpected = 2*r.ActiveOpens + r.Midlife
@@ -305,6 +319,18 @@ func loadRun(dir string) (*Run, error) {
 		}
 	}
 	return r, nil
+}
+
+// units is what the CPU figures are per: connections (storm: attempts;
+// keepalive: requests; syscall: calls) over the load.
+func (r *Run) units() float64 {
+	switch r.Kind {
+	case kindKeepalive:
+		return float64(r.Requests)
+	case kindSyscall:
+		return float64(r.Calls)
+	}
+	return r.Rate * r.Seconds
 }
 
 // readAgentLog finds tcpspan's final "msg=stopped" line and its warnings.
@@ -414,26 +440,34 @@ func cmdLine(args []string) error {
 	if err != nil {
 		return err
 	}
-	unit := "conn/s"
-	if r.Kind == "storm" {
-		unit = "RST/s "
-	}
-	fmt.Printf("  r%d %-13s %8.0f %s", r.Round, r.Mode, r.Rate, unit)
-	if r.Kind == "storm" {
-		fmt.Printf(" (TcpOutRsts %d, attempts %d)", r.OutRsts, r.Attempts)
-	} else {
-		fmt.Printf(" (%d connections)", r.ActiveOpens)
+	w := os.Stdout
+	fmt.Fprint(w, progressLine(r))
+	return nil
+}
+
+// progressLine is one line for a finished run.
+func progressLine(r *Run) string {
+	var b strings.Builder
+	switch r.Kind {
+	case kindStorm:
+		fmt.Fprintf(&b, "  r%d %-17s %8.0f RST/s  (TcpOutRsts %d, attempts %d)", r.Round, r.Mode, r.Rate, r.OutRsts, r.Attempts)
+	case kindKeepalive:
+		fmt.Fprintf(&b, "  r%d %-17s %8.0f req/s  (%d requests, %d connections)", r.Round, r.Mode, r.Rate, r.Requests, r.ActiveOpens)
+	case kindSyscall:
+		fmt.Fprintf(&b, "  r%d %-17s %8.1f ns/call (median batch %.1f; %d calls)", r.Round, r.Mode, r.NsPerCall, r.NsPerCallMedian, r.Calls)
+	default:
+		fmt.Fprintf(&b, "  r%d %-17s %8.0f conn/s (%d connections)", r.Round, r.Mode, r.Rate, r.ActiveOpens)
 	}
 	if r.agentKind() != "" {
-		fmt.Printf("  agent %5.1f%% CPU (%.1f µs/conn) %4.0f MB", r.AgentCPUPct, r.AgentUsPerConn, r.AgentRSSMB)
+		fmt.Fprintf(&b, "  agent %5.1f%% CPU (%.1f µs/conn) %4.0f MB", r.AgentCPUPct, r.AgentUsPerConn, r.AgentRSSMB)
 	}
 	if r.agentKind() == "tcpspan" {
 		if !r.Stopped {
-			fmt.Printf("  NO FINAL LINE")
+			fmt.Fprintf(&b, "  NO FINAL LINE")
 		} else {
-			fmt.Printf("  lost %d missed %d spans %d/%d dropped %d folded %d", r.Lost, r.Missed, r.SpansExported, r.SpansRecorded, r.SpansDropped, r.SpansFolded)
+			fmt.Fprintf(&b, "  lost %d missed %d spans %d/%d dropped %d folded %d", r.Lost, r.Missed, r.SpansExported, r.SpansRecorded, r.SpansDropped, r.SpansFolded)
 		}
 	}
-	fmt.Println()
-	return nil
+	b.WriteString("\n")
+	return b.String()
 }

@@ -206,7 +206,7 @@ func (t *terminal) print(c *conn.Connection) {
 	defer t.mu.Unlock()
 	n := uint64(1)
 	if c.Storm != nil {
-		n = uint64(c.Storm.Count) // the tracker's storm of alike orphans
+		n = uint64(c.Storm.Count) // the tracker's storm of alike orphans or refused connects
 	}
 	t.connections += n
 	if isError {
@@ -408,11 +408,13 @@ func (t *terminal) summary(cleanInKernel uint64, tracker *conn.Stats) {
 	fmt.Fprintln(t.w)
 	put("%s", b.String())
 	if tracker != nil {
-		// A storm span is one orphan emitted for the orphans_folded.
+		// A storm span is one orphan emitted for the orphans_folded, or
+		// one connection for the conns_folded.
 		put("  = %d with a socket + %d without + %d folded into %s + %d clean, kernel-counted",
-			tracker.Connections, tracker.Orphans-tracker.Storms, tracker.OrphansFolded, plural(int(tracker.Storms), "storm"), cleanInKernel)
-		put("    (log: connections=%d, orphans=%d with storms=%d, orphans_folded=%d, clean_in_kernel=%d)",
-			tracker.Connections, tracker.Orphans, tracker.Storms, tracker.OrphansFolded, cleanInKernel)
+			tracker.Connections-tracker.ConnStorms+tracker.ConnsFolded, tracker.Orphans-tracker.Storms,
+			tracker.OrphansFolded, plural(int(tracker.Storms), "storm"), cleanInKernel)
+		put("    (log: connections=%d with conn_storms=%d, conns_folded=%d, orphans=%d with storms=%d, orphans_folded=%d, clean_in_kernel=%d)",
+			tracker.Connections, tracker.ConnStorms, tracker.ConnsFolded, tracker.Orphans, tracker.Storms, tracker.OrphansFolded, cleanInKernel)
 	} else if cleanInKernel > 0 {
 		put("  of which %d clean, counted in the kernel", cleanInKernel)
 	}

@@ -1,0 +1,165 @@
+//go:build linux
+
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// FoldedResets counts resets the kernel sent for no socket at all (a
+// closed port) and counted instead of sending a record each: those of one
+// kind, from one local address and port to one peer address, for one
+// reason, within one window (see [WithResetFolding]). The first of each
+// window was sent as an orphan record, with its 4-tuple; these are the
+// rest.
+type FoldedResets struct {
+	// Tuple names the kind: the local end, the peer's address, the
+	// network namespace. Its Dport is 0: the peer's ports vary.
+	Tuple Tuple
+	// Reason is the kernel's reset reason (ResetReasonUnknown before 6.10).
+	Reason uint32
+	// Count is how many were folded; FirstNs and LastNs are the boot-clock
+	// times of the first and the last of them.
+	Count           uint64
+	FirstNs, LastNs uint64
+}
+
+// WithResetFolding makes the kernel count resets for closed ports, and the
+// connects they refuse, per kind and window of d, sending only the first of
+// each as a record: a closed-port storm then costs a map update per
+// attempt, and the reader delivers the counts
+// ([Handler.HandleFoldedResets], [Handler.HandleFoldedConns]) once each
+// window has ended. The refused connects of a process that listens or
+// accepts are never folded (see servers in maps.h). Zero, the default,
+// sends a record for each.
+func WithResetFolding(d time.Duration) Option {
+	return optionFunc(func(c config) config { c.resetWindow = d; return c })
+}
+
+// resetSweepInterval is how often the reader looks for ended windows of
+// folded resets: it bounds how late their counts arrive after the window.
+const resetSweepInterval = 100 * time.Millisecond
+
+// resetSweepGrace is how long after a window's end its count is left
+// alone, for a reset that read the clock just before the end and is still
+// counting.
+const resetSweepGrace = 10 * time.Millisecond
+
+// FoldedConns counts refused connects the kernel counted instead of
+// sending a record each: those of one kind (one process, from one local
+// address to one remote address and port, with the same kinds and number
+// of events), within one window (see [WithResetFolding]). The first of
+// each window was sent as a connection record; of the rest, First is the
+// first as it ended, and Count says how many there were, First included.
+type FoldedConns struct {
+	Count  uint32
+	LastNs uint64 // when the last of them ended, boot clock
+	First  ConnRecord
+}
+
+// sweepFolded delivers and deletes the folded resets and refused connects
+// of the windows that have ended, or of every window if all is set (the
+// reader is stopping: no later record is delivered anyway).
+func (t *Tracer) sweepFolded(h Handler, all bool) error {
+	if t.resetWindow <= 0 {
+		return nil
+	}
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return fmt.Errorf("read the boot clock: %w", err)
+	}
+	ended := (uint64(ts.Nano()) - uint64(resetSweepGrace)) / uint64(t.resetWindow)
+	var resets []tcpspanResetStormKey
+	err := walkKeys(t.objs.ResetStorms, func(k *tcpspanResetStormKey) {
+		if all || k.Window < ended {
+			resets = append(resets, *k)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("walk reset_storms: %w", err)
+	}
+	for i := range resets {
+		k := &resets[i]
+		var v tcpspanResetStorm
+		if ok, err := t.take(t.objs.ResetStorms, k, &v); err != nil {
+			return fmt.Errorf("take from reset_storms: %w", err)
+		} else if !ok || v.Count == 0 {
+			continue // gone, or a window with its example only
+		}
+		r := FoldedResets{Reason: k.Reason, Count: v.Count, FirstNs: v.FirstNs, LastNs: v.LastNs}
+		r.Tuple.Saddr, r.Tuple.Daddr, r.Tuple.Netns = k.Saddr, k.Daddr, k.Netns
+		r.Tuple.Sport, r.Tuple.Family = k.Sport, k.Family
+		h.HandleFoldedResets(&r)
+	}
+	var refused []tcpspanRefusedStormKey
+	err = walkKeys(t.objs.RefusedStorms, func(k *tcpspanRefusedStormKey) {
+		if all || k.Window < ended {
+			refused = append(refused, *k)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("walk refused_storms: %w", err)
+	}
+	for i := range refused {
+		if t.refused == nil {
+			t.refused = new(tcpspanRefusedStorm) // 600 bytes: not per sweep
+		}
+		v := t.refused
+		if ok, err := t.take(t.objs.RefusedStorms, &refused[i], v); err != nil {
+			return fmt.Errorf("take from refused_storms: %w", err)
+		} else if !ok || v.Count == 0 {
+			continue
+		}
+		h.HandleFoldedConns(&FoldedConns{Count: v.Count, LastNs: v.LastNs, First: v.First})
+	}
+	return nil
+}
+
+// walkKeys calls fn with each key of m.
+func walkKeys[K any](m *ebpf.Map, fn func(*K)) error {
+	var key, next K
+	err := m.NextKey(nil, &next)
+	for err == nil {
+		key = next
+		fn(&key)
+		err = m.NextKey(&key, &next)
+	}
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil
+	}
+	return err
+}
+
+// take reads and deletes one entry, in one step where the kernel can (hash
+// maps since 5.14), so that nothing is counted in between; it reports
+// false if the entry is gone. Before 5.14 it reads, then deletes: only
+// windows that have ended are taken while the kernel runs, so nothing is
+// counted in them any more.
+func (t *Tracer) take(m *ebpf.Map, k, v any) (bool, error) {
+	if !t.noLookupAndDelete {
+		err := m.LookupAndDelete(k, v)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return false, nil
+		case !errors.Is(err, ebpf.ErrNotSupported) && !errors.Is(err, unix.EINVAL):
+			return false, err
+		}
+		t.noLookupAndDelete = true
+	}
+	if err := m.Lookup(k, v); errors.Is(err, ebpf.ErrKeyNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return false, err
+	}
+	return true, nil
+}
