@@ -122,3 +122,15 @@ func WithWarnings(f func(string)) Option {
 func WithVerifierLogs(on bool) Option {
 	return optionFunc(func(c config) config { c.verifierLogs = on; return c })
 }
+
+// WithResetFolding makes the kernel count resets for closed ports, and the
+// connects they refuse, per kind and window of d, sending only the first of
+// each as a record: a closed-port storm then costs a map update per
+// attempt, and the reader delivers the counts
+// ([Handler.HandleFoldedResets], [Handler.HandleFoldedConns]) once each
+// window has ended. The refused connects of a process that listens or
+// accepts are never folded (see servers in maps.h). Zero, the default,
+// sends a record for each.
+func WithResetFolding(d time.Duration) Option {
+	return optionFunc(func(c config) config { c.resetWindow = d; return c })
+}
