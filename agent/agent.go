@@ -3,6 +3,12 @@
 // that receives finished connections. It also picks up what predates the
 // agent (package sockdiag) and keeps the agent's own counts. The command
 // and the end-to-end tests both run the pipeline through [Run].
+//
+// It must not decide what a span looks like (package exporter), read the
+// kernel beyond the [bpf.Tracer] it is given, nor publish metrics (package
+// selfmetrics reads [Health]). The layering is cmd → selfmetrics → agent →
+// exporter → conn → bpf, with no arrow back up: agent imports no package
+// above it.
 package agent
 
 import (

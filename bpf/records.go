@@ -181,3 +181,33 @@ func Decode(b []byte) (*ConnRecord, *OrphanRecord, error) {
 		return nil, nil, fmt.Errorf("unknown record kind %d", kind)
 	}
 }
+
+// FoldedResets counts resets the kernel sent for no socket at all (a
+// closed port) and counted instead of sending a record each: those of one
+// kind, from one local address and port to one peer address, for one
+// reason, within one window (see [WithResetFolding]). The first of each
+// window was sent as an orphan record, with its 4-tuple; these are the
+// rest.
+type FoldedResets struct {
+	// Tuple names the kind: the local end, the peer's address, the
+	// network namespace. Its Dport is 0: the peer's ports vary.
+	Tuple Tuple
+	// Reason is the kernel's reset reason (ResetReasonUnknown before 6.10).
+	Reason uint32
+	// Count is how many were folded; FirstNs and LastNs are the boot-clock
+	// times of the first and the last of them.
+	Count           uint64
+	FirstNs, LastNs uint64
+}
+
+// FoldedConns counts refused connects the kernel counted instead of
+// sending a record each: those of one kind (one process, from one local
+// address to one remote address and port, with the same kinds and number
+// of events), within one window (see [WithResetFolding]). The first of
+// each window was sent as a connection record; of the rest, First is the
+// first as it ended, and Count says how many there were, First included.
+type FoldedConns struct {
+	Count  uint32
+	LastNs uint64 // when the last of them ended, boot clock
+	First  ConnRecord
+}

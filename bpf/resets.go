@@ -11,36 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// FoldedResets counts resets the kernel sent for no socket at all (a
-// closed port) and counted instead of sending a record each: those of one
-// kind, from one local address and port to one peer address, for one
-// reason, within one window (see [WithResetFolding]). The first of each
-// window was sent as an orphan record, with its 4-tuple; these are the
-// rest.
-type FoldedResets struct {
-	// Tuple names the kind: the local end, the peer's address, the
-	// network namespace. Its Dport is 0: the peer's ports vary.
-	Tuple Tuple
-	// Reason is the kernel's reset reason (ResetReasonUnknown before 6.10).
-	Reason uint32
-	// Count is how many were folded; FirstNs and LastNs are the boot-clock
-	// times of the first and the last of them.
-	Count           uint64
-	FirstNs, LastNs uint64
-}
-
-// WithResetFolding makes the kernel count resets for closed ports, and the
-// connects they refuse, per kind and window of d, sending only the first of
-// each as a record: a closed-port storm then costs a map update per
-// attempt, and the reader delivers the counts
-// ([Handler.HandleFoldedResets], [Handler.HandleFoldedConns]) once each
-// window has ended. The refused connects of a process that listens or
-// accepts are never folded (see servers in maps.h). Zero, the default,
-// sends a record for each.
-func WithResetFolding(d time.Duration) Option {
-	return optionFunc(func(c config) config { c.resetWindow = d; return c })
-}
-
 // resetSweepInterval is how often the reader looks for ended windows of
 // folded resets: it bounds how late their counts arrive after the window.
 const resetSweepInterval = 100 * time.Millisecond
@@ -49,18 +19,6 @@ const resetSweepInterval = 100 * time.Millisecond
 // alone, for a reset that read the clock just before the end and is still
 // counting.
 const resetSweepGrace = 10 * time.Millisecond
-
-// FoldedConns counts refused connects the kernel counted instead of
-// sending a record each: those of one kind (one process, from one local
-// address to one remote address and port, with the same kinds and number
-// of events), within one window (see [WithResetFolding]). The first of
-// each window was sent as a connection record; of the rest, First is the
-// first as it ended, and Count says how many there were, First included.
-type FoldedConns struct {
-	Count  uint32
-	LastNs uint64 // when the last of them ended, boot clock
-	First  ConnRecord
-}
 
 // sweepFolded delivers and deletes the folded resets and refused connects
 // of the windows that have ended, or of every window if all is set (the

@@ -25,4 +25,15 @@
 // socket are never folded. Resets for closed ports are folded in the
 // kernel already (bpf.WithResetFolding): their counts arrive through
 // [Tracker.HandleFoldedResets] and join the same storms.
+//
+// One file per concern: types.go (the [Connection] and its parts),
+// tracker.go (joining records into connections), decode.go (a record into
+// a [Connection] and its [Event]s), comm.go (interning process names),
+// storm.go (folding storms), traceparent.go (requests' trace contexts),
+// clock*.go (kernel time to wall time) and options.go (the [Option]s of
+// [New]).
+//
+// It must not import OpenTelemetry, the exporter or anything above it, nor
+// touch the kernel: from package bpf it uses only the record types and
+// constants.
 package conn

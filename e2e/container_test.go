@@ -47,7 +47,7 @@ func cgroupDir(t *testing.T, root, dir string) string {
 // cgroup before it starts, as service; connects to it and gets reset.
 func abortInCgroup(t *testing.T, ns *testutil.NetNS, cgroup, service string) {
 	t.Helper()
-	port := freePort(t, ns)
+	port := ns.FreePort(t)
 	self, _ := os.Executable()
 	server := exec.Command("sh", "-c", `echo $$ > "$0/cgroup.procs" && exec ip netns exec "$1" "$2"`, cgroup, ns.Name, self)
 	server.Env = append(os.Environ(), "E2E_ROLE=abort-server", "OTEL_SERVICE_NAME="+service,

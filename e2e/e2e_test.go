@@ -84,7 +84,7 @@ func buildAgent(t *testing.T) string {
 func startAgent(t *testing.T, bin string, ns *testutil.NetNS, env ...string) *agent {
 	t.Helper()
 	// Jaeger takes no metrics: the agent's own are tested through the
-	// collector (ops_test.go).
+	// collector (selfmetrics_test.go).
 	return startAgentWith(t, bin, []string{"-netns", ns.Path, "-orphan-idle", "500ms", "-health-interval", "0"},
 		append([]string{"OTEL_METRICS_EXPORTER=none"}, env...)...)
 }
@@ -182,7 +182,7 @@ func runScenarios(t *testing.T, ns *testutil.NetNS) scenario {
 	})
 
 	// The server process closes with the request unread.
-	s.abortPort = freePort(t, ns)
+	s.abortPort = ns.FreePort(t)
 	self, _ := os.Executable()
 	server := exec.Command("ip", "netns", "exec", ns.Name, self)
 	server.Env = append(os.Environ(), "E2E_ROLE=abort-server", "OTEL_SERVICE_NAME=checkout",
@@ -210,20 +210,6 @@ func runScenarios(t *testing.T, ns *testutil.NetNS) scenario {
 	victim.Close()
 	t.Cleanup(func() { server.Wait() })
 	return s
-}
-
-func freePort(t *testing.T, ns *testutil.NetNS) int {
-	t.Helper()
-	var port int
-	ns.Do(t, func() {
-		ln, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-	})
-	return port
 }
 
 func TestSpansInJaeger(t *testing.T) {
@@ -412,7 +398,6 @@ func toolBinary(t *testing.T, name string) string {
 // exporter pointed at jaeger. It returns the OTLP/gRPC endpoint.
 func startCollector(t *testing.T, jaeger *testutil.Jaeger) string {
 	t.Helper()
-	bin := toolBinary(t, "otelcol")
 	config, err := os.ReadFile("../otel-collector.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -430,11 +415,22 @@ func startCollector(t *testing.T, jaeger *testutil.Jaeger) string {
 	if !strings.Contains(text, "level: none") {
 		t.Fatal("otel-collector.yaml has no top-level service section")
 	}
-	path := filepath.Join(t.TempDir(), "otel-collector.yaml")
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+	runCollector(t, text, grpc)
+	return grpc
+}
+
+// runCollector runs the collector with config, a YAML text, and waits
+// until it listens for OTLP/gRPC on grpc. Cleanup stops it, and logs its
+// output if the test failed.
+func runCollector(t *testing.T, config, grpc string) {
+	t.Helper()
+	bin := toolBinary(t, "otelcol")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "otel-collector.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(t.TempDir(), "otelcol.log")
+	logPath := filepath.Join(dir, "otelcol.log")
 	logFile, _ := os.Create(logPath)
 	cmd := exec.Command(bin, "--config", path)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -445,21 +441,18 @@ func startCollector(t *testing.T, jaeger *testutil.Jaeger) string {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("collector log:\n%s", b)
+			t.Logf("collector log:\n%s", readFile(logPath))
 		}
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		if c, err := net.DialTimeout("tcp", grpc, 100*time.Millisecond); err == nil {
 			c.Close()
-			return grpc
+			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	b, _ := os.ReadFile(logPath)
-	t.Fatalf("collector did not start:\n%s", b)
-	return ""
+	t.Fatalf("collector did not start:\n%s", readFile(logPath))
 }
 
 func freeHostPort(t *testing.T) string {

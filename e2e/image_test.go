@@ -135,7 +135,7 @@ func TestImageTracesContainers(t *testing.T) {
 		"localhost/tcpspan:e2e", "-netns", ns.Name, "-terminal", "-v")...)
 	waitLogs(t, agent, "msg=tracing", 30*time.Second)
 
-	port := freePort(t, ns)
+	port := ns.FreePort(t)
 	srv := startContainer(t, "--network", "ns:"+ns.Path,
 		"-e", "E2E_ROLE=abort-server", "-e", "OTEL_SERVICE_NAME=image-server",
 		"-e", fmt.Sprintf("E2E_ADDR=127.0.0.1:%d", port), server, "/e2e.test")

@@ -248,24 +248,8 @@ func writeReport(t *testing.T, bin string, jaeger *testutil.Jaeger, start time.T
 // handshake is dropped; then the listener closes, resetting what it queued.
 func overflow(t *testing.T, ns *testutil.NetNS) {
 	t.Helper()
-	var fd, port int
-	ns.Do(t, func() {
-		var err error
-		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
-			t.Fatal(err)
-		}
-		if err = unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-			t.Fatal(err)
-		}
-		if err = unix.Listen(fd, 1); err != nil {
-			t.Fatal(err)
-		}
-		sa, err := unix.Getsockname(fd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		port = sa.(*unix.SockaddrInet4).Port
-	})
+	fd, addr := ns.RawListener(t, 1)
+	port := int(addr.Port())
 	// With -syn-watch auto the agent attaches its SYN watch when a
 	// listener with a small queue appears; SYNs dropped before that go
 	// unseen (README, Limits). Give it the time.

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/tcpspan/tcpspan/conn"
+	"github.com/tcpspan/tcpspan/internal/otlpwire"
 	tcpsemconv "github.com/tcpspan/tcpspan/semconv"
 )
 
@@ -28,7 +29,7 @@ type attrKey struct {
 }
 
 func newKey(k attribute.Key) *attrKey {
-	b := appendTag(nil, fieldKVKey, protowire.BytesType)
+	b := appendTag(nil, otlpwire.KeyValueKey, protowire.BytesType)
 	return &attrKey{key: k, wire: appendString(b, string(k))}
 }
 
@@ -41,7 +42,7 @@ type constAttr struct {
 
 func newConst(kv attribute.KeyValue) *constAttr {
 	// appendKeyValue writes a tag and a length, then the message.
-	b := appendKeyValue(nil, fieldKVKey, &kv)
+	b := appendKeyValue(nil, otlpwire.KeyValueKey, &kv)
 	_, _, n := protowire.ConsumeTag(b)
 	_, m := protowire.ConsumeVarint(b[n:])
 	return &constAttr{kv: kv, wire: b[n+m:]}
@@ -72,9 +73,9 @@ func (w *wireAttrs) str(k *attrKey, v string) {
 	b := append(w.b, w.tag)
 	b = appendVarint(b, uint64(len(k.wire)+1+sizeVarint(uint64(anySize))+anySize))
 	b = append(b, k.wire...)
-	b = append(b, byte(fieldKVValue)<<3|byte(protowire.BytesType))
+	b = append(b, byte(otlpwire.KeyValueValue)<<3|byte(protowire.BytesType))
 	b = appendVarint(b, uint64(anySize))
-	b = append(b, byte(fieldAnyString)<<3|byte(protowire.BytesType))
+	b = append(b, byte(otlpwire.AnyValueString)<<3|byte(protowire.BytesType))
 	w.b = appendString(b, v)
 }
 
@@ -83,9 +84,9 @@ func (w *wireAttrs) int(k *attrKey, v int64) {
 	b := append(w.b, w.tag)
 	b = appendVarint(b, uint64(len(k.wire)+1+sizeVarint(uint64(anySize))+anySize))
 	b = append(b, k.wire...)
-	b = append(b, byte(fieldKVValue)<<3|byte(protowire.BytesType))
+	b = append(b, byte(otlpwire.KeyValueValue)<<3|byte(protowire.BytesType))
 	b = appendVarint(b, uint64(anySize))
-	b = append(b, byte(fieldAnyInt)<<3|byte(protowire.VarintType))
+	b = append(b, byte(otlpwire.AnyValueInt)<<3|byte(protowire.VarintType))
 	w.b = appendVarint(b, uint64(v))
 }
 

@@ -23,4 +23,20 @@
 // kind into storm spans (fold.go) rather than dropped, so that a storm the
 // backend cannot keep up with is still accounted for, connection by
 // connection, in a few spans.
+//
+// One file per concern: exporter.go ([Exporter], [New], [Exporter.Export],
+// [Exporter.Shutdown]), options.go, queue.go (the bounded export queue, its
+// batches and senders, and the contract with protobuf-go that carries
+// encoded spans to the OTLP clients: rawScopeSpans), failures.go (links
+// from a reset to the failure before it), resources.go (the per-process
+// resource cache), env.go (the OTLP client and base resource from the
+// standard OTEL_* environment), service.go (service names from the owner's
+// environment), map.go and attrs.go (the mapping), encode.go (the wire
+// format, with field numbers from internal/otlpwire), diagnose.go (the
+// status), correlate.go (trace ids shared by both ends, and links) and
+// fold.go (storm spans when the queue is full).
+//
+// It must not read the kernel, the ring buffer or the agent's counters, nor
+// import agent, selfmetrics or the command; spans leave only through an
+// OTLP client.
 package exporter

@@ -15,51 +15,13 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/tcpspan/tcpspan/conn"
+	"github.com/tcpspan/tcpspan/internal/otlpwire"
 )
 
 // The span is written straight into the OTLP protobuf wire format
 // (opentelemetry/proto/trace/v1/trace.proto), into reused buffers: building
 // SDK spans, then tracepb objects, then marshalling them cost about 65 µs
 // of CPU and 230 allocations per span (docs/performance.md).
-
-// Field numbers from opentelemetry/proto/trace/v1/trace.proto and
-// common/v1/common.proto.
-const (
-	fieldScopeSpansSpans protowire.Number = 2
-
-	fieldSpanTraceID    protowire.Number = 1
-	fieldSpanSpanID     protowire.Number = 2
-	fieldSpanParentID   protowire.Number = 4
-	fieldSpanName       protowire.Number = 5
-	fieldSpanKind       protowire.Number = 6
-	fieldSpanStart      protowire.Number = 7
-	fieldSpanEnd        protowire.Number = 8
-	fieldSpanAttributes protowire.Number = 9
-	fieldSpanEvents     protowire.Number = 11
-	fieldSpanLinks      protowire.Number = 13
-	fieldSpanStatus     protowire.Number = 15
-	fieldSpanFlags      protowire.Number = 16
-
-	fieldEventTime       protowire.Number = 1
-	fieldEventName       protowire.Number = 2
-	fieldEventAttributes protowire.Number = 3
-
-	fieldLinkTraceID    protowire.Number = 1
-	fieldLinkSpanID     protowire.Number = 2
-	fieldLinkAttributes protowire.Number = 4
-	fieldLinkFlags      protowire.Number = 6
-
-	fieldStatusMessage protowire.Number = 2
-	fieldStatusCode    protowire.Number = 3
-
-	fieldKVKey   protowire.Number = 1
-	fieldKVValue protowire.Number = 2
-
-	fieldAnyString protowire.Number = 1
-	fieldAnyBool   protowire.Number = 2
-	fieldAnyInt    protowire.Number = 3
-	fieldAnyDouble protowire.Number = 4
-)
 
 // spanFlags are the flags of a sampled root span, as the SDK sets them: the
 // W3C sampled bit, and "has is-remote" with is-remote clear (the parent, if
@@ -100,8 +62,8 @@ const (
 
 // Tags of the fields attributes go to.
 const (
-	tagSpanAttributes  = byte(fieldSpanAttributes)<<3 | byte(protowire.BytesType)
-	tagEventAttributes = byte(fieldEventAttributes)<<3 | byte(protowire.BytesType)
+	tagSpanAttributes  = byte(otlpwire.SpanAttributes)<<3 | byte(protowire.BytesType)
+	tagEventAttributes = byte(otlpwire.EventAttributes)<<3 | byte(protowire.BytesType)
 )
 
 // appendConn appends the span of c, already diagnosed, with its ids and
@@ -110,7 +72,7 @@ const (
 // without building it: the attributes go straight into the wire format.
 func (enc *spanEncoder) appendConn(dst []byte, m *mapper, c *conn.Connection, errType, desc string, isErr bool,
 	tid traceID, sid spanID, links []spanLink) []byte {
-	dst = appendTag(dst, fieldScopeSpansSpans, protowire.BytesType)
+	dst = appendTag(dst, otlpwire.ScopeSpansSpans, protowire.BytesType)
 	b, span := openLen(dst, spanLenBytes)
 	b = appendSpanHead(b, tid, sid, spanID{}, m.spanName(c), spanKind(c), c.Start, c.End)
 	w := &enc.w
@@ -122,7 +84,7 @@ func (enc *spanEncoder) appendConn(dst []byte, m *mapper, c *conn.Connection, er
 	}
 	for i := range events {
 		e := &events[i]
-		w.b = appendTag(w.b, fieldSpanEvents, protowire.BytesType)
+		w.b = appendTag(w.b, otlpwire.SpanEvents, protowire.BytesType)
 		var sub int
 		w.b, sub = openLen(w.b, subLenBytes)
 		w.b = appendEventHead(w.b, e.Time, eventName(e.Kind))
@@ -144,20 +106,20 @@ func (enc *spanEncoder) appendConn(dst []byte, m *mapper, c *conn.Connection, er
 // or remoteParentFlags for a span whose parent is another process's.
 func (enc *spanEncoder) appendSpan(dst []byte, sd *SpanData, tid traceID, sid, parent spanID, links []spanLink,
 	flags uint32) []byte {
-	dst = appendTag(dst, fieldScopeSpansSpans, protowire.BytesType)
+	dst = appendTag(dst, otlpwire.ScopeSpansSpans, protowire.BytesType)
 	b, span := openLen(dst, spanLenBytes)
 	b = appendSpanHead(b, tid, sid, parent, sd.Name, sd.Kind, sd.Start, sd.End)
 	for i := range sd.Attributes {
-		b = appendKeyValue(b, fieldSpanAttributes, &sd.Attributes[i])
+		b = appendKeyValue(b, otlpwire.SpanAttributes, &sd.Attributes[i])
 	}
 	for i := range sd.Events {
 		ev := &sd.Events[i]
-		b = appendTag(b, fieldSpanEvents, protowire.BytesType)
+		b = appendTag(b, otlpwire.SpanEvents, protowire.BytesType)
 		var sub int
 		b, sub = openLen(b, subLenBytes)
 		b = appendEventHead(b, ev.Time, ev.Name)
 		for i := range ev.Attributes {
-			b = appendKeyValue(b, fieldEventAttributes, &ev.Attributes[i])
+			b = appendKeyValue(b, otlpwire.EventAttributes, &ev.Attributes[i])
 		}
 		b = closeLen(b, sub, subLenBytes)
 	}
@@ -168,23 +130,23 @@ func (enc *spanEncoder) appendSpan(dst []byte, sd *SpanData, tid traceID, sid, p
 // appendSpanHead appends the fields of a span before its attributes. A zero
 // parent is none.
 func appendSpanHead(b []byte, tid traceID, sid, parent spanID, name string, kind trace.SpanKind, start, end time.Time) []byte {
-	b = appendTag(b, fieldSpanTraceID, protowire.BytesType)
+	b = appendTag(b, otlpwire.SpanTraceID, protowire.BytesType)
 	b = appendBytes(b, tid[:])
-	b = appendTag(b, fieldSpanSpanID, protowire.BytesType)
+	b = appendTag(b, otlpwire.SpanSpanID, protowire.BytesType)
 	b = appendBytes(b, sid[:])
 	if parent != (spanID{}) {
-		b = appendTag(b, fieldSpanParentID, protowire.BytesType)
+		b = appendTag(b, otlpwire.SpanParentID, protowire.BytesType)
 		b = appendBytes(b, parent[:])
 	}
-	b = appendTag(b, fieldSpanName, protowire.BytesType)
+	b = appendTag(b, otlpwire.SpanName, protowire.BytesType)
 	b = appendString(b, name)
 	// trace.SpanKind has the numbers of OTLP's Span.SpanKind.
-	b = appendTag(b, fieldSpanKind, protowire.VarintType)
+	b = appendTag(b, otlpwire.SpanKind, protowire.VarintType)
 	b = appendVarint(b, uint64(kind))
 	end = spanEnd(start, end)
-	b = appendTag(b, fieldSpanStart, protowire.Fixed64Type)
+	b = appendTag(b, otlpwire.SpanStart, protowire.Fixed64Type)
 	b = protowire.AppendFixed64(b, unixNano(start))
-	b = appendTag(b, fieldSpanEnd, protowire.Fixed64Type)
+	b = appendTag(b, otlpwire.SpanEnd, protowire.Fixed64Type)
 	return protowire.AppendFixed64(b, unixNano(end))
 }
 
@@ -200,9 +162,9 @@ func spanEnd(start, end time.Time) time.Time {
 
 // appendEventHead appends the fields of an event before its attributes.
 func appendEventHead(b []byte, t time.Time, name string) []byte {
-	b = appendTag(b, fieldEventTime, protowire.Fixed64Type)
+	b = appendTag(b, otlpwire.EventTime, protowire.Fixed64Type)
 	b = protowire.AppendFixed64(b, unixNano(t))
-	b = appendTag(b, fieldEventName, protowire.BytesType)
+	b = appendTag(b, otlpwire.EventName, protowire.BytesType)
 	return appendString(b, name)
 }
 
@@ -211,31 +173,31 @@ func appendEventHead(b []byte, t time.Time, name string) []byte {
 func appendSpanTail(b []byte, links []spanLink, status codes.Code, desc string, flags uint32) []byte {
 	for i := range links {
 		link := &links[i]
-		b = appendTag(b, fieldSpanLinks, protowire.BytesType)
+		b = appendTag(b, otlpwire.SpanLinks, protowire.BytesType)
 		var sub int
 		b, sub = openLen(b, subLenBytes)
-		b = appendTag(b, fieldLinkTraceID, protowire.BytesType)
+		b = appendTag(b, otlpwire.LinkTraceID, protowire.BytesType)
 		b = appendBytes(b, link.trace[:])
-		b = appendTag(b, fieldLinkSpanID, protowire.BytesType)
+		b = appendTag(b, otlpwire.LinkSpanID, protowire.BytesType)
 		b = appendBytes(b, link.span[:])
 		for i := range link.attrs {
-			b = appendKeyValue(b, fieldLinkAttributes, &link.attrs[i])
+			b = appendKeyValue(b, otlpwire.LinkAttributes, &link.attrs[i])
 		}
-		b = appendTag(b, fieldLinkFlags, protowire.Fixed32Type)
+		b = appendTag(b, otlpwire.LinkFlags, protowire.Fixed32Type)
 		b = protowire.AppendFixed32(b, spanFlags)
 		b = closeLen(b, sub, subLenBytes)
 	}
 	if status == codes.Error {
-		b = appendTag(b, fieldSpanStatus, protowire.BytesType)
+		b = appendTag(b, otlpwire.SpanStatus, protowire.BytesType)
 		var sub int
 		b, sub = openLen(b, subLenBytes)
-		b = appendTag(b, fieldStatusMessage, protowire.BytesType)
+		b = appendTag(b, otlpwire.StatusMessage, protowire.BytesType)
 		b = appendString(b, desc)
-		b = appendTag(b, fieldStatusCode, protowire.VarintType)
+		b = appendTag(b, otlpwire.StatusCode, protowire.VarintType)
 		b = appendVarint(b, uint64(tracepb.Status_STATUS_CODE_ERROR))
 		b = closeLen(b, sub, subLenBytes)
 	}
-	b = appendTag(b, fieldSpanFlags, protowire.Fixed32Type)
+	b = appendTag(b, otlpwire.SpanFlags, protowire.Fixed32Type)
 	return protowire.AppendFixed32(b, flags)
 }
 
@@ -279,22 +241,22 @@ func appendKeyValue(b []byte, num protowire.Number, kv *attribute.KeyValue) []by
 	switch kv.Value.Type() {
 	case attribute.STRING:
 		s = kv.Value.AsString()
-		valTag, valSize = byte(fieldAnyString)<<3|byte(protowire.BytesType), sizeVarint(uint64(len(s)))+len(s)
+		valTag, valSize = byte(otlpwire.AnyValueString)<<3|byte(protowire.BytesType), sizeVarint(uint64(len(s)))+len(s)
 	case attribute.BOOL:
 		if kv.Value.AsBool() {
 			n = 1
 		}
-		valTag, valSize = byte(fieldAnyBool)<<3|byte(protowire.VarintType), 1
+		valTag, valSize = byte(otlpwire.AnyValueBool)<<3|byte(protowire.VarintType), 1
 	case attribute.INT64:
 		n = uint64(kv.Value.AsInt64())
-		valTag, valSize = byte(fieldAnyInt)<<3|byte(protowire.VarintType), sizeVarint(n)
+		valTag, valSize = byte(otlpwire.AnyValueInt)<<3|byte(protowire.VarintType), sizeVarint(n)
 	case attribute.FLOAT64:
 		n = math.Float64bits(kv.Value.AsFloat64())
-		valTag, valSize = byte(fieldAnyDouble)<<3|byte(protowire.Fixed64Type), 8
+		valTag, valSize = byte(otlpwire.AnyValueDouble)<<3|byte(protowire.Fixed64Type), 8
 	default:
 		// tcpspan sets no slice attributes; one would go as its text.
 		s = kv.Value.String()
-		valTag, valSize = byte(fieldAnyString)<<3|byte(protowire.BytesType), sizeVarint(uint64(len(s)))+len(s)
+		valTag, valSize = byte(otlpwire.AnyValueString)<<3|byte(protowire.BytesType), sizeVarint(uint64(len(s)))+len(s)
 	}
 	key := string(kv.Key)
 	anySize := 1 + valSize
@@ -308,10 +270,10 @@ func appendKeyValue(b []byte, num protowire.Number, kv *attribute.KeyValue) []by
 	}
 	i := len(b)
 	b = slices.Grow(b, kvSize)[:i+kvSize]
-	b[i] = byte(fieldKVKey)<<3 | byte(protowire.BytesType)
+	b[i] = byte(otlpwire.KeyValueKey)<<3 | byte(protowire.BytesType)
 	i = putVarint(b, i+1, uint64(len(key)))
 	i += copy(b[i:], key)
-	b[i] = byte(fieldKVValue)<<3 | byte(protowire.BytesType)
+	b[i] = byte(otlpwire.KeyValueValue)<<3 | byte(protowire.BytesType)
 	i = putVarint(b, i+1, uint64(anySize))
 	b[i] = valTag
 	i++

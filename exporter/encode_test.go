@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tcpspan/tcpspan/conn"
+	"github.com/tcpspan/tcpspan/internal/otlpwire"
 )
 
 // wantValue is what an attribute of the mapping must become on the wire:
@@ -415,7 +416,7 @@ func TestEncodingIsProtoMarshal(t *testing.T) {
 				if parent != (spanID{}) {
 					flags = remoteParentFlags
 				}
-				want := protowire.AppendTag([]byte{0xff}, fieldScopeSpansSpans, protowire.BytesType)
+				want := protowire.AppendTag([]byte{0xff}, otlpwire.ScopeSpansSpans, protowire.BytesType)
 				b, err := proto.MarshalOptions{Deterministic: true}.Marshal(spanProto(&sd, traceID{1, 2}, spanID{3}, parent, links, flags))
 				if err != nil {
 					t.Fatal(err)

@@ -12,4 +12,7 @@
 // package agent because it pulls in the metrics SDK, its exporters and an
 // HTTP server, which the pipeline itself does not need. Metric names are
 // listed in [Definitions] and in semconv/README.md.
+//
+// It must not change the pipeline or what it exports: it only reads. Only
+// the command imports it, never the packages below it.
 package selfmetrics

@@ -20,4 +20,7 @@
 // name of an errno (such as "ECONNRESET") reported to the application.
 //
 // README.md in this directory lists every key and event name in one table.
+//
+// It holds names and constructors only: it must not redefine an upstream
+// key, hold mapping logic, or import other tcpspan packages.
 package semconv

@@ -14,4 +14,7 @@
 // Listing a namespace other than the caller's own needs CAP_SYS_ADMIN (to
 // enter it with setns(2)), and attributing sockets to other users' processes
 // needs CAP_SYS_PTRACE, so in practice the agent runs as root.
+//
+// It takes one snapshot and does nothing else: it must not watch for
+// changes (the BPF side does), nor import other tcpspan packages.
 package sockdiag

@@ -2,6 +2,9 @@
 // what went wrong: error spans grouped by diagnosis with counts, one full
 // example per root cause, and the queries that find them. It reports what
 // the trace store holds, which is what a user investigating would see.
+//
+// It only reads: it must not talk to the agent or the kernel, nor write
+// to the trace store.
 package main
 
 import (

@@ -1,14 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpspan/tcpspan/internal/caps"
 )
 
 // capability is one Linux capability tcpspan needs on this host, and why.
@@ -34,14 +36,8 @@ func readHostFacts() hostFacts {
 			f.perfParanoid = v
 		}
 	}
-	if m, err := os.Open("/proc/self/mountinfo"); err == nil {
-		sc := bufio.NewScanner(m)
-		for sc.Scan() {
-			if _, fstype, ok := strings.Cut(sc.Text(), " - "); ok && strings.HasPrefix(fstype, "tracefs ") {
-				f.tracefsMounted = true
-			}
-		}
-		m.Close()
+	if m, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("tracefs")); err == nil {
+		f.tracefsMounted = len(m) > 0
 	}
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
@@ -84,22 +80,14 @@ var optionalCapabilities = []capability{
 	{unix.CAP_SYS_PTRACE, "CAP_SYS_PTRACE", "with CAP_DAC_READ_SEARCH, read the /proc/PID/fd links of other users' processes: the owners of sockets open at start"},
 }
 
-func effectiveCapabilities() (func(uint) bool, error) {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return nil, fmt.Errorf("read capabilities: %w", err)
-	}
-	return func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }, nil
-}
-
 // checkCapabilities returns an error naming every required capability the
 // process lacks, and why each is needed.
 func checkCapabilities(f hostFacts) error {
-	has, err := effectiveCapabilities()
+	eff, err := caps.Effective()
 	if err != nil {
 		return err
 	}
+	has := eff.Has
 	var missing []string
 	for _, c := range requiredCapabilities(f) {
 		// CAP_SYS_ADMIN still grants what CAP_BPF, CAP_PERFMON and, for

@@ -1,6 +1,11 @@
 // Command tcpspan traces every TCP connection on this host, with the
 // kernel's own account of resets, drops and overflows, and the process that
 // really acted. See README.md.
+//
+// It holds no tracing logic of its own: it turns flags and the standard
+// OTEL_* environment into options, checks capabilities (caps.go), and runs
+// [agent.Run] with an exporter or a terminal printer as the sink. Anything a
+// test or another command could use belongs in a package below it.
 package main
 
 import (

@@ -2,6 +2,9 @@
 // OTLP/JSON shaped /api/v3). The end-to-end tests assert on what it returns,
 // and the demo builds its report from it, so that both show what a user
 // querying Jaeger would see, not what the agent meant to send.
+//
+// It is for tests, the demo and tcpspan-report: the agent must not import
+// it, and it must not write to Jaeger.
 package jaegerapi
 
 import (

@@ -2,6 +2,10 @@
 // and span events by name. It walks the protobuf wire format without
 // building message objects, so that a benchmark measures the sender, not
 // the receiver. Malformed requests are refused.
+//
+// It is for tests and benchmarks: it must not store or forward what it
+// receives, and the agent must not import it. Its field numbers come from
+// internal/otlpwire, like the exporter's.
 package otlpsink
 
 import (
@@ -16,6 +20,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/tcpspan/tcpspan/internal/otlpwire"
 )
 
 // Sink is a running receiver.
@@ -120,17 +126,6 @@ func (c countingCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 var errMalformed = errors.New("otlpsink: malformed protobuf")
 
-// Field numbers: ExportTraceServiceRequest.resource_spans = 1,
-// ResourceSpans.scope_spans = 2, ScopeSpans.spans = 2, Span.events = 11,
-// Span.Event.name = 2.
-const (
-	fieldResourceSpans protowire.Number = 1
-	fieldScopeSpans    protowire.Number = 2
-	fieldSpans         protowire.Number = 2
-	fieldSpanEvents    protowire.Number = 11
-	fieldEventName     protowire.Number = 2
-)
-
 // counts is what one request holds.
 type counts struct {
 	spans  uint64
@@ -144,20 +139,20 @@ type eventCount struct {
 }
 
 func (c *counts) request(r *reader) error {
-	return r.each(r.size, fieldResourceSpans, func(end int) error {
-		return r.each(end, fieldScopeSpans, func(end int) error {
-			return r.each(end, fieldSpans, func(end int) error {
+	return r.each(r.size, otlpwire.RequestResourceSpans, func(end int) error {
+		return r.each(end, otlpwire.ResourceSpansScopeSpans, func(end int) error {
+			return r.each(end, otlpwire.ScopeSpansSpans, func(end int) error {
 				c.spans++
 				// Most spans lie within one buffer: those are walked
 				// as one slice, which is much cheaper.
 				if b, ok := r.take(end); ok {
-					return eachField(b, fieldSpanEvents, c.event)
+					return eachField(b, otlpwire.SpanEvents, c.event)
 				}
-				return r.each(end, fieldSpanEvents, func(end int) error {
+				return r.each(end, otlpwire.SpanEvents, func(end int) error {
 					if b, ok := r.take(end); ok {
 						return c.event(b)
 					}
-					return r.each(end, fieldEventName, func(end int) error {
+					return r.each(end, otlpwire.EventName, func(end int) error {
 						name, err := r.read(c.name[:0], end-r.pos)
 						c.name = name
 						if err == nil {
@@ -173,7 +168,7 @@ func (c *counts) request(r *reader) error {
 
 // event counts the span event ev by name.
 func (c *counts) event(ev []byte) error {
-	return eachField(ev, fieldEventName, func(name []byte) error {
+	return eachField(ev, otlpwire.EventName, func(name []byte) error {
 		c.count(name)
 		return nil
 	})

@@ -1,12 +1,17 @@
 // Package testutil holds the helpers of tcpspan's privileged tests: one gate
 // for tests that need root to load BPF, and network namespaces that keep
 // each scenario's traffic away from the host's.
+//
+// Only tests import it: the agent's packages must not. What it sets up
+// (namespaces, NAT paths, a Jaeger process) it tears down with the test's
+// Cleanup; it must not change the host otherwise.
 package testutil
 
 import (
 	"bufio"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -117,6 +122,46 @@ func (ns *NetNS) Do(tb testing.TB, fn func()) {
 	if err := <-done; err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// FreePort returns a loopback port that nothing in the namespace listens
+// on: one the kernel just gave a listener, which is closed again.
+func (ns *NetNS) FreePort(tb testing.TB) int {
+	tb.Helper()
+	var port int
+	ns.Do(tb, func() {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		port = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	})
+	return port
+}
+
+// RawListener listens on a loopback port inside the namespace with an
+// exact backlog, which net.Listen does not allow. It never accepts; the
+// caller closes fd.
+func (ns *NetNS) RawListener(tb testing.TB, backlog int) (fd int, addr netip.AddrPort) {
+	tb.Helper()
+	ns.Do(tb, func() {
+		var err error
+		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			tb.Fatal(err)
+		}
+		if err = unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			tb.Fatal(err)
+		}
+		if err = unix.Listen(fd, backlog); err != nil {
+			tb.Fatal(err)
+		}
+	})
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return fd, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
 }
 
 // Exec runs a command inside the namespace (ip netns exec).

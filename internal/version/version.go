@@ -1,5 +1,8 @@
 // Package version is the agent's version: what tcpspan -version prints, and
 // what the instrumentation scope of its spans and metrics carries.
+//
+// It holds the version and nothing else: it must not import other tcpspan
+// packages, so that any of them can use it.
 package version
 
 import (

@@ -1,0 +1,58 @@
+//go:build linux
+
+package bpf
+
+import (
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpspan/tcpspan/internal/caps"
+)
+
+// CheckPrivileges returns an error naming what is missing when the process
+// cannot load and attach tcpspan's programs.
+func CheckPrivileges() error {
+	eff, err := caps.Effective()
+	if err != nil {
+		return err
+	}
+	has := eff.Has
+	if has(unix.CAP_SYS_ADMIN) {
+		return nil
+	}
+	var missing []string
+	for _, c := range []struct {
+		cap  uint
+		name string
+	}{
+		{unix.CAP_BPF, "CAP_BPF"},
+		{unix.CAP_PERFMON, "CAP_PERFMON"},
+		{unix.CAP_NET_ADMIN, "CAP_NET_ADMIN"},
+	} {
+		if !has(c.cap) {
+			missing = append(missing, c.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing capabilities %s: run tcpspan as root (sudo), or grant them (CAP_SYS_ADMIN too where kernel.perf_event_paranoid > 2)", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// memlockHint explains a failure to lift the memlock limit. Before 5.11 the
+// limit bounds BPF memory and lifting it needs CAP_SYS_RESOURCE. From 5.11
+// it does not matter, and the failure means that the probe's bpf() call was
+// refused: a container runtime's default seccomp profile does that.
+func memlockHint() string {
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		var major, minor int
+		if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); err == nil &&
+			(major > 5 || major == 5 && minor >= 11) {
+			return "the bpf() system call was refused: a seccomp profile may block it (container runtimes' default ones do; run the agent unconfined, see docs/kubernetes.md)"
+		}
+	}
+	return "remove memlock limit (needs CAP_SYS_RESOURCE on kernels before 5.11)"
+}

@@ -1,0 +1,32 @@
+//go:build linux
+
+package caps
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// Set is a capability set: bit c of the 64 stands for capability c
+// (unix.CAP_*).
+type Set [2]uint32
+
+// Effective returns the effective capabilities of the calling thread,
+// which in tcpspan are the process's: it changes none.
+func Effective() (Set, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return Set{}, fmt.Errorf("read capabilities: %w", err)
+	}
+	return Set{data[0].Effective, data[1].Effective}, nil
+}
+
+// Has reports whether capability c (unix.CAP_*) is in the set.
+func (s Set) Has(c uint) bool {
+	if c >= 64 {
+		return false
+	}
+	return s[c/32]&(1<<(c%32)) != 0
+}

@@ -1,0 +1,10 @@
+// Package caps reads the effective Linux capabilities of the running
+// process. It is the one place in tcpspan that calls capget(2).
+//
+// It decides nothing: which capabilities tcpspan needs, and what to say
+// when one is missing, belong to its callers ([bpf.CheckPrivileges] and
+// the tcpspan command's -capabilities report). It must not grow policy,
+// raise or drop capabilities, or import other tcpspan packages.
+//
+// [bpf.CheckPrivileges]: https://pkg.go.dev/github.com/tcpspan/tcpspan/bpf#CheckPrivileges
+package caps
