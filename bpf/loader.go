@@ -31,8 +31,7 @@ type Tracer struct {
 	// resetWindow: resets for closed ports are folded per window of this
 	// (WithResetFolding); the reader sweeps their counts (sweepResets).
 	resetWindow       time.Duration
-	noLookupAndDelete bool                 // the kernel cannot look up and delete in one step
-	refused           *tcpspanRefusedStorm // sweepFolded's buffer
+	noLookupAndDelete bool // the kernel cannot look up and delete in one step
 	drains            atomic.Uint64
 	// watch attaches the SYN watch on demand ([SynWatchAuto]); nil when
 	// it is always on, or cannot be.

@@ -63,12 +63,9 @@ func (t *Tracer) sweepFolded(h Handler, all bool) error {
 	if err != nil {
 		return fmt.Errorf("walk refused_storms: %w", err)
 	}
+	var v tcpspanRefusedStorm // one entry at a time: 600 bytes
 	for i := range refused {
-		if t.refused == nil {
-			t.refused = new(tcpspanRefusedStorm) // 600 bytes: not per sweep
-		}
-		v := t.refused
-		if ok, err := t.take(t.objs.RefusedStorms, &refused[i], v); err != nil {
+		if ok, err := t.take(t.objs.RefusedStorms, &refused[i], &v); err != nil {
 			return fmt.Errorf("take from refused_storms: %w", err)
 		} else if !ok || v.Count == 0 {
 			continue

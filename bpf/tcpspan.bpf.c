@@ -762,6 +762,17 @@ int kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+/* accepted_by_current makes the current task, which accept() runs in, the
+ * owner of c, one of its server's children, and records the accept: fd and
+ * syscall nr where the hook knows them (0xffffffff, SYSCALL_NONE if not). */
+static __always_inline void accepted_by_current(struct conn *c, __u8 state, __u32 fd, __u32 nr)
+{
+	server_seen();
+	owner_from_current(c);
+	c->flags &= ~(CONN_OWNER_FROM_LISTENER | CONN_LISTENER_UNLEARNED | CONN_LISTENER_HIGH);
+	conn_event(c, 0, EVENT_ACCEPT, state, CTX_PROCESS, c->owner_pid, fd, nr);
+}
+
 /* accepted names the owner of a socket accept() (syscall nr) returned as
  * fd ret, in the accepting task's context. */
 static __always_inline void accepted(long ret, __u32 nr)
@@ -781,10 +792,7 @@ static __always_inline void accepted(long ret, __u32 nr)
 		return;
 	if (c->flags & (CONN_LISTENER_UNLEARNED | CONN_LISTENER_HIGH))
 		listener_accepted(c);
-	server_seen();
-	owner_from_current(c);
-	c->flags &= ~(CONN_OWNER_FROM_LISTENER | CONN_LISTENER_UNLEARNED | CONN_LISTENER_HIGH);
-	conn_event(c, 0, EVENT_ACCEPT, sk_state(sk), CTX_PROCESS, c->owner_pid, (__u32)ret, nr);
+	accepted_by_current(c, sk_state(sk), (__u32)ret, nr);
 }
 
 /* The accept() hook: fexit on __sys_accept4(), which accept() and
@@ -883,11 +891,7 @@ static __always_inline void accepted_peer(struct bpf_sock_addr *ctx)
 		return;
 	if (c->flags & (CONN_LISTENER_UNLEARNED | CONN_LISTENER_HIGH))
 		listener_accepted_peer(ctx, c);
-	server_seen();
-	owner_from_current(c);
-	c->flags &= ~(CONN_OWNER_FROM_LISTENER | CONN_LISTENER_UNLEARNED | CONN_LISTENER_HIGH);
-	conn_event(c, 0, EVENT_ACCEPT, tp->inet_conn.icsk_inet.sk.__sk_common.skc_state, CTX_PROCESS, c->owner_pid,
-		   0xffffffff, SYSCALL_NONE);
+	accepted_by_current(c, tp->inet_conn.icsk_inet.sk.__sk_common.skc_state, 0xffffffff, SYSCALL_NONE);
 }
 
 SEC("cgroup/getpeername4")

@@ -90,13 +90,7 @@ func (t *StormTally) Add(events []Event, start, end time.Time, peer netip.Addr, 
 		}
 	}
 	t.span(start, end)
-	if t.peers == nil {
-		t.peers = make(map[netip.Addr]struct{})
-	}
-	if len(t.peers) < maxStormPeers {
-		t.peers[peer] = struct{}{}
-	}
-	st.Peers = max(uint32(len(t.peers)), t.minPeers)
+	t.peer(peer)
 }
 
 // addFolded counts n connections of one event each, of kind k, the first
@@ -109,13 +103,7 @@ func (t *StormTally) addFolded(n uint32, k EventKind, start, end time.Time, peer
 		st.Events[k] += n
 	}
 	t.span(start, end)
-	if t.peers == nil {
-		t.peers = make(map[netip.Addr]struct{})
-	}
-	if len(t.peers) < maxStormPeers {
-		t.peers[peer] = struct{}{}
-	}
-	st.Peers = max(uint32(len(t.peers)), t.minPeers)
+	t.peer(peer)
 }
 
 // Merge counts a storm folded whole: its totals and times, and its peers
@@ -132,6 +120,17 @@ func (t *StormTally) Merge(s *Storm) {
 	}
 	t.minPeers = max(t.minPeers, s.Peers)
 	st.Peers = max(uint32(len(t.peers)), t.minPeers)
+}
+
+// peer counts peer among the storm's distinct peers, up to maxStormPeers.
+func (t *StormTally) peer(peer netip.Addr) {
+	if t.peers == nil {
+		t.peers = make(map[netip.Addr]struct{})
+	}
+	if len(t.peers) < maxStormPeers {
+		t.peers[peer] = struct{}{}
+	}
+	t.Storm.Peers = max(uint32(len(t.peers)), t.minPeers)
 }
 
 // sample keeps isn in the sample, if it is known and there is room.
