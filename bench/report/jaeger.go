@@ -94,11 +94,11 @@ func cmdBPFStats(args []string) error {
 	if len(args) != 4 {
 		usage()
 	}
-	return bpfStats(os.Stdout, args[0], args[1], args[2], f64(args[3]))
+	return bpfStats(os.Stdout, args[0], args[1], args[2], f64(args[3]), "connection")
 }
 
 // bpfStats writes the table of cmdBPFStats for conns connections.
-func bpfStats(w io.Writer, prePath, beforePath, afterPath string, conns float64) error {
+func bpfStats(w io.Writer, prePath, beforePath, afterPath string, conns float64, unit string) error {
 	type prog struct {
 		ID        int    `json:"id"`
 		Type      string `json:"type"`
@@ -154,7 +154,8 @@ func bpfStats(w io.Writer, prePath, beforePath, afterPath string, conns float64)
 		totNS += r.ns
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].ns > rows[j].ns })
-	fmt.Fprintf(w, "%-40s %12s %10s %9s %12s %8s\n", "program", "runs", "runs/conn", "ns/run", "ms total", "misses")
+	short := map[string]string{"connection": "conn", "request": "req"}[unit]
+	fmt.Fprintf(w, "%-40s %12s %10s %9s %12s %8s\n", "program", "runs", "runs/"+short, "ns/run", "ms total", "misses")
 	for _, r := range rows {
 		per, nsPer := 0.0, 0.0
 		if conns > 0 {
@@ -166,8 +167,8 @@ func bpfStats(w io.Writer, prePath, beforePath, afterPath string, conns float64)
 		fmt.Fprintf(w, "%-40s %12d %10.2f %9.0f %12.1f %8d\n", r.name, r.runs, per, nsPer, float64(r.ns)/1e6, r.mis)
 	}
 	if conns > 0 && totRuns > 0 {
-		fmt.Fprintf(w, "total: %d runs (%.1f per connection), %.1f ms of BPF time, %.2f µs per connection, %.0f ns per run; %.0f connections\n",
-			totRuns, float64(totRuns)/conns, float64(totNS)/1e6, float64(totNS)/conns/1e3, float64(totNS)/float64(totRuns), conns)
+		fmt.Fprintf(w, "total: %d runs (%.1f per %s), %.1f ms of BPF time, %.2f µs per %s, %.0f ns per run; %.0f %ss\n",
+			totRuns, float64(totRuns)/conns, unit, float64(totNS)/1e6, float64(totNS)/conns/1e3, unit, float64(totNS)/float64(totRuns), conns, unit)
 	}
 	return nil
 }

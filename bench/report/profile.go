@@ -10,12 +10,14 @@ import (
 )
 
 // profile is PROFILE=1: after the rounds, one more run of export-sink,
-// errors-only and storm-errors each with the kernel's BPF run-time
-// statistics on (kernel.bpf_stats_enabled, restored afterwards), export-sink
-// and errors-only also under `perf record -g -p AGENT`; into profile.txt.
+// errors-only, keepalive-agent and storm-errors each with the kernel's BPF
+// run-time statistics on (kernel.bpf_stats_enabled, restored afterwards),
+// export-sink and errors-only also under `perf record -g -p AGENT`; into
+// profile.txt. Keep-alive's figures are per request, the others' per
+// connection.
 func (b *bench) profile() error {
 	c := b.cfg
-	fmt.Println("bench: profile: one more run of export-sink and errors-only (under perf record -g) and storm-errors, with BPF run-time stats")
+	fmt.Println("bench: profile: one more run of export-sink and errors-only (under perf record -g), keepalive-agent and storm-errors, with BPF run-time stats")
 	old, err := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled")
 	if err != nil {
 		return err
@@ -32,12 +34,12 @@ func (b *bench) profile() error {
 		return err
 	}
 	defer f.Close()
-	fmt.Fprintf(f, "# make bench PROFILE=1, %s: wrk -t1 -c%d -d%ds -H 'Connection: close'; rstorm -workers %d\n",
+	fmt.Fprintf(f, "# make bench PROFILE=1, %s: wrk -t1 -c%d -d%ds -H 'Connection: close' (keepalive-agent: without it); rstorm -workers %d\n",
 		time.Now().UTC().Format(time.RFC3339), c.Connections, c.Duration, c.StormWorkers)
-	fmt.Fprintln(f, "# (runs/conn: runs per TCP connection made, TcpActiveOpens; ns/run from the kernel's own bpf_stats)")
+	fmt.Fprintln(f, "# (runs/conn: runs per TCP connection made, TcpActiveOpens; runs/req: per request wrk made; ns/run from the kernel's own bpf_stats)")
 	fmt.Fprintln(f)
 	perfModes := []string{"export-sink", "errors-only"}
-	for _, name := range append(perfModes, "storm-errors") {
+	for _, name := range append(perfModes, "keepalive-agent", "storm-errors") {
 		if err := b.profileRun(name, f); err != nil {
 			return err
 		}
@@ -93,7 +95,7 @@ func (b *bench) profileRun(name string, f *os.File) error {
 		return err
 	}
 	var perf *proc
-	if m.Kind != kindStorm {
+	if m.Kind == kindHTTP {
 		var err error
 		perf, err = start([]string{"perf", "record", "-F", "999", "-g", "-p", fmt.Sprint(b.agent.pid()), "-o", filepath.Join(dir, "perf.data"),
 			"--", "sleep", fmt.Sprint(b.cfg.Duration)}, "", filepath.Join(dir, "perf.log"))
@@ -123,6 +125,13 @@ func (b *bench) profileRun(name string, f *os.File) error {
 		return err
 	}
 	loadOut, _ := os.ReadFile(load)
+	per, unit := float64(conns), "connection"
+	if m.Kind == kindKeepalive {
+		per, unit = 0, "request"
+		if sm := reRequests.FindStringSubmatch(string(loadOut)); sm != nil {
+			per = f64(sm[1])
+		}
+	}
 	var said []string
 	for _, line := range strings.Split(string(loadOut), "\n") {
 		if strings.Contains(line, "requests in") || strings.Contains(line, "attempts=") {
@@ -139,7 +148,7 @@ func (b *bench) profileRun(name string, f *os.File) error {
 	}
 	fmt.Fprintln(f)
 	fmt.Fprintln(f, "# kernel side: the agent's BPF programs during the load (kernel.bpf_stats_enabled)")
-	if err := bpfStats(f, filepath.Join(dir, "progs.pre.json"), filepath.Join(dir, "progs.before.json"), filepath.Join(dir, "progs.after.json"), float64(conns)); err != nil {
+	if err := bpfStats(f, filepath.Join(dir, "progs.pre.json"), filepath.Join(dir, "progs.before.json"), filepath.Join(dir, "progs.after.json"), per, unit); err != nil {
 		return err
 	}
 	fmt.Fprintln(f)
