@@ -336,10 +336,61 @@ static __always_inline bool refused_folded(const struct conn *c)
 	return true;
 }
 
+/* close_told_at_destroy says whether a change to CLOSE from oldstate is left
+ * to the socket's destroy to tell (closed_at_destroy), which saves this run
+ * its lookup and its reads. That is a socket its process has closed
+ * (SOCK_DEAD) as it leaves FIN_WAIT1, FIN_WAIT2, CLOSING or LAST_ACK: its
+ * destroy comes next in the same call (tcp_done(), and __tcp_close(), call
+ * inet_csk_destroy_sock() at once), in the same context. Every clean
+ * connection ends so, one end by TIME_WAIT and the other by LAST_ACK. */
+static __always_inline bool close_told_at_destroy(const struct sock *sk, int oldstate)
+{
+	if (oldstate != TCP_FIN_WAIT1 && oldstate != TCP_FIN_WAIT2 && oldstate != TCP_CLOSING &&
+	    oldstate != TCP_LAST_ACK)
+		return false;
+	return BPF_CORE_READ(sk, __sk_common.skc_flags) & (1ULL << bpf_core_enum_value(enum sock_flags, SOCK_DEAD));
+}
+
+/* closed_at_destroy adds the change to CLOSE that close_told_at_destroy left
+ * out, to a connection about to be sent: from the state its last change
+ * entered, if that is one of the FIN states, at ts; r is the destroy's
+ * release, if a task's. An event the socket had in CLOSE before its destroy
+ * (__tcp_close() resets an orphan it cannot keep after the change) moves
+ * the change to just before that event. */
+static __always_inline void closed_at_destroy(struct conn *c, const struct sock *sk, const struct release *r, __u64 ts)
+{
+	__u32 n = *(volatile const __u32 *)&c->events_seen;
+	__u8 last = 0;
+	struct conn_event *e;
+
+	if (n > MAX_CONN_EVENTS)
+		return;
+	for (__u32 i = 0; i < MAX_CONN_EVENTS; i++) {
+		const struct conn_event *ev;
+
+		if (i >= n)
+			break;
+		ev = &c->events[i];
+		if (ev->type == EVENT_STATE) {
+			last = ev->state;
+			ts = c->end_ns;
+		} else if (ev->state == TCP_CLOSE && ev->ts_ns <= ts) {
+			ts = ev->ts_ns - 1;
+		}
+	}
+	if (last != TCP_FIN_WAIT1 && last != TCP_FIN_WAIT2 && last != TCP_CLOSING && last != TCP_LAST_ACK)
+		return;
+	e = conn_event(c, ts, EVENT_STATE, TCP_CLOSE, r ? CTX_PROCESS : CTX_KERNEL, r ? current_tgid() : 0, last,
+		       BPF_CORE_READ(sk, sk_err));
+	if (e && r)
+		e->how = r->how;
+}
+
 /* conn_finish fills the final statistics from tcp_sock, emits the record and
  * forgets the socket. A clean connection that is not sent (skip_clean) is
- * only counted: its statistics are not read, nor the clock. */
-static __always_inline void conn_finish(struct conn *c, const struct sock *sk)
+ * only counted: its statistics are not read, nor the clock. r is the
+ * destroy's release, if a task's. */
+static __always_inline void conn_finish(struct conn *c, const struct sock *sk, const struct release *r)
 {
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 	__u64 key = (__u64)sk;
@@ -356,6 +407,7 @@ static __always_inline void conn_finish(struct conn *c, const struct sock *sk)
 	} else {
 		c->end_ns = bpf_ktime_get_boot_ns();
 		c->final_state = sk_state(sk);
+		closed_at_destroy(c, sk, r, c->end_ns);
 		conn_counters(c, sk);
 		if (c->tuple.sport == 0)
 			c->tuple.sport = sk_local_port(sk);

@@ -53,15 +53,41 @@ static __always_inline __u32 sk_netns(const struct sock *sk)
  * that use sk_local_port(). */
 static __always_inline void tuple_from_sk(struct tuple *t, const struct sock *sk)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	/* The IPv4 addresses, the ports and the family lead struct
+	 * sock_common: one read of its head instead of one per field, as each
+	 * helper call counts. The offsets are the running kernel's (CO-RE);
+	 * should they ever leave the head, each field is read on its own. */
+	__u32 o_daddr = bpf_core_field_offset(struct sock_common, skc_daddr);
+	__u32 o_saddr = bpf_core_field_offset(struct sock_common, skc_rcv_saddr);
+	__u32 o_dport = bpf_core_field_offset(struct sock_common, skc_dport);
+	__u32 o_num = bpf_core_field_offset(struct sock_common, skc_num);
+	__u32 o_family = bpf_core_field_offset(struct sock_common, skc_family);
+	__u8 head[24] = {};
+	__be32 daddr, saddr;
+	__be16 dport;
+	__u16 family;
 
+	if (bpf_core_field_offset(struct sock, __sk_common) == 0 && o_daddr <= 20 && o_saddr <= 20 && o_dport <= 22 &&
+	    o_num <= 22 && o_family <= 22) {
+		bpf_probe_read_kernel(head, sizeof(head), sk);
+		__builtin_memcpy(&daddr, &head[o_daddr], 4);
+		__builtin_memcpy(&saddr, &head[o_saddr], 4);
+		__builtin_memcpy(&dport, &head[o_dport], 2);
+		__builtin_memcpy(&t->sport, &head[o_num], 2);
+		__builtin_memcpy(&family, &head[o_family], 2);
+	} else {
+		daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		saddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+		t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	}
 	t->family = family;
 	t->netns = sk_netns(sk);
-	t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	t->dport = bpf_ntohs(dport);
 	if (family == AF_INET) {
-		map_ipv4(t->saddr, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr));
-		map_ipv4(t->daddr, BPF_CORE_READ(sk, __sk_common.skc_daddr));
+		map_ipv4(t->saddr, saddr);
+		map_ipv4(t->daddr, daddr);
 	} else {
 		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
@@ -274,6 +300,11 @@ static __always_inline bool release_by_task(const void *ctx, const struct sock *
 {
 	__u64 nr, di, si, stack, top;
 	__u32 flags;
+
+	/* Filled on every path, so that no caller copies an unset field. */
+	r->fd = -1;
+	r->exit_code = 0;
+	r->how = 0;
 #ifdef TCPSPAN_COMPAT
 	/* Before 5.15: no bpf_task_pt_regs (nor, before 5.11, a BTF task
 	 * pointer). The user registers sit at the top of the task's stack. */
@@ -301,10 +332,8 @@ static __always_inline bool release_by_task(const void *ctx, const struct sock *
 	di = regs->di;
 	si = regs->si;
 	stack = (__u64)task->stack;
-	top = address_of(regs);
+	top = 0; /* read below, only for a release: each helper call counts */
 #endif
-	r->fd = -1;
-	r->exit_code = 0;
 	if (flags & PF_EXITING) {
 		r->how = RELEASE_EXIT;
 		r->exit_code = (__u32)BPF_CORE_READ(task, exit_code);
@@ -326,6 +355,11 @@ static __always_inline bool release_by_task(const void *ctx, const struct sock *
 	{
 		__u64 at = address_of(ctx);
 
+#ifndef TCPSPAN_COMPAT
+		/* Asked again rather than kept: the verifier rejects how the
+		 * compiler spills the pointer across the calls above. */
+		top = address_of((const void *)bpf_task_pt_regs(task));
+#endif
 		if (at < stack || at >= top)
 			return false;
 	}

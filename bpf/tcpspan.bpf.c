@@ -303,7 +303,13 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 	struct conn *c;
 	__u32 err = 0;
 
-	if (sk_protocol(sk) != IPPROTO_TCP)
+	/* Each helper call counts (docs/performance.md), so the protocol is
+	 * read only where a connection or listener begins. Later changes find
+	 * a tracked connection or none: conn_get reads the protocol before it
+	 * tracks one mid-life, and TCP sockets come from slab caches of their
+	 * own, so no other protocol's socket lands at a tracked address. */
+	if ((newstate == TCP_LISTEN || oldstate == TCP_LISTEN || newstate == TCP_SYN_SENT) &&
+	    sk_protocol(sk) != IPPROTO_TCP)
 		return 0;
 
 	if (newstate == TCP_LISTEN) {
@@ -343,6 +349,8 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	}
 
+	if (newstate == TCP_CLOSE && close_told_at_destroy(sk, oldstate))
+		return 0;
 	c = conn_get(sk);
 	if (!c)
 		return 0;
@@ -369,7 +377,9 @@ int inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 	 * report of it runs, which then reads none. */
 	if (newstate == TCP_CLOSE)
 		err = BPF_CORE_READ(sk, sk_err);
-	if (!release_by_task(ctx, sk, &r)) {
+	/* No release enters ESTABLISHED: the handshake's end needs no look at
+	 * the task. */
+	if (newstate == TCP_ESTABLISHED || !release_by_task(ctx, sk, &r)) {
 		conn_event(c, 0, EVENT_STATE, newstate, CTX_KERNEL, 0, oldstate, err);
 		return 0;
 	}
@@ -391,10 +401,11 @@ int tcp_destroy_sock(struct bpf_raw_tracepoint_args *ctx)
 		/* A socket already in CLOSE (reset, refused) changes no state in
 		 * its release: its destroy there is the first sign of it. */
 		struct release r;
+		bool by_task = release_by_task(ctx, sk, &r);
 
-		if (release_by_task(ctx, sk, &r))
+		if (by_task)
 			conn_close(c, sk, &r, sk_state(sk));
-		conn_finish(c, sk);
+		conn_finish(c, sk, by_task ? &r : NULL);
 		return 0;
 	}
 	if (BPF_CORE_READ(sk, __sk_common.skc_dport) == 0 || sk_state(sk) == TCP_LISTEN)
