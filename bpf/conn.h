@@ -386,17 +386,12 @@ static __always_inline void closed_at_destroy(struct conn *c, const struct sock 
 		e->how = r->how;
 }
 
-/* conn_finish fills the final statistics from tcp_sock, emits the record and
- * forgets the socket. A clean connection that is not sent (skip_clean) is
- * only counted: its statistics are not read, nor the clock. r is the
- * destroy's release, if a task's. */
-static __always_inline void conn_finish(struct conn *c, const struct sock *sk, const struct release *r)
+/* conn_sent says whether c, whose socket is being destroyed, is to be sent.
+ * A clean connection is not when skip_clean is set: it is only counted. */
+static __always_inline bool conn_sent(struct conn *c, const struct sock *sk)
 {
-	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-	__u64 key = (__u64)sk;
-
 	/* conn_clean needs it (kept if tcp_disconnect zeroed it). */
-	__u32 retrans = BPF_CORE_READ(tp, total_retrans);
+	__u32 retrans = BPF_CORE_READ((const struct tcp_sock *)sk, total_retrans);
 
 	if (retrans > c->total_retrans)
 		c->total_retrans = retrans;
@@ -404,7 +399,20 @@ static __always_inline void conn_finish(struct conn *c, const struct sock *sk, c
 	 * wait for it in user space. */
 	if (skip_clean && !c->traceparents && conn_clean(c)) {
 		count(COUNTER_CONNS_CLEAN_SKIPPED);
-	} else {
+		return false;
+	}
+	return true;
+}
+
+/* conn_finish fills the final statistics from tcp_sock, emits the record if
+ * it is to be sent (conn_sent), and forgets the socket. One not sent costs
+ * no read of its statistics, nor of the clock. r is the destroy's release,
+ * if a task's. */
+static __always_inline void conn_finish(struct conn *c, const struct sock *sk, bool send, const struct release *r)
+{
+	__u64 key = (__u64)sk;
+
+	if (send) {
 		c->end_ns = bpf_ktime_get_boot_ns();
 		c->final_state = sk_state(sk);
 		closed_at_destroy(c, sk, r, c->end_ns);

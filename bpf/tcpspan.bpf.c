@@ -401,11 +401,17 @@ int tcp_destroy_sock(struct bpf_raw_tracepoint_args *ctx)
 		/* A socket already in CLOSE (reset, refused) changes no state in
 		 * its release: its destroy there is the first sign of it. */
 		struct release r;
-		bool by_task = release_by_task(ctx, sk, &r);
+		bool send = conn_sent(c, sk), by_task = false;
 
-		if (by_task)
+		/* Who releases it matters for a closer not yet known, and for
+		 * the events of one to be sent (closed_at_destroy): a clean
+		 * connection its processes closed, not sent, needs no look at
+		 * the task. */
+		if ((send || !c->closer_pid) && release_by_task(ctx, sk, &r)) {
+			by_task = true;
 			conn_close(c, sk, &r, sk_state(sk));
-		conn_finish(c, sk, by_task ? &r : NULL);
+		}
+		conn_finish(c, sk, send, by_task ? &r : NULL);
 		return 0;
 	}
 	if (BPF_CORE_READ(sk, __sk_common.skc_dport) == 0 || sk_state(sk) == TCP_LISTEN)
