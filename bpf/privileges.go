@@ -46,13 +46,8 @@ func CheckPrivileges() error {
 // it does not matter, and the failure means that the probe's bpf() call was
 // refused: a container runtime's default seccomp profile does that.
 func memlockHint() string {
-	var u unix.Utsname
-	if unix.Uname(&u) == nil {
-		var major, minor int
-		if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); err == nil &&
-			(major > 5 || major == 5 && minor >= 11) {
-			return "the bpf() system call was refused: a seccomp profile may block it (container runtimes' default ones do; run the agent unconfined, see docs/kubernetes.md)"
-		}
+	if !caps.MemlockBoundsBPF() {
+		return "the bpf() system call was refused: a seccomp profile may block it (container runtimes' default ones do; run the agent unconfined, see docs/kubernetes.md)"
 	}
 	return "remove memlock limit (needs CAP_SYS_RESOURCE on kernels before 5.11)"
 }

@@ -39,12 +39,7 @@ func readHostFacts() hostFacts {
 	if m, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("tracefs")); err == nil {
 		f.tracefsMounted = len(m) > 0
 	}
-	var u unix.Utsname
-	if unix.Uname(&u) == nil {
-		var major, minor int
-		fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor)
-		f.kernelBefore511 = major < 5 || (major == 5 && minor < 11)
-	}
+	f.kernelBefore511 = caps.MemlockBoundsBPF()
 	return f
 }
 

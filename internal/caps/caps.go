@@ -30,3 +30,25 @@ func (s Set) Has(c uint) bool {
 	}
 	return s[c/32]&(1<<(c%32)) != 0
 }
+
+// MemlockBoundsBPF reports whether the running kernel charges BPF memory to
+// the memlock limit, as kernels before 5.11 do: lifting that limit then
+// needs CAP_SYS_RESOURCE. A release that does not parse counts as such a
+// kernel, the side that asks for more.
+func MemlockBoundsBPF() bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return true
+	}
+	return releaseBefore511(unix.ByteSliceToString(u.Release[:]))
+}
+
+// releaseBefore511 says whether a kernel release ("6.1.0-18-amd64") is
+// older than 5.11, or does not parse.
+func releaseBefore511(release string) bool {
+	var major, minor int
+	if _, err := fmt.Sscanf(release, "%d.%d", &major, &minor); err != nil {
+		return true
+	}
+	return major < 5 || major == 5 && minor < 11
+}

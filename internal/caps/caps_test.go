@@ -63,3 +63,20 @@ func TestHas(t *testing.T) {
 		}
 	}
 }
+
+func TestReleaseBefore511(t *testing.T) {
+	for release, want := range map[string]bool{
+		"5.10.0-28-amd64":  true,
+		"5.11.0":           false,
+		"6.1.0-18-amd64":   false,
+		"6.18.44-fc-v1272": false,
+		"4.19.0-26-amd64":  true,
+		"not-a-release":    true,
+		"":                 true,
+		"10.0.1":           false,
+	} {
+		if got := releaseBefore511(release); got != want {
+			t.Errorf("releaseBefore511(%q) = %v, want %v", release, got, want)
+		}
+	}
+}

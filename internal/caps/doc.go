@@ -1,5 +1,7 @@
 // Package caps reads the effective Linux capabilities of the running
-// process. It is the one place in tcpspan that calls capget(2).
+// process. It is the one place in tcpspan that calls capget(2), and the one
+// that tells from the kernel release whether BPF memory is bounded by the
+// memlock limit (which decides whether CAP_SYS_RESOURCE is needed).
 //
 // It decides nothing: which capabilities tcpspan needs, and what to say
 // when one is missing, belong to its callers ([bpf.CheckPrivileges] and
