@@ -186,6 +186,70 @@ static __always_inline void conn_close(struct conn *c, const struct sock *sk, co
 		e->how = r->how;
 }
 
+/* COUNTERS_SPAN bounds the part of tcp_sock that conn_counters copies in
+ * one read: on 6.18 its counters lie within about 400 bytes. */
+#define COUNTERS_SPAN 1024
+
+/* counters_buf holds that copy, per CPU: too big for the stack. */
+struct counters_buf {
+	__u8 b[COUNTERS_SPAN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct counters_buf);
+} counters_bufs SEC(".maps");
+
+/* tcp_counters is what conn_counters reads of a tcp_sock. */
+struct tcp_counters {
+	__u64 bytes_sent, bytes_retrans, bytes_received;
+	__u32 segs_out, segs_in, total_retrans, srtt_us;
+};
+
+/* tcp_counters_read fills k from sk's tcp_sock with one read of the span
+ * that holds the seven fields, at the running kernel's offsets (CO-RE), as
+ * each helper call counts; a field at a lower offset than the span's start
+ * is read past it, not before. Should they ever lie further apart than
+ * COUNTERS_SPAN, each is read on its own. */
+static __always_inline void tcp_counters_read(struct tcp_counters *k, const struct sock *sk)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u32 o_sent = bpf_core_field_offset(struct tcp_sock, bytes_sent);
+	__u32 o_retrans = bpf_core_field_offset(struct tcp_sock, bytes_retrans);
+	__u32 o_received = bpf_core_field_offset(struct tcp_sock, bytes_received);
+	__u32 o_out = bpf_core_field_offset(struct tcp_sock, segs_out);
+	__u32 o_in = bpf_core_field_offset(struct tcp_sock, segs_in);
+	__u32 o_total = bpf_core_field_offset(struct tcp_sock, total_retrans);
+	__u32 o_srtt = bpf_core_field_offset(struct tcp_sock, srtt_us);
+	__u32 lo = min_u32(min_u32(min_u32(o_sent, o_retrans), min_u32(o_received, o_out)),
+			   min_u32(min_u32(o_in, o_total), o_srtt));
+	__u32 hi = max_u32(max_u32(max_u32(o_sent, o_retrans), o_received) + 8,
+			   max_u32(max_u32(o_out, o_in), max_u32(o_total, o_srtt)) + 4);
+	struct counters_buf *buf;
+	__u32 zero = 0;
+
+	if (hi - lo <= COUNTERS_SPAN && (buf = bpf_map_lookup_elem(&counters_bufs, &zero)) &&
+	    !bpf_probe_read_kernel(buf->b, hi - lo, (const void *)sk + lo)) {
+		__builtin_memcpy(&k->bytes_sent, &buf->b[o_sent - lo], 8);
+		__builtin_memcpy(&k->bytes_retrans, &buf->b[o_retrans - lo], 8);
+		__builtin_memcpy(&k->bytes_received, &buf->b[o_received - lo], 8);
+		__builtin_memcpy(&k->segs_out, &buf->b[o_out - lo], 4);
+		__builtin_memcpy(&k->segs_in, &buf->b[o_in - lo], 4);
+		__builtin_memcpy(&k->total_retrans, &buf->b[o_total - lo], 4);
+		__builtin_memcpy(&k->srtt_us, &buf->b[o_srtt - lo], 4);
+		return;
+	}
+	k->bytes_sent = BPF_CORE_READ(tp, bytes_sent);
+	k->bytes_retrans = BPF_CORE_READ(tp, bytes_retrans);
+	k->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	k->segs_out = BPF_CORE_READ(tp, segs_out);
+	k->segs_in = BPF_CORE_READ(tp, segs_in);
+	k->total_retrans = BPF_CORE_READ(tp, total_retrans);
+	k->srtt_us = BPF_CORE_READ(tp, srtt_us);
+}
+
 /* conn_counters reads the socket's counters into c, keeping the larger of
  * each. tcp_disconnect() zeroes them after the state change to CLOSE and
  * the reset it sends, and before the socket's destroy: a linger-0 close, a
@@ -193,24 +257,23 @@ static __always_inline void conn_close(struct conn *c, const struct sock *sk, co
  * it. So they are read at that state change, at a reset, and at the end. */
 static __always_inline void conn_counters(struct conn *c, const struct sock *sk)
 {
-	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-	__u64 sent = BPF_CORE_READ(tp, bytes_sent) - BPF_CORE_READ(tp, bytes_retrans);
-	__u64 received = BPF_CORE_READ(tp, bytes_received);
-	__u32 segs_out = BPF_CORE_READ(tp, segs_out);
-	__u32 segs_in = BPF_CORE_READ(tp, segs_in);
-	__u32 retrans = BPF_CORE_READ(tp, total_retrans);
-	__u32 srtt = BPF_CORE_READ(tp, srtt_us) >> 3;
+	struct tcp_counters k;
+	__u64 sent;
+	__u32 srtt;
 
+	tcp_counters_read(&k, sk);
+	sent = k.bytes_sent - k.bytes_retrans;
+	srtt = k.srtt_us >> 3;
 	if (sent > c->bytes_sent)
 		c->bytes_sent = sent;
-	if (received > c->bytes_received)
-		c->bytes_received = received;
-	if (segs_out > c->segs_out)
-		c->segs_out = segs_out;
-	if (segs_in > c->segs_in)
-		c->segs_in = segs_in;
-	if (retrans > c->total_retrans)
-		c->total_retrans = retrans;
+	if (k.bytes_received > c->bytes_received)
+		c->bytes_received = k.bytes_received;
+	if (k.segs_out > c->segs_out)
+		c->segs_out = k.segs_out;
+	if (k.segs_in > c->segs_in)
+		c->segs_in = k.segs_in;
+	if (k.total_retrans > c->total_retrans)
+		c->total_retrans = k.total_retrans;
 	if (srtt)
 		c->srtt_us = srtt;
 }

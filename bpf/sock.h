@@ -18,6 +18,9 @@
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 
+#define min_u32(a, b) ((a) < (b) ? (a) : (b))
+#define max_u32(a, b) ((a) > (b) ? (a) : (b))
+
 static __always_inline __u32 current_tgid(void)
 {
 	return bpf_get_current_pid_tgid() >> 32;
@@ -109,11 +112,33 @@ static __always_inline __u16 sk_local_port(const struct sock *sk)
  * not TCP over IPv4 or IPv6. */
 static __always_inline int tuple_from_skb_th(struct tuple *t, const struct sk_buff *skb, struct tcphdr *th_out)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u16 th = BPF_CORE_READ(skb, transport_header);
-	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	/* head, network_header, transport_header and protocol lie within a
+	 * few dozen bytes of sk_buff: one read of that span, at the running
+	 * kernel's offsets (CO-RE), instead of four, as each helper call
+	 * counts; should they ever lie further apart, each is read alone. */
+	__u32 o_head = bpf_core_field_offset(struct sk_buff, head);
+	__u32 o_nh = bpf_core_field_offset(struct sk_buff, network_header);
+	__u32 o_th = bpf_core_field_offset(struct sk_buff, transport_header);
+	__u32 o_proto = bpf_core_field_offset(struct sk_buff, protocol);
+	__u32 lo = min_u32(min_u32(o_head, o_nh), min_u32(o_th, o_proto));
+	__u32 hi = max_u32(o_head + 8, max_u32(max_u32(o_nh, o_th), o_proto) + 2);
+	unsigned char *head;
+	__u8 span[64] = {};
+	__u16 nh, th, proto;
 	struct tcphdr tcp;
+
+	if (hi - lo <= sizeof(span) && !bpf_probe_read_kernel(span, hi - lo, (const void *)skb + lo)) {
+		__builtin_memcpy(&head, &span[o_head - lo], 8);
+		__builtin_memcpy(&nh, &span[o_nh - lo], 2);
+		__builtin_memcpy(&th, &span[o_th - lo], 2);
+		__builtin_memcpy(&proto, &span[o_proto - lo], 2);
+		proto = bpf_ntohs(proto);
+	} else {
+		head = BPF_CORE_READ(skb, head);
+		nh = BPF_CORE_READ(skb, network_header);
+		th = BPF_CORE_READ(skb, transport_header);
+		proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	}
 
 	if (proto == ETH_P_IP) {
 		struct iphdr ip;

@@ -92,6 +92,11 @@ const (
 	tcpspanCounterCOUNTER_MAX                      tcpspanCounter = 15
 )
 
+type tcpspanCountersBuf struct {
+	_ structs.HostLayout
+	B [1024]uint8
+}
+
 type tcpspanEventHow uint32
 
 const (
@@ -328,6 +333,7 @@ type tcpspanTuple struct {
 const (
 	tcpspanMapConns                     = "conns"
 	tcpspanMapCounters                  = "counters"
+	tcpspanMapCountersBufs              = "counters_bufs"
 	tcpspanMapEvents                    = "events"
 	tcpspanMapHandshakes                = "handshakes"
 	tcpspanMapListenerCloses            = "listener_closes"
@@ -461,6 +467,7 @@ type tcpspanProgramSpecs struct {
 type tcpspanMapSpecs struct {
 	Conns          *ebpf.MapSpec `ebpf:"conns"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	CountersBufs   *ebpf.MapSpec `ebpf:"counters_bufs"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	Handshakes     *ebpf.MapSpec `ebpf:"handshakes"`
 	ListenerCloses *ebpf.MapSpec `ebpf:"listener_closes"`
@@ -534,6 +541,7 @@ func (o *tcpspanObjects) Close() error {
 type tcpspanMaps struct {
 	Conns          *ebpf.Map `ebpf:"conns"`
 	Counters       *ebpf.Map `ebpf:"counters"`
+	CountersBufs   *ebpf.Map `ebpf:"counters_bufs"`
 	Events         *ebpf.Map `ebpf:"events"`
 	Handshakes     *ebpf.Map `ebpf:"handshakes"`
 	ListenerCloses *ebpf.Map `ebpf:"listener_closes"`
@@ -548,6 +556,7 @@ func (m *tcpspanMaps) Close() error {
 	return _TcpspanClose(
 		m.Conns,
 		m.Counters,
+		m.CountersBufs,
 		m.Events,
 		m.Handshakes,
 		m.ListenerCloses,

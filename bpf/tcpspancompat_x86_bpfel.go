@@ -92,6 +92,11 @@ const (
 	tcpspanCompatCounterCOUNTER_MAX                      tcpspanCompatCounter = 15
 )
 
+type tcpspanCompatCountersBuf struct {
+	_ structs.HostLayout
+	B [1024]uint8
+}
+
 type tcpspanCompatEventHow uint32
 
 const (
@@ -280,6 +285,7 @@ type tcpspanCompatTuple struct {
 const (
 	tcpspanCompatMapConns                     = "conns"
 	tcpspanCompatMapCounters                  = "counters"
+	tcpspanCompatMapCountersBufs              = "counters_bufs"
 	tcpspanCompatMapEvents                    = "events"
 	tcpspanCompatMapHandshakes                = "handshakes"
 	tcpspanCompatMapListenerCloses            = "listener_closes"
@@ -413,6 +419,7 @@ type tcpspanCompatProgramSpecs struct {
 type tcpspanCompatMapSpecs struct {
 	Conns          *ebpf.MapSpec `ebpf:"conns"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	CountersBufs   *ebpf.MapSpec `ebpf:"counters_bufs"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	Handshakes     *ebpf.MapSpec `ebpf:"handshakes"`
 	ListenerCloses *ebpf.MapSpec `ebpf:"listener_closes"`
@@ -486,6 +493,7 @@ func (o *tcpspanCompatObjects) Close() error {
 type tcpspanCompatMaps struct {
 	Conns          *ebpf.Map `ebpf:"conns"`
 	Counters       *ebpf.Map `ebpf:"counters"`
+	CountersBufs   *ebpf.Map `ebpf:"counters_bufs"`
 	Events         *ebpf.Map `ebpf:"events"`
 	Handshakes     *ebpf.Map `ebpf:"handshakes"`
 	ListenerCloses *ebpf.Map `ebpf:"listener_closes"`
@@ -500,6 +508,7 @@ func (m *tcpspanCompatMaps) Close() error {
 	return _TcpspanCompatClose(
 		m.Conns,
 		m.Counters,
+		m.CountersBufs,
 		m.Events,
 		m.Handshakes,
 		m.ListenerCloses,
