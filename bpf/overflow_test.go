@@ -21,6 +21,10 @@ func TestAcceptQueueOverflow(t *testing.T) {
 	// Backlog 1: the queue is full with 2 unaccepted connections. The
 	// other clients' SYNs find it full.
 	_, server := rawListener(t, ns, 1)
+	// So small a queue turns the SYN watch on at listen(), but it attaches
+	// a moment later, from user space (TestSynWatchSmallQueue): on a busy
+	// machine the first overflowing SYNs could come before it.
+	waitSynWatch(t, c, true, 2*time.Second)
 	const clients = 6
 	var fds []int
 	for i := 0; i < clients; i++ {
@@ -97,6 +101,7 @@ func TestHandshakeDroppedThenListenerReset(t *testing.T) {
 
 	// Backlog 2: up to 2 pending handshakes, full with 3 queued.
 	_, server := rawListener(t, ns, 2)
+	waitSynWatch(t, c, true, 2*time.Second) // as in TestAcceptQueueOverflow
 	// The victim's handshake ACK is held back until the queue is full.
 	const victimPort = 41234
 	ns.Exec(t, "nft", "add", "table", "inet", "hold")
