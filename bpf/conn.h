@@ -187,7 +187,7 @@ static __always_inline void conn_close(struct conn *c, const struct sock *sk, co
 }
 
 /* COUNTERS_SPAN bounds the part of tcp_sock that conn_counters copies in
- * one read: on 6.18 its counters lie within about 400 bytes. */
+ * one read: on 6.18 its counters lie within 668 bytes. */
 #define COUNTERS_SPAN 1024
 
 /* counters_buf holds that copy, per CPU: too big for the stack. */
@@ -416,13 +416,14 @@ static __always_inline bool close_told_at_destroy(const struct sock *sk, int old
 
 /* closed_at_destroy adds the change to CLOSE that close_told_at_destroy left
  * out, to a connection about to be sent: from the state its last change
- * entered, if that is one of the FIN states, at ts; r is the destroy's
- * release, if a task's. An event the socket had in CLOSE before its destroy
- * (__tcp_close() resets an orphan it cannot keep after the change) moves
- * the change to just before that event. */
-static __always_inline void closed_at_destroy(struct conn *c, const struct sock *sk, const struct release *r, __u64 ts)
+ * entered, if that is one of the FIN states, at its end (c->end_ns); r is
+ * the destroy's release, if a task's. An event the socket had in CLOSE
+ * before its destroy (__tcp_close() resets an orphan it cannot keep after
+ * the change) moves the change to just before that event. */
+static __always_inline void closed_at_destroy(struct conn *c, const struct sock *sk, const struct release *r)
 {
 	__u32 n = *(volatile const __u32 *)&c->events_seen;
+	__u64 ts = c->end_ns;
 	__u8 last = 0;
 	struct conn_event *e;
 
@@ -478,7 +479,7 @@ static __always_inline void conn_finish(struct conn *c, const struct sock *sk, b
 	if (send) {
 		c->end_ns = bpf_ktime_get_boot_ns();
 		c->final_state = sk_state(sk);
-		closed_at_destroy(c, sk, r, c->end_ns);
+		closed_at_destroy(c, sk, r);
 		conn_counters(c, sk);
 		if (c->tuple.sport == 0)
 			c->tuple.sport = sk_local_port(sk);
