@@ -101,6 +101,9 @@ func (t *Tracer) attachAccept(cfg config, fexitErr, peerErr error, cgroup string
 		}
 		fexitErr = fmt.Errorf("%w; %w", fexitErr, err)
 	}
+	if _, err := EnsureTracefs(); err != nil {
+		return fmt.Errorf("the accept() hook: neither fexit nor the cgroup getpeername hooks are available (%v), and its syscall tracepoints need tracefs: %w", fexitErr, err)
+	}
 	for _, tp := range []struct {
 		name string
 		prog *ebpf.Program
@@ -153,6 +156,9 @@ func (t *Tracer) attachAcceptPeer(cgroup string) error {
 // attachClosedPortKprobes attaches the optional fallback for RSTs sent for
 // closed ports, on kernels whose tcp_send_reset fires only with a socket.
 func (t *Tracer) attachClosedPortKprobes() {
+	// A kernel without the kprobe PMU attaches kprobes through tracefs;
+	// if it cannot be mounted, the kprobe's own error says so.
+	_, _ = EnsureTracefs()
 	var links []link.Link
 	for _, k := range []struct {
 		fn   string
@@ -184,6 +190,7 @@ func (t *Tracer) attachClosedPortKprobes() {
 // the application, on kernels without the inet_sk_error_report tracepoint.
 func (t *Tracer) attachErrorKprobe() {
 	const fn = "sock_def_error_report"
+	_, _ = EnsureTracefs() // as in attachClosedPortKprobes
 	l, err := link.Kprobe(fn, t.objs.SockDefErrorReportKprobe, nil)
 	if err != nil {
 		t.features.set(Capability{Name: CapSocketErrors,

@@ -55,11 +55,11 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("load kernel BTF: %w", err)
 	}
-	tracefs, err := EnsureTracefs()
+	protos, err := readPrototypes(kernelBTF)
 	if err != nil {
 		return nil, err
 	}
-	names, err := NewKernelNames(kernelBTF, tracefs)
+	names, err := kernelNames(kernelBTF, protos)
 	if err != nil {
 		return nil, err
 	}
@@ -67,10 +67,6 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 		return nil, fmt.Errorf("%s: %w", memlockHint(), err)
 	}
 
-	protos, err := readPrototypes(kernelBTF)
-	if err != nil {
-		return nil, err
-	}
 	modern, err := haveModernObjectNeeds()
 	if err != nil {
 		return nil, err

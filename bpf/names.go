@@ -54,6 +54,23 @@ func (n *KernelNames) dropReasonValue(name string) (uint32, bool) {
 	return 0, false
 }
 
+// kernelNames reads the reason names from the kernel's BTF, and from the
+// tracepoints' format files in tracefs only where a tracepoint carries a
+// reason whose enum the BTF lacks: tracefs is mounted (EnsureTracefs) for
+// that fallback alone. Failing to mount it leaves those names unknown.
+func kernelNames(spec *btf.Spec, protos prototypes) (*KernelNames, error) {
+	n, err := NewKernelNames(spec, mountedTracefs())
+	if err != nil {
+		return nil, err
+	}
+	if (protos.rstReason && n.ResetSource == "") || (protos.kfreeReason && n.DropSource == "") {
+		if dir, err := EnsureTracefs(); err == nil {
+			return NewKernelNames(spec, dir)
+		}
+	}
+	return n, nil
+}
+
 // NewKernelNames builds the names from a kernel BTF spec, falling back to
 // the tracefs format files of tcp_send_reset and kfree_skb when BTF lacks an
 // enum. tracefsDir may be empty to skip the fallback.

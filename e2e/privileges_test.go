@@ -183,3 +183,30 @@ func slicesIndex(s []string, v string) int {
 	}
 	return -1
 }
+
+// TestTracefsLeftAlone: where no fallback needs tracefs, as on this kernel,
+// the agent loads and attaches everything without mounting it. It runs in
+// a mount namespace of its own, where tracefs is unmounted first, so the
+// host's mounts are not touched.
+func TestTracefsLeftAlone(t *testing.T) {
+	testutil.RequireBPF(t)
+	bin := buildAgent(t)
+	// -features loads and attaches every hook, then exits; the mount table
+	// it leaves is read in the same namespace.
+	script := `umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug/tracing 2>/dev/null
+if grep -q ' - tracefs ' /proc/self/mountinfo; then echo "tracefs still mounted before the agent"; exit 2; fi
+"$0" -features || exit 3
+echo ---
+grep ' - tracefs ' /proc/self/mountinfo || true`
+	out, err := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, bin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpspan -features in a mount namespace without tracefs: %v\n%s", err, out)
+	}
+	features, mounts, _ := strings.Cut(string(out), "---\n")
+	if strings.Contains(features, "syscalls/sys_exit_accept") {
+		t.Skipf("this kernel uses accept()'s syscall tracepoints, which need tracefs:\n%s", features)
+	}
+	if strings.TrimSpace(mounts) != "" {
+		t.Errorf("the agent mounted tracefs, which no hook it uses here needs:\n%s\nfeatures:\n%s", mounts, features)
+	}
+}

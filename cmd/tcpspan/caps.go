@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpspan/tcpspan/internal/caps"
@@ -25,7 +24,6 @@ type capability struct {
 type hostFacts struct {
 	euid            int
 	perfParanoid    int  // kernel.perf_event_paranoid
-	tracefsMounted  bool // a tracefs mount exists (/proc/self/mountinfo)
 	kernelBefore511 bool // memlock limits BPF memory before 5.11
 }
 
@@ -35,9 +33,6 @@ func readHostFacts() hostFacts {
 		if v, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 			f.perfParanoid = v
 		}
-	}
-	if m, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("tracefs")); err == nil {
-		f.tracefsMounted = len(m) > 0
 	}
 	f.kernelBefore511 = caps.MemlockBoundsBPF()
 	return f
@@ -51,15 +46,9 @@ func requiredCapabilities(f hostFacts) []capability {
 		{unix.CAP_PERFMON, "CAP_PERFMON", "attach to tracepoints and read kernel socket state from the programs"},
 		{unix.CAP_NET_ADMIN, "CAP_NET_ADMIN", "attach the cgroup_skb program to the cgroup root: without it SYNs dropped by a full accept queue go unseen"},
 	}
-	switch {
-	case f.perfParanoid > 2:
+	if f.perfParanoid > 2 {
 		caps = append(caps, capability{unix.CAP_SYS_ADMIN, "CAP_SYS_ADMIN",
 			fmt.Sprintf("kernel.perf_event_paranoid is %d: this kernel lets only CAP_SYS_ADMIN open tracepoint events", f.perfParanoid)})
-	case !f.tracefsMounted:
-		caps = append(caps, capability{unix.CAP_SYS_ADMIN, "CAP_SYS_ADMIN", "mount tracefs at /sys/kernel/tracing (or mount it before starting tcpspan)"})
-	}
-	if f.euid != 0 {
-		caps = append(caps, capability{unix.CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH", "read the tracepoint ids in tracefs, which only root may read"})
 	}
 	if f.kernelBefore511 {
 		caps = append(caps, capability{unix.CAP_SYS_RESOURCE, "CAP_SYS_RESOURCE", "lift the memlock limit that bounds BPF maps before kernel 5.11"})
@@ -71,6 +60,9 @@ func requiredCapabilities(f hostFacts) []capability {
 // them.
 var optionalCapabilities = []capability{
 	{unix.CAP_SYS_ADMIN, "CAP_SYS_ADMIN", "with -netns: list the sockets open in that namespace at start (setns), to name their owners"},
+	// Only the fallbacks attach through tracefs (bpf/tracefs.go).
+	{unix.CAP_SYS_ADMIN, "CAP_SYS_ADMIN", "mount tracefs, if it is not mounted, where a fallback needs it: accept()'s syscall tracepoints on a kernel that loads neither fexit nor cgroup getpeername programs, kprobes on one without the kprobe PMU"},
+	{unix.CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH", "not as root: read the tracepoint ids in tracefs, which only root may read, for those same fallbacks"},
 	{unix.CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH", "read /proc/PID/environ of other users' processes (mode 0400): their OTEL_SERVICE_NAME names their spans"},
 	{unix.CAP_SYS_PTRACE, "CAP_SYS_PTRACE", "with CAP_DAC_READ_SEARCH, read the /proc/PID/fd links of other users' processes: the owners of sockets open at start"},
 }

@@ -111,8 +111,6 @@ var hostConditions = []struct {
 	capability, reason, covered string
 }{
 	{"SYS_ADMIN", "perf_event_paranoid", "chart value sysAdmin=true (docs/kubernetes.md)"},
-	{"SYS_ADMIN", "mount tracefs", "the node's tracefs, mounted by hostPath; or sysAdmin=true"},
-	{"DAC_READ_SEARCH", "only root may read", "the agent runs as uid 0"},
 	{"SYS_RESOURCE", "before kernel 5.11", "chart value extraCapabilities=[SYS_RESOURCE]"},
 }
 

@@ -62,8 +62,6 @@ func boundedBy(t *testing.T) []string {
 func TestDaemonSetCapabilitiesLoadEverything(t *testing.T) {
 	requireRoot(t)
 	bin := tcpspan(t)
-	// As root first: it mounts tracefs if the host has not, as a node
-	// must have it mounted for the DaemonSet (docs/kubernetes.md).
 	full := run(t, bin, "-features")
 	bounded := run(t, "setpriv", append(boundedBy(t), bin, "-features")...)
 	if !bytes.Equal(full, bounded) {
