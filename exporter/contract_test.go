@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tcpspan/tcpspan/conn"
+	"github.com/tcpspan/tcpspan/internal/otlpwire"
 )
 
 // The export path's contract (see rawScopeSpans): spans encoded by the
@@ -118,8 +119,8 @@ func TestEncodedSpansReachReceivers(t *testing.T) {
 		protocol string
 		start    func(*testing.T, *receiver) otlptrace.Client
 	}{
-		{ProtocolGRPC, startGRPCReceiver},
-		{ProtocolHTTP, startHTTPReceiver},
+		{otlpwire.ProtocolGRPC, startGRPCReceiver},
+		{otlpwire.ProtocolHTTP, startHTTPReceiver},
 	} {
 		t.Run(tt.protocol, func(t *testing.T) {
 			r := &receiver{}

@@ -11,6 +11,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+
+	"github.com/tcpspan/tcpspan/internal/otlpwire"
 )
 
 // BaseResource is what every span's resource shares: host.name, the
@@ -36,12 +38,6 @@ func BaseResource(ctx context.Context) (*resource.Resource, error) {
 	return resource.Merge(res, resource.NewSchemaless(kept...))
 }
 
-// Protocols of OTLP export (OTEL_EXPORTER_OTLP_PROTOCOL).
-const (
-	ProtocolGRPC = "grpc"
-	ProtocolHTTP = "http/protobuf"
-)
-
 // OTLP is an OTLP trace exporter whose client the [Exporter] drives
 // directly, with spans it has already encoded. It is also an ordinary SDK
 // span exporter.
@@ -51,19 +47,19 @@ type OTLP struct {
 }
 
 // NewOTLP returns an OTLP span exporter ([*OTLP]) over protocol
-// ([ProtocolGRPC] or [ProtocolHTTP]), configured, as the OpenTelemetry SDK
+// ([otlpwire.ProtocolGRPC] or [otlpwire.ProtocolHTTP]), configured, as the OpenTelemetry SDK
 // does it, by the standard OTEL_EXPORTER_OTLP_* variables (endpoint,
 // headers, timeout, TLS, compression), which the command has checked. It
 // does not connect: an unreachable collector shows up as export errors,
 // retried by the client.
 func NewOTLP(ctx context.Context, protocol string) (sdktrace.SpanExporter, error) {
 	switch protocol {
-	case ProtocolGRPC, ProtocolHTTP:
+	case otlpwire.ProtocolGRPC, otlpwire.ProtocolHTTP:
 	default:
-		return nil, fmt.Errorf("OTLP protocol %q: tcpspan supports %q and %q", protocol, ProtocolGRPC, ProtocolHTTP)
+		return nil, fmt.Errorf("OTLP protocol %q: tcpspan supports %q and %q", protocol, otlpwire.ProtocolGRPC, otlpwire.ProtocolHTTP)
 	}
 	var client otlptrace.Client
-	if protocol == ProtocolHTTP {
+	if protocol == otlpwire.ProtocolHTTP {
 		client = otlptracehttp.NewClient()
 	} else {
 		client = otlptracegrpc.NewClient()

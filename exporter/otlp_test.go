@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tcpspan/tcpspan/conn"
+	"github.com/tcpspan/tcpspan/internal/otlpwire"
 	"github.com/tcpspan/tcpspan/internal/version"
 	tcpsemconv "github.com/tcpspan/tcpspan/semconv"
 )
@@ -299,7 +300,7 @@ func TestBaseResourceFromEnv(t *testing.T) {
 }
 
 func TestNewOTLPProtocols(t *testing.T) {
-	for _, p := range []string{ProtocolGRPC, ProtocolHTTP} {
+	for _, p := range []string{otlpwire.ProtocolGRPC, otlpwire.ProtocolHTTP} {
 		exp, err := NewOTLP(context.Background(), p)
 		if err != nil {
 			t.Errorf("%s: %v", p, err)
@@ -326,7 +327,7 @@ func TestExportTimeout(t *testing.T) {
 	go srv.Serve(ln)
 	defer srv.Stop()
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+ln.Addr().String())
-	exp, err := NewOTLP(context.Background(), ProtocolGRPC)
+	exp, err := NewOTLP(context.Background(), otlpwire.ProtocolGRPC)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +353,7 @@ func TestExportTimeout(t *testing.T) {
 func TestUnreachableCollectorIsCounted(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
 	t.Setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "200")
-	exp, err := NewOTLP(context.Background(), ProtocolGRPC)
+	exp, err := NewOTLP(context.Background(), otlpwire.ProtocolGRPC)
 	if err != nil {
 		t.Fatal(err)
 	}

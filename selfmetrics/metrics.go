@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/tcpspan/tcpspan/agent"
+	"github.com/tcpspan/tcpspan/internal/otlpwire"
 	"github.com/tcpspan/tcpspan/internal/version"
 )
 
@@ -184,12 +185,6 @@ func WriteFile(path string, values map[string]uint64) error {
 	return nil
 }
 
-// Protocols of OTLP metric export.
-const (
-	ProtocolGRPC = "grpc"
-	ProtocolHTTP = "http/protobuf"
-)
-
 // Metrics exports the agent's health as OpenTelemetry metrics.
 type Metrics struct {
 	// provider is set once the reader, which may stop it, already runs.
@@ -210,12 +205,12 @@ func Start(ctx context.Context, res *resource.Resource, protocol string, current
 	var exp sdkmetric.Exporter
 	var err error
 	switch protocol {
-	case ProtocolHTTP:
+	case otlpwire.ProtocolHTTP:
 		exp, err = otlpmetrichttp.New(ctx)
-	case ProtocolGRPC, "":
+	case otlpwire.ProtocolGRPC, "":
 		exp, err = otlpmetricgrpc.New(ctx)
 	default:
-		return nil, fmt.Errorf("metrics protocol %q: want %q or %q", protocol, ProtocolGRPC, ProtocolHTTP)
+		return nil, fmt.Errorf("metrics protocol %q: want %q or %q", protocol, otlpwire.ProtocolGRPC, otlpwire.ProtocolHTTP)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("OTLP metric exporter: %w", err)

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/tcpspan/tcpspan/internal/otlpwire"
 )
 
 // backend counts the metric exports it is sent and answers each with code.
@@ -62,7 +64,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // counted, and no export after it.
 func TestBackendWithoutMetricsStopsTheExport(t *testing.T) {
 	endpoint, calls := grpcBackend(t, codes.Unimplemented)
-	m, errs, refusals := startAgainst(t, endpoint, ProtocolGRPC)
+	m, errs, refusals := startAgainst(t, endpoint, otlpwire.ProtocolGRPC)
 	waitFor(t, "the refusal", func() bool { return refusals.Load() > 0 })
 	time.Sleep(300 * time.Millisecond) // six more intervals
 	if n := calls.Load(); n != 1 {
@@ -83,7 +85,7 @@ func TestHTTPBackendWithoutMetricsStopsTheExport(t *testing.T) {
 		http.NotFound(w, r)
 	}))
 	defer srv.Close()
-	m, errs, refusals := startAgainst(t, srv.URL, ProtocolHTTP)
+	m, errs, refusals := startAgainst(t, srv.URL, otlpwire.ProtocolHTTP)
 	waitFor(t, "the refusal", func() bool { return refusals.Load() > 0 })
 	time.Sleep(300 * time.Millisecond)
 	if n := calls.Load(); n != 1 || refusals.Load() != 1 || errs.Load() != 0 {
@@ -95,7 +97,7 @@ func TestHTTPBackendWithoutMetricsStopsTheExport(t *testing.T) {
 // Any other failure is an export error, and the next export tries again.
 func TestOtherFailuresKeepExporting(t *testing.T) {
 	endpoint, calls := grpcBackend(t, codes.InvalidArgument)
-	m, errs, refusals := startAgainst(t, endpoint, ProtocolGRPC)
+	m, errs, refusals := startAgainst(t, endpoint, otlpwire.ProtocolGRPC)
 	waitFor(t, "three exports", func() bool { return calls.Load() >= 3 })
 	waitFor(t, "their errors", func() bool { return errs.Load() >= 2 })
 	if refusals.Load() != 0 {

@@ -17,6 +17,7 @@ import (
 	"github.com/tcpspan/tcpspan/bpf"
 	"github.com/tcpspan/tcpspan/conn"
 	"github.com/tcpspan/tcpspan/exporter"
+	"github.com/tcpspan/tcpspan/internal/otlpwire"
 )
 
 // config is everything the command line and the environment say, checked.
@@ -25,7 +26,7 @@ import (
 type config struct {
 	otlpEndpoint    string // -otlp-endpoint as given
 	endpoint        string // where spans go, from the flag or the environment; "" for the terminal only
-	protocol        string // exporter.ProtocolGRPC or exporter.ProtocolHTTP
+	protocol        string // otlpwire.ProtocolGRPC or otlpwire.ProtocolHTTP
 	metricsProtocol string // protocol of the agent's own metrics
 	// metrics: export the agent's own metrics, to the metrics or generic
 	// endpoint (a traces-only endpoint says nothing about metrics), unless
@@ -201,13 +202,13 @@ func (c *config) readEnvironment(fs *flag.FlagSet, lookupEnv func(string) (strin
 	// generic one, as in the SDK.
 	for _, name := range []string{"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
 		switch v := env(name); v {
-		case "", exporter.ProtocolGRPC, exporter.ProtocolHTTP:
+		case "", otlpwire.ProtocolGRPC, otlpwire.ProtocolHTTP:
 		default:
-			return fmt.Errorf("%s=%q: tcpspan supports %q and %q", name, v, exporter.ProtocolGRPC, exporter.ProtocolHTTP)
+			return fmt.Errorf("%s=%q: tcpspan supports %q and %q", name, v, otlpwire.ProtocolGRPC, otlpwire.ProtocolHTTP)
 		}
 	}
-	c.protocol = cmp.Or(env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), env("OTEL_EXPORTER_OTLP_PROTOCOL"), exporter.ProtocolGRPC)
-	c.metricsProtocol = cmp.Or(env("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"), env("OTEL_EXPORTER_OTLP_PROTOCOL"), exporter.ProtocolGRPC)
+	c.protocol = cmp.Or(env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), env("OTEL_EXPORTER_OTLP_PROTOCOL"), otlpwire.ProtocolGRPC)
+	c.metricsProtocol = cmp.Or(env("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"), env("OTEL_EXPORTER_OTLP_PROTOCOL"), otlpwire.ProtocolGRPC)
 
 	// Endpoints. The signal-specific variable outranks the generic one,
 	// which the flag stands for. A bare host:port is a gRPC endpoint, with
@@ -231,11 +232,11 @@ func (c *config) readEnvironment(fs *flag.FlagSet, lookupEnv func(string) (strin
 	metricsOff := env("OTEL_METRICS_EXPORTER") == "none"
 	// The generic endpoint serves both signals: bare, it must be gRPC for
 	// each that uses it.
-	genericGRPC := c.protocol == exporter.ProtocolGRPC && (metricsOff || c.metricsProtocol == exporter.ProtocolGRPC)
+	genericGRPC := c.protocol == otlpwire.ProtocolGRPC && (metricsOff || c.metricsProtocol == otlpwire.ProtocolGRPC)
 	var traces, generic string
 	var err error
 	if v := env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"); v != "" {
-		if traces, err = endpoint("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", v, c.protocol == exporter.ProtocolGRPC, "TRACES_"); err != nil {
+		if traces, err = endpoint("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", v, c.protocol == otlpwire.ProtocolGRPC, "TRACES_"); err != nil {
 			return err
 		}
 	}
@@ -257,7 +258,7 @@ func (c *config) readEnvironment(fs *flag.FlagSet, lookupEnv func(string) (strin
 	c.endpoint = cmp.Or(traces, generic)
 	c.metrics = generic != ""
 	if v := env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"); v != "" {
-		if _, err := endpoint("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", v, c.metricsProtocol == exporter.ProtocolGRPC, "METRICS_"); err != nil {
+		if _, err := endpoint("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", v, c.metricsProtocol == otlpwire.ProtocolGRPC, "METRICS_"); err != nil {
 			return err
 		}
 		c.metrics = true

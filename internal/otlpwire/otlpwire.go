@@ -1,7 +1,9 @@
 // Package otlpwire names the protobuf field numbers of the OTLP trace
 // messages that tcpspan writes or reads in the wire format by hand: the
 // exporter's span encoder and the test sink (internal/otlpsink). It is the
-// one place those numbers are written.
+// one place those numbers are written. It also names the OTLP transports
+// tcpspan speaks, as OTEL_EXPORTER_OTLP_PROTOCOL spells them, for traces
+// (exporter) and for its own metrics (selfmetrics) alike.
 //
 // It holds constants only, each taken from opentelemetry/proto
 // (collector/trace/v1/trace_service.proto, trace/v1/trace.proto,
@@ -11,6 +13,14 @@
 package otlpwire
 
 import "google.golang.org/protobuf/encoding/protowire"
+
+// The OTLP transports tcpspan supports, as the OpenTelemetry environment
+// variables name them (OTEL_EXPORTER_OTLP_PROTOCOL and its per-signal
+// forms).
+const (
+	ProtocolGRPC = "grpc"
+	ProtocolHTTP = "http/protobuf"
+)
 
 // ExportTraceServiceRequest (collector/trace/v1/trace_service.proto).
 const (
