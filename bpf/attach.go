@@ -21,27 +21,13 @@ func (t *Tracer) attachTraceparent(cfg config, cgroup string) {
 		t.features.set(Capability{Name: CapTraceparent, Why: "no cgroup v2 mount to attach to"})
 		return
 	}
-	var links []link.Link
-	for _, p := range []struct {
-		name   string
-		attach ebpf.AttachType
-		prog   *ebpf.Program
-	}{
-		{"cgroup_skb/ingress (requests)", ebpf.AttachCGroupInetIngress, t.objs.RequestIngress},
-		{"cgroup_skb/egress (requests)", ebpf.AttachCGroupInetEgress, t.objs.RequestEgress},
-	} {
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: p.attach, Program: p.prog})
-		if err != nil {
-			for _, l := range links {
-				l.Close()
-			}
-			t.features.set(Capability{Name: CapTraceparent, Why: fmt.Sprintf("attach %s to %s: %v", p.name, cgroup, err)})
-			return
-		}
-		links = append(links, l)
-		t.progs[p.name] = p.prog
+	err := t.attachCgroupAll(cgroup,
+		cgroupProg{"cgroup_skb/ingress (requests)", ebpf.AttachCGroupInetIngress, t.objs.RequestIngress},
+		cgroupProg{"cgroup_skb/egress (requests)", ebpf.AttachCGroupInetEgress, t.objs.RequestEgress})
+	if err != nil {
+		t.features.set(Capability{Name: CapTraceparent, Why: err.Error()})
+		return
 	}
-	t.links = append(t.links, links...)
 	window := "the first 2048 bytes"
 	if atomic, _ := t.features.Capability(CapAtomicSlots); !atomic.On {
 		window = "the first 192 bytes (no bpf_loop on this kernel)"
@@ -130,15 +116,23 @@ func (t *Tracer) attachAcceptPeer(cgroup string) error {
 	if cgroup == "" {
 		return errors.New("no cgroup v2 mount for the getpeername hooks")
 	}
+	return t.attachCgroupAll(cgroup,
+		cgroupProg{"cgroup/getpeername4", ebpf.AttachCgroupInet4GetPeername, t.objs.AcceptPeer4},
+		cgroupProg{"cgroup/getpeername6", ebpf.AttachCgroupInet6GetPeername, t.objs.AcceptPeer6})
+}
+
+// cgroupProg is a program to attach to a cgroup, and its name in progs.
+type cgroupProg struct {
+	name   string
+	attach ebpf.AttachType
+	prog   *ebpf.Program
+}
+
+// attachCgroupAll attaches every program to the cgroup v2 directory
+// cgroup, or none: on an error it detaches those already attached.
+func (t *Tracer) attachCgroupAll(cgroup string, progs ...cgroupProg) error {
 	var links []link.Link
-	for _, p := range []struct {
-		name   string
-		attach ebpf.AttachType
-		prog   *ebpf.Program
-	}{
-		{"cgroup/getpeername4", ebpf.AttachCgroupInet4GetPeername, t.objs.AcceptPeer4},
-		{"cgroup/getpeername6", ebpf.AttachCgroupInet6GetPeername, t.objs.AcceptPeer6},
-	} {
+	for _, p := range progs {
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: p.attach, Program: p.prog})
 		if err != nil {
 			for _, l := range links {
@@ -147,6 +141,8 @@ func (t *Tracer) attachAcceptPeer(cgroup string) error {
 			return fmt.Errorf("attach %s to %s: %w", p.name, cgroup, err)
 		}
 		links = append(links, l)
+	}
+	for _, p := range progs {
 		t.progs[p.name] = p.prog
 	}
 	t.links = append(t.links, links...)

@@ -454,14 +454,18 @@ static __always_inline void closed_at_destroy(struct conn *c, const struct sock 
  * A clean connection is not when skip_clean is set: it is only counted. */
 static __always_inline bool conn_sent(struct conn *c, const struct sock *sk)
 {
-	/* conn_clean needs it (kept if tcp_disconnect zeroed it). */
-	__u32 retrans = BPF_CORE_READ((const struct tcp_sock *)sk, total_retrans);
+	__u32 retrans;
 
+	/* One that carried a traceparent is sent: its traceparent records
+	 * wait for it in user space. A sent one has its counters read by
+	 * conn_finish. */
+	if (!skip_clean || c->traceparents)
+		return true;
+	/* conn_clean needs it (kept if tcp_disconnect zeroed it). */
+	retrans = BPF_CORE_READ((const struct tcp_sock *)sk, total_retrans);
 	if (retrans > c->total_retrans)
 		c->total_retrans = retrans;
-	/* One that carried a traceparent is sent: its traceparent records
-	 * wait for it in user space. */
-	if (skip_clean && !c->traceparents && conn_clean(c)) {
+	if (conn_clean(c)) {
 		count(COUNTER_CONNS_CLEAN_SKIPPED);
 		return false;
 	}
