@@ -14,7 +14,7 @@
 #     gateway configs (its own module);
 #  5. as root, the kernel matrix (scripts/test-kernels.sh): the bpf tests on
 #     Debian's 5.10, 6.1 and 6.12 kernels under qemu, with a table of
-#     results and capabilities per kernel. About 2-3 minutes once the
+#     results and capabilities per kernel. About 3 minutes a kernel once the
 #     kernels are cached (~/.cache/tcpspan/kernels).
 set -euo pipefail
 cd "$(dirname "$0")/.."
