@@ -99,7 +99,7 @@ func (t *Tracer) attachAccept(cfg config, fexitErr, peerErr error, cgroup string
 	} {
 		l, err := link.Tracepoint("syscalls", tp.name, tp.prog, nil)
 		if err != nil {
-			return fmt.Errorf("attach tracepoint syscalls/%s: %w", tp.name, err)
+			return fmt.Errorf("attach tracepoint syscalls/%s: %w%s", tp.name, err, perfEventHint(err))
 		}
 		t.links = append(t.links, l)
 		t.progs[tp.name] = tp.prog
@@ -169,7 +169,7 @@ func (t *Tracer) attachClosedPortKprobes() {
 				l.Close()
 			}
 			t.features.set(Capability{Name: CapClosedPortResets,
-				Why: fmt.Sprintf("tcp_send_reset fires only with a socket on this kernel, and the kprobe fallback failed: kprobe %s: %v", k.fn, err)})
+				Why: fmt.Sprintf("tcp_send_reset fires only with a socket on this kernel, and the kprobe fallback failed: kprobe %s: %v%s", k.fn, err, perfEventHint(err))})
 			return
 		}
 		links = append(links, l)
@@ -190,7 +190,7 @@ func (t *Tracer) attachErrorKprobe() {
 	l, err := link.Kprobe(fn, t.objs.SockDefErrorReportKprobe, nil)
 	if err != nil {
 		t.features.set(Capability{Name: CapSocketErrors,
-			Why: fmt.Sprintf("the kernel has no inet_sk_error_report tracepoint (added in 5.14), and the kprobe fallback failed: kprobe %s: %v", fn, err)})
+			Why: fmt.Sprintf("the kernel has no inet_sk_error_report tracepoint (added in 5.14), and the kprobe fallback failed: kprobe %s: %v%s", fn, err, perfEventHint(err))})
 		return
 	}
 	t.links = append(t.links, l)

@@ -3,7 +3,9 @@
 package bpf
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -36,7 +38,7 @@ func CheckPrivileges() error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("missing capabilities %s: run tcpspan as root (sudo), or grant them (CAP_SYS_ADMIN too where kernel.perf_event_paranoid > 2)", strings.Join(missing, ", "))
+		return fmt.Errorf("missing capabilities %s: run tcpspan as root (sudo), or grant them (tcpspan -capabilities lists what each is for)", strings.Join(missing, ", "))
 	}
 	return nil
 }
@@ -50,4 +52,21 @@ func memlockHint() string {
 		return "the bpf() system call was refused: a seccomp profile may block it (container runtimes' default ones do; run the agent unconfined, see docs/kubernetes.md)"
 	}
 	return "remove memlock limit (needs CAP_SYS_RESOURCE on kernels before 5.11)"
+}
+
+// perfEventHint explains a kprobe's or a tracepoint's refusal to attach by
+// kernel.perf_event_paranoid, or returns "". Those attach through
+// perf_event_open(2), which Debian's and Ubuntu's kernels, at paranoid 3 or
+// more, allow only to CAP_SYS_ADMIN, whatever CAP_PERFMON says. Only the
+// fallbacks attach so: raw tracepoints, fexit and cgroup hooks attach
+// through bpf(2), which the setting does not govern.
+func perfEventHint(err error) string {
+	if !errors.Is(err, os.ErrPermission) {
+		return ""
+	}
+	p := caps.PerfEventParanoid()
+	if p <= 2 {
+		return ""
+	}
+	return fmt.Sprintf(" (kernel.perf_event_paranoid is %d: only CAP_SYS_ADMIN may open the perf event it attaches through)", p)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -238,7 +239,9 @@ func TestRequiredCapabilities(t *testing.T) {
 		want string
 	}{
 		{hostFacts{perfParanoid: 2}, base},
-		{hostFacts{perfParanoid: 3}, base + " CAP_SYS_ADMIN"},
+		// Above 2, perf events need CAP_SYS_ADMIN, and only the fallbacks
+		// attach through them: it is optional (TestOptionalCapabilities).
+		{hostFacts{perfParanoid: 3}, base},
 		// tracefs is for fallbacks only: not mounted, or not root, needs
 		// nothing more.
 		{hostFacts{euid: 1000, perfParanoid: 2}, base},
@@ -246,6 +249,20 @@ func TestRequiredCapabilities(t *testing.T) {
 	} {
 		if got := names(tt.f); got != tt.want {
 			t.Errorf("%+v: %s, want %s", tt.f, got, tt.want)
+		}
+	}
+}
+
+func TestOptionalCapabilities(t *testing.T) {
+	for _, p := range []int{2, 3, 4} {
+		var b strings.Builder
+		printCapabilities(&b, hostFacts{perfParanoid: p})
+		perf := strings.Contains(b.String(), fmt.Sprintf("kernel.perf_event_paranoid is %d", p))
+		if perf != (p > 2) {
+			t.Errorf("paranoid %d: the perf event line is there: %v, want %v\n%s", p, perf, p > 2, b.String())
+		}
+		if strings.Contains(b.String(), "CAP_SYS_ADMIN       required") {
+			t.Errorf("paranoid %d: CAP_SYS_ADMIN required\n%s", p, b.String())
 		}
 	}
 }

@@ -110,7 +110,6 @@ var capLine = regexp.MustCompile(`^CAP_([A-Z_]+)\s+(required|optional): (.+)$`)
 var hostConditions = []struct {
 	capability, reason, covered string
 }{
-	{"SYS_ADMIN", "perf_event_paranoid", "chart value sysAdmin=true (docs/kubernetes.md)"},
 	{"SYS_RESOURCE", "before kernel 5.11", "chart value extraCapabilities=[SYS_RESOURCE]"},
 }
 

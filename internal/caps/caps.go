@@ -4,6 +4,9 @@ package caps
 
 import (
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -51,4 +54,21 @@ func releaseBefore511(release string) bool {
 		return true
 	}
 	return major < 5 || major == 5 && minor < 11
+}
+
+// PerfEventParanoid returns kernel.perf_event_paranoid, or 2, the mainline
+// default, when it cannot be read. Above 2 (Debian's kernels default to 3,
+// Ubuntu's to 4) perf_event_open(2) needs CAP_SYS_ADMIN: the kprobes and
+// tracepoints that attach through perf events need it then, and the raw
+// tracepoints, fexit and cgroup hooks, which attach through bpf(2), do not.
+func PerfEventParanoid() int {
+	b, err := os.ReadFile("/proc/sys/kernel/perf_event_paranoid")
+	if err != nil {
+		return 2
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 2
+	}
+	return v
 }
