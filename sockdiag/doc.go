@@ -6,7 +6,8 @@
 // and connections that predate the agent would otherwise be invisible until
 // they close, and the agent would have no way to tell a connection first seen
 // mid-life from one it watched being established. [Snapshot] closes that gap:
-// it asks the kernel for every TCP socket in a namespace over
+// it asks the kernel for the TCP sockets in a namespace that can have an
+// owner (not TIME_WAIT and SYN_RECV, which have no file) over
 // NETLINK_SOCK_DIAG (the interface ss(8) uses), then maps each socket inode to
 // the processes that hold a file descriptor for it by reading the
 // /proc/<pid>/fd symlinks.

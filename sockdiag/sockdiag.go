@@ -37,8 +37,8 @@ type Socket struct {
 	// 0 for listening and unconnected sockets.
 	Remote netip.AddrPort
 	// Inode is the socket's inode number, as in /proc/<pid>/fd/N ->
-	// "socket:[Inode]". It is 0 for sockets that have no file, such as
-	// TIME_WAIT and SYN_RECV (request) sockets.
+	// "socket:[Inode]". It is 0 for sockets that have no file: a child not
+	// yet accepted, or one whose process closed it (FIN_WAIT2, LAST_ACK).
 	Inode uint64
 	// Cookie is the kernel's cookie for this TCP socket, the value
 	// bpf_get_socket_cookie returns for it. For a plain TCP socket it equals
@@ -60,8 +60,9 @@ type Socket struct {
 	Owners []Process
 }
 
-// Snapshot lists the TCP sockets of all states, IPv4 and IPv6, in the network
-// namespace at netnsPath, and the processes that own them.
+// Snapshot lists the TCP sockets that can have an owner, IPv4 and IPv6, in
+// the network namespace at netnsPath, and the processes that own them: those
+// of every state but TIME_WAIT and SYN_RECV, whose sockets have no file.
 //
 // An empty netnsPath means the namespace of the calling thread. Otherwise
 // netnsPath names a network namespace file such as /var/run/netns/NAME or

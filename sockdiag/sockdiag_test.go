@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -206,6 +207,9 @@ func TestSnapshotNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { server.Close() })
+	// A connection closed by its client first leaves a time-wait socket,
+	// which has no owner to find and is not listed.
+	timeWait(t, path, ln4)
 
 	owner := []sockdiag.Process{self(t)}
 	nsIno := netnsInode(t, path)
@@ -234,6 +238,9 @@ func TestSnapshotNetns(t *testing.T) {
 	}
 
 	got := snapshot(t, path)
+	if n := countState(t, path, stateTimeWait); n != 1 {
+		t.Fatalf("%d time-wait sockets in the namespace after the snapshot, want 1", n)
+	}
 
 	byInode := make(map[uint64]sockdiag.Socket)
 	for _, s := range got {
@@ -375,4 +382,54 @@ func listenQueue(t *testing.T, s sockdiag.Socket) (rqueue, wqueue uint32) {
 		t.Errorf("listener %v: accept queue %d of %d, want 0 of some limit", s.Local, s.RQueue, s.WQueue)
 	}
 	return 0, s.WQueue
+}
+
+const stateTimeWait = 6
+
+// timeWait makes a connection to ln, from the namespace at path, that its
+// client closes first, and waits until the client's socket is in TIME_WAIT.
+func timeWait(t *testing.T, path string, ln net.Listener) {
+	t.Helper()
+	var c net.Conn
+	if err := inNetns(path, func() (err error) {
+		c, err = net.Dial("tcp4", ln.Addr().String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	s.Close()
+	for deadline := time.Now().Add(5 * time.Second); countState(t, path, stateTimeWait) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no time-wait socket after 5 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// countState counts the IPv4 TCP sockets in a state (a number of
+// include/net/tcp_states.h) in the namespace at path, from its
+// /proc/net/tcp, which lists time-wait sockets too.
+func countState(t *testing.T, path string, state int) int {
+	t.Helper()
+	var n int
+	if err := inNetns(path, func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/tcp")
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			if f := strings.Fields(line); len(f) > 3 && f[3] == fmt.Sprintf("%02X", state) {
+				n++
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
