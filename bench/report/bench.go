@@ -47,7 +47,7 @@ type bench struct {
 // docs/performance.md (Method) for how.
 func cmdBench(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
-	bin := fs.String("bin", "", "directory holding rstorm, otlpsink and getpid (built from bench/)")
+	bin := fs.String("bin", "", "directory holding rstorm, otlpsink, getpid and connloop (built from bench/)")
 	fs.Parse(args)
 	if *bin == "" || fs.NArg() != 0 {
 		usage()
@@ -502,6 +502,9 @@ func (b *bench) loadArgv(m modeSpec) []string {
 		// On the host: a syscall tracepoint is global, and getpid touches
 		// no namespace.
 		return []string{filepath.Join(c.Bin, "getpid"), "-n", fmt.Sprint(c.SyscallCalls)}
+	case kindLoop:
+		return []string{"ip", "netns", "exec", b.ns, filepath.Join(c.Bin, "connloop"),
+			"-n", fmt.Sprint(c.LoopConns), "-batches", fmt.Sprint(loopBatches)}
 	}
 	return append([]string{"ip", "netns", "exec", b.ns}, c.wrkArgs(m.Kind, httpPort)...)
 }

@@ -132,6 +132,8 @@ func rateWords(m *Mode) string {
 	switch m.Kind {
 	case kindSyscall:
 		return fmt.Sprintf("%.0f ns/call", m.NsPerCall)
+	case kindLoop:
+		return fmt.Sprintf("%.1f µs/conn", m.NsPerConn/1000)
 	case kindStorm:
 		return fmt.Sprintf("%.1fk RST/s", m.RateMedian/1000)
 	case kindKeepalive:

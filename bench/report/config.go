@@ -18,6 +18,7 @@ type config struct {
 	Connections  int      // CONNECTIONS=32: wrk -c
 	StormWorkers int      // STORM_WORKERS=nproc: rstorm -workers
 	SyscallCalls int      // SYSCALL_CALLS=5000000: getpid calls per syscall run
+	LoopConns    int      // LOOP_CONNS=2000: connections per batch of a loop run (loopBatches batches)
 	Verify       string   // VERIFY=last: Jaeger read back for the last round (all, 0)
 	Profile      bool     // PROFILE=0
 	Keep         bool     // KEEP=0: keep the work directory
@@ -29,21 +30,25 @@ type config struct {
 
 	// Not from the environment: the agent and the bench's own programs.
 	Agent string // bin/tcpspan
-	Bin   string // directory of rstorm, otlpsink, getpid
+	Bin   string // directory of rstorm, otlpsink, getpid, connloop
 }
 
+// loopBatches is how many batches a loop run times; its figure is the
+// fastest one's.
+const loopBatches = 15
+
 // defaultModes is what make bench runs when MODES is not set.
-const defaultModes = "none export-sink export-all errors-only bpftrace keepalive-none keepalive-agent syscall-none syscall-agent storm-none storm-errors"
+const defaultModes = "none export-sink export-all errors-only bpftrace keepalive-none keepalive-agent syscall-none syscall-agent storm-none storm-errors loop-none loop-export loop-errors"
 
 func configFromEnv(bin string) (*config, error) {
 	c := &config{
-		Rounds: 3, Duration: 5, Connections: 32, StormWorkers: runtime.NumCPU(), SyscallCalls: 5_000_000,
+		Rounds: 3, Duration: 5, Connections: 32, StormWorkers: runtime.NumCPU(), SyscallCalls: 5_000_000, LoopConns: 2000,
 		Verify: "last", Out: "bench", Agent: "bin/tcpspan", Bin: bin,
 	}
 	ints := []struct {
 		env string
 		v   *int
-	}{{"ROUNDS", &c.Rounds}, {"DURATION", &c.Duration}, {"CONNECTIONS", &c.Connections}, {"STORM_WORKERS", &c.StormWorkers}, {"SYSCALL_CALLS", &c.SyscallCalls}}
+	}{{"ROUNDS", &c.Rounds}, {"DURATION", &c.Duration}, {"CONNECTIONS", &c.Connections}, {"STORM_WORKERS", &c.StormWorkers}, {"SYSCALL_CALLS", &c.SyscallCalls}, {"LOOP_CONNS", &c.LoopConns}}
 	for _, k := range ints {
 		if s := os.Getenv(k.env); s != "" {
 			n, err := strconv.Atoi(s)
@@ -129,22 +134,30 @@ func (c *config) wrkArgs(kind string, port int) []string {
 
 // loadWords is the load, in words, for the table's header.
 func (c *config) loadWords() string {
-	s := fmt.Sprintf("wrk -t1 -c%d -d%ds -H 'Connection: close' against nginx (2 workers); rstorm -workers %d -d%ds",
-		c.Connections, c.Duration, c.StormWorkers, c.Duration)
-	var ka, sys bool
+	kinds := map[string]bool{}
 	for _, name := range c.Modes {
-		m, _ := specOf(name)
-		ka = ka || m.Kind == kindKeepalive
-		sys = sys || m.Kind == kindSyscall
+		if m, ok := specOf(name); ok {
+			kinds[m.Kind] = true
+		}
 	}
-	if ka {
-		s += "; keepalive: the same wrk without 'Connection: close'"
+	var parts []string
+	if kinds[kindHTTP] {
+		parts = append(parts, fmt.Sprintf("wrk -t1 -c%d -d%ds -H 'Connection: close' against nginx (2 workers)", c.Connections, c.Duration))
 	}
-	if sys {
-		s += fmt.Sprintf("; syscall: %d getpid calls on one CPU", c.SyscallCalls)
+	if kinds[kindKeepalive] {
+		parts = append(parts, fmt.Sprintf("keepalive: wrk -t1 -c%d -d%ds against nginx, connections kept", c.Connections, c.Duration))
 	}
-	if c.WrkHeader != "" {
-		s += fmt.Sprintf("; every request with -H %q", c.WrkHeader)
+	if kinds[kindStorm] {
+		parts = append(parts, fmt.Sprintf("rstorm -workers %d -d%ds", c.StormWorkers, c.Duration))
 	}
-	return s
+	if kinds[kindSyscall] {
+		parts = append(parts, fmt.Sprintf("syscall: %d getpid calls on one CPU", c.SyscallCalls))
+	}
+	if kinds[kindLoop] {
+		parts = append(parts, fmt.Sprintf("loop: connloop, %d batches of %d connections on one CPU", loopBatches, c.LoopConns))
+	}
+	if c.WrkHeader != "" && (kinds[kindHTTP] || kinds[kindKeepalive]) {
+		parts = append(parts, fmt.Sprintf("every request with -H %q", c.WrkHeader))
+	}
+	return strings.Join(parts, "; ")
 }

@@ -14,6 +14,12 @@ const (
 	// kindSyscall is bench/getpid: a tight getpid loop on one CPU; its rate
 	// is calls/s, its figure ns per call.
 	kindSyscall = "syscall"
+	// kindLoop is bench/connloop: loopback connections one at a time on
+	// one pinned CPU, in batches; its figure is ns per connection of the
+	// fastest batch, its rate the connections/s that makes. Unlike the
+	// rates of wrk, it tells builds a few µs per connection apart on a
+	// noisy machine.
+	kindLoop = "loop"
 )
 
 // modeSpec is what a mode runs: its load, its agent and what it is compared
@@ -53,6 +59,10 @@ var modes = []modeSpec{
 	{Name: "syscall-agent-b", Kind: kindSyscall, Agent: "tcpspan", BinB: true, Sink: true, Baseline: "syscall-none", What: "getpid loop, BIN_B (defaults) attached"},
 	{Name: "storm-none", Kind: kindStorm, Baseline: "storm-none", What: "RST storm, no agent"},
 	{Name: "storm-errors", Kind: kindStorm, Agent: "tcpspan", CleanRatio: "0", Baseline: "storm-none", What: "RST storm, tcpspan -clean-ratio 0"},
+	{Name: "loop-none", Kind: kindLoop, Baseline: "loop-none", What: "pinned connection loop, no agent"},
+	{Name: "loop-export", Kind: kindLoop, Agent: "tcpspan", CleanRatio: "1", Sink: true, Baseline: "loop-none", What: "pinned connection loop, tcpspan -clean-ratio 1 -> counting OTLP receiver"},
+	{Name: "loop-errors", Kind: kindLoop, Agent: "tcpspan", CleanRatio: "0", Sink: true, Baseline: "loop-none", What: "pinned connection loop, tcpspan -clean-ratio 0"},
+	{Name: "loop-errors-b", Kind: kindLoop, Agent: "tcpspan", BinB: true, CleanRatio: "0", Sink: true, Baseline: "loop-none", What: "pinned connection loop, BIN_B -clean-ratio 0"},
 }
 
 // specOf returns the mode's spec, or false for an unknown name.

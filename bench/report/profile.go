@@ -10,14 +10,15 @@ import (
 )
 
 // profile is PROFILE=1: after the rounds, one more run of export-sink,
-// errors-only, keepalive-agent and storm-errors each with the kernel's BPF
-// run-time statistics on (kernel.bpf_stats_enabled, restored afterwards),
-// export-sink and errors-only also under `perf record -g -p AGENT`; into
-// profile.txt. Keep-alive's figures are per request, the others' per
-// connection.
+// errors-only, keepalive-agent, storm-errors and loop-errors each with the
+// kernel's BPF run-time statistics on (kernel.bpf_stats_enabled, restored
+// afterwards), export-sink and errors-only also under `perf record -g -p
+// AGENT`; into profile.txt. Keep-alive's figures are per request, the
+// others' per connection. loop-errors' are the steadiest: one connection at
+// a time, nothing else on its CPU.
 func (b *bench) profile() error {
 	c := b.cfg
-	fmt.Println("bench: profile: one more run of export-sink and errors-only (under perf record -g), keepalive-agent and storm-errors, with BPF run-time stats")
+	fmt.Println("bench: profile: one more run of export-sink and errors-only (under perf record -g), keepalive-agent, storm-errors and loop-errors, with BPF run-time stats")
 	old, err := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled")
 	if err != nil {
 		return err
@@ -39,7 +40,7 @@ func (b *bench) profile() error {
 	fmt.Fprintln(f, "# (runs/conn: runs per TCP connection made, TcpActiveOpens; runs/req: per request wrk made; ns/run from the kernel's own bpf_stats)")
 	fmt.Fprintln(f)
 	perfModes := []string{"export-sink", "errors-only"}
-	for _, name := range append(perfModes, "keepalive-agent", "storm-errors") {
+	for _, name := range append(perfModes, "keepalive-agent", "storm-errors", "loop-errors") {
 		if err := b.profileRun(name, f); err != nil {
 			return err
 		}
@@ -134,7 +135,7 @@ func (b *bench) profileRun(name string, f *os.File) error {
 	}
 	var said []string
 	for _, line := range strings.Split(string(loadOut), "\n") {
-		if strings.Contains(line, "requests in") || strings.Contains(line, "attempts=") {
+		if strings.Contains(line, "requests in") || strings.Contains(line, "attempts=") || strings.Contains(line, "unit=") {
 			said = append(said, strings.TrimSpace(line))
 		}
 	}

@@ -18,7 +18,7 @@ type Run struct {
 	Dir   string `json:"-"`
 	// Kind is "http" (nginx and wrk, a connection per request),
 	// "keepalive" (the same, connections kept), "storm" (connects to a
-	// closed port) or "syscall" (a getpid loop).
+	// closed port), "syscall" (a getpid loop) or "loop" (connloop).
 	Kind string `json:"kind"`
 
 	// The load, as its tool measured it.
@@ -35,6 +35,11 @@ type Run struct {
 	Calls           int64   `json:"syscall_calls,omitempty"`
 	NsPerCall       float64 `json:"syscall_ns_per_call,omitempty"`
 	NsPerCallMedian float64 `json:"syscall_ns_per_call_median_batch,omitempty"`
+	// The connection loop (loop): connections made, and ns per connection,
+	// the fastest batch's and the median batch's.
+	LoopConns       int64   `json:"loop_connections,omitempty"`
+	NsPerConn       float64 `json:"loop_ns_per_connection,omitempty"`
+	NsPerConnMedian float64 `json:"loop_ns_per_connection_median_batch,omitempty"`
 
 	// Deltas of the namespace's counters (nstat) from the agent being
 	// attached to one second after the load.
@@ -48,7 +53,7 @@ type Run struct {
 	// Rate is connections per second (http: TcpActiveOpens over the load's
 	// duration; storm: connection attempts, each answered by an RST);
 	// keepalive: requests per second; syscall: calls per second of the
-	// fastest batch.
+	// fastest batch; loop: connections per second of the fastest batch.
 	Rate       float64 `json:"rate"`
 	RSTsPerSec float64 `json:"rsts_per_second"`
 
@@ -213,6 +218,11 @@ func loadRun(dir string) (*Run, error) {
 	case kindSyscall:
 		r.Calls, r.Seconds = i64(kv["calls"]), f64(kv["seconds"])
 		r.NsPerCall, r.NsPerCallMedian = f64(kv["ns_per_call"]), f64(kv["ns_per_call_median"])
+	case kindLoop:
+		if kv["unit"] == "connection" {
+			r.LoopConns = i64(kv["n"]) * i64(kv["batches"])
+			r.NsPerConn, r.NsPerConnMedian = f64(kv["ns_per_unit"]), f64(kv["ns_per_unit_median"])
+		}
 	default:
 		if m := reRequests.FindStringSubmatch(string(out)); m != nil {
 			r.Requests = i64(m[1])
@@ -248,6 +258,10 @@ func loadRun(dir string) (*Run, error) {
 		case kindSyscall:
 			if r.NsPerCall > 0 {
 				r.Rate = 1e9 / r.NsPerCall
+			}
+		case kindLoop:
+			if r.NsPerConn > 0 {
+				r.Rate = 1e9 / r.NsPerConn
 			}
 		default:
 			r.Rate = float64(r.ActiveOpens) / r.Seconds
@@ -322,13 +336,15 @@ func loadRun(dir string) (*Run, error) {
 }
 
 // units is what the CPU figures are per: connections (storm: attempts;
-// keepalive: requests; syscall: calls) over the load.
+// keepalive: requests; syscall: calls; loop: connections) over the load.
 func (r *Run) units() float64 {
 	switch r.Kind {
 	case kindKeepalive:
 		return float64(r.Requests)
 	case kindSyscall:
 		return float64(r.Calls)
+	case kindLoop:
+		return float64(r.LoopConns)
 	}
 	return r.Rate * r.Seconds
 }
@@ -455,6 +471,8 @@ func progressLine(r *Run) string {
 		fmt.Fprintf(&b, "  r%d %-17s %8.0f req/s  (%d requests, %d connections)", r.Round, r.Mode, r.Rate, r.Requests, r.ActiveOpens)
 	case kindSyscall:
 		fmt.Fprintf(&b, "  r%d %-17s %8.1f ns/call (median batch %.1f; %d calls)", r.Round, r.Mode, r.NsPerCall, r.NsPerCallMedian, r.Calls)
+	case kindLoop:
+		fmt.Fprintf(&b, "  r%d %-17s %8.0f ns/conn (median batch %.0f; %d connections)", r.Round, r.Mode, r.NsPerConn, r.NsPerConnMedian, r.LoopConns)
 	default:
 		fmt.Fprintf(&b, "  r%d %-17s %8.0f conn/s (%d connections)", r.Round, r.Mode, r.Rate, r.ActiveOpens)
 	}

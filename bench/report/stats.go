@@ -13,8 +13,9 @@ type Mode struct {
 	Baseline string    `json:"baseline"`
 	Rounds   int       `json:"rounds"`
 	Rates    []float64 `json:"rates"`
-	// RateMedian is connections/s (http), requests/s (keepalive), RSTs/s
-	// (storm) or calls/s (syscall), median over rounds.
+	// RateMedian is connections/s (http, and loop's fastest batch),
+	// requests/s (keepalive), RSTs/s (storm) or calls/s (syscall), median
+	// over rounds.
 	RateMedian float64 `json:"rate_median"`
 	// Ratio is RateMedian over the baseline's RateMedian; PairedRatio is the
 	// median over rounds of each round's ratio to the same round's baseline.
@@ -46,6 +47,11 @@ type Mode struct {
 	// over the baseline's.
 	NsPerCall     float64 `json:"syscall_ns_per_call_median,omitempty"`
 	NsPerCallDiff float64 `json:"syscall_ns_per_call_over_baseline,omitempty"`
+	// NsPerConn is the connection loop's ns per connection (loop modes),
+	// median over rounds of each run's fastest batch; NsPerConnDiff what it
+	// is over the baseline's.
+	NsPerConn     float64 `json:"loop_ns_per_connection_median,omitempty"`
+	NsPerConnDiff float64 `json:"loop_ns_per_connection_over_baseline,omitempty"`
 	AgentRSSMB    float64 `json:"agent_peak_rss_mb_max"`
 
 	Connections    int64   `json:"connections_made"` // sum of TcpActiveOpens deltas
@@ -105,11 +111,14 @@ func summarize(runs []*Run) []*Mode {
 			continue
 		}
 		m := &Mode{Mode: spec.Name, What: spec.What, Kind: rs[0].Kind, Baseline: spec.Baseline, Rounds: len(rs)}
-		var cpu, us, jcpu, busy, rpc, paired, load, backend, ns []float64
+		var cpu, us, jcpu, busy, rpc, paired, load, backend, ns, nsConn []float64
 		for _, r := range rs {
 			m.Rates = append(m.Rates, math.Round(r.Rate))
 			if r.NsPerCall > 0 {
 				ns = append(ns, r.NsPerCall)
+			}
+			if r.NsPerConn > 0 {
+				nsConn = append(nsConn, r.NsPerConn)
 			}
 			cpu = append(cpu, r.AgentCPUPct)
 			us = append(us, r.AgentUsPerConn)
@@ -156,6 +165,7 @@ func summarize(runs []*Run) []*Mode {
 		m.LoadUsPerConn = median(load)
 		m.BackendUsPerConn = median(backend)
 		m.NsPerCall = median(ns)
+		m.NsPerConn = median(nsConn)
 		out = append(out, m)
 	}
 	for _, m := range out {
@@ -170,6 +180,9 @@ func summarize(runs []*Run) []*Mode {
 			}
 			if b.Mode == m.Baseline && b != m && b.NsPerCall > 0 && m.NsPerCall > 0 {
 				m.NsPerCallDiff = m.NsPerCall - b.NsPerCall
+			}
+			if b.Mode == m.Baseline && b != m && b.NsPerConn > 0 && m.NsPerConn > 0 {
+				m.NsPerConnDiff = m.NsPerConn - b.NsPerConn
 			}
 		}
 	}

@@ -46,9 +46,10 @@ func printTables(w io.Writer, res *Results) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\n   rate/s: connections/s (TcpActiveOpens), or RSTs/s for storm modes (attempts; each one RST),")
-	fmt.Fprintln(w, "   requests/s for keepalive modes (wrk without 'Connection: close'), getpid calls/s for syscall modes;")
+	fmt.Fprintln(w, "   requests/s for keepalive modes (wrk without 'Connection: close'), getpid calls/s for syscall modes,")
+	fmt.Fprintln(w, "   connections/s of connloop's fastest batch for loop modes (one thread on one CPU);")
 	fmt.Fprintln(w, "   x base: ratio of medians to no agent (storm: to storm-none, keepalive: to keepalive-none, syscall: to")
-	fmt.Fprintln(w, "   syscall-none); paired: median of per-round ratios; keepalive and syscall: µs per request, per call;")
+	fmt.Fprintln(w, "   syscall-none, loop: to loop-none); paired: median of per-round ratios; keepalive and syscall: µs per request, per call;")
 	fmt.Fprintln(w, "   load µs/conn: CPU of nginx+wrk (storm: rstorm) per connection (storm: per attempt), softirq in their context included, from a cgroup;")
 	fmt.Fprintln(w, "   +kernel: what that grew by against no agent: the agent's BPF programs and hooks, which run in the workload's context, and the")
 	fmt.Fprintln(w, "   cost of sharing CPU caches with a busy agent (and receiver); +agent: the agent's own CPU per connection;")
@@ -75,6 +76,19 @@ func printTables(w io.Writer, res *Results) {
 	}
 	if len(sys) > 0 {
 		fmt.Fprintf(w, "   getpid ns/call (fastest batch, median over rounds): %s.\n", strings.Join(sys, ", "))
+	}
+	var loop []string
+	for _, m := range res.Modes {
+		if m.Kind == kindLoop && m.NsPerConn > 0 {
+			s := fmt.Sprintf("%s %.1f", m.Mode, m.NsPerConn/1000)
+			if m.Mode != m.Baseline {
+				s += fmt.Sprintf(" (%+.1f)", m.NsPerConnDiff/1000)
+			}
+			loop = append(loop, s)
+		}
+	}
+	if len(loop) > 0 {
+		fmt.Fprintf(w, "   connloop µs/conn (one pinned thread, fastest batch, median over rounds): %s.\n", strings.Join(loop, ", "))
 	}
 
 	fmt.Fprintln(w, "\n   per round (rate/s):")
