@@ -267,7 +267,7 @@ func (h Health) LogAttrs() []any {
 		"storms", h.Tracker.Storms, "resets_folded_in_kernel", h.Kernel.ResetsFolded,
 		"reset_storms_full", h.Kernel.ResetStormsFull,
 		"conn_storms", h.Tracker.ConnStorms, "conns_folded", h.Tracker.ConnsFolded,
-		"refused_storms_full", h.Kernel.RefusedStormsFull,
+		"refused_storms_full", h.Kernel.RefusedStormsFull, "retrans_unsent", h.Kernel.RetransUnsent,
 		"traceparents", h.Tracker.Requests, "traceparents_malformed", h.Tracker.RequestsMalformed,
 		"traceparents_dropped", h.Tracker.RequestsDropped,
 		"syn_watch_on", h.Kernel.SynWatchOn, "syn_watch_attaches", h.Kernel.SynWatchAttaches,

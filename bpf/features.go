@@ -104,6 +104,7 @@ type prototypes struct {
 	rstNoSocket bool   // tcp_send_reset has its own event class, which fires without a socket
 	kfreeReason bool   // kfree_skb(skb, location, enum skb_drop_reason, ...)
 	kfreeRxSk   bool   // kfree_skb(..., reason, struct sock *rx_sk)
+	retransErr  bool   // tcp_retransmit_skb(sk, skb, int err): fires for attempts not sent too
 	rstProto    string // for messages: the prototypes as found
 	kfreeProto  string
 }
@@ -134,6 +135,10 @@ func readPrototypes(spec *btf.Spec) (prototypes, error) {
 	p.kfreeProto = formatArgs("kfree_skb", kfree)
 	p.kfreeReason = len(kfree) >= 3 && isEnum(kfree[2].Type, "skb_drop_reason")
 	p.kfreeRxSk = p.kfreeReason && len(kfree) >= 4 && isPointerTo(kfree[3].Type, "sock")
+
+	// Attaching tcp_retransmit_skb says so if it is missing.
+	retrans, _ := tracepointArgs(spec, "tcp_retransmit_skb")
+	p.retransErr = len(retrans) >= 3 && isSignedInt(retrans[2].Type)
 	return p, nil
 }
 
@@ -202,6 +207,12 @@ func skipQualifiers(t btf.Type) btf.Type {
 func isEnum(t btf.Type, name string) bool {
 	e, ok := skipQualifiers(t).(*btf.Enum)
 	return ok && e.Name == name
+}
+
+// isSignedInt says whether t is a signed integer, such as an int errno.
+func isSignedInt(t btf.Type) bool {
+	i, ok := skipQualifiers(t).(*btf.Int)
+	return ok && i.Encoding == btf.Signed
 }
 
 func isPointerTo(t btf.Type, structName string) bool {

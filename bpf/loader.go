@@ -134,6 +134,7 @@ func Load(opts ...Option) (_ *Tracer, err error) {
 		tcpspanVarRstHasReason:         protos.rstReason,
 		tcpspanVarKfreeHasReason:       protos.kfreeReason,
 		tcpspanVarKfreeHasRxSk:         protos.kfreeRxSk,
+		tcpspanVarRetransHasErr:        protos.retransErr,
 		tcpspanVarSoftirqInTask:        rt,
 		tcpspanVarSynWatchAuto:         cfg.synWatch == SynWatchAuto,
 		tcpspanVarResetWindowNs:        uint64(max(cfg.resetWindow, 0)),

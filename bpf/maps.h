@@ -23,6 +23,7 @@ const volatile __u32 no_socket_reason = 0;       /* SKB_DROP_REASON_NO_SOCKET, 0
 const volatile bool rst_has_reason = false;   /* tcp_send_reset(sk, skb, reason): 6.10+ */
 const volatile bool kfree_has_reason = false; /* kfree_skb(skb, location, reason): 5.17+ */
 const volatile bool kfree_has_rx_sk = false;  /* kfree_skb(..., reason, rx_sk): 6.12+ */
+const volatile bool retrans_has_err = false;  /* tcp_retransmit_skb(sk, skb, err): after 6.12 */
 /* Softirqs run in task context, on the task's own stack (PREEMPT_RT, from
  * /sys/kernel/realtime): see release_by_task. */
 const volatile bool softirq_in_task = false;

@@ -9,15 +9,15 @@ import (
 )
 
 // kernelSpec builds a BTF spec holding the btf_trace_ typedefs of a kernel
-// with the given tcp_send_reset and kfree_skb arguments.
-func kernelSpec(t *testing.T, rst, kfree []btf.FuncParam, extra ...btf.Type) *btf.Spec {
+// with the given tcp_send_reset, kfree_skb and tcp_retransmit_skb arguments.
+func kernelSpec(t *testing.T, rst, kfree, retrans []btf.FuncParam, extra ...btf.Type) *btf.Spec {
 	t.Helper()
 	tp := func(name string, args []btf.FuncParam) btf.Type {
 		params := append([]btf.FuncParam{{Name: "__data", Type: &btf.Pointer{Target: &btf.Void{}}}}, args...)
 		return &btf.Typedef{Name: "btf_trace_" + name, Type: &btf.Pointer{
 			Target: &btf.FuncProto{Return: &btf.Void{}, Params: params}}}
 	}
-	return specOf(t, append([]btf.Type{tp("tcp_send_reset", rst), tp("kfree_skb", kfree)}, extra...)...)
+	return specOf(t, append([]btf.Type{tp("tcp_send_reset", rst), tp("kfree_skb", kfree), tp("tcp_retransmit_skb", retrans)}, extra...)...)
 }
 
 // specOf marshals types and loads them back as a BTF spec.
@@ -45,13 +45,18 @@ func TestReadPrototypes(t *testing.T) {
 	skb := &btf.Pointer{Target: &btf.Const{Type: &btf.Struct{Name: "sk_buff"}}}
 	loc := &btf.Pointer{Target: &btf.Void{}}
 	u32 := &btf.Int{Name: "unsigned int", Size: 4}
+	errno := &btf.Int{Name: "int", Size: 4, Encoding: btf.Signed}
 	rstReason := &btf.Const{Type: &btf.Enum{Name: "sk_rst_reason", Size: 4, Values: []btf.EnumValue{{Name: "SK_RST_REASON_NOT_SPECIFIED"}}}}
 	dropReason := &btf.Enum{Name: "skb_drop_reason", Size: 4, Values: []btf.EnumValue{{Name: "SKB_DROP_REASON_NOT_SPECIFIED"}}}
 	ownClass := &btf.Struct{Name: "trace_event_raw_tcp_send_reset"}
 
+	// tcp_retransmit_skb(sk, skb) on 6.12 (its BTF, checked); 6.18 has the error.
+	retrans := []btf.FuncParam{{Name: "sk", Type: sock}, {Name: "skb", Type: skb}}
+	retransErr := append(retrans[:2:2], btf.FuncParam{Name: "err", Type: errno})
 	for _, tc := range []struct {
 		name        string
 		rst, kfree  []btf.FuncParam
+		retrans     []btf.FuncParam
 		extra       []btf.Type
 		want        prototypes
 		wantRstText string
@@ -76,14 +81,26 @@ func TestReadPrototypes(t *testing.T) {
 			want:  prototypes{rstReason: true, rstNoSocket: true, kfreeReason: true, kfreeRxSk: true},
 		},
 		{
+			name:    "6.18",
+			rst:     []btf.FuncParam{{Name: "sk", Type: sock}, {Name: "skb", Type: skb}, {Name: "reason", Type: rstReason}},
+			kfree:   []btf.FuncParam{{Name: "skb", Type: skb}, {Name: "location", Type: loc}, {Name: "reason", Type: dropReason}, {Name: "rx_sk", Type: rxSock}},
+			retrans: retransErr,
+			extra:   []btf.Type{ownClass},
+			want:    prototypes{rstReason: true, rstNoSocket: true, kfreeReason: true, kfreeRxSk: true, retransErr: true},
+		},
+		{
 			// A third argument that is not the reason enum is not read as one.
-			name:  "third argument of another type",
-			rst:   []btf.FuncParam{{Name: "sk", Type: sock}, {Name: "skb", Type: skb}, {Name: "x", Type: u32}},
-			kfree: []btf.FuncParam{{Name: "skb", Type: skb}, {Name: "location", Type: loc}, {Name: "x", Type: u32}},
+			name:    "third argument of another type",
+			rst:     []btf.FuncParam{{Name: "sk", Type: sock}, {Name: "skb", Type: skb}, {Name: "x", Type: u32}},
+			kfree:   []btf.FuncParam{{Name: "skb", Type: skb}, {Name: "location", Type: loc}, {Name: "x", Type: u32}},
+			retrans: append(retrans[:2:2], btf.FuncParam{Name: "x", Type: u32}),
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := readPrototypes(kernelSpec(t, tc.rst, tc.kfree, tc.extra...))
+			if tc.retrans == nil {
+				tc.retrans = retrans
+			}
+			got, err := readPrototypes(kernelSpec(t, tc.rst, tc.kfree, tc.retrans, tc.extra...))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -73,6 +73,11 @@ type Counters struct {
 	// RefusedFolded and RefusedStormsFull are the same for refused
 	// connects.
 	RefusedFolded, RefusedStormsFull uint64
+	// RetransUnsent counts retransmits the kernel tried and gave up on
+	// before sending or counting one (the segment still queued on this
+	// host, the peer's window closed, no memory or no route): kernels
+	// newer than 6.12 (6.18) tell them, and they are not retransmits.
+	RetransUnsent uint64
 	// Missed counts, per hook, the times the kernel skipped a program
 	// because another run of it was under way on the same CPU (a softirq
 	// interrupting it): those events were never seen. From the kernel's
@@ -310,6 +315,7 @@ func (t *Tracer) Counters() (Counters, error) {
 		ResetStormsFull:        sums[tcpspanCounterCOUNTER_RESET_STORMS_FULL],
 		RefusedFolded:          sums[tcpspanCounterCOUNTER_REFUSED_FOLDED],
 		RefusedStormsFull:      sums[tcpspanCounterCOUNTER_REFUSED_STORMS_FULL],
+		RetransUnsent:          sums[tcpspanCounterCOUNTER_RETRANS_UNSENT],
 		Malformed:              t.malformed.Load(),
 	}, nil
 }

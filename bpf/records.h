@@ -333,7 +333,10 @@ enum counter {
 	COUNTER_REFUSED_FOLDED = 13,
 	/* refused connects sent as records because refused_storms was full */
 	COUNTER_REFUSED_STORMS_FULL = 14,
-	COUNTER_MAX = 15,
+	/* retransmits the kernel tried and did not send, nor count (its
+	 * tcp_retransmit_skb tells them after 6.12): not retransmits */
+	COUNTER_RETRANS_UNSENT = 15,
+	COUNTER_MAX = 16,
 };
 
 #endif /* TCPSPAN_RECORDS_H */

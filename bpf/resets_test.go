@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/btf"
+
 	"github.com/tcpspan/tcpspan/bpf"
 	"github.com/tcpspan/tcpspan/conn"
 	"github.com/tcpspan/tcpspan/exporter"
@@ -240,4 +242,73 @@ func TestSoftirqInTaskMode(t *testing.T) {
 	if child.Closer != nil || child.Has(conn.EventClose) {
 		t.Errorf("child: closer %+v; want none", child.Closer)
 	}
+}
+
+// A retransmit the kernel gives up on before sending it is not one:
+// __tcp_retransmit_skb() returns -EBUSY while the segment is still queued
+// on this host, and counts nothing (TcpRetransSegs, total_retrans). On
+// kernels after 6.12 (6.18 here) its tracepoint fires for such attempts
+// too, with the error. A slow qdisc (tbf, 1 KB/s) holds the client's
+// packets past their RTO. A
+// retransmit event stands for a packet sent again, of one segment or more
+// (the kernel counts segments), so the client's events and those left out
+// can be no more than the namespace's TcpRetransSegs; and on kernels that
+// tell the attempts, some must have been counted as unsent.
+func TestRetransmitsHeldInHostQueue(t *testing.T) {
+	ns := testutil.NewNetNS(t)
+	// Segments of 1448 bytes, not 64 KB, so that the qdisc holds several.
+	ns.Exec(t, "ip", "link", "set", "lo", "mtu", "1500")
+	c := startCapture(t, ns, 200*time.Millisecond)
+	before := ns.Counters(t)
+
+	cl, srv, ln := acceptedPair(t, ns)
+	defer ln.Close()
+	defer srv.Close()
+	ns.Exec(t, "tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "8kbit", "burst", "3000", "latency", "20s")
+	// Ten writes of 1000 bytes (Go sets TCP_NODELAY): packets of their own
+	// until the qdisc's queue holds the rest back.
+	for range 10 {
+		mustWrite(t, cl, 1000)
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // RTOs at 0.2, 0.6 and 1.4 s, the packets still queued
+	ns.Exec(t, "tc", "qdisc", "del", "dev", "lo", "root")
+	mustRead(t, srv, 10000)
+	cl.Close()
+	srv.Close()
+
+	clientAddr, serverAddr := endpoint(cl.LocalAddr()), endpoint(ln.Addr())
+	client := c.wait(5*time.Second, between(clientAddr, serverAddr, conn.SideClient))[0]
+	after := ns.Counters(t)
+	c.stop()
+	retrans := after["TcpRetransSegs"] - before["TcpRetransSegs"]
+	kept, dropped := uint64(client.Count(conn.EventRetransmit)), uint64(client.RetransmitEventsDropped)
+	unsent := c.final.RetransUnsent
+	t.Logf("TcpRetransSegs +%d, TcpExtTCPRetransFail +%d; %d events + %d left out; %d attempts not sent",
+		retrans, after["TcpExtTCPRetransFail"]-before["TcpExtTCPRetransFail"], kept, dropped, unsent)
+	if retrans == 0 || kept == 0 || kept+dropped > retrans || uint64(client.Retransmits) != retrans {
+		t.Errorf("retransmits: %d events + %d left out, total %d; TcpRetransSegs +%d\n%s",
+			kept, dropped, client.Retransmits, retrans, describe(client))
+	}
+	tells := retransmitTellsErrors(t)
+	t.Logf("tcp_retransmit_skb has an error argument: %v", tells)
+	if tells && unsent == 0 {
+		t.Error("no retransmit attempt counted as unsent: the qdisc held no packet past its RTO, and the test shows nothing")
+	}
+}
+
+// retransmitTellsErrors says whether the running kernel's tcp_retransmit_skb
+// tracepoint has an error argument, and so fires for attempts not sent.
+func retransmitTellsErrors(t *testing.T) bool {
+	t.Helper()
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var td *btf.Typedef
+	if err := spec.TypeByName("btf_trace_tcp_retransmit_skb", &td); err != nil {
+		t.Fatal(err)
+	}
+	proto := td.Type.(*btf.Pointer).Target.(*btf.FuncProto)
+	return len(proto.Params) == 4 // the private data, sk, skb, err
 }

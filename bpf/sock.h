@@ -17,6 +17,12 @@
 #define IPPROTO_MPTCP 262
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
+/* errno values (asm-generic/errno*.h), as the kernel passes them, negated */
+#define EINVAL 22
+#define EAGAIN 11
+#define ENOMEM 12
+#define EBUSY 16
+#define EHOSTUNREACH 113
 
 #define min_u32(a, b) ((a) < (b) ? (a) : (b))
 #define max_u32(a, b) ((a) > (b) ? (a) : (b))

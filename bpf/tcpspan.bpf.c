@@ -659,6 +659,21 @@ int tcp_retransmit_skb(struct bpf_raw_tracepoint_args *ctx)
 
 	if (!c)
 		return 0;
+	/* Where the tracepoint has an error (after 6.12), it fires for every
+	 * attempt, also those __tcp_retransmit_skb() gives up before it counts
+	 * a retransmit (TcpRetransSegs, total_retrans): the segment still
+	 * queued on this host, the peer's window closed, no memory, no route.
+	 * Those are not retransmits. Any other error is the transmit's own
+	 * (a full qdisc, a firewall), after the count: a retransmit, as the
+	 * kernel counts it. Before, it fired for a segment sent only. */
+	if (retrans_has_err) {
+		int err = (int)ctx->args[2];
+
+		if (err == -EBUSY || err == -EAGAIN || err == -ENOMEM || err == -EINVAL || err == -EHOSTUNREACH) {
+			count(COUNTER_RETRANS_UNSENT);
+			return 0;
+		}
+	}
 	if (fetch_add(&c->retrans_seen, 1) < MAX_RETRANS_EVENTS)
 		conn_event(c, 0, EVENT_RETRANS, sk_state(sk), CTX_KERNEL, 0, 0, 0);
 	return 0;

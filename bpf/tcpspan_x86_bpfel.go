@@ -89,7 +89,8 @@ const (
 	tcpspanCounterCOUNTER_RESET_STORMS_FULL        tcpspanCounter = 12
 	tcpspanCounterCOUNTER_REFUSED_FOLDED           tcpspanCounter = 13
 	tcpspanCounterCOUNTER_REFUSED_STORMS_FULL      tcpspanCounter = 14
-	tcpspanCounterCOUNTER_MAX                      tcpspanCounter = 15
+	tcpspanCounterCOUNTER_RETRANS_UNSENT           tcpspanCounter = 15
+	tcpspanCounterCOUNTER_MAX                      tcpspanCounter = 16
 )
 
 type tcpspanCountersBuf struct {
@@ -369,6 +370,7 @@ const (
 	tcpspanVarListenOverflowReason      = "listen_overflow_reason"
 	tcpspanVarNoSocketReason            = "no_socket_reason"
 	tcpspanVarResetWindowNs             = "reset_window_ns"
+	tcpspanVarRetransHasErr             = "retrans_has_err"
 	tcpspanVarRstHasReason              = "rst_has_reason"
 	tcpspanVarSkipClean                 = "skip_clean"
 	tcpspanVarSoftirqInTask             = "softirq_in_task"
@@ -490,6 +492,7 @@ type tcpspanVariableSpecs struct {
 	ListenOverflowReason  *ebpf.VariableSpec `ebpf:"listen_overflow_reason"`
 	NoSocketReason        *ebpf.VariableSpec `ebpf:"no_socket_reason"`
 	ResetWindowNs         *ebpf.VariableSpec `ebpf:"reset_window_ns"`
+	RetransHasErr         *ebpf.VariableSpec `ebpf:"retrans_has_err"`
 	RstHasReason          *ebpf.VariableSpec `ebpf:"rst_has_reason"`
 	SkipClean             *ebpf.VariableSpec `ebpf:"skip_clean"`
 	SoftirqInTask         *ebpf.VariableSpec `ebpf:"softirq_in_task"`
@@ -580,6 +583,7 @@ type tcpspanVariables struct {
 	ListenOverflowReason  *ebpf.Variable `ebpf:"listen_overflow_reason"`
 	NoSocketReason        *ebpf.Variable `ebpf:"no_socket_reason"`
 	ResetWindowNs         *ebpf.Variable `ebpf:"reset_window_ns"`
+	RetransHasErr         *ebpf.Variable `ebpf:"retrans_has_err"`
 	RstHasReason          *ebpf.Variable `ebpf:"rst_has_reason"`
 	SkipClean             *ebpf.Variable `ebpf:"skip_clean"`
 	SoftirqInTask         *ebpf.Variable `ebpf:"softirq_in_task"`

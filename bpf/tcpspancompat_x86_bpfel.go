@@ -89,7 +89,8 @@ const (
 	tcpspanCompatCounterCOUNTER_RESET_STORMS_FULL        tcpspanCompatCounter = 12
 	tcpspanCompatCounterCOUNTER_REFUSED_FOLDED           tcpspanCompatCounter = 13
 	tcpspanCompatCounterCOUNTER_REFUSED_STORMS_FULL      tcpspanCompatCounter = 14
-	tcpspanCompatCounterCOUNTER_MAX                      tcpspanCompatCounter = 15
+	tcpspanCompatCounterCOUNTER_RETRANS_UNSENT           tcpspanCompatCounter = 15
+	tcpspanCompatCounterCOUNTER_MAX                      tcpspanCompatCounter = 16
 )
 
 type tcpspanCompatCountersBuf struct {
@@ -321,6 +322,7 @@ const (
 	tcpspanCompatVarListenOverflowReason      = "listen_overflow_reason"
 	tcpspanCompatVarNoSocketReason            = "no_socket_reason"
 	tcpspanCompatVarResetWindowNs             = "reset_window_ns"
+	tcpspanCompatVarRetransHasErr             = "retrans_has_err"
 	tcpspanCompatVarRstHasReason              = "rst_has_reason"
 	tcpspanCompatVarSkipClean                 = "skip_clean"
 	tcpspanCompatVarSoftirqInTask             = "softirq_in_task"
@@ -442,6 +444,7 @@ type tcpspanCompatVariableSpecs struct {
 	ListenOverflowReason  *ebpf.VariableSpec `ebpf:"listen_overflow_reason"`
 	NoSocketReason        *ebpf.VariableSpec `ebpf:"no_socket_reason"`
 	ResetWindowNs         *ebpf.VariableSpec `ebpf:"reset_window_ns"`
+	RetransHasErr         *ebpf.VariableSpec `ebpf:"retrans_has_err"`
 	RstHasReason          *ebpf.VariableSpec `ebpf:"rst_has_reason"`
 	SkipClean             *ebpf.VariableSpec `ebpf:"skip_clean"`
 	SoftirqInTask         *ebpf.VariableSpec `ebpf:"softirq_in_task"`
@@ -532,6 +535,7 @@ type tcpspanCompatVariables struct {
 	ListenOverflowReason  *ebpf.Variable `ebpf:"listen_overflow_reason"`
 	NoSocketReason        *ebpf.Variable `ebpf:"no_socket_reason"`
 	ResetWindowNs         *ebpf.Variable `ebpf:"reset_window_ns"`
+	RetransHasErr         *ebpf.Variable `ebpf:"retrans_has_err"`
 	RstHasReason          *ebpf.Variable `ebpf:"rst_has_reason"`
 	SkipClean             *ebpf.Variable `ebpf:"skip_clean"`
 	SoftirqInTask         *ebpf.Variable `ebpf:"softirq_in_task"`

@@ -6,9 +6,9 @@
 #
 # Each kernel is a Debian cloud kernel (scripts/kernels-fetch.sh: the newest
 # of its series, cached). It boots under qemu with TCG (there is no KVM here)
-# from an initramfs holding busybox-static, the host's ip and nft with their
-# libraries, the nf_tables module of that kernel with its dependencies, and
-# the test binary built static with `go test -c`. The init script mounts what
+# from an initramfs holding busybox-static, the host's ip, nft and tc with
+# their libraries, the nf_tables and sch_tbf modules of that kernel with
+# their dependencies, and the test binary built static with `go test -c`. The init script mounts what
 # the tests need, runs the binary with -test.v and prints a result marker,
 # then powers off. Each kernel has a hard timeout.
 #
@@ -103,9 +103,12 @@ build_initramfs() {
 	cp -r bpf/testdata "$root/work/"
 	copy_with_libs "$root" "$(command -v ip)"
 	copy_with_libs "$root" "$(command -v nft)"
+	copy_with_libs "$root" "$(command -v tc)"
 	: >"$root/modules/order"
 	# nft for the scenarios that hold back or drop packets.
 	add_module "$root" "$kdir" nf_tables
+	# tc's tbf, for the scenario that holds packets on the host.
+	add_module "$root" "$kdir" sch_tbf
 	cat >"$root/init" <<-EOF
 		#!/bin/busybox sh
 		/bin/busybox --install -s /bin
