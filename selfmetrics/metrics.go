@@ -86,6 +86,8 @@ var Definitions = []Definition{
 		}},
 	{"tcpspan.events.truncated", "{event}", "Events beyond a connection's per-connection limit, summarised instead of recorded.", Counter,
 		func(h agent.Health) []Point { return one(h.Kernel.ConnEventsLost) }},
+	{"tcpspan.retransmits.unsent", "{attempt}", "Retransmits of traced connections the kernel tried and gave up on before sending or counting one (the packet still queued on the host, the peer's window closed, no memory or route): not retransmits. Kernels after 6.12 tell them.", Counter,
+		func(h agent.Health) []Point { return one(h.Kernel.RetransUnsent) }},
 	{"tcpspan.connections.midlife", "{connection}", "Connections first seen mid-life: open before the agent started, or evicted from the full kernel connection map (-max-connections) and tracked again.", Counter,
 		func(h agent.Health) []Point { return one(h.Kernel.ConnMidlife) }},
 	{"tcpspan.connections.tracked", "{connection}", "Connections the kernel side tracks now (open, or closing), in its map of -max-connections entries.", Gauge,
