@@ -8,9 +8,10 @@
 # of its series, cached). It boots under qemu with TCG (there is no KVM here)
 # from an initramfs holding busybox-static, the host's ip, nft and tc with
 # their libraries, the nf_tables and sch_tbf modules of that kernel with
-# their dependencies, and the test binary built static with `go test -c`. The init script mounts what
-# the tests need, runs the binary with -test.v and prints a result marker,
-# then powers off. Each kernel has a hard timeout.
+# their dependencies, and the test binary built static with `go test -c`.
+# The init script mounts what the tests need, runs the binary with -test.v
+# and prints a result marker, then powers off. Each kernel has a hard
+# timeout.
 #
 # Inside the VM the test binary runs with TCPSPAN_BPF_TESTS_REQUIRED=1 and
 # TCPSPAN_KERNEL_SERIES set, so TestKernelFeatures checks that every
@@ -29,7 +30,7 @@ export PATH=$PATH:/usr/local/go/bin
 series=("$@")
 [ ${#series[@]} -gt 0 ] || series=(5.10 6.1 6.12)
 # Per-kernel hard limit. Under TCG a BPF load takes 10-20x longer than on
-# the host: boot and the whole package (54 tests) take 165-185 s per kernel
+# the host: boot and the whole package (56 tests) take 165-200 s per kernel
 # here, so the limit leaves about twice that. The tests inside stop 30 s
 # before qemu is killed, so that a hung test prints its goroutines.
 timeout_s=${TCPSPAN_KERNEL_TIMEOUT:-360}
