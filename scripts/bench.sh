@@ -24,8 +24,8 @@
 #                  loopback connections one at a time on one pinned CPU
 #                  (bench/connloop; µs per connection of the fastest batch),
 #                  no agent, tcpspan exporting every connection (to the
-#                  counting receiver) and tcpspan -clean-ratio 0: builds
-#                  that rates cannot tell apart on a noisy machine
+#                  counting receiver) and tcpspan -clean-ratio 0: steadier
+#                  than wrk's rates where the machine's speed holds
 #   export-sink-b, errors-only-b, keepalive-agent-b, syscall-agent-b,
 #   loop-errors-b
 #                  those modes with BIN_B

@@ -16,9 +16,10 @@ const (
 	kindSyscall = "syscall"
 	// kindLoop is bench/connloop: loopback connections one at a time on
 	// one pinned CPU, in batches; its figure is ns per connection of the
-	// fastest batch, its rate the connections/s that makes. Unlike the
-	// rates of wrk, it tells builds a few µs per connection apart on a
-	// noisy machine.
+	// fastest batch, its rate the connections/s that makes. Steadier than
+	// wrk's rates, but not where the machine's speed drifts from round to
+	// round (docs/performance.md); PROFILE=1's BPF statistics are not
+	// moved by that.
 	kindLoop = "loop"
 )
 
