@@ -6,7 +6,7 @@
 // CPU times, the agent's log), reads them back and writes the tables,
 // results.json and the chart. The other commands read such directories.
 //
-//	report bench -bin DIR               make bench (root); DIR holds rstorm, otlpsink, getpid
+//	report bench -bin DIR               make bench (root); DIR holds rstorm, otlpsink, getpid, connloop
 //	report line RUNDIR                  one progress line for a finished run
 //	report jaeger -url URL RUNDIR       count the spans and events Jaeger holds for a run
 //	                                    (appends key=value lines to stdout)

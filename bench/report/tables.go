@@ -64,32 +64,10 @@ func printTables(w io.Writer, res *Results) {
 		}
 	}
 
-	var sys []string
-	for _, m := range res.Modes {
-		if m.Kind == kindSyscall && m.NsPerCall > 0 {
-			s := fmt.Sprintf("%s %.1f", m.Mode, m.NsPerCall)
-			if m.Mode != m.Baseline {
-				s += fmt.Sprintf(" (%+.1f)", m.NsPerCallDiff)
-			}
-			sys = append(sys, s)
-		}
-	}
-	if len(sys) > 0 {
-		fmt.Fprintf(w, "   getpid ns/call (fastest batch, median over rounds): %s.\n", strings.Join(sys, ", "))
-	}
-	var loop []string
-	for _, m := range res.Modes {
-		if m.Kind == kindLoop && m.NsPerConn > 0 {
-			s := fmt.Sprintf("%s %.1f", m.Mode, m.NsPerConn/1000)
-			if m.Mode != m.Baseline {
-				s += fmt.Sprintf(" (%+.1f)", m.NsPerConnDiff/1000)
-			}
-			loop = append(loop, s)
-		}
-	}
-	if len(loop) > 0 {
-		fmt.Fprintf(w, "   connloop µs/conn (one pinned thread, fastest batch, median over rounds): %s.\n", strings.Join(loop, ", "))
-	}
+	printFastest(w, res.Modes, kindSyscall, "getpid ns/call (fastest batch, median over rounds)",
+		func(m *Mode) (float64, float64) { return m.NsPerCall, m.NsPerCallDiff })
+	printFastest(w, res.Modes, kindLoop, "connloop µs/conn (one pinned thread, fastest batch, median over rounds)",
+		func(m *Mode) (float64, float64) { return m.NsPerConn / 1000, m.NsPerConnDiff / 1000 })
 
 	fmt.Fprintln(w, "\n   per round (rate/s):")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -162,4 +140,24 @@ func maxRounds(ms []*Mode) int {
 		n = max(n, m.Rounds)
 	}
 	return n
+}
+
+// printFastest writes one line of the pinned loops' figures for the modes
+// of a kind: each mode's value, and what it adds to its baseline's.
+func printFastest(w io.Writer, modes []*Mode, kind, label string, value func(*Mode) (v, diff float64)) {
+	var parts []string
+	for _, m := range modes {
+		v, diff := value(m)
+		if m.Kind != kind || v <= 0 {
+			continue
+		}
+		s := fmt.Sprintf("%s %.1f", m.Mode, v)
+		if m.Mode != m.Baseline {
+			s += fmt.Sprintf(" (%+.1f)", diff)
+		}
+		parts = append(parts, s)
+	}
+	if len(parts) > 0 {
+		fmt.Fprintf(w, "   %s: %s.\n", label, strings.Join(parts, ", "))
+	}
 }
